@@ -1,0 +1,205 @@
+"""Frozen configuration dataclasses, validated at the edge (CLI, JSON, sweep file).
+
+``ModelConfig`` says what network to build, ``TrainConfig`` how to train it for a budget.
+Unknown keys and wrong types raise :class:`~study.errors.UsageError` here, never deep inside
+training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from study.errors import UsageError
+
+ARCHS = ("gpt", "lstm", "diffusion")
+POS_SCHEMES = ("learned", "rope", "alibi", "none")
+MLP_TYPES = ("swiglu", "gelu")
+DEVICES = ("auto", "cuda", "mps", "cpu")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The network. ``d_model`` must divide by ``n_head`` for attention models."""
+
+    arch: str = "gpt"
+    n_layer: int = 4
+    d_model: int = 128
+    n_head: int = 4
+    pos: str = "learned"
+    mlp: str = "swiglu"
+    vocab_size: int = 4096
+    seq_len: int = 256
+
+    def validate(self) -> None:
+        _choice("arch", self.arch, ARCHS)
+        _choice("pos", self.pos, POS_SCHEMES)
+        _choice("mlp", self.mlp, MLP_TYPES)
+        _at_least("n_layer", self.n_layer, 1)
+        _at_least("d_model", self.d_model, 1)
+        _at_least("n_head", self.n_head, 1)
+        _at_least("seq_len", self.seq_len, 2)
+        if not 257 <= self.vocab_size <= 2**32 - 1:
+            raise UsageError(
+                f"vocab_size must be between 257 (one id per byte and one special) and 2**32 - 1, "
+                f"got {self.vocab_size}"
+            )
+        if self.arch != "lstm":
+            if self.d_model % self.n_head:
+                raise UsageError(
+                    f"d_model ({self.d_model}) must be divisible by n_head ({self.n_head})"
+                )
+            if self.pos == "rope" and (self.d_model // self.n_head) % 2:
+                raise UsageError(
+                    f"rope needs an even head dimension; d_model/n_head = "
+                    f"{self.d_model // self.n_head}"
+                )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One budgeted training job. Everything needed to re-run it, apart from the data files.
+
+    ``batch_size`` of ``None`` lets the trainer pick one that fills the device; ``compile`` of
+    ``None`` lets it decide per device; ``precision`` ``auto`` is bf16 autocast on CUDA and
+    float32 elsewhere.
+    """
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    budget: float = 300.0
+    data: str | None = None
+    device: str = "auto"
+    batch_size: int | None = None
+    lr: float = 3e-3
+    warmup_frac: float = 0.02
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    grad_accum: int = 1
+    precision: str = "auto"
+    compile: bool | None = None
+    curriculum: bool = False
+    seed: int = 0
+    prompt: str = "Once upon a time"
+    sample_tokens: int = 120
+    eval_tokens: int = 262_144
+    curve_points: int = 20
+    curve_eval_tokens: int = 32_768
+    max_stories: int = 100_000
+
+    def validate(self) -> None:
+        self.model.validate()
+        if not (isinstance(self.budget, (int, float)) and math.isfinite(self.budget)):
+            raise UsageError(f"budget must be a finite number of seconds, got {self.budget!r}")
+        if self.budget <= 0:
+            raise UsageError(f"budget must be positive, got {self.budget:g} seconds")
+        _choice("device", self.device, DEVICES)
+        _choice("precision", self.precision, PRECISIONS)
+        if self.batch_size is not None:
+            _at_least("batch_size", self.batch_size, 1)
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise UsageError(f"lr must be a positive finite number, got {self.lr!r}")
+        if not 0 <= self.warmup_frac < 1:
+            raise UsageError(f"warmup_frac must be in [0, 1), got {self.warmup_frac!r}")
+        if self.weight_decay < 0:
+            raise UsageError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        for name in ("beta1", "beta2"):
+            value = getattr(self, name)
+            if not 0 <= value < 1:
+                raise UsageError(f"{name} must be in [0, 1), got {value!r}")
+        if self.grad_clip < 0:
+            raise UsageError(f"grad_clip must be >= 0 (0 turns clipping off), got {self.grad_clip!r}")
+        _at_least("grad_accum", self.grad_accum, 1)
+        _at_least("sample_tokens", self.sample_tokens, 0)
+        _at_least("eval_tokens", self.eval_tokens, self.model.seq_len)
+        _at_least("curve_points", self.curve_points, 1)
+        _at_least("curve_eval_tokens", self.curve_eval_tokens, self.model.seq_len)
+        _at_least("max_stories", self.max_stories, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with top-level fields or model fields (``model.n_layer`` or ``n_layer``) changed."""
+        model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
+        top, model = {}, {}
+        for key, value in changes.items():
+            key = key.removeprefix("model.")
+            (model if key in model_fields else top)[key] = value
+        new = dataclasses.replace(self, **top)
+        if model:
+            new = dataclasses.replace(new, model=dataclasses.replace(new.model, **model))
+        return new
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
+        """Build and validate from a nested dict (as ``to_dict`` writes); unknown keys fail."""
+        if not isinstance(raw, dict):
+            raise UsageError(f"a config must be a JSON object, got {type(raw).__name__}")
+        raw = dict(raw)
+        model_raw = raw.pop("model", {})
+        if not isinstance(model_raw, dict):
+            raise UsageError("config key 'model' must be an object")
+        model = ModelConfig(**_typed_kwargs(ModelConfig, model_raw, where="model."))
+        config = cls(model=model, **_typed_kwargs(cls, raw, where="", skip={"model"}))
+        config.validate()
+        return config
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainConfig:
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"config is not valid JSON: {exc}") from None
+        return cls.from_dict(raw)
+
+
+def _choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise UsageError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _at_least(name: str, value: int, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise UsageError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def _typed_kwargs(
+    cls: type, raw: dict[str, Any], *, where: str, skip: set[str] | None = None
+) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)} - (skip or set())
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise UsageError(f"unknown config key(s): {', '.join(where + u for u in unknown)}")
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        out[key] = _coerce(where + key, value, hints[key])
+    return out
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """Check ``value`` against a simple annotation; ints are accepted where floats are expected."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None:
+        if type(None) in options:
+            return None
+        raise UsageError(f"config key {name} must not be null")
+    for option in options:
+        if option is bool and isinstance(value, bool):
+            return value
+        if option is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if option is str and isinstance(value, str):
+            return value
+    expected = " or ".join(getattr(o, "__name__", str(o)) for o in options)
+    raise UsageError(f"config key {name} must be {expected}, got {value!r}")

@@ -1,0 +1,46 @@
+"""What one budgeted training job produced (``python -m study.train --json`` writes this)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+# Exit statuses of ``python -m study.train`` that the study runner maps to a failed trial reason.
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_DIVERGED = 3  # loss became NaN or infinite
+EXIT_OOM = 4  # the device ran out of memory
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Final metrics of one job. ``val_*`` are on the fixed held-out token set.
+
+    ``val_bpb`` is total NLL in nats / (ln 2 * UTF-8 bytes of the evaluated targets).
+    ``val_is_bound`` is True when the loss is an upper bound (diffusion ELBO), not an exact NLL.
+    ``curve`` holds ``{elapsed_s, tokens, train_loss, val_loss}`` at regular budget fractions.
+    """
+
+    config: dict[str, Any]
+    val_loss: float
+    val_ppl: float
+    val_bpb: float
+    params: int
+    params_nonembedding: int
+    flops_per_token: int
+    tokens_seen: int
+    tokens_per_second: float
+    train_seconds: float
+    steps: int
+    epochs: float
+    batch_size: int
+    device: str
+    device_name: str
+    versions: dict[str, str]
+    sample: str
+    curve: list[dict[str, float]] = field(default_factory=list)
+    val_is_bound: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

@@ -1,0 +1,64 @@
+"""The harness's own tables, kept in the same database as Optuna's.
+
+Optuna's tables hold each trial's objective (held-out perplexity) and its user attributes (the
+scalar results and the full config, see ``TRIAL_ATTRS``). Series too long for attributes live
+here, keyed by Optuna's ``trial_id`` (unique across studies in one storage) with the study name and
+trial number repeated so a reader needs no join.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+SCHEMA_VERSION = 1
+
+metadata = sa.MetaData()
+
+meta = sa.Table(
+    "harness_meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(256), nullable=False),
+)
+
+curve = sa.Table(
+    "harness_curve",
+    metadata,
+    sa.Column("trial_id", sa.Integer, primary_key=True),
+    sa.Column("idx", sa.Integer, primary_key=True),
+    sa.Column("study_name", sa.String(512), nullable=False, index=True),
+    sa.Column("trial_number", sa.Integer, nullable=False),
+    sa.Column("elapsed_s", sa.Float, nullable=False),
+    sa.Column("tokens", sa.BigInteger, nullable=False),
+    sa.Column("train_loss", sa.Float, nullable=True),
+    sa.Column("val_loss", sa.Float, nullable=True),
+)
+
+sample = sa.Table(
+    "harness_sample",
+    metadata,
+    sa.Column("trial_id", sa.Integer, primary_key=True),
+    sa.Column("study_name", sa.String(512), nullable=False, index=True),
+    sa.Column("trial_number", sa.Integer, nullable=False),
+    sa.Column("prompt", sa.Text, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+)
+
+# User attributes every complete trial carries (Optuna ``trial.user_attrs``).
+TRIAL_ATTRS = (
+    "config",  # TrainConfig.to_dict(), nested
+    "arch", "n_layer", "d_model", "n_head", "pos", "mlp", "lr", "batch_size", "budget",
+    "params",  # total, tied embeddings counted once
+    "params_nonembedding",
+    "flops_per_token",
+    "tokens_seen",
+    "tokens_per_second",  # steady state
+    "train_seconds",
+    "steps",
+    "epochs",  # tokens_seen / training tokens available
+    "val_loss", "val_ppl", "val_bpb", "val_is_bound",
+    "device",  # e.g. "cuda", "cpu"
+    "device_name",  # e.g. "NVIDIA H100 80GB HBM3", "cpu (2 threads)"
+    "versions",  # {"python", "torch", "numpy", "tokenizers", "study"}
+    "seed",
+)
