@@ -89,9 +89,9 @@ class TrainConfig:
     seed: int = 0
     prompt: str = "Once upon a time"
     sample_tokens: int = 120
-    eval_tokens: int = 262_144
-    curve_points: int = 20
-    curve_eval_tokens: int = 32_768
+    eval_tokens: int = 65_536
+    curve_points: int = 10
+    curve_eval_tokens: int = 8_192
     max_stories: int = 100_000
 
     def validate(self) -> None:
@@ -115,7 +115,7 @@ class TrainConfig:
             if not 0 <= value < 1:
                 raise UsageError(f"{name} must be in [0, 1), got {value!r}")
         if self.grad_clip < 0:
-            raise UsageError(f"grad_clip must be >= 0 (0 turns clipping off), got {self.grad_clip!r}")
+            raise UsageError(f"grad_clip must be >= 0 (0 is off), got {self.grad_clip!r}")
         _at_least("grad_accum", self.grad_accum, 1)
         _at_least("sample_tokens", self.sample_tokens, 0)
         _at_least("eval_tokens", self.eval_tokens, self.model.seq_len)
@@ -127,7 +127,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def replace(self, **changes: Any) -> TrainConfig:
-        """A copy with top-level fields or model fields (``model.n_layer`` or ``n_layer``) changed."""
+        """A copy with fields changed; model fields as ``model.n_layer`` or ``n_layer``."""
         model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
         top, model = {}, {}
         for key, value in changes.items():

@@ -1,0 +1,72 @@
+"""Model zoo: ``build_model(config)`` and ``count_params(config)``, the one owner of counts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from study.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class ParamCount:
+    """Parameter counts and training FLOPs per token of one model configuration.
+
+    ``total``: every trainable parameter, the tied input/output embedding counted once (the
+    number fits use). ``embedding``: token (and learned position) embeddings.
+    ``nonembedding``: ``total - embedding`` (Kaplan et al.'s N). ``flops_per_token``: training
+    FLOPs per token, forward and backward, PaLM convention: 6 x (non-embedding weights + the
+    output projection's vocab x d_model) + 12 x n_layer x d_model x seq_len for attention scores.
+    """
+
+    total: int
+    embedding: int
+    nonembedding: int
+    flops_per_token: int
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    config.validate()
+    if config.arch == "gpt":
+        from study.models.gpt import GPT
+
+        return GPT(config)
+    raise NotImplementedError(f"arch {config.arch!r} has no model yet")
+
+
+def param_groups(model: nn.Module) -> dict[str, int]:
+    """Split ``model``'s parameters into ``embedding`` and ``nonembedding`` (shared tensors once).
+
+    Embeddings are the parameters of ``nn.Embedding`` modules; the tied output head shares the
+    token embedding's tensor, so it is counted there and only once.
+    """
+    embedding_ids = {
+        id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()
+    }
+    groups = {"embedding": 0, "nonembedding": 0}
+    for p in model.parameters():  # parameters() yields each shared tensor once
+        groups["embedding" if id(p) in embedding_ids else "nonembedding"] += p.numel()
+    assert sum(groups.values()) == sum(p.numel() for p in model.parameters())
+    return groups
+
+
+def count_params(config: ModelConfig, model: nn.Module | None = None) -> ParamCount:
+    """Counts for ``config``; builds the model on the meta device (no memory) if none is given."""
+    if model is None:
+        with torch.device("meta"):
+            model = build_model(config)
+    groups = param_groups(model)
+    total = groups["embedding"] + groups["nonembedding"]
+    head = config.vocab_size * config.d_model
+    attention = 12 * config.n_layer * config.d_model * config.seq_len
+    if config.arch == "lstm":
+        attention = 0
+    flops = 6 * (groups["nonembedding"] + head) + attention
+    return ParamCount(
+        total=total,
+        embedding=groups["embedding"],
+        nonembedding=groups["nonembedding"],
+        flops_per_token=flops,
+    )

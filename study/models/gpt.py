@@ -1,0 +1,160 @@
+"""A GPT-2 style decoder, small enough to read in one sitting.
+
+Components in dependency order: positional helpers, attention, MLP, block, model. Tied input and
+output embeddings, no dropout, no biases, ``scaled_dot_product_attention`` for attention.
+Positional schemes: ``learned`` (absolute embedding), ``rope`` (rotary), ``alibi`` (linear
+attention bias) and ``none`` (causal masking alone carries position).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from study.config import ModelConfig
+
+
+def mlp_hidden(config: ModelConfig) -> int:
+    """Hidden width of the MLP: 4d for GELU, 8d/3 rounded up to a multiple of 8 for SwiGLU,
+    so both hold about 8 d^2 parameters."""
+    if config.mlp == "gelu":
+        return 4 * config.d_model
+    return 8 * ((8 * config.d_model // 3 + 7) // 8)
+
+
+def rope_tables(seq_len: int, head_dim: int, base: float = 10000.0) -> tuple[torch.Tensor, ...]:
+    inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    angles = torch.outer(torch.arange(seq_len, dtype=torch.float32), inv_freq)  # (T, hd/2)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs (x1, x2) of the head dimension; x is (B, n_head, T, head_dim)."""
+    T = x.size(-2)
+    cos, sin = cos[:T].to(x.dtype), sin[:T].to(x.dtype)
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+
+
+def alibi_bias(n_head: int, seq_len: int) -> torch.Tensor:
+    """Causal ALiBi bias (n_head, T, T): -slope * distance, -inf above the diagonal."""
+    slopes = torch.tensor([2 ** (-8 * (i + 1) / n_head) for i in range(n_head)])
+    pos = torch.arange(seq_len)
+    distance = (pos[:, None] - pos[None, :]).float()  # (T, T), query minus key
+    bias = -slopes[:, None, None] * distance
+    return bias.masked_fill(distance < 0, float("-inf"))
+
+
+class Attention(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.n_head = config.n_head
+        self.head_dim = config.d_model // config.n_head
+        self.pos = config.pos
+        self.qkv = nn.Linear(config.d_model, 3 * config.d_model, bias=False)
+        self.proj = nn.Linear(config.d_model, config.d_model, bias=False)
+
+    def forward(
+        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None,
+        bias: torch.Tensor | None,
+    ) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)
+        # q, k, v: (B, n_head, T, head_dim)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        if bias is not None:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[:, :T, :T].to(q.dtype))
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, d_model)
+        return self.proj(y)
+
+
+class MLP(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        hidden = mlp_hidden(config)
+        self.swiglu = config.mlp == "swiglu"
+        self.up = nn.Linear(config.d_model, (2 if self.swiglu else 1) * hidden, bias=False)
+        self.down = nn.Linear(hidden, config.d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.up(x)
+        if self.swiglu:
+            gate, value = h.chunk(2, dim=-1)
+            h = F.silu(gate) * value
+        else:
+            h = F.gelu(h, approximate="tanh")
+        return self.down(h)
+
+
+class Block(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(config.d_model, bias=False)
+        self.attn = Attention(config)
+        self.ln2 = nn.LayerNorm(config.d_model, bias=False)
+        self.mlp = MLP(config)
+
+    def forward(
+        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None,
+        bias: torch.Tensor | None,
+    ) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), rope, bias)
+        return x + self.mlp(self.ln2(x))
+
+
+class GPT(nn.Module):
+    """Decoder-only transformer. ``forward(idx, targets)`` returns the mean cross-entropy."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.d_model)
+        self.wpe = nn.Embedding(config.seq_len, config.d_model) if config.pos == "learned" else None
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.d_model, bias=False)
+        self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.head.weight = self.wte.weight  # tied: counted once
+        head_dim = config.d_model // config.n_head
+        if config.pos == "rope":
+            cos, sin = rope_tables(config.seq_len, head_dim)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
+        if config.pos == "alibi":
+            bias = alibi_bias(config.n_head, config.seq_len)
+            self.register_buffer("alibi", bias, persistent=False)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        # GPT-2 init; residual projections scaled by 1/sqrt(2 * n_layer).
+        for name, p in self.named_parameters():
+            if p.dim() < 2:
+                continue
+            std = 0.02
+            if name.endswith(("proj.weight", "down.weight")):
+                std = 0.02 / math.sqrt(2 * self.config.n_layer)
+            nn.init.normal_(p, mean=0.0, std=std)
+
+    def hidden(self, idx: torch.Tensor) -> torch.Tensor:
+        """Final normalised hidden states (B, T, d_model) for token ids (B, T)."""
+        T = idx.size(1)
+        x = self.wte(idx)  # (B, T, d_model)
+        if self.wpe is not None:
+            x = x + self.wpe.weight[:T]
+        rope = (self.rope_cos, self.rope_sin) if self.config.pos == "rope" else None
+        bias = self.alibi if self.config.pos == "alibi" else None
+        for block in self.blocks:
+            x = block(x, rope, bias)
+        return self.ln_f(x)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, T, vocab) without targets; mean next-token cross-entropy with them."""
+        logits = self.head(self.hidden(idx))
+        if targets is None:
+            return logits
+        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten().long())

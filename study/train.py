@@ -1,0 +1,143 @@
+"""``python -m study.train``: train one model for a wall-clock budget and report how good it got.
+
+    python -m study.train --budget 60 --data ../shared/data/tinystories --d-model 128 --json r.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from study.cli import ArgumentParser, write_json_atomic
+from study.config import ARCHS, DEVICES, MLP_TYPES, POS_SCHEMES, PRECISIONS, TrainConfig
+from study.errors import UsageError, cli_main
+from study.result import EXIT_DIVERGED, EXIT_OOM
+
+# CLI flag -> config key (``model.`` keys live in ModelConfig).
+FLAGS: dict[str, tuple[str, type, Any]] = {
+    "budget": ("budget", float, None),
+    "data": ("data", str, None),
+    "device": ("device", str, DEVICES),
+    "arch": ("model.arch", str, ARCHS),
+    "n_layer": ("model.n_layer", int, None),
+    "d_model": ("model.d_model", int, None),
+    "n_head": ("model.n_head", int, None),
+    "pos": ("model.pos", str, POS_SCHEMES),
+    "mlp": ("model.mlp", str, MLP_TYPES),
+    "vocab_size": ("model.vocab_size", int, None),
+    "seq_len": ("model.seq_len", int, None),
+    "batch_size": ("batch_size", int, None),
+    "lr": ("lr", float, None),
+    "warmup_frac": ("warmup_frac", float, None),
+    "weight_decay": ("weight_decay", float, None),
+    "grad_clip": ("grad_clip", float, None),
+    "grad_accum": ("grad_accum", int, None),
+    "precision": ("precision", str, PRECISIONS),
+    "seed": ("seed", int, None),
+    "prompt": ("prompt", str, None),
+    "sample_tokens": ("sample_tokens", int, None),
+    "eval_tokens": ("eval_tokens", int, None),
+    "curve_points": ("curve_points", int, None),
+    "max_stories": ("max_stories", int, None),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = ArgumentParser(
+        prog="python -m study.train",
+        description="Train one tiny language model for a wall-clock budget and evaluate it.",
+    )
+    p.add_argument("--config", type=Path, help="JSON file holding a TrainConfig; flags override it")
+    defaults = TrainConfig()
+    for dest, (key, typ, choices) in FLAGS.items():
+        default = defaults.model if key.startswith("model.") else defaults
+        shown = getattr(default, key.removeprefix("model."))
+        p.add_argument(
+            "--" + dest.replace("_", "-"), dest=dest, type=typ, choices=choices, default=None,
+            help=f"(default: {'TinyStories via datasets' if dest == 'data' else shown})",
+        )
+    p.add_argument("--compile", dest="compile", action=argparse.BooleanOptionalAction,
+                   default=None, help="torch.compile the model (default: on for CUDA only)")
+    p.add_argument("--curriculum", dest="curriculum", action=argparse.BooleanOptionalAction,
+                   default=None, help="grow the sequence length from 64 to full by mid-budget")
+    p.add_argument("--json", type=Path, help="write the result object here")
+    p.add_argument("--events", type=Path, help="append progress and curve points as JSON lines")
+    p.add_argument("--cache-dir", type=Path, help="tokenizer and token cache folder")
+    p.add_argument("--log-interval", type=float, help="seconds between progress lines")
+    p.add_argument("--quiet", action="store_true", help="no progress lines or sample")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    base: dict[str, Any] = {}
+    if args.config is not None:
+        try:
+            base = json.loads(args.config.read_text())
+        except FileNotFoundError:
+            raise UsageError(f"config file not found: {args.config}") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UsageError(f"cannot read config {args.config}: {exc}") from None
+        if not isinstance(base, dict):
+            raise UsageError(f"config {args.config} must hold a JSON object")
+    base = {**base, "model": dict(base.get("model") or {})}
+    for dest, (key, _, _) in FLAGS.items():
+        value = getattr(args, dest)
+        if value is None:
+            continue
+        if key.startswith("model."):
+            base["model"][key.removeprefix("model.")] = value
+        else:
+            base[key] = value
+    for flag in ("compile", "curriculum"):
+        if getattr(args, flag) is not None:
+            base[flag] = getattr(args, flag)
+    return TrainConfig.from_dict(base)
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    config = config_from_args(args)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from study.trainer import Diverged, OutOfMemory, train
+
+    events = open(args.events, "a") if args.events else None  # noqa: SIM115
+    try:
+        result = train(
+            config, cache_dir=args.cache_dir, events=events, log_interval=args.log_interval,
+            out=None if args.quiet else sys.stdout,
+        )
+    except Diverged as exc:
+        return _failed(args.json, "diverged", str(exc), EXIT_DIVERGED)
+    except OutOfMemory as exc:
+        return _failed(args.json, "oom", str(exc), EXIT_OOM)
+    finally:
+        if events is not None:
+            events.close()
+    if not args.quiet:
+        print(
+            f"val loss {result.val_loss:.4f} | val ppl {result.val_ppl:.2f} | "
+            f"val bpb {result.val_bpb:.4f} | params {result.params:,} | "
+            f"{result.tokens_seen:,} tokens ({result.epochs:.2f} epochs) | "
+            f"{result.tokens_per_second:,.0f} tok/s | {result.steps} steps in "
+            f"{result.train_seconds:.1f}s on {result.device_name}"
+        )
+        print(f"sample: {result.sample}")
+    if args.json is not None:
+        write_json_atomic(args.json, result.to_dict())
+    return 0
+
+
+def _failed(path: Path | None, kind: str, reason: str, status: int) -> int:
+    print(f"error: {reason}", file=sys.stderr)
+    if path is not None:
+        write_json_atomic(path, {"error": kind, "reason": reason})
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

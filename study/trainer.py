@@ -1,0 +1,501 @@
+"""One budgeted training job: the clock, the schedule, the loop, the evaluation.
+
+The budget is wall-clock seconds of training from the first optimizer step to the last, compile
+time and host-device copies included; periodic evaluation pauses the clock. The learning rate is a
+function of the elapsed budget fraction (linear warmup, then cosine decay to zero at the end),
+because the number of steps is not known in advance.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import torch
+from torch import nn
+
+from study.config import TrainConfig
+from study.errors import UsageError
+from study.models import build_model, count_params
+from study.result import TrainResult
+
+log = logging.getLogger(__name__)
+
+CURRICULUM_START = 64  # first sequence length of the curriculum
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class OutOfMemory(RuntimeError):
+    """The device ran out of memory."""
+
+
+# --------------------------------------------------------------------------- device and schedule
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks cuda, then mps, then cpu; an explicit device must be present."""
+    cuda = torch.cuda.is_available()
+    mps = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if name == "cuda" and not cuda:
+        raise UsageError("device 'cuda' was asked for but no CUDA device is present")
+    if name == "mps" and not mps:
+        raise UsageError("device 'mps' was asked for but Apple MPS is not available")
+    if name not in ("cuda", "mps", "cpu"):
+        raise UsageError(f"unknown device {name!r}; use auto, cuda, mps or cpu")
+    return torch.device(name)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return f"Apple MPS ({platform.machine()})"
+    return f"cpu {platform.machine()} ({torch.get_num_threads()} threads)"
+
+
+def lr_at(frac: float, *, peak: float, warmup_frac: float) -> float:
+    """Learning rate at elapsed budget fraction ``frac``: linear warmup, cosine decay to 0 at 1."""
+    frac = min(max(frac, 0.0), 1.0)
+    if warmup_frac > 0 and frac < warmup_frac:
+        return peak * frac / warmup_frac
+    progress = (frac - warmup_frac) / (1.0 - warmup_frac)
+    return peak * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def seq_len_at(frac: float, *, full: int, curriculum: bool) -> int:
+    """Sequence length at ``frac``: with the curriculum, powers of two from 64 that reach the full
+    length by half the budget (few distinct shapes, so a compiled step recompiles rarely)."""
+    if not curriculum or full <= CURRICULUM_START:
+        return full
+    doublings = math.ceil(math.log2(full / CURRICULUM_START))
+    stage = min(int(frac / 0.5 * (doublings + 1)), doublings)
+    return min(CURRICULUM_START * 2**stage, full)
+
+
+def default_batch_size(device: torch.device) -> int:
+    """Rows per optimizer step when the config leaves it to the trainer."""
+    return {"cuda": 256, "mps": 64}.get(device.type, 32)
+
+
+def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    precision = config.precision
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def versions() -> dict[str, str]:
+    import tokenizers
+
+    import study
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "tokenizers": tokenizers.__version__,
+        "study": study.__version__,
+    }
+
+
+# --------------------------------------------------------------------------- batches and eval
+
+
+class Batches:
+    """Random windows of a token array that lives on the device: no host copies per step."""
+
+    def __init__(self, tokens: torch.Tensor, *, seed: int) -> None:
+        self.tokens = tokens
+        self.generator = torch.Generator(device=tokens.device)
+        self.generator.manual_seed(seed)
+
+    def sample(self, batch: int, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+        n = self.tokens.numel() - seq_len - 1
+        starts = torch.randint(
+            0, n, (batch, 1), device=self.tokens.device, generator=self.generator
+        )
+        idx = starts + torch.arange(seq_len + 1, device=self.tokens.device)  # (B, T+1)
+        window = self.tokens[idx].long()
+        return window[:, :-1], window[:, 1:]
+
+
+def eval_windows(tokens: np.ndarray, *, n_tokens: int, seq_len: int) -> np.ndarray:
+    """The fixed held-out set: consecutive, non-overlapping windows of ``seq_len + 1`` ids from
+    the start of the held-out array (targets overlap inputs by one), as many as fit."""
+    n_windows = max(1, min(n_tokens // seq_len, (len(tokens) - 1) // seq_len))
+    if len(tokens) < seq_len + 1:
+        raise UsageError(
+            f"the held-out split has {len(tokens)} tokens, fewer than seq_len + 1 = {seq_len + 1}"
+        )
+    starts = np.arange(n_windows) * seq_len
+    return np.stack([tokens[s : s + seq_len + 1] for s in starts]).astype(np.int64)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    windows: torch.Tensor,
+    *,
+    token_bytes: torch.Tensor,
+    batch_size: int,
+    amp: Callable[[], AbstractContextManager[Any]],
+) -> tuple[float, float]:
+    """Mean per-token NLL (nats) on ``windows`` (n, T+1) and bits per byte:
+    total NLL / (ln 2 x UTF-8 bytes of the predicted tokens)."""
+    was_training = model.training
+    model.eval()
+    total_nll = torch.zeros((), dtype=torch.float64, device=windows.device)
+    for i in range(0, windows.size(0), batch_size):
+        chunk = windows[i : i + batch_size]
+        x, y = chunk[:, :-1], chunk[:, 1:]
+        with amp():
+            nll = nll_sum(model, x, y)
+        total_nll += nll.double()
+    model.train(was_training)
+    targets = windows[:, 1:]
+    n_bytes = token_bytes[targets].sum().item()
+    total = total_nll.item()
+    return total / targets.numel(), total / (math.log(2) * n_bytes)
+
+
+def nll_sum(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Summed NLL of targets ``y``; models with their own bound (diffusion) provide ``nll_sum``."""
+    own = getattr(model, "nll_sum", None)
+    if own is not None:
+        return own(x, y)
+    return model(x, y).float() * y.numel()
+
+
+@torch.no_grad()
+def generate(
+    model: nn.Module,
+    prompt_ids: list[int],
+    *,
+    n_tokens: int,
+    seq_len: int,
+    device: torch.device,
+    seed: int,
+    temperature: float = 0.8,
+    top_k: int = 40,
+) -> list[int]:
+    """Sample a continuation of ``prompt_ids`` (returns the new ids only)."""
+    own = getattr(model, "generate", None)
+    if own is not None:
+        return list(own(prompt_ids, n_tokens=n_tokens, seed=seed))
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    ids = torch.tensor([prompt_ids or [0]], dtype=torch.long, device=device)
+    new: list[int] = []
+    for _ in range(n_tokens):
+        logits = model(ids[:, -seq_len:])[:, -1, :].float() / temperature
+        if top_k:
+            kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        nxt = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator)
+        ids = torch.cat((ids, nxt), dim=1)
+        new.append(int(nxt))
+    model.train(was_training)
+    return new
+
+
+# --------------------------------------------------------------------------- the clock
+
+
+@dataclass
+class Clock:
+    """Counts budgeted seconds; ``pause()`` stops counting (evaluation), ``resume()`` restarts."""
+
+    budget: float
+    _spent: float = 0.0
+    _since: float | None = None
+
+    def start(self) -> None:
+        self._since = time.perf_counter()
+
+    def pause(self) -> None:
+        if self._since is not None:
+            self._spent += time.perf_counter() - self._since
+            self._since = None
+
+    resume = start
+
+    @property
+    def elapsed(self) -> float:
+        running = time.perf_counter() - self._since if self._since is not None else 0.0
+        return self._spent + running
+
+    @property
+    def done(self) -> bool:
+        return self.elapsed >= self.budget
+
+
+@dataclass
+class Events:
+    """Progress and curve points as JSON lines (for the study runner), flushed as they happen."""
+
+    stream: TextIO | None = None
+    points: list[dict[str, float]] = field(default_factory=list)
+
+    def emit(self, kind: str, **values: Any) -> None:
+        if self.stream is not None:
+            self.stream.write(json.dumps({"kind": kind, **values}) + "\n")
+            self.stream.flush()
+
+
+# --------------------------------------------------------------------------- the job
+
+
+def _check_fault_hook(step: int) -> None:
+    """Test hook: ``STUDY_FAULT_OOM_AT_STEP=N`` raises the device's out-of-memory error at step N,
+    so the out-of-memory path can be tested on a machine without a GPU."""
+    at = os.environ.get("STUDY_FAULT_OOM_AT_STEP")
+    if at is not None and step == int(at):
+        raise torch.OutOfMemoryError("simulated out of memory (STUDY_FAULT_OOM_AT_STEP)")
+
+
+def train(
+    config: TrainConfig,
+    *,
+    cache_dir: Path | None = None,
+    events: TextIO | None = None,
+    log_interval: float | None = None,
+    out: TextIO | None = sys.stdout,
+) -> TrainResult:
+    """Train ``config`` for its budget and evaluate it.
+
+    Raises:
+        UsageError: bad config or data (before the clock starts).
+        Diverged: the training loss became NaN or infinite.
+        OutOfMemory: the device ran out of memory.
+    """
+    config.validate()
+    device = resolve_device(config.device)
+    from study.data import load_tokens  # tokenizer and token cache: before the clock
+
+    data = load_tokens(
+        config.data,
+        vocab_size=config.model.vocab_size,
+        cache_dir=cache_dir,
+        max_stories=config.max_stories,
+    )
+    mc = config.model
+    if len(data.train) < mc.seq_len + 2:
+        raise UsageError(
+            f"the training split has {len(data.train)} tokens, fewer than seq_len + 2 = "
+            f"{mc.seq_len + 2}"
+        )
+    torch.manual_seed(config.seed)
+    model = build_model(mc).to(device)
+    counts = count_params(mc, model)
+    batch_size = config.batch_size or default_batch_size(device)
+    dtype = autocast_dtype(config, device)
+
+    def amp() -> AbstractContextManager[Any]:
+        if dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=device.type, dtype=dtype)
+
+    train_tokens = torch.from_numpy(data.train.astype(np.int32)).to(device)
+    batches = Batches(train_tokens, seed=config.seed)
+    windows = torch.from_numpy(
+        eval_windows(data.valid, n_tokens=config.eval_tokens, seq_len=mc.seq_len)
+    ).to(device)
+    curve_windows = windows[: max(1, config.curve_eval_tokens // mc.seq_len)]
+    token_bytes = torch.from_numpy(data.token_bytes.astype(np.int64)).to(device)
+    eval_batch = max(1, min(batch_size, 64))
+
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    fused = device.type == "cuda"
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=config.lr,
+        betas=(config.beta1, config.beta2),
+        fused=fused,
+        foreach=None if fused else True,
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
+    compile_model = config.compile if config.compile is not None else device.type == "cuda"
+    step_model: nn.Module = torch.compile(model) if compile_model else model  # type: ignore[assignment]
+
+    if log_interval is None:
+        log_interval = min(10.0, max(1.0, config.budget / 10))
+    record = Events(events)
+    clock = Clock(config.budget)
+    step = 0
+    tokens_seen = 0
+    loss_sum = torch.zeros((), device=device)  # summed on device, read once per interval
+    loss_count = 0
+    bad_loss = torch.zeros((), dtype=torch.bool, device=device)
+    next_log = log_interval
+    next_curve = 1
+    rate_mark: tuple[float, int] | None = None  # (elapsed, tokens) when the steady rate starts
+    last_train_loss = float("nan")
+    check_every = 10  # steps between host reads of the NaN flag
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        elif device.type == "mps":
+            torch.mps.synchronize()
+
+    def read_loss() -> float:
+        nonlocal loss_sum, loss_count, last_train_loss
+        if loss_count:
+            last_train_loss = loss_sum.item() / loss_count
+        loss_sum = torch.zeros((), device=device)
+        loss_count = 0
+        return last_train_loss
+
+    def check_finite() -> None:
+        if bool(bad_loss.item()):
+            raise Diverged(f"training loss became NaN or infinite by step {step}")
+
+    model.train()
+    try:
+        clock.start()
+        while True:
+            elapsed = clock.elapsed
+            if elapsed >= config.budget:
+                break
+            frac = elapsed / config.budget
+            lr = lr_at(frac, peak=config.lr, warmup_frac=config.warmup_frac)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            seq_len = seq_len_at(frac, full=mc.seq_len, curriculum=config.curriculum)
+            rows = max(1, batch_size * mc.seq_len // seq_len)
+            _check_fault_hook(step)
+            for _ in range(config.grad_accum):
+                x, y = batches.sample(rows, seq_len)
+                with amp():
+                    loss = step_model(x, y)
+                scaler.scale(loss / config.grad_accum).backward()
+                detached = loss.detach().float()
+                loss_sum += detached
+                bad_loss |= ~torch.isfinite(detached)
+            loss_count += config.grad_accum
+            if config.grad_clip > 0:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            tokens_seen += rows * seq_len * config.grad_accum
+            if step % check_every == 0 or step <= 2:
+                check_finite()
+            if rate_mark is None and step >= 3 and clock.elapsed >= 0.1 * config.budget:
+                sync()
+                rate_mark = (clock.elapsed, tokens_seen)
+
+            elapsed = clock.elapsed
+            if elapsed >= next_log or elapsed >= config.budget:
+                train_loss = read_loss()
+                check_finite()
+                tok_s = tokens_seen / max(elapsed, 1e-9)
+                if out is not None:
+                    print(
+                        f"{elapsed:7.1f}/{config.budget:.0f}s | step {step:6d} | "
+                        f"loss {train_loss:.4f} | lr {lr:.2e} | {tok_s:,.0f} tok/s",
+                        file=out,
+                        flush=True,
+                    )
+                record.emit(
+                    "progress", elapsed_s=elapsed, budget=config.budget, step=step,
+                    train_loss=train_loss, lr=lr, tok_s=tok_s,
+                )
+                next_log += log_interval * (math.floor((elapsed - next_log) / log_interval) + 1)
+
+            while next_curve <= config.curve_points and (
+                elapsed >= next_curve / config.curve_points * config.budget
+            ):
+                clock.pause()  # evaluation does not spend the budget
+                sync()
+                train_loss = read_loss()
+                check_finite()
+                at = min(clock.elapsed, config.budget)
+                if next_curve == config.curve_points:
+                    val_loss = None  # the final evaluation below covers the end point
+                else:
+                    val_loss, _ = evaluate(
+                        model, curve_windows, token_bytes=token_bytes, batch_size=eval_batch,
+                        amp=amp,
+                    )
+                point = {"elapsed_s": at, "tokens": tokens_seen, "train_loss": train_loss,
+                         "val_loss": val_loss}
+                record.points.append(point)
+                record.emit("curve", frac=next_curve / config.curve_points, **point)
+                next_curve += 1
+                clock.resume()
+        sync()
+        clock.pause()
+        check_finite()
+    except torch.OutOfMemoryError as exc:
+        raise OutOfMemory(f"out of memory at step {step}: {str(exc).splitlines()[0]}") from None
+    train_seconds = clock.elapsed
+
+    if rate_mark is not None and train_seconds > rate_mark[0]:
+        tokens_per_second = (tokens_seen - rate_mark[1]) / (train_seconds - rate_mark[0])
+    else:
+        tokens_per_second = tokens_seen / max(train_seconds, 1e-9)
+
+    val_loss, val_bpb = evaluate(
+        model, windows, token_bytes=token_bytes, batch_size=eval_batch, amp=amp
+    )
+    if not math.isfinite(val_loss):
+        raise Diverged("held-out loss is NaN or infinite after training")
+    if record.points:
+        record.points[-1]["val_loss"] = val_loss
+    record.emit("final", val_loss=val_loss, val_bpb=val_bpb)
+
+    from study.data import decode, encode
+
+    prompt_ids = encode(data.tokenizer, config.prompt)
+    new_ids = generate(
+        model, prompt_ids, n_tokens=config.sample_tokens, seq_len=mc.seq_len, device=device,
+        seed=config.seed,
+    )
+    sample = config.prompt + decode(data.tokenizer, new_ids)
+
+    return TrainResult(
+        config=config.to_dict(),
+        val_loss=val_loss,
+        val_ppl=math.exp(val_loss),
+        val_bpb=val_bpb,
+        params=counts.total,
+        params_nonembedding=counts.nonembedding,
+        flops_per_token=counts.flops_per_token,
+        tokens_seen=tokens_seen,
+        tokens_per_second=tokens_per_second,
+        train_seconds=train_seconds,
+        steps=step,
+        epochs=tokens_seen / len(data.train),
+        batch_size=batch_size,
+        device=device.type,
+        device_name=device_name(device),
+        versions=versions(),
+        sample=sample,
+        curve=record.points,
+        val_is_bound=bool(getattr(model, "nll_is_bound", False)),
+    )

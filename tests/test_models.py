@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from study.config import ModelConfig
+from study.models import build_model, count_params, param_groups
+
+VARIANTS = list(itertools.product(("learned", "rope", "alibi", "none"), ("swiglu", "gelu")))
+
+
+@pytest.mark.parametrize(("pos", "mlp"), VARIANTS)
+def test_param_count_matches_numel(pos: str, mlp: str) -> None:
+    config = ModelConfig(n_layer=2, d_model=64, n_head=4, pos=pos, mlp=mlp, vocab_size=512,
+                         seq_len=32)
+    model = build_model(config)
+    counts = count_params(config, model)
+    assert counts.total == sum(p.numel() for p in model.parameters())
+    assert counts.total == counts.embedding + counts.nonembedding
+    # Tied output head: the token embedding is counted once, the head adds nothing.
+    expected_embedding = 512 * 64 + (32 * 64 if pos == "learned" else 0)
+    assert counts.embedding == expected_embedding
+    # Counting without building (meta device) gives the same numbers.
+    assert count_params(config) == counts
+
+
+def test_flops_per_token_convention() -> None:
+    config = ModelConfig(n_layer=3, d_model=96, n_head=3, vocab_size=1000, seq_len=128)
+    counts = count_params(config)
+    expected = 6 * (counts.nonembedding + 1000 * 96) + 12 * 3 * 96 * 128
+    assert counts.flops_per_token == expected
+
+
+def test_param_groups_sum_to_total() -> None:
+    model = build_model(ModelConfig(n_layer=1, d_model=32, n_head=2, vocab_size=300, seq_len=16))
+    groups = param_groups(model)
+    assert sum(groups.values()) == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize(("pos", "mlp"), VARIANTS)
+def test_causal(pos: str, mlp: str) -> None:
+    """Changing a later token never changes earlier positions' outputs."""
+    torch.manual_seed(0)
+    config = ModelConfig(n_layer=2, d_model=32, n_head=4, pos=pos, mlp=mlp, vocab_size=300,
+                         seq_len=16)
+    model = build_model(config).eval()
+    x = torch.randint(0, 300, (2, 16))
+    y = x.clone()
+    y[:, 10] = (y[:, 10] + 1) % 300
+    with torch.no_grad():
+        a, b = model(x), model(y)
+    assert a.shape == (2, 16, 300)
+    torch.testing.assert_close(a[:, :10], b[:, :10])
+    assert not torch.allclose(a[:, 10:], b[:, 10:])
+
+
+def test_position_schemes_see_order() -> None:
+    """learned, rope and alibi make the last position depend on the order of earlier tokens."""
+    torch.manual_seed(0)
+    for pos in ("learned", "rope", "alibi"):
+        config = ModelConfig(n_layer=1, d_model=32, n_head=2, pos=pos, vocab_size=300, seq_len=8)
+        model = build_model(config).eval()
+        x = torch.tensor([[5, 6, 7, 8, 9, 10, 11, 12]])
+        swapped = torch.tensor([[6, 5, 7, 8, 9, 10, 11, 12]])
+        with torch.no_grad():
+            assert not torch.allclose(model(x)[:, -1], model(swapped)[:, -1])
+
+
+def test_loss_is_cross_entropy() -> None:
+    torch.manual_seed(0)
+    config = ModelConfig(n_layer=1, d_model=32, n_head=2, vocab_size=300, seq_len=8)
+    model = build_model(config)
+    x, y = torch.randint(0, 300, (3, 8)), torch.randint(0, 300, (3, 8))
+    logits = model(x)
+    expected = torch.nn.functional.cross_entropy(logits.reshape(-1, 300), y.reshape(-1))
+    torch.testing.assert_close(model(x, y), expected)

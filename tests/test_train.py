@@ -1,0 +1,222 @@
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from study.config import ModelConfig, TrainConfig
+from study.trainer import Clock, eval_windows, evaluate, lr_at, seq_len_at, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_config(data: Path, **changes: object) -> TrainConfig:
+    base = TrainConfig(
+        model=ModelConfig(n_layer=2, d_model=64, n_head=4, vocab_size=1024, seq_len=64),
+        budget=4.0, data=str(data), device="cpu", batch_size=16, lr=3e-3,
+        eval_tokens=4096, curve_points=4, curve_eval_tokens=1024, sample_tokens=16,
+    )
+    return base.replace(**changes)
+
+
+# ----------------------------------------------------------------------------- schedule and clock
+
+
+def test_lr_warms_up_then_decays_to_zero() -> None:
+    peak = 1e-3
+    assert lr_at(0.0, peak=peak, warmup_frac=0.1) == 0.0
+    assert lr_at(0.05, peak=peak, warmup_frac=0.1) == pytest.approx(0.5 * peak)
+    assert lr_at(0.1, peak=peak, warmup_frac=0.1) == pytest.approx(peak)
+    values = [lr_at(f, peak=peak, warmup_frac=0.1) for f in np.linspace(0.1, 1.0, 50)]
+    assert all(a >= b for a, b in zip(values, values[1:], strict=False))
+    assert lr_at(1.0, peak=peak, warmup_frac=0.1) == pytest.approx(0.0, abs=1e-15)
+    assert lr_at(1.5, peak=peak, warmup_frac=0.1) == pytest.approx(0.0, abs=1e-15)
+
+
+def test_curriculum_lengths_follow_schedule() -> None:
+    full = 256
+    lengths = [seq_len_at(f, full=full, curriculum=True) for f in np.linspace(0, 1, 101)]
+    assert lengths[0] == 64
+    assert all(a <= b for a, b in zip(lengths, lengths[1:], strict=False))
+    assert set(lengths) == {64, 128, 256}
+    assert seq_len_at(0.5, full=full, curriculum=True) == full  # full length by half-way
+    assert seq_len_at(0.49, full=full, curriculum=True) < full
+    assert seq_len_at(0.0, full=full, curriculum=False) == full
+
+
+def test_clock_pauses() -> None:
+    clock = Clock(budget=10.0)
+    clock.start()
+    clock.pause()
+    frozen = clock.elapsed
+    assert clock.elapsed == frozen
+    clock.resume()
+    assert clock.elapsed >= frozen
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+class Uniform(nn.Module):
+    """Predicts every token with probability 1/V, so NLL per token is exactly ln V."""
+
+    def __init__(self, vocab: int) -> None:
+        super().__init__()
+        self.vocab = vocab
+        self.dummy = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        logits = torch.zeros(*x.shape, self.vocab) + self.dummy
+        if y is None:
+            return logits
+        return nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten())
+
+
+def test_bits_per_byte_by_hand() -> None:
+    vocab = 8
+    token_bytes = torch.tensor([1, 1, 2, 3, 1, 4, 1, 2])  # bytes each id decodes to
+    tokens = np.array([0, 3, 5, 2, 1, 7, 4, 6, 3], dtype=np.uint16)
+    windows = torch.from_numpy(eval_windows(tokens, n_tokens=8, seq_len=4))
+    assert windows.tolist() == [[0, 3, 5, 2, 1], [1, 7, 4, 6, 3]]
+    loss, bpb = evaluate(Uniform(vocab), windows, token_bytes=token_bytes, batch_size=1,
+                         amp=nullcontext)
+    assert loss == pytest.approx(math.log(vocab))
+    # targets: 3 5 2 1 | 7 4 6 3 -> bytes 3+4+2+1 + 2+1+1+3 = 17 over 8 tokens
+    assert bpb == pytest.approx(8 * math.log(vocab) / (math.log(2) * 17))
+
+
+# ----------------------------------------------------------------------------- real runs
+
+
+def test_short_real_run(tinystories: Path, cache_dir: Path) -> None:
+    config = tiny_config(tinystories, budget=6.0)
+    events: list[str] = []
+
+    class Sink:
+        def write(self, s: str) -> None:
+            events.append(s)
+
+        def flush(self) -> None:
+            pass
+
+    result = train(config, cache_dir=cache_dir, events=Sink(), out=None)  # type: ignore[arg-type]
+    curve = result.curve
+    assert len(curve) == config.curve_points
+    # The loss fell: from about ln(V) at the start to clearly below it at the end.
+    first_loss = json.loads(next(e for e in events if '"progress"' in e))["train_loss"]
+    assert curve[-1]["train_loss"] < first_loss - 0.5
+    assert result.val_loss < math.log(1024) - 1.0
+    # The budget held: training stopped within one step of the budget.
+    step_time = result.train_seconds / result.steps
+    assert config.budget <= result.train_seconds <= config.budget + 2 * step_time + 0.5
+    assert result.val_ppl == pytest.approx(math.exp(result.val_loss))
+    assert 0 < result.val_bpb < result.val_loss / math.log(2)  # more than one byte per token
+    assert result.params == sum(p.numel() for p in __import__("study.models", fromlist=["x"])
+                                .build_model(config.model).parameters())
+    assert result.tokens_seen == result.steps * 16 * 64
+    assert [p["elapsed_s"] for p in curve] == sorted(p["elapsed_s"] for p in curve)
+    assert all(p["val_loss"] is not None and math.isfinite(p["val_loss"]) for p in curve)
+    assert result.sample.startswith(config.prompt) and len(result.sample) > len(config.prompt)
+    assert result.config == config.to_dict()
+
+
+def run_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "study.train", *args], capture_output=True, text=True, cwd=cwd,
+        timeout=300,
+    )
+
+
+def test_cli_writes_result_json(tinystories: Path, cache_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "result.json"
+    events = tmp_path / "events.jsonl"
+    proc = run_cli(
+        "--budget", "3", "--data", str(tinystories), "--device", "cpu", "--n-layer", "1",
+        "--d-model", "32", "--n-head", "2", "--vocab-size", "1024", "--seq-len", "32",
+        "--batch-size", "8", "--pos", "rope", "--mlp", "gelu", "--eval-tokens", "2048",
+        "--curve-points", "3", "--sample-tokens", "8", "--json", str(out), "--events",
+        str(events), "--cache-dir", str(cache_dir),
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    for key in ("val_loss", "val_ppl", "val_bpb", "params", "params_nonembedding",
+                "flops_per_token", "tokens_seen", "tokens_per_second", "train_seconds", "steps",
+                "device", "curve", "sample", "config"):
+        assert key in result
+    assert result["config"]["model"]["pos"] == "rope"
+    assert result["device"] == "cpu"
+    kinds = [json.loads(line)["kind"] for line in events.read_text().splitlines()]
+    assert kinds.count("curve") == 3 and "progress" in kinds and kinds[-1] == "final"
+    assert "| step" in proc.stdout and "sample:" in proc.stdout
+
+
+def test_cli_diverged_and_oom(tinystories: Path, cache_dir: Path, tmp_path: Path) -> None:
+    common = ["--budget", "3", "--data", str(tinystories), "--device", "cpu", "--n-layer", "1",
+              "--d-model", "32", "--n-head", "2", "--vocab-size", "1024", "--seq-len", "32",
+              "--batch-size", "8", "--cache-dir", str(cache_dir)]
+    out = tmp_path / "r.json"
+    proc = run_cli(*common, "--lr", "1e6", "--grad-clip", "0", "--json", str(out))
+    assert proc.returncode == 3, proc.stderr
+    assert json.loads(out.read_text())["error"] == "diverged"
+    assert "Traceback" not in proc.stderr
+
+    env_proc = subprocess.run(
+        [sys.executable, "-m", "study.train", *common, "--json", str(out)],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+        env={**__import__("os").environ, "STUDY_FAULT_OOM_AT_STEP": "2"},
+    )
+    assert env_proc.returncode == 4, env_proc.stderr
+    assert json.loads(out.read_text())["error"] == "oom"
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--data", "/no/such/corpus"], "/no/such/corpus"),
+        (["--budget", "0"], "budget"),
+        (["--budget", "-5"], "budget"),
+        (["--d-model", "30", "--n-head", "4"], "divisible"),
+        (["--vocab-size", str(2**33)], "vocab_size"),
+        (["--n-layer", "0"], "n_layer"),
+        (["--lr", "-1"], "lr"),
+        (["--pos", "sinusoid"], "sinusoid"),
+        (["--device", "tpu"], "tpu"),
+        (["--not-a-flag"], "not-a-flag"),
+    ],
+)
+def test_bad_input_exits_2(args: list[str], needle: str, tmp_path: Path) -> None:
+    proc = run_cli("--device", "cpu", *args) if "--device" not in args else run_cli(*args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
+    assert needle in lines[0]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_absent_cuda_exits_2(tinystories: Path) -> None:
+    proc = run_cli("--device", "cuda", "--data", str(tinystories))
+    assert proc.returncode == 2
+    assert "cuda" in proc.stderr.lower() and "Traceback" not in proc.stderr
+
+
+def test_empty_corpus_exits_2(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    proc = run_cli("--device", "cpu", "--data", str(empty), "--cache-dir", str(tmp_path / "c"))
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_short_run(tinystories: Path, cache_dir: Path) -> None:
+    result = train(tiny_config(tinystories, device="cuda", budget=5.0), cache_dir=cache_dir,
+                   out=None)
+    assert result.device == "cuda" and math.isfinite(result.val_loss)
