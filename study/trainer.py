@@ -216,6 +216,30 @@ def generate(
     return new
 
 
+def accumulate(
+    model: nn.Module,
+    batches: Batches,
+    *,
+    rows: int,
+    seq_len: int,
+    grad_accum: int,
+    amp: Callable[[], AbstractContextManager[Any]],
+    scaler: torch.amp.GradScaler,
+) -> torch.Tensor:
+    """Forward and backward ``grad_accum`` micro-batches of ``rows`` windows each, adding to
+    ``.grad`` the (scaled) gradient of the mean loss over all ``grad_accum * rows`` windows: each
+    micro-batch's mean loss is divided by ``grad_accum``. Returns the detached float32 losses of
+    the micro-batches, shape (grad_accum,); the optimizer step is the caller's."""
+    losses = []
+    for _ in range(grad_accum):
+        x, y = batches.sample(rows, seq_len)
+        with amp():
+            loss = model(x, y)
+        scaler.scale(loss / grad_accum).backward()
+        losses.append(loss.detach().float())
+    return torch.stack(losses)
+
+
 # --------------------------------------------------------------------------- the clock
 
 
@@ -386,14 +410,12 @@ def train(
             seq_len = seq_len_at(frac, full=mc.seq_len, curriculum=config.curriculum)
             rows = max(1, batch_size * mc.seq_len // seq_len)
             _check_fault_hook(step)
-            for _ in range(config.grad_accum):
-                x, y = batches.sample(rows, seq_len)
-                with amp():
-                    loss = step_model(x, y)
-                scaler.scale(loss / config.grad_accum).backward()
-                detached = loss.detach().float()
-                loss_sum += detached
-                bad_loss |= ~torch.isfinite(detached)
+            losses = accumulate(
+                step_model, batches, rows=rows, seq_len=seq_len, grad_accum=config.grad_accum,
+                amp=amp, scaler=scaler,
+            )
+            loss_sum += losses.sum()
+            bad_loss |= ~torch.isfinite(losses).all()
             loss_count += config.grad_accum
             if config.grad_clip > 0:
                 scaler.unscale_(optimizer)
