@@ -1,0 +1,108 @@
+"""Search spaces: each module here defines ``suggest(trial) -> TrainConfig``.
+
+A sweep may also define ``sampler(*, seed: int) -> optuna.samplers.BaseSampler`` to choose how its
+parameters are sampled (the ladder walks its sizes in order); without one the study uses a seeded
+TPE sampler. The runner applies the study-wide fields (budget, data, device, seed) on top of what
+``suggest`` returns, so a sweep only says what varies between trials.
+
+``--sweep`` takes the name of a module here (``default``, ``ladder``) or the path of a ``.py`` file
+that defines ``suggest`` the same way.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import pkgutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from study.config import TrainConfig
+from study.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A loaded search space. ``spec`` is what ``load_sweep`` was given (reloadable in a worker)."""
+
+    name: str
+    spec: str
+    suggest: Callable[[Any], Any]
+    sampler: Callable[..., Any] | None
+
+    def build(self, trial: Any, **base: Any) -> TrainConfig:
+        """``suggest(trial)`` with the study-wide fields in ``base`` applied on top, validated.
+
+        Raises:
+            UsageError: ``suggest`` raised, returned something other than a TrainConfig, or a
+                config that does not validate.
+        """
+        try:
+            config = self.suggest(trial)
+        except UsageError as exc:
+            raise UsageError(f"sweep {self.name}: {exc}") from None
+        except Exception as exc:  # the user's code: one line, not our traceback
+            raise UsageError(f"sweep {self.name}: suggest failed: {type(exc).__name__}: {exc}") \
+                from None
+        if not isinstance(config, TrainConfig):
+            raise UsageError(f"sweep {self.name}: suggest must return a TrainConfig, got "
+                             f"{type(config).__name__}")
+        config = config.replace(**base)
+        try:
+            config.validate()
+        except UsageError as exc:
+            raise UsageError(f"sweep {self.name}: {exc}") from None
+        return config
+
+
+def available() -> list[str]:
+    """Names of the sweeps shipped in this package."""
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+
+
+def load_sweep(spec: str) -> Sweep:
+    """Load a sweep by package name or ``.py`` path.
+
+    Raises:
+        UsageError: unknown name, missing or unreadable file, or no callable ``suggest``.
+    """
+    if spec.endswith(".py") or any(sep and sep in spec for sep in (os.sep, os.altsep)):
+        path = Path(spec).expanduser().resolve()
+        module = _load_file(path)
+        name = path.stem
+        spec = str(path)
+    else:
+        if spec not in available():
+            raise UsageError(f"unknown sweep {spec!r}; choose one of {', '.join(available())} "
+                             f"or give the path of a .py file that defines suggest(trial)")
+        module = importlib.import_module(f"{__name__}.{spec}")
+        name = spec
+    suggest = getattr(module, "suggest", None)
+    if not callable(suggest):
+        raise UsageError(f"sweep {spec} does not define a function suggest(trial) -> TrainConfig")
+    sampler = getattr(module, "sampler", None)
+    if sampler is not None and not callable(sampler):
+        raise UsageError(f"sweep {spec}: 'sampler' must be a function sampler(*, seed) -> sampler")
+    return Sweep(name=name, spec=spec, suggest=suggest, sampler=sampler)
+
+
+def _load_file(path: Path) -> ModuleType:
+    if not path.is_file():
+        raise UsageError(f"sweep file not found: {path}")
+    module_name = f"_study_sweep_{path.stem}_{abs(hash(str(path)))}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise UsageError(f"cannot load sweep file {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses and pickling look modules up here
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # the user's file: report it on one line, not as our traceback
+        sys.modules.pop(module_name, None)
+        raise UsageError(f"sweep file {path} failed to load: {type(exc).__name__}: {exc}") from None
+    return module

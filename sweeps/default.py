@@ -1,0 +1,29 @@
+"""The five-minute study's search space: width, depth, learning rate, positional scheme, MLP.
+
+Widths step roughly by 1.5x so size is searched on a log scale; heads are 32 wide below 256 and
+64 wide from there, which keeps every width valid for rope (even head dimension).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from study.config import ModelConfig, TrainConfig
+
+WIDTHS = (64, 96, 128, 192, 256, 384, 512, 768)
+
+
+def n_head_for(d_model: int) -> int:
+    """Heads of 32 dimensions below width 256, of 64 from there."""
+    return max(1, d_model // (32 if d_model < 256 else 64))
+
+
+def suggest(trial: Any) -> TrainConfig:
+    d_model = trial.suggest_categorical("d_model", list(WIDTHS))
+    n_layer = trial.suggest_int("n_layer", 1, 6)
+    lr = trial.suggest_float("lr", 1e-4, 1e-2, log=True)
+    pos = trial.suggest_categorical("pos", ["learned", "rope"])
+    mlp = trial.suggest_categorical("mlp", ["swiglu", "gelu"])
+    model = ModelConfig(n_layer=n_layer, d_model=d_model, n_head=n_head_for(d_model), pos=pos,
+                        mlp=mlp)
+    return TrainConfig(model=model, lr=lr)
