@@ -1,0 +1,67 @@
+"""``python -m study.run``: sample models with Optuna, train each for the budget, record them all.
+
+    python -m study.run --trials 40                         # the five-minute study, study.db
+    python -m study.run --trials 16 --sweep ladder --budget 60
+    python -m study.run --trials 40 --storage postgresql://user@host/db --workers 4
+
+Running the same command again continues the study until it holds ``--trials`` complete trials.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from study.cli import ArgumentParser
+from study.config import DEVICES
+from study.errors import cli_main
+from study.runner import RunOptions, run_study
+from study.worker import PRUNERS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = RunOptions()
+    p = ArgumentParser(prog="python -m study.run", description=__doc__.splitlines()[0])
+    p.add_argument("--trials", type=int, default=d.trials,
+                   help=f"complete trials the study should hold, earlier runs included "
+                        f"(default {d.trials})")
+    p.add_argument("--budget", type=float, default=d.budget,
+                   help=f"training seconds per trial (default {d.budget:g})")
+    p.add_argument("--sweep", default=d.sweep,
+                   help="search space: a name in sweeps/ (default, ladder) or a .py file that "
+                        "defines suggest(trial) -> TrainConfig (default %(default)s)")
+    p.add_argument("--storage", default=d.storage,
+                   help="SQLAlchemy URL of the study database (default %(default)s)")
+    p.add_argument("--study-name", default=None, help="study name (default: the sweep's name)")
+    p.add_argument("--data", default=None,
+                   help="corpus: a file or folder of .txt/.txt.xz/.jsonl/.parquet "
+                        "(default: TinyStories via datasets)")
+    p.add_argument("--device", default=d.device, choices=DEVICES, help="(default %(default)s)")
+    p.add_argument("--workers", type=int, default=d.workers,
+                   help="worker processes on this machine, one CUDA device each where there are "
+                        "several (default %(default)s)")
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help="training seed of every trial and the sampler's seed (default %(default)s)")
+    p.add_argument("--pruner", default=d.pruner, choices=PRUNERS, help="(default %(default)s)")
+    p.add_argument("--cache-dir", default=None, help="tokenizer and token cache folder")
+    p.add_argument("--max-failures", type=int, default=None,
+                   help="stop after this many failed trials in this run (default: --trials)")
+    return p
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    opts = RunOptions(
+        trials=args.trials, budget=args.budget, sweep=args.sweep, storage=args.storage,
+        study_name=args.study_name, data=args.data, device=args.device, workers=args.workers,
+        seed=args.seed, pruner=args.pruner, cache_dir=args.cache_dir,
+        max_failures=args.max_failures,
+    )
+    return run_study(opts)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

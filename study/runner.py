@@ -1,0 +1,219 @@
+"""The Optuna study: validate everything, create the study once, run the workers, summarise.
+
+Bad input (unknown sweep, a sweep file without ``suggest``, a storage that cannot be opened,
+``--trials 0``, a study of the same name that maximises or ran with another budget, data that
+cannot be read) is refused before anything is written to the database. Then the token cache is
+built once, the study and the harness tables are created, trials orphaned by a killed run are
+failed and queued again, and ``workers`` processes train trials until the study holds
+``trials`` complete ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing
+import os
+import socket
+import sys
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from study import progress, stale, store
+from study.errors import UsageError
+from study.worker import PRUNERS, WorkerSpec, process_main, quiet_optuna, run_worker
+from sweeps import Sweep, load_sweep
+
+if TYPE_CHECKING:
+    from study.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+TRAIN_COMMAND = (sys.executable, "-m", "study.train")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What ``python -m study.run`` was asked for; ``None`` study name means the sweep's name."""
+
+    trials: int = 40
+    budget: float = 300.0
+    sweep: str = "default"
+    storage: str = "sqlite:///study.db"
+    study_name: str | None = None
+    data: str | None = None
+    device: str = "auto"
+    workers: int = 1
+    seed: int = 0
+    pruner: str = "none"
+    cache_dir: str | None = None
+    max_failures: int | None = None  # None: as many as --trials
+
+    def validate(self) -> None:
+        if self.trials < 1:
+            raise UsageError(f"--trials must be at least 1, got {self.trials}")
+        if not (math.isfinite(self.budget) and self.budget > 0):
+            raise UsageError(f"--budget must be a positive number of seconds, got {self.budget:g}")
+        if self.workers < 1:
+            raise UsageError(f"--workers must be at least 1, got {self.workers}")
+        if self.max_failures is not None and self.max_failures < 1:
+            raise UsageError(f"--max-failures must be at least 1, got {self.max_failures}")
+        if self.pruner not in PRUNERS:
+            raise UsageError(f"--pruner must be one of {', '.join(PRUNERS)}, got {self.pruner!r}")
+        if self.study_name is not None and not self.study_name.strip():
+            raise UsageError("--study-name must not be empty")
+
+
+def run_study(opts: RunOptions, *, train_command: tuple[str, ...] = TRAIN_COMMAND,
+              out: TextIO | None = None) -> int:
+    """Run (or resume) the study. Returns 0 once it holds ``opts.trials`` complete trials, 1 if
+    it stopped early (too many failures, a worker process died).
+
+    Raises:
+        UsageError: bad input, found before anything is written.
+    """
+    opts.validate()
+    import optuna
+
+    quiet_optuna()
+    sweep = load_sweep(opts.sweep)
+    study_name = opts.study_name or sweep.name
+    base = {"budget": float(opts.budget), "data": opts.data, "device": opts.device,
+            "seed": opts.seed}
+    probe = probe_config(sweep, base)
+    state = store.inspect_storage(opts.storage, study_name)
+    if state.study_exists:
+        if state.directions != ("MINIMIZE",):
+            raise UsageError(
+                f"study {study_name!r} in {state.url} optimises {'/'.join(state.directions)}; "
+                f"this harness minimises held-out perplexity (choose another --study-name)")
+        budget = state.study_attrs.get("budget")
+        if budget is not None and float(budget) != float(opts.budget):
+            raise UsageError(
+                f"study {study_name!r} was run with --budget {budget:g}; trials of different "
+                f"budgets do not compare (use --budget {budget:g} or another --study-name)")
+    prepare_tokens(probe, cache_dir=opts.cache_dir, out=out)
+
+    storage = store.open_storage(opts.storage)
+    study = store.retry(optuna.create_study, storage=storage, study_name=study_name,
+                        direction="minimize", load_if_exists=True, what="create the study")
+    for key, value in (("budget", float(opts.budget)), ("sweep", sweep.name)):
+        if key not in study.user_attrs:
+            store.retry(study.set_user_attr, key, value, what="tag the study")
+    recovered = stale.recover_stale(study, storage, storage.engine)
+    if recovered:
+        progress.emit(f"[{study_name}] {len(recovered)} trial(s) left running by a dead worker "
+                      f"failed and queued again: " + ", ".join(f"#{n}" for n in recovered), out)
+    trials_before = len(study.trials)
+    progress.emit(f"[{study_name}] {state.url}: {_count_complete(study)}/{opts.trials} complete; "
+                  f"sweep {sweep.name}, budget {opts.budget:g}s, {opts.workers} worker(s)", out)
+
+    ctx = multiprocessing.get_context("spawn")
+    lock, failures = ctx.Lock(), ctx.Value("i", 0)
+    specs = [
+        WorkerSpec(
+            storage=opts.storage, study_name=study_name, sweep=sweep.spec, base=base,
+            trials=opts.trials, max_failures=opts.max_failures or opts.trials,
+            pruner=opts.pruner, curve_points=probe.curve_points,
+            sampler_seed=sampler_seed(opts.seed, trials_before, i), train_command=train_command,
+            cache_dir=opts.cache_dir, index=i, workers=opts.workers,
+            env=child_env(i, opts.workers, device=opts.device),
+            parent_pid=os.getpid() if opts.workers > 1 else None,
+        )
+        for i in range(opts.workers)
+    ]
+    dead_workers = []
+    if opts.workers == 1:
+        run_worker(specs[0], lock, failures)
+    else:
+        procs = [ctx.Process(target=process_main, args=(s, lock, failures),
+                             name=f"study-worker-{s.index}") for s in specs]
+        for p in procs:
+            p.start()
+        try:
+            for p in procs:
+                p.join()
+        except KeyboardInterrupt:
+            for p in procs:  # each worker fails and requeues its trial on the same SIGINT
+                p.join(30)
+            raise
+        dead_workers = [(p.name, p.exitcode) for p in procs if p.exitcode != 0]
+
+    trials = store.retry(study.get_trials, deepcopy=False, what="read the study")
+    for line in progress.summary(study_name, state.url, trials, target=opts.trials):
+        progress.emit(line, out)
+    complete = _count_complete(study)
+    if dead_workers:
+        for name, code in dead_workers:
+            print(f"error: {name} exited with status {code}", file=sys.stderr)
+        return 1
+    if complete < opts.trials:
+        print(f"error: stopped at {complete}/{opts.trials} complete trials after "
+              f"{failures.value} failed ones in this run (--max-failures "
+              f"{opts.max_failures or opts.trials}); run the same command to go on",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def probe_config(sweep: Sweep, base: dict[str, Any]) -> TrainConfig:
+    """One suggestion from a throwaway in-memory study: proves the sweep works before the
+    database is touched, and gives the tokenizer settings to prepare."""
+    import optuna
+
+    scratch = optuna.create_study(
+        sampler=sweep.sampler(seed=0) if sweep.sampler is not None else None)
+    return sweep.build(scratch.ask(), **base)
+
+
+def prepare_tokens(config: TrainConfig, *, cache_dir: str | None, out: TextIO | None) -> None:
+    """Build the tokenizer and token cache once, before workers start (the trainer reuses it)."""
+    from study.data import load_tokens
+
+    progress.emit(f"preparing tokens ({config.data or 'TinyStories'}, vocab "
+                  f"{config.model.vocab_size})", out)
+    load_tokens(config.data, vocab_size=config.model.vocab_size,
+                cache_dir=Path(cache_dir) if cache_dir is not None else None,
+                max_stories=config.max_stories)
+
+
+def sampler_seed(seed: int, trials_before: int, index: int) -> int:
+    """Distinct per worker, per resumed run and per host, so no two draw the same sequence."""
+    host = zlib.crc32(socket.gethostname().encode())
+    return int(zlib.crc32(f"{seed}:{trials_before}:{index}:{host}".encode()))
+
+
+def child_env(index: int, workers: int, *, device: str) -> dict[str, str]:
+    """Environment overrides for worker ``index``'s trainer children.
+
+    With several workers each gets CUDA device ``index % device_count`` (of those visible), or,
+    without CUDA, an equal share of the CPU cores (unless OMP_NUM_THREADS is already set).
+    """
+    if workers == 1:
+        return {}
+    if device in ("auto", "cuda"):
+        visible = cuda_devices()
+        if visible:
+            return {"CUDA_VISIBLE_DEVICES": visible[index % len(visible)]}
+    if device in ("auto", "cpu") and "OMP_NUM_THREADS" not in os.environ:
+        return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // workers))}
+    return {}
+
+
+def cuda_devices() -> list[str]:
+    """CUDA device ids this process may use: CUDA_VISIBLE_DEVICES if set, else all."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [d.strip() for d in listed.split(",") if d.strip()]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def _count_complete(study: Any) -> int:
+    from optuna.trial import TrialState
+
+    return len(store.retry(study.get_trials, deepcopy=False, states=(TrialState.COMPLETE,),
+                           what="read the study"))

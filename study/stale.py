@@ -1,0 +1,144 @@
+"""Trials left RUNNING by a dead worker: find them, mark them failed and queue their config again.
+
+Each running trial carries two user attributes: ``worker`` (host, boot id, pid and process start
+time of the worker process that owns it) and ``heartbeat`` (unix time, refreshed every
+``HEARTBEAT_S`` while the trial trains). A trial is stale when its worker is on this host and that
+process is gone (checked at once, no waiting), or, for a worker on another host, when its heartbeat
+is older than ``GRACE_S`` (host clocks must agree to well within that, as NTP keeps them).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from study import store
+
+if TYPE_CHECKING:
+    import optuna
+    import sqlalchemy as sa
+    from optuna.storages import BaseStorage
+    from optuna.trial import FrozenTrial
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_S = 20.0
+GRACE_S = 120.0
+
+
+def this_worker() -> dict[str, Any]:
+    """Identity of the calling process, stored on each trial it runs."""
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "boot": _boot_id(), "pid": pid,
+            "start": _start_time(pid)}
+
+
+def stale_reason(trial: FrozenTrial, *, me: dict[str, Any], now: float) -> str | None:
+    """Why ``trial`` (RUNNING) will never finish, or None while its worker may still be alive."""
+    worker = trial.user_attrs.get("worker")
+    if isinstance(worker, dict) and worker.get("host") == me["host"]:
+        where = f"{worker.get('host')}:{worker.get('pid')}"
+        if me["boot"] and worker.get("boot") and worker["boot"] != me["boot"]:
+            return f"worker {where} was lost in a reboot"
+        if not _process_alive(int(worker.get("pid", -1)), str(worker.get("start", ""))):
+            return f"worker {where} died"
+        return None
+    beat = trial.user_attrs.get("heartbeat")
+    if not isinstance(beat, (int, float)):
+        # Killed between creating the trial and stamping it: its start time is the last sign.
+        started = trial.datetime_start
+        beat = started.timestamp() if started is not None else now
+    silent = now - float(beat)
+    if silent > GRACE_S:
+        owner = f" from worker {worker.get('host')}:{worker.get('pid')}" if isinstance(
+            worker, dict) else ""
+        return f"no heartbeat{owner} for {silent:.0f}s"
+    return None
+
+
+def recover_stale(study: optuna.Study, storage: BaseStorage, engine: sa.Engine) -> list[int]:
+    """Fail every stale RUNNING trial of ``study`` and queue its parameters again.
+
+    Returns the numbers of the trials this call recovered (another worker may win some races).
+    """
+    from optuna.trial import TrialState
+
+    me, now = this_worker(), time.time()
+    recovered = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        reason = stale_reason(trial, me=me, now=now)
+        if reason is not None and fail_and_retry(study, storage, engine, trial,
+                                                 reason=f"stale: {reason}"):
+            recovered.append(trial.number)
+    if recovered:
+        log.warning("marked %d stale trial(s) failed and queued them again: %s", len(recovered),
+                    ", ".join(f"#{n}" for n in recovered))
+    return recovered
+
+
+def fail_and_retry(study: optuna.Study, storage: BaseStorage, engine: sa.Engine,
+                   trial: FrozenTrial, *, reason: str) -> bool:
+    """Mark ``trial`` FAIL with ``fail_reason`` and enqueue its parameters as a new trial.
+
+    Returns False when the trial had already finished (another worker got there first).
+    """
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    trial_id = trial._trial_id  # Optuna exposes no public id; storages are keyed by it
+    try:
+        store.retry(storage.set_trial_user_attr, trial_id, "fail_reason", reason,
+                    what=f"record why trial {trial.number} failed")
+        store.retry(storage.set_trial_state_values, trial_id, state=TrialState.FAIL,
+                    what=f"mark trial {trial.number} failed")
+    except UpdateFinishedTrialError:
+        return False
+    store.delete_trial_rows(engine, trial_id)
+    if trial.params:
+        store.retry(study.enqueue_trial, trial.params, user_attrs={"retry_of": trial.number},
+                    what=f"queue trial {trial.number} again")
+    return True
+
+
+def _process_alive(pid: int, start: str) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    stat = _proc_stat(pid)
+    if stat is None:
+        return True  # no /proc: trust the signal check
+    state, started = stat
+    if state in ("Z", "X"):  # killed, waiting to be reaped
+        return False
+    return not start or started == start  # a different start time: the pid was reused
+
+
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces; the fields after its closing paren do not.
+    fields = text[text.rfind(")") + 2:].split()
+    return fields[0], fields[19]  # state (field 3), starttime (field 22)
+
+
+def _start_time(pid: int) -> str:
+    stat = _proc_stat(pid)
+    return stat[1] if stat is not None else ""
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""

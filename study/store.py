@@ -1,0 +1,246 @@
+"""The study's database: checking a storage URL without writing, opening it, the harness rows.
+
+Optuna's tables hold trials, their values and user attributes; the harness's own tables
+(``study.schema``) hold each complete trial's loss curve and sample text. ``inspect_storage``
+reads only, so bad input is refused before anything is created; ``open_storage`` creates what is
+missing. Every write here runs in one transaction and retries while SQLite reports itself busy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import sqlalchemy as sa
+
+from study import schema
+from study.errors import UsageError
+
+if TYPE_CHECKING:
+    from optuna.storages import RDBStorage
+
+    from study.result import TrainResult
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SQLITE_TIMEOUT_S = 60  # seconds a SQLite connection waits for a lock before "database is locked"
+RETRIES = 8
+
+
+@dataclass(frozen=True)
+class StorageState:
+    """What an existing storage says about one study, read without writing anything."""
+
+    url: str  # password hidden, for messages
+    has_optuna: bool
+    study_exists: bool
+    directions: tuple[str, ...]  # e.g. ("MINIMIZE",); empty when the study does not exist
+    study_attrs: dict[str, Any]
+
+
+def engine_kwargs(url: str) -> dict[str, Any]:
+    """Connection options: a generous lock timeout for SQLite, liveness checks for servers."""
+    if sa.engine.make_url(url).get_backend_name() == "sqlite":
+        return {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
+    return {"pool_pre_ping": True}
+
+
+def safe_url(url: str) -> str:
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return url
+
+
+def inspect_storage(url: str, study_name: str) -> StorageState:
+    """Open ``url`` read-only and report on ``study_name``; a missing SQLite file is fine.
+
+    Raises:
+        UsageError: the URL is malformed, its driver is missing, or it cannot be opened.
+    """
+    shown = safe_url(url)
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        raise UsageError(f"cannot parse storage URL {url!r}") from None
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database in ("", ":memory:") or database.startswith("file::memory:"):
+            raise UsageError("an in-memory SQLite storage keeps nothing; give a file, "
+                             "e.g. sqlite:///study.db")
+        path = Path(database)
+        if not path.exists():
+            if not path.parent.is_dir():
+                raise UsageError(
+                    f"cannot open storage {shown}: folder {path.parent} does not exist")
+            return StorageState(url=shown, has_optuna=False, study_exists=False, directions=(),
+                                study_attrs={})
+        if not path.is_file():
+            raise UsageError(f"cannot open storage {shown}: {path} is not a file")
+        # Read-only, so a file that is not ours is never touched.
+        read_url = f"sqlite:///file:{path.resolve()}?mode=ro&uri=true"
+    else:
+        read_url = url
+    try:
+        engine = sa.create_engine(read_url, **engine_kwargs(url))
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
+        raise UsageError(f"cannot open storage {shown}: {_first_line(exc)}") from None
+    try:
+        with engine.connect() as conn:
+            tables = set(sa.inspect(conn).get_table_names())
+            _check_harness_version(conn, tables, shown)
+            if "studies" not in tables:
+                return StorageState(url=shown, has_optuna=False, study_exists=False,
+                                    directions=(), study_attrs={})
+            return _read_study(conn, study_name, shown)
+    except sa.exc.SQLAlchemyError as exc:
+        raise UsageError(f"cannot open storage {shown}: {_first_line(exc)}") from None
+    finally:
+        engine.dispose()
+
+
+def _read_study(conn: sa.Connection, study_name: str, shown: str) -> StorageState:
+    # Optuna's own table layout (stable since Optuna 2); read with plain SQL so nothing migrates.
+    row = conn.execute(sa.text("SELECT study_id FROM studies WHERE study_name = :name"),
+                       {"name": study_name}).first()
+    if row is None:
+        return StorageState(url=shown, has_optuna=True, study_exists=False, directions=(),
+                            study_attrs={})
+    study_id = row[0]
+    directions = tuple(
+        str(d).split(".")[-1].upper()
+        for (d,) in conn.execute(
+            sa.text("SELECT direction FROM study_directions WHERE study_id = :id "
+                    "ORDER BY objective"), {"id": study_id})
+    )
+    attrs = {
+        key: json.loads(value)
+        for key, value in conn.execute(
+            sa.text("SELECT key, value_json FROM study_user_attributes WHERE study_id = :id"),
+            {"id": study_id})
+    }
+    return StorageState(url=shown, has_optuna=True, study_exists=True, directions=directions,
+                        study_attrs=attrs)
+
+
+def _check_harness_version(conn: sa.Connection, tables: set[str], shown: str) -> None:
+    if schema.meta.name not in tables:
+        return
+    row = conn.execute(sa.select(schema.meta.c.value).where(schema.meta.c.key == "schema_version"))
+    found = row.scalar()
+    if found is not None and found != str(schema.SCHEMA_VERSION):
+        raise UsageError(f"storage {shown} holds harness schema version {found}; this version "
+                         f"reads {schema.SCHEMA_VERSION}")
+
+
+def open_storage(url: str) -> RDBStorage:
+    """Open (creating where missing) Optuna's tables and the harness tables at ``url``."""
+    import optuna
+
+    try:
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
+    except (sa.exc.SQLAlchemyError, ImportError, RuntimeError, ValueError) as exc:
+        raise UsageError(f"cannot open storage {safe_url(url)}: {_first_line(exc)}") from None
+    engine = storage.engine
+
+    def create() -> None:
+        schema.metadata.create_all(engine)
+        with engine.begin() as conn:
+            found = conn.execute(sa.select(schema.meta.c.value)
+                                 .where(schema.meta.c.key == "schema_version")).scalar()
+            if found is None:
+                conn.execute(schema.meta.insert().values(key="schema_version",
+                                                         value=str(schema.SCHEMA_VERSION)))
+
+    retry(create, what="create the harness tables")
+    return storage
+
+
+def write_trial_rows(engine: sa.Engine, *, trial_id: int, study_name: str, trial_number: int,
+                     result: TrainResult) -> None:
+    """Replace one trial's curve and sample rows, in one transaction."""
+    curve_rows = [
+        {
+            "trial_id": trial_id, "idx": i, "study_name": study_name,
+            "trial_number": trial_number, "elapsed_s": float(p["elapsed_s"]),
+            "tokens": int(p["tokens"]), "train_loss": _finite_or_none(p.get("train_loss")),
+            "val_loss": _finite_or_none(p.get("val_loss")),
+        }
+        for i, p in enumerate(result.curve)
+    ]
+    prompt = str(result.config.get("prompt", ""))
+
+    def write() -> None:
+        with engine.begin() as conn:
+            _delete(conn, trial_id)
+            if curve_rows:
+                conn.execute(schema.curve.insert(), curve_rows)
+            conn.execute(schema.sample.insert().values(
+                trial_id=trial_id, study_name=study_name, trial_number=trial_number,
+                prompt=prompt, text=result.sample))
+
+    retry(write, what=f"write the rows of trial {trial_number}")
+
+
+def delete_trial_rows(engine: sa.Engine, trial_id: int) -> None:
+    """Drop the harness rows of a trial that did not complete."""
+
+    def delete() -> None:
+        with engine.begin() as conn:
+            _delete(conn, trial_id)
+
+    retry(delete, what="delete harness rows")
+
+
+def _delete(conn: sa.Connection, trial_id: int) -> None:
+    conn.execute(schema.curve.delete().where(schema.curve.c.trial_id == trial_id))
+    conn.execute(schema.sample.delete().where(schema.sample.c.trial_id == trial_id))
+
+
+def retry(fn: Callable[..., T], *args: Any, what: str, **kwargs: Any) -> T:
+    """Run ``fn(*args, **kwargs)``, retrying with backoff while the database reports a
+    transient lock or a lost connection.
+
+    Optuna wraps driver errors in ``StorageInternalError``; those are retried when the cause is
+    an ``OperationalError`` (SQLite's "database is locked", a dropped server connection).
+    """
+    delay = 0.1
+    for attempt in range(RETRIES):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if attempt == RETRIES - 1 or not _transient(exc):
+                raise
+            log.warning("could not %s (%s); retrying in %.1fs", what, _first_line(exc), delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    raise AssertionError("unreachable")
+
+
+def _transient(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, sa.exc.OperationalError):
+            return True
+        seen = seen.__cause__
+    return False
+
+
+def _finite_or_none(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
