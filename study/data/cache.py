@@ -1,9 +1,10 @@
 """The on-disk cache: a trained tokenizer and the token arrays it produced, keyed by corpus.
 
-Files for corpus fingerprint F and vocab size V (``K = F[:20]-vV-cVERSION``):
-``bpe-K.json`` (the tokenizer), ``tokens-K-T.json`` (manifest: lengths and sha256 of each
-split), ``tokens-K-T.train.npy`` and ``tokens-K-T.valid.npy``, where T is the start of the
-tokenizer file's sha256, so arrays are never paired with a tokenizer that did not make them.
+Files for corpus fingerprint F and vocab size V (``K = F[:20]-vV-cVERSION``), where T is the
+start of the sha256 of the tokenizer's JSON: ``bpe-K-T.json`` (the tokenizer), ``tokens-K-T.json``
+(manifest: length and sha256 of each split), ``tokens-K-T.train.npy`` and
+``tokens-K-T.valid.npy``. T in every name means arrays are never paired with a tokenizer that
+did not make them, and a tokenizer file is checked against its own name.
 
 Every file is written to a temporary file in the same folder and moved into place with
 ``os.replace``, and the manifest goes last; a reader checks the manifest's hashes, so a killed
@@ -40,8 +41,8 @@ def cache_key(fingerprint: str, vocab_size: int) -> str:
     return f"{fingerprint[:20]}-v{vocab_size}-c{CACHE_VERSION}"
 
 
-def tokenizer_path(cache_dir: Path, key: str) -> Path:
-    return cache_dir / f"bpe-{key}.json"
+def _tokenizer_path(cache_dir: Path, key: str, sha: str) -> Path:
+    return cache_dir / f"bpe-{key}-{sha[:16]}.json"
 
 
 def manifest_path(cache_dir: Path, key: str, tokenizer_sha: str) -> Path:
@@ -90,37 +91,44 @@ def build_lock(cache_dir: Path, key: str) -> Iterator[None]:
 
 
 def tokenizer_sha256(tokenizer: Tokenizer) -> str:
-    """sha256 of the tokenizer's JSON: the same for the file save_tokenizer writes."""
+    """sha256 of the tokenizer's JSON, as save_tokenizer writes it."""
     return hashlib.sha256(tokenizer.to_str().encode("utf-8")).hexdigest()
 
 
-def save_tokenizer(path: Path, tokenizer: Tokenizer) -> None:
+def save_tokenizer(cache_dir: Path, key: str, tokenizer: Tokenizer) -> None:
     data = tokenizer.to_str().encode("utf-8")
-    write_atomic(path, lambda f: f.write(data))
+    sha = hashlib.sha256(data).hexdigest()
+    write_atomic(_tokenizer_path(cache_dir, key, sha), lambda f: f.write(data))
 
 
-def load_tokenizer(path: Path) -> tuple[Tokenizer, str] | None:
-    """The cached tokenizer and the sha256 of its JSON, or None when absent or unusable."""
+def load_tokenizer(cache_dir: Path, key: str) -> tuple[Tokenizer, str] | None:
+    """The cached tokenizer for ``key`` and the sha256 of its JSON, or None.
+
+    The file name carries the start of the JSON's sha256, so a damaged file that still parses
+    is caught too. Damaged files are logged and removed.
+    """
     from tokenizers import Tokenizer
 
     from study.data.corpus import EOT
 
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        log.warning("cannot read cached tokenizer %s (%s); rebuilding", path, exc)
-        return None
-    try:
-        tokenizer = Tokenizer.from_str(data.decode("utf-8"))
-    except Exception as exc:  # tokenizers raises bare Exception on bad JSON
-        log.warning("cached tokenizer %s is corrupt (%s); rebuilding", path, exc)
-        return None
-    if tokenizer.token_to_id(EOT) is None:
-        log.warning("cached tokenizer %s has no %s token; rebuilding", path, EOT)
-        return None
-    return tokenizer, hashlib.sha256(data).hexdigest()
+    for path in sorted(cache_dir.glob(f"bpe-{key}-*.json")):
+        try:
+            data = path.read_bytes()
+            sha = hashlib.sha256(data).hexdigest()
+            if path != _tokenizer_path(cache_dir, key, sha):
+                raise ValueError("checksum mismatch")
+            tokenizer = Tokenizer.from_str(data.decode("utf-8"))
+            if tokenizer.token_to_id(EOT) is None:
+                raise ValueError(f"no {EOT} token")
+        except FileNotFoundError:  # removed by a concurrent reader
+            continue
+        except Exception as exc:  # tokenizers raises bare Exception on bad JSON
+            log.warning("cached tokenizer %s is corrupt (%s); rebuilding", path, exc)
+            with contextlib.suppress(OSError):
+                path.unlink()
+            continue
+        return tokenizer, sha
+    return None
 
 
 def save_arrays(path: Path, arrays: dict[str, np.ndarray], *, meta: dict[str, Any]) -> None:

@@ -104,15 +104,18 @@ def load_tokens(
     key = cache.cache_key(fingerprint, vocab_size)
     start = time.perf_counter()
     found = _load_cached(cache_dir, key, fingerprint=fingerprint, vocab_size=vocab_size)
+    built = False
     if found is None:
         with cache.build_lock(cache_dir, key):
             # Another process may have finished the build while this one waited for the lock.
             found = _load_cached(cache_dir, key, fingerprint=fingerprint, vocab_size=vocab_size)
             if found is None:
                 found = _build(cache_dir, key, read, fingerprint=fingerprint, vocab_size=vocab_size)
-        log.info("token cache %s built in %.1fs", key, time.perf_counter() - start)
-    else:
-        log.info("token cache %s loaded in %.2fs", key, time.perf_counter() - start)
+                built = True
+    log.info(
+        "token cache %s %s in %.2fs", key, "built" if built else "loaded",
+        time.perf_counter() - start,
+    )
     tokenizer, arrays = found
     eot_id = _eot_id(tokenizer)
     return TokenData(
@@ -131,7 +134,7 @@ _Found = tuple["Tokenizer", dict[str, np.ndarray]]
 
 
 def _load_cached(cache_dir: Path, key: str, *, fingerprint: str, vocab_size: int) -> _Found | None:
-    loaded = cache.load_tokenizer(cache.tokenizer_path(cache_dir, key))
+    loaded = cache.load_tokenizer(cache_dir, key)
     if loaded is None:
         return None
     tokenizer, tokenizer_sha = loaded
@@ -152,12 +155,11 @@ def _build(
         "read %d training and %d held-out stories in %.1fs",
         len(stories.train), len(stories.valid), time.perf_counter() - start,
     )
-    tokenizer_file = cache.tokenizer_path(cache_dir, key)
-    loaded = cache.load_tokenizer(tokenizer_file)
+    loaded = cache.load_tokenizer(cache_dir, key)
     if loaded is None:
         tokenizer = bpe.train_bpe(stories.train, vocab_size=vocab_size)
         tokenizer_sha = cache.tokenizer_sha256(tokenizer)
-        _try_write(lambda: cache.save_tokenizer(tokenizer_file, tokenizer))
+        _try_write(lambda: cache.save_tokenizer(cache_dir, key, tokenizer))
     else:
         tokenizer, tokenizer_sha = loaded
     eot_id = _eot_id(tokenizer)
