@@ -168,8 +168,8 @@ def test_huber_objective_value_and_exact_gradient() -> None:
 def test_loss_law_recovers_known_parameters_from_noisy_data() -> None:
     rng = np.random.default_rng(4)
     truth = {"E": 1.7, "A": 400.0, "alpha": 0.34, "B": 1500.0, "beta": 0.28}
-    n, d = np.meshgrid(np.geomspace(1e7, 1e10, 9), np.geomspace(1e8, 1e12, 9))
-    n, d = n.ravel(), d.ravel()
+    grid_n, grid_d = np.meshgrid(np.geomspace(1e7, 1e10, 9), np.geomspace(1e8, 1e12, 9))
+    n, d = grid_n.ravel(), grid_d.ravel()
     loss = law(n, d, **truth) * np.exp(rng.normal(0, 0.003, n.size))
     fit = fit_loss_law(n, d, loss, grid=SMALL_GRID)
     assert fit.E == pytest.approx(truth["E"], abs=0.08)
@@ -222,9 +222,9 @@ def make_throughput(c: float, k: float) -> ThroughputFit:
                          k_low=k, k_high=k, level=0.9, boot_c=(c,), boot_k=(k,))
 
 
-def make_law(**params: float) -> LossLawFit:
-    total = params["alpha"] + params["beta"]
-    return LossLawFit(**params, a=params["beta"] / total, b=params["alpha"] / total,
+def make_law(*, E: float, A: float, B: float, alpha: float, beta: float) -> LossLawFit:
+    return LossLawFit(E=E, A=A, B=B, alpha=alpha, beta=beta, a=beta / (alpha + beta),
+                      b=alpha / (alpha + beta),
                       objective=0.0, delta=1e-3, n_points=100, n_starts=1, n_converged=1,
                       converged=True, n_range=(1e5, 1e8), d_range=(1e6, 1e10))
 

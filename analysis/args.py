@@ -1,0 +1,45 @@
+"""Command-line options the analysis commands share."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from analysis.load import DEFAULT_STORAGE
+
+
+def add_study_args(parser: argparse.ArgumentParser, *, csv_columns: str | None = None) -> None:
+    parser.add_argument(
+        "--storage", default=None,
+        help=f"study database, any SQLAlchemy URL Optuna accepts (default {DEFAULT_STORAGE})",
+    )
+    parser.add_argument(
+        "--study-name", default=None,
+        help="study to read; may be omitted when the storage holds exactly one",
+    )
+    if csv_columns is not None:
+        parser.add_argument(
+            "--csv", default=None, metavar="PATH",
+            help=f"read a CSV file with columns {csv_columns} instead of a study",
+        )
+
+
+def add_budget_args(parser: argparse.ArgumentParser, *, device: bool = True) -> None:
+    parser.add_argument(
+        "--budget", type=float, default=None, metavar="SECONDS",
+        help="training budget in seconds (default: the budget the study's trials ran with)",
+    )
+    parser.add_argument(
+        "--ratio", type=float, default=20.0,
+        help="tokens per parameter at the crossover (default 20, Chinchilla)",
+    )
+    if device:
+        parser.add_argument(
+            "--device", default=None,
+            help="only trials from this device (its kind, e.g. cpu, or its full name)",
+        )
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")

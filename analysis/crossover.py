@@ -1,0 +1,43 @@
+"""``python -m analysis.crossover``: the size whose tokens in the budget equal 20 x its size.
+
+Fits tokens/s = c * N^-k on a study's trials (``--storage``, ``--study-name``) or on a CSV with
+columns ``params,tokens_per_second`` (``--csv``, with ``--budget``), then solves
+T(N) * budget = ratio * N for N*, with a 90% bootstrap interval.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from analysis.args import add_budget_args, add_study_args, setup_logging
+from study.errors import cli_main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m analysis.crossover", description=__doc__)
+    add_study_args(parser, csv_columns="params,tokens_per_second")
+    add_budget_args(parser)
+    parser.add_argument("--json", default=None, metavar="PATH",
+                        help="write n_star, tokens_at_n_star, c, k, n_star_low, n_star_high, ...")
+    parser.add_argument("--plot", default=None, metavar="PATH",
+                        help="draw tokens in budget against N beside ratio x N (.png/.svg/.pdf)")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    return parser
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    setup_logging()
+    from analysis.commands import run_crossover
+
+    print(run_crossover(
+        storage=args.storage, study_name=args.study_name, csv=args.csv, budget=args.budget,
+        ratio=args.ratio, device=args.device, json_path=args.json, plot_path=args.plot,
+        n_boot=args.bootstrap, seed=args.seed,
+    ))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""``python -m analysis.frontier``: held-out perplexity (or bits per byte) against parameters.
+
+Every complete trial is a point coloured by depth or positional scheme (``--color-by``), the
+Pareto frontier is drawn as a line and each device's crossover N* is marked.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from analysis.args import add_budget_args, add_study_args, setup_logging
+from study.errors import cli_main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from analysis.commands import COLOR_BY, METRICS
+
+    parser = argparse.ArgumentParser(prog="python -m analysis.frontier", description=__doc__)
+    add_study_args(parser)
+    add_budget_args(parser)
+    parser.add_argument("--plot", default=None, metavar="PATH",
+                        help="write the figure here (.png/.svg/.pdf)")
+    parser.add_argument("--metric", choices=sorted(METRICS), default="ppl",
+                        help="ppl: per-token perplexity; bpb: bits per byte (tokenizer-free)")
+    parser.add_argument("--color-by", choices=sorted(COLOR_BY), default="depth",
+                        help="what the point colours show (default depth)")
+    return parser
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    setup_logging()
+    from analysis.commands import run_frontier
+
+    print(run_frontier(
+        storage=args.storage, study_name=args.study_name, plot_path=args.plot,
+        metric=args.metric, color_by=args.color_by, budget=args.budget, ratio=args.ratio,
+        device=args.device,
+    ))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,321 @@
+"""Study database (any storage URL Optuna accepts) or CSV file -> pandas DataFrames.
+
+Reading never writes: an SQLite file is opened read-only, a missing file or one that holds no
+Optuna study is refused before Optuna (which would create its tables) ever sees it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sqlite3
+import urllib.parse
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from study.errors import UsageError
+from study.schema import SCHEMA_VERSION, TRIAL_ATTRS
+
+if TYPE_CHECKING:
+    import optuna
+    import pandas as pd
+    import sqlalchemy as sa
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STORAGE = "sqlite:///study.db"
+# Where the study runner may leave a failed trial's reason (user attrs first, then system attrs).
+FAIL_REASON_KEYS = ("fail_reason", "failure_reason", "reason", "error")
+CURVE_COLUMNS = (
+    "trial_id", "idx", "study_name", "trial_number", "elapsed_s", "tokens", "train_loss",
+    "val_loss",
+)
+SAMPLE_COLUMNS = ("trial_id", "study_name", "trial_number", "prompt", "text")
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_NESTED_ATTRS = ("config", "versions")  # dicts, flattened into "config.model.n_layer" etc.
+
+
+@dataclass(frozen=True, eq=False)
+class StudyData:
+    """One study as frames.
+
+    ``trials``: one row per trial: ``number``, ``trial_id``, ``state`` (COMPLETE, FAIL, ...),
+    ``value`` (held-out perplexity), ``datetime_start``, ``duration_s``, every name in
+    ``study.schema.TRIAL_ATTRS`` (nested dicts flattened to ``config.model.n_layer`` and the like;
+    missing ones are NaN), ``fail_reason`` and ``param.<name>`` for Optuna's sampled params.
+    ``curves``: one row per ``harness_curve`` point, ``samples`` one per ``harness_sample`` row.
+    """
+
+    storage: str
+    study_name: str
+    direction: str
+    trials: pd.DataFrame
+    curves: pd.DataFrame
+    samples: pd.DataFrame
+
+    def complete(self) -> pd.DataFrame:
+        """The complete trials, by trial number."""
+        return self.trials[self.trials["state"] == "COMPLETE"].sort_values("number")
+
+
+def load_study(storage: str = DEFAULT_STORAGE, study_name: str | None = None) -> StudyData:
+    """Read one study and its harness tables.
+
+    ``study_name`` may be omitted when the storage holds exactly one study.
+
+    Raises:
+        UsageError: the storage cannot be opened, is not a database, holds no study, or holds
+            several and none was named, or the named one is missing.
+    """
+    import optuna
+    import sqlalchemy as sa
+
+    engine_kwargs = _engine_kwargs(storage)
+    shown = _display_url(storage)
+    try:
+        engine = sa.create_engine(storage, **engine_kwargs)
+    except (ImportError, sa.exc.ArgumentError) as exc:
+        raise UsageError(f"cannot open {shown}: {_one_line(exc)}") from None
+    try:
+        tables = _table_names(engine, shown)
+        if "studies" not in tables or "version_info" not in tables:
+            raise UsageError(f"{shown} holds no Optuna study")
+        _check_harness_schema(engine, tables, shown)
+    finally:
+        engine.dispose()
+
+    try:
+        rdb = optuna.storages.RDBStorage(
+            storage, engine_kwargs=engine_kwargs, skip_table_creation=True
+        )
+    except (RuntimeError, ImportError, sa.exc.SQLAlchemyError) as exc:
+        raise UsageError(f"cannot open {shown}: {_one_line(exc)}") from None
+    try:
+        names = sorted(s.study_name for s in rdb.get_all_studies())
+        study_name = _pick_study(names, study_name, shown)
+        study = optuna.load_study(study_name=study_name, storage=rdb)
+        trials = study.get_trials(deepcopy=False)
+        direction = study.direction.name if len(study.directions) == 1 else "MULTI"
+        curves = _read_table(rdb.engine, "harness_curve", CURVE_COLUMNS, study_name, tables)
+        samples = _read_table(rdb.engine, "harness_sample", SAMPLE_COLUMNS, study_name, tables)
+    except sa.exc.SQLAlchemyError as exc:
+        raise UsageError(f"cannot read {shown}: {_one_line(exc)}") from None
+    finally:
+        rdb.engine.dispose()
+    log.info("loaded %d trials of study %r from %s", len(trials), study_name, shown)
+    return StudyData(
+        storage=shown,
+        study_name=study_name,
+        direction=direction,
+        trials=trials_frame(trials),
+        curves=curves,
+        samples=samples,
+    )
+
+
+def trials_frame(trials: Iterable[optuna.trial.FrozenTrial]) -> pd.DataFrame:
+    """One row per trial; columns as described in :class:`StudyData`."""
+    import pandas as pd
+
+    rows = []
+    for t in trials:
+        row: dict[str, Any] = {
+            "number": t.number,
+            "trial_id": t._trial_id,
+            "state": t.state.name,
+            "value": t.value if t.values is not None and len(t.values) == 1 else math.nan,
+            "datetime_start": t.datetime_start,
+            "duration_s": t.duration.total_seconds() if t.duration is not None else math.nan,
+        }
+        attrs = t.user_attrs
+        for name in TRIAL_ATTRS:
+            value = attrs.get(name)
+            if isinstance(value, Mapping):
+                row.update(_flatten(value, prefix=name + "."))
+            elif name not in _NESTED_ATTRS:
+                row[name] = value
+        row["fail_reason"] = _fail_reason(t)
+        for name, value in t.params.items():
+            row[f"param.{name}"] = value
+        rows.append(row)
+    base = ["number", "trial_id", "state", "value", "datetime_start", "duration_s"]
+    columns = base + [a for a in TRIAL_ATTRS if a not in _NESTED_ATTRS] + ["fail_reason"]
+    frame = pd.DataFrame(rows)
+    for col in columns:
+        if col not in frame.columns:
+            frame[col] = None
+    extra = sorted(c for c in frame.columns if c not in columns)
+    frame = frame[columns + extra]
+    for col in ("value", "params", "params_nonembedding", "flops_per_token", "tokens_seen",
+                "tokens_per_second", "train_seconds", "steps", "epochs", "val_loss", "val_ppl",
+                "val_bpb", "budget", "lr", "n_layer", "d_model", "n_head", "batch_size"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    return frame.sort_values("number").reset_index(drop=True)
+
+
+def read_csv(path: str | os.PathLike[str], columns: Sequence[str]) -> pd.DataFrame:
+    """Read ``columns`` (all required, positive finite numbers) from a CSV file.
+
+    Raises:
+        UsageError: the file is missing or unreadable, a column is missing, or a value is not a
+            positive finite number.
+    """
+    import pandas as pd
+
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"no CSV file at {p}")
+    try:
+        frame = pd.read_csv(p)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read CSV {p}: {_one_line(exc)}") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise UsageError(
+            f"CSV {p} lacks column(s) {', '.join(missing)} (has: {', '.join(frame.columns)})"
+        )
+    out = frame[list(columns)].apply(pd.to_numeric, errors="coerce")
+    if out.empty:
+        raise UsageError(f"CSV {p} has no rows")
+    for col in columns:
+        bad = ~(out[col] > 0) | ~out[col].map(math.isfinite)
+        if bad.any():
+            row = int(bad.to_numpy().argmax())
+            raise UsageError(
+                f"CSV {p} column {col}, row {row + 2}: {frame[col].iloc[row]!r} is not a "
+                f"positive number"
+            )
+    return out.astype(float)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _engine_kwargs(storage: str) -> dict[str, Any]:
+    """Engine options that keep reading read-only; SQLite files are checked before opening."""
+    import sqlalchemy as sa
+
+    try:
+        url = sa.engine.make_url(storage)
+    except sa.exc.ArgumentError:
+        raise UsageError(f"not a storage URL: {storage!r} (e.g. sqlite:///study.db)") from None
+    if url.get_backend_name() != "sqlite":
+        return {}
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        raise UsageError(f"storage {storage!r} names no SQLite file")
+    path = Path(database).resolve()
+    if not path.is_file():
+        raise UsageError(f"no study database at {path}")
+    with open(path, "rb") as fh:
+        head = fh.read(len(_SQLITE_MAGIC))
+    if head != _SQLITE_MAGIC:
+        raise UsageError(f"{path} is not an SQLite database")
+    uri = "file:" + urllib.parse.quote(str(path)) + "?mode=ro"
+
+    def connect() -> sqlite3.Connection:
+        # check_same_thread off: SQLAlchemy's pool hands connections between threads safely.
+        return sqlite3.connect(uri, uri=True, timeout=60.0, check_same_thread=False)
+
+    return {"creator": connect}
+
+
+def _table_names(engine: sa.Engine, shown: str) -> set[str]:
+    import sqlalchemy as sa
+
+    try:
+        return set(sa.inspect(engine).get_table_names())
+    except sa.exc.SQLAlchemyError as exc:
+        raise UsageError(f"cannot open {shown}: {_one_line(exc)}") from None
+
+
+def _check_harness_schema(engine: sa.Engine, tables: set[str], shown: str) -> None:
+    """Refuse a database whose harness tables a newer version of the study wrote."""
+    import sqlalchemy as sa
+
+    from study import schema
+
+    if "harness_meta" not in tables:
+        return
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(schema.meta.c.key, schema.meta.c.value)).all()
+    found = {k: v for k, v in rows}.get("schema_version")
+    if found is not None and found.isdigit() and int(found) > SCHEMA_VERSION:
+        raise UsageError(
+            f"{shown} was written by a newer study (harness schema {found}, this reads "
+            f"{SCHEMA_VERSION}); upgrade the study package"
+        )
+
+
+def _pick_study(names: list[str], wanted: str | None, shown: str) -> str:
+    if wanted is not None:
+        if wanted not in names:
+            listed = ", ".join(names) if names else "none"
+            raise UsageError(f"no study named {wanted!r} in {shown} (studies: {listed})")
+        return wanted
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise UsageError(f"{shown} holds no study")
+    raise UsageError(
+        f"{shown} holds {len(names)} studies, pick one with --study-name: {', '.join(names)}"
+    )
+
+
+def _read_table(
+    engine: sa.Engine,
+    name: str,
+    columns: Sequence[str],
+    study_name: str,
+    tables: set[str],
+) -> pd.DataFrame:
+    import pandas as pd
+    import sqlalchemy as sa
+
+    from study import schema
+
+    if name not in tables:
+        return pd.DataFrame({c: [] for c in columns})
+    table = schema.metadata.tables[name]
+    query = sa.select(*(table.c[c] for c in columns)).where(table.c.study_name == study_name)
+    order = [table.c.trial_number] + ([table.c.idx] if "idx" in table.c else [])
+    with engine.connect() as conn:
+        rows = conn.execute(query.order_by(*order)).all()
+    return pd.DataFrame([tuple(r) for r in rows], columns=list(columns))
+
+
+def _flatten(value: Mapping[str, Any], *, prefix: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if isinstance(item, Mapping):
+            out.update(_flatten(item, prefix=f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = item
+    return out
+
+
+def _fail_reason(trial: optuna.trial.FrozenTrial) -> str | None:
+    for attrs in (trial.user_attrs, trial.system_attrs):
+        for key in FAIL_REASON_KEYS:
+            if attrs.get(key) is not None:
+                return str(attrs[key])
+    return None
+
+
+def _display_url(storage: str) -> str:
+    """The URL with any password masked, for messages."""
+    import sqlalchemy as sa
+
+    try:
+        return sa.engine.make_url(storage).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return storage
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,294 @@
+"""One self-contained HTML page for a study: summary, frontier, throughput, crossover, loss law,
+samples, epochs, failures and the commands that made it (figures embedded as base64 PNG).
+
+A section whose analysis cannot run on this study (too few sizes, say) shows the reason instead;
+the page is written only when every section is built.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import math
+import shlex
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from analysis.commands import (
+    FrontierOutcome,
+    ScalingLawOutcome,
+    complete_trials,
+    crossover_text,
+    device_crossovers,
+    frontier_for,
+    frontier_text,
+    loss_points,
+    scaling_law_for,
+    scaling_law_text,
+)
+from analysis.fits import StartGrid
+from analysis.load import StudyData
+from study.errors import UsageError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+_CSS = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; margin-top: 2em; }
+table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.9em; }
+td, th { border: 1px solid #ddd; padding: 3px 8px; text-align: right; }
+th { background: #f4f4f4; } td.text { text-align: left; white-space: pre-wrap; max-width: 700px; }
+pre { background: #f7f7f7; padding: 0.6em; overflow-x: auto; }
+img { max-width: 100%; } .note { color: #a33; }
+"""
+
+
+def build_report(
+    data: StudyData,
+    *,
+    budget: float | None,
+    ratio: float,
+    grid: StartGrid,
+    top: int,
+    commands: Sequence[str],
+) -> str:
+    """The page as a string."""
+    trials = complete_trials(data)
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>Study {_e(data.study_name)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>Five-minute study: {_e(data.study_name)}</h1>",
+        f"<p>Storage <code>{_e(data.storage)}</code>, generated "
+        f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}.</p>",
+    ]
+    parts += _section("Summary", lambda: _summary(data, trials))
+    frontier: dict[str, FrontierOutcome] = {}
+
+    def frontier_section() -> list[str]:
+        out = []
+        for metric in ("ppl", "bpb"):
+            try:
+                o = frontier_for(data, metric=metric, color_by="depth", budget=budget,
+                                 ratio=ratio, device=None)
+            except UsageError as exc:
+                out.append(_note(str(exc)))
+                continue
+            frontier[metric] = o
+            out += [_figure(o.figure()), _pre(frontier_text(o))]
+        if "ppl" in frontier:
+            pos = frontier_for(data, metric="ppl", color_by="pos", budget=budget, ratio=ratio,
+                               device=None)
+            out += ["<p>The same points coloured by positional scheme:</p>", _figure(pos.figure())]
+        return out
+
+    parts += _section("Frontier: held-out quality against size", frontier_section)
+    parts += _section("Throughput and the Chinchilla crossover",
+                      lambda: _throughput(trials, budget=budget, ratio=ratio))
+    parts += _section("Loss law L(N, D) and its prediction",
+                      lambda: _loss_law(data, trials, budget=budget, ratio=ratio, grid=grid))
+    parts += _section("Samples from the best trials", lambda: _samples(data, trials, top=top))
+    parts += _section("Epochs per trial", lambda: _epochs(trials))
+    parts += _section("Trials that did not complete", lambda: _failures(data))
+    parts += _section("Commands that made this page",
+                      lambda: [_pre("\n".join(commands))])
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def report_commands(
+    *, storage: str, study_name: str, budget: float | None, ratio: float, out: str
+) -> list[str]:
+    """The report's own command and the per-figure commands that reproduce its parts."""
+    base = ["--storage", storage, "--study-name", study_name]
+    extra = (["--budget", f"{budget:g}"] if budget is not None else []) + (
+        ["--ratio", f"{ratio:g}"] if ratio != 20.0 else [])
+    py = ["python", "-m"]
+    return [
+        shlex.join(py + ["analysis.report", *base, *extra, "--out", out]),
+        shlex.join(py + ["analysis.frontier", *base, *extra, "--plot", "frontier.png"]),
+        shlex.join(py + ["analysis.frontier", *base, *extra, "--metric", "bpb", "--plot",
+                         "frontier_bpb.png"]),
+        shlex.join(py + ["analysis.crossover", *base, *extra, "--device", "DEVICE", "--plot",
+                         "crossover.png", "--json", "crossover.json"]),
+        shlex.join(py + ["analysis.scaling_law", *base, *extra, "--json", "loss_law.json",
+                         "--plot", "loss_law.png"]),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _summary(data: StudyData, trials: pd.DataFrame) -> list[str]:
+    states = data.trials["state"].value_counts().to_dict()
+    devices = trials["device_label"].value_counts().to_dict()
+    budgets = sorted(set(trials["budget"].dropna().astype(float)))
+    rows = [
+        ("trials", ", ".join(f"{v} {k.lower()}" for k, v in sorted(states.items()))),
+        ("devices", ", ".join(f"{k} ({v})" for k, v in devices.items())),
+        ("budgets (s)", ", ".join(f"{b:g}" for b in budgets) or "-"),
+        ("direction", data.direction.lower()),
+        ("sizes (params)", f"{trials['params'].min():.3g} to {trials['params'].max():.3g}"),
+    ]
+    out = [_kv_table(rows), "<h3>Best trials</h3>"]
+    best = trials.sort_values("value").head(10)
+    out.append(_table(best, [
+        ("trial", "number", "d"), ("device", "device_label", "s"), ("params", "params", ".4g"),
+        ("ppl", "val_ppl", ".3f"), ("bpb", "val_bpb", ".4f"), ("layers", "n_layer", "d"),
+        ("d_model", "d_model", "d"), ("heads", "n_head", "d"), ("pos", "pos", "s"),
+        ("mlp", "mlp", "s"), ("lr", "lr", ".3g"), ("tokens", "tokens_seen", ".4g"),
+        ("tok/s", "tokens_per_second", ".4g"), ("epochs", "epochs", ".3g"),
+    ]))
+    return out
+
+
+def _throughput(trials: pd.DataFrame, *, budget: float | None, ratio: float) -> list[str]:
+    from analysis import plots
+
+    done, skipped = device_crossovers(trials, budget=budget, ratio=ratio)
+    out = [_note(f"no fit for {d}: {why}") for d, why in skipped.items()]
+    if not done:
+        return out
+    fits = {d: o.fit for d, o in done.items()}
+    points = {d: (o.params, o.tokens_per_second) for d, o in done.items()}
+    out.append(_figure(plots.throughput_figure(fits, points)))
+    for device, o in done.items():
+        out += [
+            f"<h3>{_e(device)}</h3>",
+            _pre(crossover_text(o)),
+            _figure(plots.crossover_figure(o.fit, o.crossover, params=o.params,
+                                           tokens_per_second=o.tokens_per_second,
+                                           label=device)),
+        ]
+    return out
+
+
+def _loss_law(
+    data: StudyData, trials: pd.DataFrame, *, budget: float | None, ratio: float,
+    grid: StartGrid,
+) -> list[str]:
+    points = loss_points(data, trials)
+    o: ScalingLawOutcome = scaling_law_for(data, points, budget=budget, ratio=ratio,
+                                           device=None, grid=grid)
+    out = [_pre(scaling_law_text(o)), _figure(o.figure())]
+    rows = []
+    for device, p in o.predictions.items():
+        mine = trials[trials["device_label"] == device]
+        best = mine.loc[mine["value"].idxmin()] if mine["value"].notna().any() else None
+        rows.append((
+            device, f"{p.best.budget:g}", f"{p.best.n_opt:.4g}",
+            f"{p.crossover.crossover.n_star:.4g}",
+            f"{best['params']:.4g} (trial {int(best['number'])})" if best is not None else "-",
+            f"{p.best.n_opt / best['params']:.2f}" if best is not None else "-",
+        ))
+    if rows:
+        out.append(_plain_table(
+            ["device", "budget (s)", "loss-optimal N", f"{ratio:g}x N*", "best measured N",
+             "predicted / measured"], rows))
+    return out
+
+
+def _samples(data: StudyData, trials: pd.DataFrame, *, top: int) -> list[str]:
+    if data.samples.empty:
+        return [_note("the study stored no samples (table harness_sample)")]
+    samples = data.samples.set_index("trial_number")
+    rows: list[tuple[int, str, str, str, str]] = []
+    for _, t in trials.sort_values("value").iterrows():
+        if int(t["number"]) in samples.index and len(rows) < top:
+            s = samples.loc[int(t["number"])]
+            rows.append((int(t["number"]), f"{t['params']:.3g}", f"{t['value']:.3f}",
+                         str(s["prompt"]), str(s["text"])))
+    head = "<tr><th>trial</th><th>params</th><th>ppl</th><th>prompt</th><th>sample</th></tr>"
+    body = "".join(
+        f"<tr><td>{n}</td><td>{p}</td><td>{v}</td><td class=text>{_e(pr)}</td>"
+        f"<td class=text>{_e(tx)}</td></tr>" for n, p, v, pr, tx in rows
+    )
+    return [f"<table>{head}{body}</table>"]
+
+
+def _epochs(trials: pd.DataFrame) -> list[str]:
+    out = []
+    epochs = trials["epochs"].dropna()
+    if not epochs.empty and epochs.max() > 1:
+        out.append(_note(
+            f"{int((epochs > 1).sum())} of {len(trials)} trials saw the training data more "
+            f"than once (up to {epochs.max():.3g} epochs): their losses mix in repetition."
+        ))
+    out.append(_table(trials.sort_values("params"), [
+        ("trial", "number", "d"), ("device", "device_label", "s"), ("params", "params", ".4g"),
+        ("tokens seen", "tokens_seen", ".4g"), ("epochs", "epochs", ".3g"),
+        ("steps", "steps", "d"), ("train s", "train_seconds", ".1f"), ("ppl", "val_ppl", ".3f"),
+    ]))
+    return out
+
+
+def _failures(data: StudyData) -> list[str]:
+    rest = data.trials[data.trials["state"] != "COMPLETE"]
+    if rest.empty:
+        return ["<p>None.</p>"]
+    return [_table(rest, [("trial", "number", "d"), ("state", "state", "s"),
+                          ("params", "params", ".4g"), ("reason", "fail_reason", "s")])]
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _section(title: str, build: Callable[[], list[str]]) -> list[str]:
+    try:
+        body = build()
+    except UsageError as exc:
+        body = [_note(str(exc))]
+    return [f"<h2>{_e(title)}</h2>", *body]
+
+
+def _figure(fig: Figure) -> str:
+    from analysis import plots
+
+    encoded = base64.b64encode(plots.render(fig, "png")).decode("ascii")
+    return f'<p><img alt="figure" src="data:image/png;base64,{encoded}"></p>'
+
+
+def _table(frame: pd.DataFrame, columns: list[tuple[str, str, str]]) -> str:
+    rows = [
+        tuple(_cell(r.get(col), spec) for _, col, spec in columns) for _, r in frame.iterrows()
+    ]
+    return _plain_table([h for h, _, _ in columns], rows)
+
+
+def _plain_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_e(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _kv_table(rows: Sequence[tuple[str, str]]) -> str:
+    body = "".join(f"<tr><th>{_e(k)}</th><td class=text>{_e(v)}</td></tr>" for k, v in rows)
+    return f"<table>{body}</table>"
+
+
+def _cell(value: Any, spec: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    try:
+        if spec == "d":
+            return str(int(value))
+        if spec == "s":
+            return str(value)
+        return format(float(value), spec)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _pre(text: str) -> str:
+    return f"<pre>{_e(text)}</pre>"
+
+
+def _note(text: str) -> str:
+    return f'<p class="note">{_e(text)}</p>'
+
+
+def _e(text: str) -> str:
+    return html.escape(text, quote=True)

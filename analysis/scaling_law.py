@@ -1,0 +1,45 @@
+"""``python -m analysis.scaling_law``: fit L(N, D) = E + A/N^alpha + B/D^beta (Chinchilla
+Approach 3) and predict the loss-optimal size for the budget.
+
+On a study it uses every complete trial's final point and its curve points; ``--csv`` reads
+columns ``params,tokens,loss``. Prints E, A, B, alpha, beta and the compute-optimal exponents
+a = beta/(alpha+beta), b = alpha/(alpha+beta); ``--json`` writes exactly those seven keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from analysis.args import add_budget_args, add_study_args, setup_logging
+from study.errors import cli_main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m analysis.scaling_law", description=__doc__)
+    add_study_args(parser, csv_columns="params,tokens,loss")
+    add_budget_args(parser)
+    parser.add_argument("--json", default=None, metavar="PATH",
+                        help="write E, A, B, alpha, beta, a, b as JSON")
+    parser.add_argument("--plot", default=None, metavar="PATH",
+                        help="draw the fit and the prediction (.png/.svg/.pdf)")
+    parser.add_argument("--grid", choices=("chinchilla", "coarse"), default="chinchilla",
+                        help="starts for L-BFGS: Chinchilla's full grid (5400) or a 243-start "
+                             "subset for quick looks")
+    return parser
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    setup_logging()
+    from analysis.commands import run_scaling_law
+
+    print(run_scaling_law(
+        storage=args.storage, study_name=args.study_name, csv=args.csv, budget=args.budget,
+        ratio=args.ratio, device=args.device, json_path=args.json, plot_path=args.plot,
+        grid=args.grid,
+    ))
+
+
+if __name__ == "__main__":
+    main()
