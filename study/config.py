@@ -50,6 +50,11 @@ class ModelConfig:
                 f"vocab_size must be between 257 (one id per byte and one special) and 2**32 - 1, "
                 f"got {self.vocab_size}"
             )
+        if self.arch == "diffusion" and self.pos == "none":
+            raise UsageError(
+                "arch diffusion needs pos learned, rope or alibi: without causal masking, "
+                "pos none cannot tell token order"
+            )
         if self.arch != "lstm":
             if self.d_model % self.n_head:
                 raise UsageError(

@@ -33,6 +33,14 @@ def build_model(config: ModelConfig) -> nn.Module:
         from study.models.gpt import GPT
 
         return GPT(config)
+    if config.arch == "lstm":
+        from study.models.lstm import LSTMLM
+
+        return LSTMLM(config)
+    if config.arch == "diffusion":
+        from study.models.diffusion import DiffusionLM
+
+        return DiffusionLM(config)
     raise NotImplementedError(f"arch {config.arch!r} has no model yet")
 
 

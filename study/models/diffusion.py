@@ -1,0 +1,247 @@
+"""A masked (absorbing-state) discrete diffusion language model in the D3PM family.
+
+Forward process: each token of a length-T sequence is replaced, independently, by the absorbing
+``[MASK]`` id (``vocab_size``) with probability t, t from 0 (clean) to 1 (all masked). The
+reverse model is a bidirectional transformer that predicts the clean token at every masked
+position (MDLM's "SUBS" parameterisation: it never predicts ``[MASK]`` and copies unmasked tokens,
+so only masked positions cost anything). It has no time input: the share of masks tells it t.
+
+The bound. For this process the continuous-time ELBO (Sahoo et al. 2024, MDLM; Shi et al. 2024,
+MD4) with a time-independent network, integrated over t, is the any-order autoregressive bound
+(Hoogeboom et al. 2022; Ou et al. 2024):
+
+    -log p(x_1..x_T) <= sum_{k=1..T} (1/k) E_{|M| = k} [ sum_{i in M} -log p(x_i | x_{~M}) ]
+
+where the expectation is over the C(T, k) sets M of k masked positions, and p(x) is the
+distribution of the sampler below run with one token unmasked per step (a mixture over uniformly
+random unmasking orders), so it is a proper normalised distribution over length-T sequences.
+Drawing k uniformly from 1..T, ``T/k * sum_{i in M} -log p(x_i | x_{~M})`` is an unbiased
+estimate of the right-hand side, and ``mean_{i in M} -log p(x_i | x_{~M})`` one of the
+bound per token: that is the training loss. ``nll_sum`` evaluates the bound with k stratified
+over the batch and ``eval_samples`` draws per window, from a fixed seed (the same model and
+windows always give the same number).
+
+What the bound covers, for a per-token comparison with the autoregressive models: the trainer
+evaluates windows of T + 1 ids as inputs x = w[:-1] and targets y = w[1:]. A GPT or LSTM scores
+-log p(y | w[0]): T tokens with one token of context before them. ``nll_sum(x, y)`` bounds
+-log p(y): the same T target tokens, whose UTF-8 bytes are the ones bits per byte divides by, but
+with no context before the window (at most one token of information more to pay, out of T).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from study.config import ModelConfig
+from study.models.gpt import MLP, apply_rope, rope_tables
+
+
+def symmetric_alibi_bias(n_head: int, seq_len: int) -> torch.Tensor:
+    """Bidirectional ALiBi bias (n_head, T, T): -slope * |query - key|, no causal mask."""
+    slopes = torch.tensor([2 ** (-8 * (i + 1) / n_head) for i in range(n_head)])
+    pos = torch.arange(seq_len)
+    distance = (pos[:, None] - pos[None, :]).abs().float()  # (T, T)
+    return -slopes[:, None, None] * distance
+
+
+def random_masks(
+    batch: int, seq_len: int, *, device: torch.device, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row, a number of masked positions k and a mask with exactly k positions set.
+
+    k is stratified over the batch and shuffled: row b gets stratum pi(b) of a random permutation
+    pi, k = floor((pi(b) + u) / B * T) + 1 with one shared u ~ U(0, 1), so each row's k is
+    uniform on 1..T on its own while the batch covers the range evenly (low variance).
+
+    Returns:
+        k: (B,) float, in 1..T. mask: (B, T) bool, k True entries per row at random positions.
+    """
+    u = torch.rand((), device=device, generator=generator)
+    strata = torch.randperm(batch, device=device, generator=generator)
+    k = torch.floor((strata + u) / batch * seq_len).clamp(max=seq_len - 1) + 1  # (B,)
+    scores = torch.rand(batch, seq_len, device=device, generator=generator)
+    ranks = scores.argsort(dim=1).argsort(dim=1)  # (B, T): a random permutation of 0..T-1
+    return k, ranks < k[:, None]
+
+
+class BiAttention(nn.Module):
+    """Multi-head self-attention without a causal mask: every position sees every position."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.n_head = config.n_head
+        self.head_dim = config.d_model // config.n_head
+        self.qkv = nn.Linear(config.d_model, 3 * config.d_model, bias=False)
+        self.proj = nn.Linear(config.d_model, config.d_model, bias=False)
+
+    def forward(
+        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None,
+        bias: torch.Tensor | None,
+    ) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)
+        # q, k, v: (B, n_head, T, head_dim)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        mask = bias[:, :T, :T].to(q.dtype) if bias is not None else None
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, d_model)
+        return self.proj(y)
+
+
+class BiBlock(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(config.d_model, bias=False)
+        self.attn = BiAttention(config)
+        self.ln2 = nn.LayerNorm(config.d_model, bias=False)
+        self.mlp = MLP(config)
+
+    def forward(
+        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None,
+        bias: torch.Tensor | None,
+    ) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), rope, bias)
+        return x + self.mlp(self.ln2(x))
+
+
+class DiffusionLM(nn.Module):
+    """Bidirectional transformer denoiser for absorbing-state diffusion.
+
+    ``forward(x, y)`` is the training loss (per-token bound estimate on x; y is ignored),
+    ``nll_sum(x, y)`` the summed bound on -log p(y) in nats, ``generate`` samples by iterative
+    unmasking. The embedding has ``vocab_size + 1`` rows (the last is ``[MASK]``); the output
+    head is tied to the first ``vocab_size`` rows.
+    """
+
+    nll_is_bound = True
+
+    def __init__(self, config: ModelConfig, *, eval_samples: int = 4, eval_seed: int = 0) -> None:
+        super().__init__()
+        self.config = config
+        self.mask_id = config.vocab_size
+        self.eval_samples = eval_samples
+        self.eval_seed = eval_seed
+        self.wte = nn.Embedding(config.vocab_size + 1, config.d_model)
+        self.wpe = nn.Embedding(config.seq_len, config.d_model) if config.pos == "learned" else None
+        self.blocks = nn.ModuleList(BiBlock(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.d_model, bias=False)
+        if config.pos == "rope":
+            cos, sin = rope_tables(config.seq_len, config.d_model // config.n_head)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
+        if config.pos == "alibi":
+            alibi = symmetric_alibi_bias(config.n_head, config.seq_len)
+            self.register_buffer("alibi", alibi, persistent=False)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        # GPT-2 init, as the causal model; residual projections scaled by 1/sqrt(2 * n_layer).
+        for name, p in self.named_parameters():
+            if p.dim() < 2:
+                continue
+            std = 0.02
+            if name.endswith(("proj.weight", "down.weight")):
+                std = 0.02 / math.sqrt(2 * self.config.n_layer)
+            nn.init.normal_(p, mean=0.0, std=std)
+
+    def logits(self, z: torch.Tensor) -> torch.Tensor:
+        """Clean-token logits (B, T, vocab) for partly masked ids z (B, T); never [MASK]."""
+        T = z.size(1)
+        h = self.wte(z)  # (B, T, d_model)
+        if self.wpe is not None:
+            h = h + self.wpe.weight[:T]
+        rope = (self.rope_cos, self.rope_sin) if self.config.pos == "rope" else None
+        bias = self.alibi if self.config.pos == "alibi" else None
+        for block in self.blocks:
+            h = block(h, rope, bias)
+        return F.linear(self.ln_f(h), self.wte.weight[: self.mask_id])  # tied head
+
+    def masked_nll(
+        self, x: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mask k random positions per row of x (B, T), k uniform on 1..T, stratified.
+
+        Returns:
+            nll: (B,) float32, summed -log p(x_i | unmasked) over the masked positions.
+            k: (B,) float, the number of masked positions of each row.
+        """
+        B, T = x.shape
+        k, mask = random_masks(B, T, device=x.device, generator=generator)
+        z = x.masked_fill(mask, self.mask_id)
+        logits = self.logits(z)  # (B, T, vocab)
+        nll = F.cross_entropy(
+            logits.flatten(0, 1).float(), x.flatten().long(), reduction="none"
+        ).view(B, T)
+        return (nll * mask).sum(dim=1), k
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Without y: logits for x (which may hold [MASK] ids). With y: the training loss, the
+        unbiased per-token estimate of the bound on x, mean over rows of (masked NLL / k);
+        y only says "training" (the objective is on x, not next-token)."""
+        if y is None:
+            return self.logits(x)
+        nll, k = self.masked_nll(x)
+        return (nll / k).mean()
+
+    def nll_sum(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Summed upper bound (ELBO) on -log p(y) over the rows of y (B, T), in nats.
+
+        An unbiased Monte Carlo estimate of the bound, ``eval_samples`` draws per row, from a
+        generator seeded with ``eval_seed`` on each call (deterministic). x is not used.
+        """
+        del x
+        T = y.size(1)
+        generator = torch.Generator(device=y.device)
+        generator.manual_seed(self.eval_seed)
+        total = torch.zeros((), dtype=torch.float64, device=y.device)
+        for _ in range(self.eval_samples):
+            nll, k = self.masked_nll(y, generator)
+            total += (nll.double() * T / k.double()).sum()
+        return total / self.eval_samples
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompt_ids: list[int],
+        *,
+        n_tokens: int,
+        seed: int,
+        temperature: float = 0.8,
+        top_k: int = 40,
+    ) -> list[int]:
+        """Sample ``n_tokens`` after the prompt by iterative unmasking, one token per step in a
+        uniformly random order (the sampler whose likelihood the bound bounds), each drawn with
+        the same temperature and top-k as the autoregressive sample.
+
+        Longer than the context: blocks of new tokens, each conditioned on up to the last
+        seq_len - block ids. Returns the new ids only.
+        """
+        was_training = self.training
+        self.eval()
+        device = self.wte.weight.device
+        generator = torch.Generator(device=device)
+        generator.manual_seed(seed)
+        T = self.config.seq_len
+        ids = list(prompt_ids)
+        new: list[int] = []
+        while len(new) < n_tokens:
+            block = min(n_tokens - len(new), T - min(len(ids), T // 2))
+            context = ids[len(ids) - (T - block) :] if T - block < len(ids) else ids
+            z = torch.tensor([[*context, *[self.mask_id] * block]], device=device)  # (1, L)
+            order = torch.randperm(block, device=device, generator=generator) + len(context)
+            for pos in order.tolist():
+                logits = self.logits(z)[0, pos].float() / temperature  # (vocab,)
+                if top_k:
+                    kth = torch.topk(logits, min(top_k, logits.numel())).values[-1]
+                    logits = logits.masked_fill(logits < kth, float("-inf"))
+                z[0, pos] = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator)
+            out = z[0, len(context) :].tolist()
+            ids.extend(out)
+            new.extend(out)
+        self.train(was_training)
+        return new
