@@ -100,7 +100,7 @@ def summary(name: str, url: str, trials: Sequence[FrozenTrial], *, target: int,
     from optuna.trial import TrialState
 
     complete = sorted((t for t in trials if t.state == TrialState.COMPLETE and t.value is not None),
-                      key=lambda t: t.value)
+                      key=lambda t: float(t.value or 0.0))
     lines = []
     if complete:
         lines.append(f"best {min(top, len(complete))} of {len(complete)} complete trials "

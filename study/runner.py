@@ -19,7 +19,7 @@ import sys
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from study import progress, stale, store
 from study.errors import UsageError
@@ -30,9 +30,6 @@ if TYPE_CHECKING:
     from study.config import TrainConfig
 
 log = logging.getLogger(__name__)
-
-TRAIN_COMMAND = (sys.executable, "-m", "study.train")
-
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -66,8 +63,7 @@ class RunOptions:
             raise UsageError("--study-name must not be empty")
 
 
-def run_study(opts: RunOptions, *, train_command: tuple[str, ...] = TRAIN_COMMAND,
-              out: TextIO | None = None) -> int:
+def run_study(opts: RunOptions) -> int:
     """Run (or resume) the study. Returns 0 once it holds ``opts.trials`` complete trials, 1 if
     it stopped early (too many failures, a worker process died).
 
@@ -94,7 +90,7 @@ def run_study(opts: RunOptions, *, train_command: tuple[str, ...] = TRAIN_COMMAN
             raise UsageError(
                 f"study {study_name!r} was run with --budget {budget:g}; trials of different "
                 f"budgets do not compare (use --budget {budget:g} or another --study-name)")
-    prepare_tokens(probe, cache_dir=opts.cache_dir, out=out)
+    prepare_tokens(probe, cache_dir=opts.cache_dir)
 
     storage = store.open_storage(opts.storage)
     study = store.retry(optuna.create_study, storage=storage, study_name=study_name,
@@ -105,10 +101,10 @@ def run_study(opts: RunOptions, *, train_command: tuple[str, ...] = TRAIN_COMMAN
     recovered = stale.recover_stale(study, storage, storage.engine)
     if recovered:
         progress.emit(f"[{study_name}] {len(recovered)} trial(s) left running by a dead worker "
-                      f"failed and queued again: " + ", ".join(f"#{n}" for n in recovered), out)
+                      f"failed and queued again: " + ", ".join(f"#{n}" for n in recovered))
     trials_before = len(study.trials)
     progress.emit(f"[{study_name}] {state.url}: {_count_complete(study)}/{opts.trials} complete; "
-                  f"sweep {sweep.name}, budget {opts.budget:g}s, {opts.workers} worker(s)", out)
+                  f"sweep {sweep.name}, budget {opts.budget:g}s, {opts.workers} worker(s)")
 
     ctx = multiprocessing.get_context("spawn")
     lock, failures = ctx.Lock(), ctx.Value("i", 0)
@@ -117,7 +113,7 @@ def run_study(opts: RunOptions, *, train_command: tuple[str, ...] = TRAIN_COMMAN
             storage=opts.storage, study_name=study_name, sweep=sweep.spec, base=base,
             trials=opts.trials, max_failures=opts.max_failures or opts.trials,
             pruner=opts.pruner, curve_points=probe.curve_points,
-            sampler_seed=sampler_seed(opts.seed, trials_before, i), train_command=train_command,
+            sampler_seed=sampler_seed(opts.seed, trials_before, i),
             cache_dir=opts.cache_dir, index=i, workers=opts.workers,
             env=child_env(i, opts.workers, device=opts.device),
             parent_pid=os.getpid() if opts.workers > 1 else None,
@@ -143,7 +139,7 @@ def run_study(opts: RunOptions, *, train_command: tuple[str, ...] = TRAIN_COMMAN
 
     trials = store.retry(study.get_trials, deepcopy=False, what="read the study")
     for line in progress.summary(study_name, state.url, trials, target=opts.trials):
-        progress.emit(line, out)
+        progress.emit(line)
     complete = _count_complete(study)
     if dead_workers:
         for name, code in dead_workers:
@@ -168,12 +164,12 @@ def probe_config(sweep: Sweep, base: dict[str, Any]) -> TrainConfig:
     return sweep.build(scratch.ask(), **base)
 
 
-def prepare_tokens(config: TrainConfig, *, cache_dir: str | None, out: TextIO | None) -> None:
+def prepare_tokens(config: TrainConfig, *, cache_dir: str | None) -> None:
     """Build the tokenizer and token cache once, before workers start (the trainer reuses it)."""
     from study.data import load_tokens
 
     progress.emit(f"preparing tokens ({config.data or 'TinyStories'}, vocab "
-                  f"{config.model.vocab_size})", out)
+                  f"{config.model.vocab_size})")
     load_tokens(config.data, vocab_size=config.model.vocab_size,
                 cache_dir=Path(cache_dir) if cache_dir is not None else None,
                 max_stories=config.max_stories)

@@ -160,7 +160,12 @@ def open_storage(url: str) -> RDBStorage:
                 conn.execute(schema.meta.insert().values(key="schema_version",
                                                          value=str(schema.SCHEMA_VERSION)))
 
-    retry(create, what="create the harness tables")
+    try:
+        retry(create, what="create the harness tables")
+    except sa.exc.SQLAlchemyError:
+        # Another machine may be creating the same tables this moment; by now they exist.
+        time.sleep(1.0)
+        retry(create, what="create the harness tables")
     return storage
 
 

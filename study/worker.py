@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PRUNERS = ("none", "median", "hyperband")
+TRAIN_COMMAND = (sys.executable, "-m", "study.train")
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class WorkerSpec:
     pruner: str
     curve_points: int
     sampler_seed: int
-    train_command: tuple[str, ...]
+    train_command: tuple[str, ...] = TRAIN_COMMAND
     cache_dir: str | None = None
     index: int = 0
     workers: int = 1
