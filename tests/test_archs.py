@@ -119,6 +119,22 @@ def test_diffusion_training_loss_is_masked_nll_over_k() -> None:
     assert all(p.grad is not None for p in model.parameters())
 
 
+@pytest.mark.parametrize("arch", ["lstm", "diffusion"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_autocast(arch: str, dtype: torch.dtype) -> None:
+    """--precision bf16/fp16 run the models under autocast (fp16 LSTM on CPU: float32 inside)."""
+    torch.manual_seed(0)
+    model = build_model(small(arch))
+    x = torch.randint(0, V, (2, 16))
+    reference = model(x, x).item() if arch == "lstm" else None
+    with torch.autocast("cpu", dtype=dtype):
+        loss = model(x, x)
+    loss.backward()
+    assert loss.dtype == torch.float32 and math.isfinite(loss.item())
+    if reference is not None:
+        assert loss.item() == pytest.approx(reference, rel=2e-2)
+
+
 # ----------------------------------------------------------------------------- the bound
 
 

@@ -43,7 +43,15 @@ class LSTMLM(nn.Module):
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, T, vocab) without targets; mean next-token cross-entropy with them."""
-        h, _ = self.lstm(self.wte(idx))  # (B, T, d_model), zero initial state
+        x = self.wte(idx)  # (B, T, d_model)
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and (
+            torch.get_autocast_dtype("cpu") == torch.float16
+        ):
+            # oneDNN has no float16 LSTM kernel: on CPU the recurrence runs in float32.
+            with torch.autocast("cpu", enabled=False):
+                h, _ = self.lstm(x.float())
+        else:
+            h, _ = self.lstm(x)  # (B, T, d_model), zero initial state
         logits = self.head(self.ln_f(h))  # (B, T, vocab)
         if targets is None:
             return logits
