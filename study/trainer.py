@@ -29,6 +29,7 @@ from study.config import TrainConfig
 from study.errors import UsageError
 from study.models import build_model, count_params
 from study.result import TrainResult
+from study.step import Batches, TrainStep, autocast_dtype, backward_micro_batches
 
 log = logging.getLogger(__name__)
 
@@ -84,20 +85,13 @@ def seq_len_at(frac: float, *, full: int, curriculum: bool) -> int:
     if not curriculum or full <= CURRICULUM_START:
         return full
     doublings = math.ceil(math.log2(full / CURRICULUM_START))
-    stage = min(int(frac / 0.5 * (doublings + 1)), doublings)
+    stage = min(int(frac / 0.5 * doublings), doublings)
     return min(CURRICULUM_START * 2**stage, full)
 
 
 def default_batch_size(device: torch.device) -> int:
     """Rows per optimizer step when the config leaves it to the trainer."""
     return {"cuda": 256, "mps": 64}.get(device.type, 32)
-
-
-def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    precision = config.precision
-    if precision == "auto":
-        precision = "bf16" if device.type == "cuda" else "fp32"
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 def versions() -> dict[str, str]:
@@ -115,24 +109,6 @@ def versions() -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- batches and eval
-
-
-class Batches:
-    """Random windows of a token array that lives on the device: no host copies per step."""
-
-    def __init__(self, tokens: torch.Tensor, *, seed: int) -> None:
-        self.tokens = tokens
-        self.generator = torch.Generator(device=tokens.device)
-        self.generator.manual_seed(seed)
-
-    def sample(self, batch: int, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-        n = self.tokens.numel() - seq_len - 1
-        starts = torch.randint(
-            0, n, (batch, 1), device=self.tokens.device, generator=self.generator
-        )
-        idx = starts + torch.arange(seq_len + 1, device=self.tokens.device)  # (B, T+1)
-        window = self.tokens[idx].long()
-        return window[:, :-1], window[:, 1:]
 
 
 def eval_windows(tokens: np.ndarray, *, n_tokens: int, seq_len: int) -> np.ndarray:
@@ -229,15 +205,13 @@ def accumulate(
     """Forward and backward ``grad_accum`` micro-batches of ``rows`` windows each, adding to
     ``.grad`` the (scaled) gradient of the mean loss over all ``grad_accum * rows`` windows: each
     micro-batch's mean loss is divided by ``grad_accum``. Returns the detached float32 losses of
-    the micro-batches, shape (grad_accum,); the optimizer step is the caller's."""
-    losses = []
-    for _ in range(grad_accum):
-        x, y = batches.sample(rows, seq_len)
-        with amp():
-            loss = model(x, y)
-        scaler.scale(loss / grad_accum).backward()
-        losses.append(loss.detach().float())
-    return torch.stack(losses)
+    the micro-batches, shape (grad_accum,); the optimizer step is the caller's. (The trainer's
+    own step, ``study.step.TrainStep``, runs the same micro-batch loop.)"""
+    x, y = batches.sample(rows * grad_accum, seq_len)
+    return backward_micro_batches(
+        model, x.unflatten(0, (grad_accum, rows)), y.unflatten(0, (grad_accum, rows)), amp=amp,
+        scale=scaler.scale,
+    )
 
 
 # --------------------------------------------------------------------------- the clock
@@ -338,7 +312,8 @@ def train(
         return torch.autocast(device_type=device.type, dtype=dtype)
 
     train_tokens = torch.from_numpy(data.train.astype(np.int32)).to(device)
-    batches = Batches(train_tokens, seed=config.seed)
+    step_fn = TrainStep(model, config, device=device, tokens=train_tokens, batch_size=batch_size)
+    log.info("step: %s, batch %d", step_fn.plan.describe(), batch_size)
     windows = torch.from_numpy(
         eval_windows(data.valid, n_tokens=config.eval_tokens, seq_len=mc.seq_len)
     ).to(device)
@@ -346,54 +321,30 @@ def train(
     token_bytes = torch.from_numpy(data.token_bytes.astype(np.int64)).to(device)
     eval_batch = max(1, min(batch_size, 64))
 
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    fused = device.type == "cuda"
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": config.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=config.lr,
-        betas=(config.beta1, config.beta2),
-        fused=fused,
-        foreach=None if fused else True,
-    )
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
-    compile_model = config.compile if config.compile is not None else device.type == "cuda"
-    step_model: nn.Module = torch.compile(model) if compile_model else model  # type: ignore[assignment]
-
     if log_interval is None:
         log_interval = min(10.0, max(1.0, config.budget / 10))
     record = Events(events)
     clock = Clock(config.budget)
     step = 0
     tokens_seen = 0
-    loss_sum = torch.zeros((), device=device)  # summed on device, read once per interval
-    loss_count = 0
-    bad_loss = torch.zeros((), dtype=torch.bool, device=device)
     next_log = log_interval
     next_curve = 1
     rate_mark: tuple[float, int] | None = None  # (elapsed, tokens) when the steady rate starts
     last_train_loss = float("nan")
-    check_every = 10  # steps between host reads of the NaN flag
-
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        elif device.type == "mps":
-            torch.mps.synchronize()
 
     def read_loss() -> float:
-        nonlocal loss_sum, loss_count, last_train_loss
-        if loss_count:
-            last_train_loss = loss_sum.item() / loss_count
-        loss_sum = torch.zeros((), device=device)
-        loss_count = 0
+        nonlocal last_train_loss
+        loss, bad = step_fn.read_loss()
+        if bad:
+            raise Diverged(f"training loss became NaN or infinite by step {step}")
+        if math.isfinite(loss):
+            last_train_loss = loss
         return last_train_loss
 
-    def check_finite() -> None:
-        if bool(bad_loss.item()):
+    def check_finite(*, wait: bool = False) -> None:
+        if wait:
+            step_fn.sync()
+        if step_fn.diverged():
             raise Diverged(f"training loss became NaN or infinite by step {step}")
 
     model.train()
@@ -405,36 +356,19 @@ def train(
                 break
             frac = elapsed / config.budget
             lr = lr_at(frac, peak=config.lr, warmup_frac=config.warmup_frac)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
             seq_len = seq_len_at(frac, full=mc.seq_len, curriculum=config.curriculum)
-            rows = max(1, batch_size * mc.seq_len // seq_len)
             _check_fault_hook(step)
-            losses = accumulate(
-                step_model, batches, rows=rows, seq_len=seq_len, grad_accum=config.grad_accum,
-                amp=amp, scaler=scaler,
-            )
-            loss_sum += losses.sum()
-            bad_loss |= ~torch.isfinite(losses).all()
-            loss_count += config.grad_accum
-            if config.grad_clip > 0:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
+            tokens_seen += step_fn(lr=lr, seq_len=seq_len)
             step += 1
-            tokens_seen += rows * seq_len * config.grad_accum
-            if step % check_every == 0 or step <= 2:
-                check_finite()
+            # The flag is a few steps behind on CUDA (no sync); the first steps wait for it.
+            check_finite(wait=step <= 2)
             if rate_mark is None and step >= 3 and clock.elapsed >= 0.1 * config.budget:
-                sync()
+                step_fn.sync()
                 rate_mark = (clock.elapsed, tokens_seen)
 
             elapsed = clock.elapsed
             if elapsed >= next_log or elapsed >= config.budget:
                 train_loss = read_loss()
-                check_finite()
                 tok_s = tokens_seen / max(elapsed, 1e-9)
                 if out is not None:
                     print(
@@ -453,9 +387,8 @@ def train(
                 elapsed >= next_curve / config.curve_points * config.budget
             ):
                 clock.pause()  # evaluation does not spend the budget
-                sync()
+                step_fn.sync()
                 train_loss = read_loss()
-                check_finite()
                 at = min(clock.elapsed, config.budget)
                 if next_curve == config.curve_points:
                     val_loss = None  # the final evaluation below covers the end point
@@ -470,9 +403,9 @@ def train(
                 record.emit("curve", frac=next_curve / config.curve_points, **point)
                 next_curve += 1
                 clock.resume()
-        sync()
+        step_fn.sync()
         clock.pause()
-        check_finite()
+        read_loss()
     except torch.OutOfMemoryError as exc:
         raise OutOfMemory(f"out of memory at step {step}: {str(exc).splitlines()[0]}") from None
     train_seconds = clock.elapsed

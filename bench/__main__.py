@@ -1,0 +1,124 @@
+"""``python -m bench``: measure the trainer against a textbook GPT-2 and write the table as JSON.
+
+    python -m bench                                  # every size, columns a, b, c and own
+    python -m bench --sizes 1M,2M --variant nograph:cuda_graph=0 --json /tmp/b.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.run import LADDER, Variant, format_table, run_bench
+from study.cli import ArgumentParser
+from study.errors import UsageError, cli_main
+from study.trainer import resolve_device
+
+RESULTS = Path(__file__).resolve().parent / "results"
+COLUMNS = ("a", "b", "c", "own")
+PLAN_INTS = ("ce_chunk",)
+PLAN_BOOLS = ("compile", "cuda_graph", "fused_adamw")
+
+
+def parse_variant(text: str) -> Variant:
+    """``name:key=value,...`` with keys ce_chunk, compile, cuda_graph, fused_adamw, autocast
+    (fp32|bf16), batch, sdpa (flash|cudnn|efficient|math)."""
+    name, _, spec = text.partition(":")
+    if not name:
+        raise UsageError(f"variant {text!r} needs a name: NAME:key=value,...")
+    plan: dict[str, Any] = {}
+    batch: int | None = None
+    sdpa: str | None = None
+    for item in filter(None, spec.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise UsageError(f"variant {name}: {item!r} is not key=value")
+        try:
+            if key in PLAN_INTS:
+                plan[key] = int(value)
+            elif key in PLAN_BOOLS:
+                plan[key] = value.lower() in ("1", "true", "on", "yes")
+            elif key == "autocast":
+                plan[key] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[value]
+            elif key == "batch":
+                batch = int(value)
+            elif key == "sdpa" and value in ("flash", "cudnn", "efficient", "math"):
+                sdpa = value
+            else:
+                raise KeyError(key)
+        except (KeyError, ValueError):
+            raise UsageError(f"variant {name}: bad setting {item!r}") from None
+    return Variant(name=name, plan=plan, batch=batch, sdpa=sdpa)
+
+
+def default_json(device: torch.device) -> Path:
+    if device.type == "cuda":
+        label = torch.cuda.get_device_name(device)
+    else:
+        label = f"{torch.get_num_threads()}threads"
+    slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+    return RESULTS / f"{device.type}-{slug}.json"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0].strip("`"))
+    p.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
+    p.add_argument("--sizes", default=",".join(LADDER), help="comma-separated ladder sizes")
+    p.add_argument("--batch", type=int, help="rows per step for every column "
+                   "(default: 256 on CUDA, 32 elsewhere)")
+    p.add_argument("--columns", default=",".join(COLUMNS), help="of a, b, c, own")
+    p.add_argument("--variant", action="append", default=[], type=parse_variant,
+                   help="extra trainer measurement, NAME:key=value,... (repeatable)")
+    p.add_argument("--json", type=Path, help="output (default: bench/results/<device>.json)")
+    p.add_argument("--no-json", action="store_true", help="print only")
+    p.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
+    p.add_argument("--warmup", type=int, help="untimed steps first (default 8 GPU, 2 CPU)")
+    p.add_argument("--min-steps", type=int, help="timed steps at least (default 20 GPU, 3 CPU)")
+    p.add_argument("--min-seconds", type=float, default=2.0, help="timed seconds at least")
+    p.add_argument("--time-limit", type=float, default=float("inf"),
+                   help="stop starting new sizes or variants after this many seconds")
+    return p
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    sizes = [s for s in args.sizes.split(",") if s]
+    unknown = [s for s in sizes if s not in LADDER]
+    if unknown or not sizes:
+        raise UsageError(f"unknown size(s) {', '.join(unknown) or '(none)'}; "
+                         f"sizes: {', '.join(LADDER)}")
+    columns = [c for c in args.columns.split(",") if c]
+    if not columns or set(columns) - set(COLUMNS):
+        raise UsageError(f"columns must be among {', '.join(COLUMNS)}; got {args.columns!r}")
+    for name in ("batch", "threads", "warmup", "min_steps"):
+        value = getattr(args, name)
+        if value is not None and value < (0 if name == "warmup" else 1):
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    gpu = device.type == "cuda"
+    json_path = None if args.no_json else (args.json or default_json(device))
+    result = run_bench(
+        device=device, sizes=sizes, batch=args.batch or (256 if gpu else 32), columns=columns,
+        variants=args.variant, json_path=json_path,
+        warmup=args.warmup if args.warmup is not None else (8 if gpu else 2),
+        min_steps=args.min_steps or (20 if gpu else 3), min_seconds=args.min_seconds,
+        time_limit=args.time_limit,
+    )
+    print(format_table(result))
+    if json_path is not None:
+        print(f"wrote {json_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
