@@ -109,10 +109,13 @@ def check_budget(budget: float) -> float:
     return float(budget)
 
 
-def throughput_points(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def throughput_points(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    """(params, tokens/s) of the trials that measured a steady-state rate, and the numbers of
+    those that did not (too few steps in the budget to leave the warm-up)."""
     ok = frame["params"].gt(0) & frame["tokens_per_second"].gt(0)
+    left_out = tuple(int(v) for v in frame.loc[~ok, "number"])
     return (frame.loc[ok, "params"].to_numpy(float),
-            frame.loc[ok, "tokens_per_second"].to_numpy(float))
+            frame.loc[ok, "tokens_per_second"].to_numpy(float), left_out)
 
 
 def loss_points(data: StudyData, trials: pd.DataFrame) -> pd.DataFrame:
@@ -153,6 +156,7 @@ class CrossoverOutcome:
     crossover: Crossover
     params: tuple[float, ...]
     tokens_per_second: tuple[float, ...]
+    left_out: tuple[int, ...] = ()  # trial numbers without a steady-state rate
 
     def as_dict(self) -> dict[str, Any]:
         c, f = self.crossover, self.fit
@@ -163,16 +167,18 @@ class CrossoverOutcome:
             "ratio": c.ratio, "level": c.level, "r2": f.r2, "c_low": f.c_low,
             "c_high": f.c_high, "k_low": f.k_low, "k_high": f.k_high, "n_points": f.n_points,
             "device": self.device, "extrapolated": c.extrapolated, "warnings": list(c.warnings),
+            "left_out_trials": list(self.left_out),
         }
 
 
 def crossover_for(
     device: str, params: np.ndarray, tps: np.ndarray, *, budget: float, ratio: float,
-    n_boot: int = 1000, seed: int = 0,
+    n_boot: int = 1000, seed: int = 0, left_out: tuple[int, ...] = (),
 ) -> CrossoverOutcome:
     fit = fit_throughput(params, tps, n_boot=n_boot, seed=seed, device=device)
     cross = solve_crossover(fit, budget=budget, ratio=ratio)
-    return CrossoverOutcome(device, fit, cross, tuple(params.tolist()), tuple(tps.tolist()))
+    return CrossoverOutcome(device, fit, cross, tuple(params.tolist()), tuple(tps.tolist()),
+                            left_out)
 
 
 def crossover_text(o: CrossoverOutcome) -> str:
@@ -188,6 +194,9 @@ def crossover_text(o: CrossoverOutcome) -> str:
         f"tokens at N*: {c.tokens_at_n_star:.4g} at {c.tokens_per_second_at_n_star:.4g} tokens/s",
     ]
     lines += [f"warning: {w}" for w in c.warnings]
+    if o.left_out:
+        lines.append(f"warning: left out trial(s) {', '.join(map(str, o.left_out))}: no "
+                     f"steady-state tokens/s recorded (too few steps in the budget)")
     return "\n".join(lines)
 
 
@@ -229,9 +238,9 @@ def run_crossover(
                 + ", ".join(groups)
             )
         label, frame = next(iter(groups.items()))
-        n, t = throughput_points(frame)
+        n, t, left_out = throughput_points(frame)
         outcome = crossover_for(label, n, t, budget=budget_of(frame, budget), ratio=ratio,
-                                n_boot=n_boot, seed=seed)
+                                n_boot=n_boot, seed=seed, left_out=left_out)
     if json_out is not None:
         write_json(json_out, outcome.as_dict())
     if plot_out is not None:
@@ -252,8 +261,9 @@ def device_crossovers(
     skipped: dict[str, str] = {}
     for label, frame in by_device(trials, device).items():
         try:
-            n, t = throughput_points(frame)
-            done[label] = crossover_for(label, n, t, budget=budget_of(frame, budget), ratio=ratio)
+            n, t, left_out = throughput_points(frame)
+            done[label] = crossover_for(label, n, t, budget=budget_of(frame, budget), ratio=ratio,
+                                        left_out=left_out)
         except UsageError as exc:
             skipped[label] = str(exc)
     return done, skipped

@@ -90,7 +90,7 @@ def crossover_figure(
                    pad=1.5)
     grid = np.geomspace(lo, hi, 200)
     ax.scatter(n, t * cross.budget, s=18, color=_COLORS[0], alpha=0.7,
-               label="measured tokens in budget")
+               label="measured tokens/s x budget")
     ax.plot(grid, fit.tokens_per_second(grid) * cross.budget, color=_COLORS[0],
             label=f"fit T(N) x {cross.budget:g} s, T = {fit.c:.3g} N^-{fit.k:.3f}")
     ax.plot(grid, cross.ratio * grid, color=_COLORS[1], linestyle="--",

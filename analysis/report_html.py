@@ -39,7 +39,7 @@ _CSS = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; margin-top: 2em; }
 table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.9em; }
-td, th { border: 1px solid #ddd; padding: 3px 8px; text-align: right; }
+td, th { border: 1px solid #ddd; padding: 3px 8px; text-align: right; white-space: nowrap; }
 th { background: #f4f4f4; } td.text { text-align: left; white-space: pre-wrap; max-width: 700px; }
 pre { background: #f7f7f7; padding: 0.6em; overflow-x: auto; }
 img { max-width: 100%; } .note { color: #a33; }
@@ -85,11 +85,20 @@ def build_report(
             out += ["<p>The same points coloured by positional scheme:</p>", _figure(pos.figure())]
         return out
 
-    parts += _section("Frontier: held-out quality against size", frontier_section)
-    parts += _section("Throughput and the Chinchilla crossover",
-                      lambda: _throughput(trials, budget=budget, ratio=ratio))
-    parts += _section("Loss law L(N, D) and its prediction",
-                      lambda: _loss_law(data, trials, budget=budget, ratio=ratio, grid=grid))
+    parts += _section("Frontier: held-out quality against size", lambda: [
+        "<p>Every complete trial; the line joins the trials no smaller trial beats. Bits per "
+        "byte do not depend on the tokenizer, per-token perplexity does.</p>",
+        *frontier_section()])
+    parts += _section("Throughput and the Chinchilla crossover", lambda: [
+        "<p>Steady-state tokens/s fitted as T(N) = c N<sup>-k</sup> per device; N* solves "
+        f"T(N) &times; budget = {ratio:g} N, the size that sees {ratio:g} tokens per parameter "
+        "in the budget. Intervals resample the trials (bootstrap).</p>",
+        *_throughput(trials, budget=budget, ratio=ratio)])
+    parts += _section("Loss law L(N, D) and its prediction", lambda: [
+        "<p>Chinchilla Approach 3 on every complete trial's final point and its curve points: "
+        "Huber loss (&delta; = 10<sup>-3</sup>) on log loss, L-BFGS from a grid of starts. The "
+        "predicted best size minimises L(N, T(N) &times; budget).</p>",
+        *_loss_law(data, trials, budget=budget, ratio=ratio, grid=grid)])
     parts += _section("Samples from the best trials", lambda: _samples(data, trials, top=top))
     parts += _section("Epochs per trial", lambda: _epochs(trials))
     parts += _section("Trials that did not complete", lambda: _failures(data))

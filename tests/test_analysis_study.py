@@ -446,3 +446,16 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(
     assert "Traceback" not in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv", "junk.db"]
     assert digest(db) == db_digest
+
+
+def test_trials_without_a_steady_state_rate_are_left_out_and_named() -> None:
+    import pandas as pd
+
+    from analysis.commands import crossover_for, crossover_text, throughput_points
+
+    frame = pd.DataFrame({"number": [0, 1, 2, 3, 4], "params": [1e5, 2e5, 4e5, 8e5, 1.6e6],
+                          "tokens_per_second": [3e4, 2.1e4, 0.0, 1.05e4, float("nan")]})
+    n, t, left_out = throughput_points(frame)
+    assert n.tolist() == [1e5, 2e5, 8e5] and left_out == (2, 4)
+    text = crossover_text(crossover_for("cpu", n, t, budget=60.0, ratio=20.0, left_out=left_out))
+    assert "left out trial(s) 2, 4: no steady-state tokens/s" in text
