@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pruner", default=d.pruner, choices=PRUNERS, help="(default %(default)s)")
     p.add_argument("--cache-dir", default=None, help="tokenizer and token cache folder")
     p.add_argument("--max-failures", type=int, default=None,
-                   help="stop after this many failed trials in this run (default: --trials)")
+                   help="stop after this many failed trials in this run "
+                        "(default: --trials, at least 10)")
     return p
 
 

@@ -46,7 +46,7 @@ class RunOptions:
     seed: int = 0
     pruner: str = "none"
     cache_dir: str | None = None
-    max_failures: int | None = None  # None: as many as --trials
+    max_failures: int | None = None  # None: max(10, trials)
 
     def validate(self) -> None:
         if self.trials < 1:
@@ -61,6 +61,11 @@ class RunOptions:
             raise UsageError(f"--pruner must be one of {', '.join(PRUNERS)}, got {self.pruner!r}")
         if self.study_name is not None and not self.study_name.strip():
             raise UsageError("--study-name must not be empty")
+
+    @property
+    def failure_limit(self) -> int:
+        """Failed trials after which this run stops: ``max_failures``, or max(10, trials)."""
+        return self.max_failures if self.max_failures is not None else max(10, self.trials)
 
 
 def run_study(opts: RunOptions) -> int:
@@ -111,7 +116,7 @@ def run_study(opts: RunOptions) -> int:
     specs = [
         WorkerSpec(
             storage=opts.storage, study_name=study_name, sweep=sweep.spec, base=base,
-            trials=opts.trials, max_failures=opts.max_failures or opts.trials,
+            trials=opts.trials, max_failures=opts.failure_limit,
             pruner=opts.pruner, curve_points=probe.curve_points,
             sampler_seed=sampler_seed(opts.seed, trials_before, i),
             cache_dir=opts.cache_dir, index=i, workers=opts.workers,
@@ -148,7 +153,7 @@ def run_study(opts: RunOptions) -> int:
     if complete < opts.trials:
         print(f"error: stopped at {complete}/{opts.trials} complete trials after "
               f"{failures.value} failed ones in this run (--max-failures "
-              f"{opts.max_failures or opts.trials}); run the same command to go on",
+              f"{opts.failure_limit}); run the same command to go on",
               file=sys.stderr)
         return 1
     return 0
