@@ -1,9 +1,9 @@
 """Search spaces: each module here defines ``suggest(trial) -> TrainConfig``.
 
 A sweep may also define ``sampler(*, seed: int) -> optuna.samplers.BaseSampler`` to choose how its
-parameters are sampled (the ladder walks its sizes in order); without one the study uses a seeded
-TPE sampler. The runner applies the study-wide fields (budget, data, device, seed) on top of what
-``suggest`` returns, so a sweep only says what varies between trials.
+parameters are sampled (the ladder walks its sizes in order with ``balanced_sampler``); without one
+the study uses a seeded TPE sampler. The runner applies the study-wide fields (budget, data,
+device, seed) on top of what ``suggest`` returns, so a sweep only says what varies between trials.
 
 ``--sweep`` takes the name of a module here (``default``, ``ladder``) or the path of a ``.py`` file
 that defines ``suggest`` the same way.
@@ -106,3 +106,36 @@ def _load_file(path: Path) -> ModuleType:
         sys.modules.pop(module_name, None)
         raise UsageError(f"sweep file {path} failed to load: {type(exc).__name__}: {exc}") from None
     return module
+
+
+def balanced_sampler(param: str, *, seed: int) -> Any:
+    """A sampler that gives categorical ``param`` its least-tried choice (trials in any state but
+    waiting count; first in order on ties) and samples every other parameter with a seeded
+    RandomSampler. Any number of trials then covers the choices evenly."""
+    import optuna
+    from optuna.trial import TrialState
+
+    tried = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.FAIL, TrialState.PRUNED)
+
+    class BalancedSampler(optuna.samplers.BaseSampler):
+        def __init__(self) -> None:
+            self._fallback = optuna.samplers.RandomSampler(seed=seed)
+
+        def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
+            return {}
+
+        def sample_relative(self, study: Any, trial: Any, search_space: Any) -> dict[str, Any]:
+            return {}
+
+        def sample_independent(self, study: Any, trial: Any, param_name: str,
+                               param_distribution: Any) -> Any:
+            if param_name != param:
+                return self._fallback.sample_independent(study, trial, param_name,
+                                                         param_distribution)
+            counts = dict.fromkeys(param_distribution.choices, 0)
+            for t in study.get_trials(deepcopy=False, states=tried):
+                if t.params.get(param) in counts:
+                    counts[t.params[param]] += 1
+            return min(counts, key=lambda choice: counts[choice])
+
+    return BalancedSampler()

@@ -14,6 +14,7 @@ import math
 from typing import Any
 
 from study.config import ModelConfig, TrainConfig
+from sweeps import balanced_sampler
 from sweeps.default import n_head_for
 
 # name -> (n_layer, d_model)
@@ -47,31 +48,5 @@ def suggest(trial: Any) -> TrainConfig:
 
 
 def sampler(*, seed: int) -> Any:
-    """A sampler that gives each trial the least-tried size (any state but waiting)."""
-    import optuna
-    from optuna.trial import TrialState
-
-    tried = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.FAIL, TrialState.PRUNED)
-
-    class LadderSampler(optuna.samplers.BaseSampler):
-        def __init__(self) -> None:
-            self._fallback = optuna.samplers.RandomSampler(seed=seed)
-
-        def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
-            return {}
-
-        def sample_relative(self, study: Any, trial: Any, search_space: Any) -> dict[str, Any]:
-            return {}
-
-        def sample_independent(self, study: Any, trial: Any, param_name: str,
-                               param_distribution: Any) -> Any:
-            if param_name != "size":
-                return self._fallback.sample_independent(study, trial, param_name,
-                                                         param_distribution)
-            counts = dict.fromkeys(param_distribution.choices, 0)
-            for t in study.get_trials(deepcopy=False, states=tried):
-                if t.params.get("size") in counts:
-                    counts[t.params["size"]] += 1
-            return min(counts, key=lambda name: counts[name])  # first of the least tried
-
-    return LadderSampler()
+    """Each trial takes the least-tried size, smallest first on ties."""
+    return balanced_sampler("size", seed=seed)
