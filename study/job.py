@@ -9,6 +9,7 @@ Optuna; the worker wires these callbacks to a trial.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -75,7 +76,7 @@ def run_job(
             proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
                 env=dict(env) if env is not None else None,
-                preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
+                preexec_fn=die_with_parent,
             )
         try:
             while True:
@@ -101,7 +102,7 @@ def run_job(
             stop(proc)
             raise
         outcome = _outcome(status, result_path, log_path)
-    return Outcome(outcome.state, outcome.result, outcome.reason, time.monotonic() - start)
+    return dataclasses.replace(outcome, seconds=time.monotonic() - start)
 
 
 def _outcome(status: int, result_path: Path, log_path: Path) -> Outcome:
