@@ -10,7 +10,7 @@ from typing import Any
 
 from study.config import ModelConfig, TrainConfig
 
-WIDTHS = (64, 96, 128, 192, 256, 384, 512, 768)
+WIDTHS = (64, 96, 128, 192, 256, 384, 512)
 
 
 def n_head_for(d_model: int) -> int:
