@@ -228,7 +228,7 @@ def run_crossover(
         label = device or "csv"
         outcome = crossover_for(
             label, points["params"].to_numpy(), points["tokens_per_second"].to_numpy(),
-            budget=budget_of(points, budget), ratio=ratio, n_boot=n_boot, seed=seed,
+            budget=check_budget(budget), ratio=ratio, n_boot=n_boot, seed=seed,
         )
     else:
         groups = by_device(complete_trials(data), device)

@@ -374,7 +374,11 @@ def fit_loss_law(
         warnings.append("the winning start did not converge (L-BFGS stopped early)")
     for name, value in (("alpha", alpha), ("beta", beta)):
         if value <= 0:
-            warnings.append(f"{name} = {value:.3g} <= 0: the data do not constrain its term")
+            warnings.append(f"{name} = {value:.3g} <= 0: the data do not constrain its term, "
+                            f"and the exponents a, b mean nothing")
+    if math.exp(log_e) < 1e-3 * float(loss_arr.min()):
+        warnings.append(f"E = {math.exp(log_e):.3g}: the irreducible loss ran to zero, the "
+                        f"data do not pin it down")
     if np.unique(n).size < 3:
         warnings.append("fewer than 3 distinct sizes: alpha and A are poorly determined")
     if n.size < 20:

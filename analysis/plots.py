@@ -141,7 +141,12 @@ def frontier_figure(
     ax.set(xscale="log", xlabel="parameters N", ylabel=metric_label,
            title=f"{metric_label} against model size")
     if m.size and np.nanmax(m) / max(np.nanmin(m), 1e-12) > 5:
+        from matplotlib.ticker import FuncFormatter
+
         ax.set_yscale("log")
+        plain = FuncFormatter(lambda v, _pos: f"{v:g}")
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     return fig
