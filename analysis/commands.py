@@ -522,8 +522,10 @@ def run_report(
     if budget is not None:
         check_budget(budget)
     data = load_study(storage or DEFAULT_STORAGE, study_name)
+    labels = data.complete()["device_name"].dropna().astype(str)
     commands = report_commands(storage=data.storage, study_name=data.study_name,
-                               budget=budget, ratio=ratio, out=str(out))
+                               budget=budget, ratio=ratio, out=str(out),
+                               devices=sorted(set(labels)) or ["DEVICE"])
     page = build_report(data, budget=budget, ratio=ratio, grid=GRIDS[grid], top=top,
                         commands=commands)
     atomic_write_text(out_path, page)

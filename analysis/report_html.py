@@ -41,7 +41,7 @@ h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; margin-top: 2em; }
 table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.9em; }
 td, th { border: 1px solid #ddd; padding: 3px 8px; text-align: right; white-space: nowrap; }
 th { background: #f4f4f4; } td.text { text-align: left; white-space: pre-wrap; max-width: 700px; }
-pre { background: #f7f7f7; padding: 0.6em; overflow-x: auto; }
+pre { background: #f7f7f7; padding: 0.6em; white-space: pre-wrap; }
 img { max-width: 100%; } .note { color: #a33; }
 """
 
@@ -109,7 +109,8 @@ def build_report(
 
 
 def report_commands(
-    *, storage: str, study_name: str, budget: float | None, ratio: float, out: str
+    *, storage: str, study_name: str, budget: float | None, ratio: float, out: str,
+    devices: Sequence[str] = ("DEVICE",),
 ) -> list[str]:
     """The report's own command and the per-figure commands that reproduce its parts."""
     base = ["--storage", storage, "--study-name", study_name]
@@ -121,8 +122,9 @@ def report_commands(
         shlex.join(py + ["analysis.frontier", *base, *extra, "--plot", "frontier.png"]),
         shlex.join(py + ["analysis.frontier", *base, *extra, "--metric", "bpb", "--plot",
                          "frontier_bpb.png"]),
-        shlex.join(py + ["analysis.crossover", *base, *extra, "--device", "DEVICE", "--plot",
-                         "crossover.png", "--json", "crossover.json"]),
+        *(shlex.join(py + ["analysis.crossover", *base, *extra, "--device", device, "--plot",
+                           f"crossover_{i}.png", "--json", f"crossover_{i}.json"])
+          for i, device in enumerate(devices)),
         shlex.join(py + ["analysis.scaling_law", *base, *extra, "--json", "loss_law.json",
                          "--plot", "loss_law.png"]),
     ]
@@ -191,7 +193,7 @@ def _loss_law(
             device, f"{p.best.budget:g}", f"{p.best.n_opt:.4g}",
             f"{p.crossover.crossover.n_star:.4g}",
             f"{best['params']:.4g} (trial {int(best['number'])})" if best is not None else "-",
-            f"{p.best.n_opt / best['params']:.2f}" if best is not None else "-",
+            f"{p.best.n_opt / best['params']:.3g}" if best is not None else "-",
         ))
     if rows:
         out.append(_plain_table(
