@@ -135,6 +135,24 @@ def test_half_precision_autocast(arch: str, dtype: torch.dtype) -> None:
         assert loss.item() == pytest.approx(reference, rel=2e-2)
 
 
+def test_diffusion_learns_to_use_context() -> None:
+    """Rows that repeat one uniformly drawn token: without looking at the unmasked positions
+    the loss stays at ln V; a working denoiser copies them (floor ln V / T, the all-masked rows)."""
+    torch.manual_seed(0)
+    model = build_model(small("diffusion", pos="learned", seq_len=8, n_layer=1))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(100):
+        x = torch.randint(0, V, (16, 1)).repeat(1, 8)
+        loss = model(x, x)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    assert sum(losses[:10]) / 10 > 0.95 * math.log(V)
+    assert sum(losses[-10:]) / 10 < 0.6 * math.log(V)
+
+
 # ----------------------------------------------------------------------------- the bound
 
 
