@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from study.config import ARCHS, ModelConfig, TrainConfig
+from sweeps import balanced_sampler
 from sweeps.default import n_head_for
 
 # size -> (d_model, transformer layers); LSTMs take 3/2 as many layers.
@@ -54,35 +55,3 @@ def suggest(trial: Any) -> TrainConfig:
 
 def sampler(*, seed: int) -> Any:
     return balanced_sampler("cell", seed=seed)
-
-
-def balanced_sampler(param: str, *, seed: int) -> Any:
-    """A sampler that gives categorical ``param`` its least-tried choice (any state but waiting;
-    first in order on ties) and samples every other parameter with a seeded RandomSampler."""
-    import optuna
-    from optuna.trial import TrialState
-
-    tried = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.FAIL, TrialState.PRUNED)
-
-    class BalancedSampler(optuna.samplers.BaseSampler):
-        def __init__(self) -> None:
-            self._fallback = optuna.samplers.RandomSampler(seed=seed)
-
-        def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
-            return {}
-
-        def sample_relative(self, study: Any, trial: Any, search_space: Any) -> dict[str, Any]:
-            return {}
-
-        def sample_independent(self, study: Any, trial: Any, param_name: str,
-                               param_distribution: Any) -> Any:
-            if param_name != param:
-                return self._fallback.sample_independent(study, trial, param_name,
-                                                         param_distribution)
-            counts = dict.fromkeys(param_distribution.choices, 0)
-            for t in study.get_trials(deepcopy=False, states=tried):
-                if t.params.get(param) in counts:
-                    counts[t.params[param]] += 1
-            return min(counts, key=lambda choice: counts[choice])
-
-    return BalancedSampler()

@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from study.config import MLP_TYPES, POS_SCHEMES, ModelConfig, TrainConfig
-from sweeps.archs import LR_RANGE, balanced_sampler
+from sweeps import balanced_sampler
+from sweeps.archs import LR_RANGE
 
 N_LAYER, D_MODEL, N_HEAD = 4, 128, 4
 CELLS = [f"{pos}+{mlp}" for pos in POS_SCHEMES for mlp in MLP_TYPES]
