@@ -10,9 +10,11 @@ Optuna; the worker wires these callbacks to a trial.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -76,7 +78,7 @@ def run_job(
             proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
                 env=dict(env) if env is not None else None,
-                preexec_fn=die_with_parent,
+                preexec_fn=functools.partial(die_with_parent, os.getpid()),
             )
         try:
             while True:
@@ -182,11 +184,12 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def die_with_parent() -> None:
+def die_with_parent(parent: int | None = None) -> None:
     """On Linux, ask the kernel to SIGKILL this process when its parent dies.
 
     A worker killed with SIGKILL then leaves no orphan training behind (its trial is recovered as
-    stale on the next run). Elsewhere this does nothing.
+    stale on the next run). ``parent``, the pid that started this process: if it died before the
+    signal was armed (the kernel would never send it), exit at once. Elsewhere this does nothing.
     """
     if not sys.platform.startswith("linux"):
         return
@@ -194,3 +197,5 @@ def die_with_parent() -> None:
 
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)
