@@ -136,9 +136,13 @@ def _check_harness_version(conn: sa.Connection, tables: set[str], shown: str) ->
         return
     row = conn.execute(sa.select(schema.meta.c.value).where(schema.meta.c.key == "schema_version"))
     found = row.scalar()
-    if found is not None and found != str(schema.SCHEMA_VERSION):
-        raise UsageError(f"storage {shown} holds harness schema version {found}; this version "
-                         f"reads {schema.SCHEMA_VERSION}")
+    if found is None or found == str(schema.SCHEMA_VERSION):
+        return
+    if found.isdigit() and int(found) > schema.SCHEMA_VERSION:
+        raise UsageError(f"storage {shown} was written by a newer version of this harness "
+                         f"(schema {found}, this one reads {schema.SCHEMA_VERSION}); upgrade it")
+    raise UsageError(f"storage {shown} holds harness schema version {found}; this version "
+                     f"reads {schema.SCHEMA_VERSION}")
 
 
 def open_storage(url: str) -> RDBStorage:
