@@ -9,8 +9,13 @@ trial number repeated so a reader needs no join.
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 
 SCHEMA_VERSION = 1
+
+# MySQL's FLOAT is 4 bytes and its TEXT holds 64 KB; ask it for what the other backends give.
+FLOAT = sa.Float().with_variant(mysql.DOUBLE(asdecimal=False), "mysql", "mariadb")
+TEXT = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
 
 metadata = sa.MetaData()
 
@@ -28,10 +33,10 @@ curve = sa.Table(
     sa.Column("idx", sa.Integer, primary_key=True),
     sa.Column("study_name", sa.String(512), nullable=False, index=True),
     sa.Column("trial_number", sa.Integer, nullable=False),
-    sa.Column("elapsed_s", sa.Float, nullable=False),
+    sa.Column("elapsed_s", FLOAT, nullable=False),
     sa.Column("tokens", sa.BigInteger, nullable=False),
-    sa.Column("train_loss", sa.Float, nullable=True),
-    sa.Column("val_loss", sa.Float, nullable=True),
+    sa.Column("train_loss", FLOAT, nullable=True),
+    sa.Column("val_loss", FLOAT, nullable=True),
 )
 
 sample = sa.Table(
@@ -40,8 +45,8 @@ sample = sa.Table(
     sa.Column("trial_id", sa.Integer, primary_key=True),
     sa.Column("study_name", sa.String(512), nullable=False, index=True),
     sa.Column("trial_number", sa.Integer, nullable=False),
-    sa.Column("prompt", sa.Text, nullable=False),
-    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("prompt", TEXT, nullable=False),
+    sa.Column("text", TEXT, nullable=False),
 )
 
 # User attributes every complete trial carries (Optuna ``trial.user_attrs``).

@@ -163,6 +163,7 @@ def open_storage(url: str) -> RDBStorage:
             if found is None:
                 conn.execute(schema.meta.insert().values(key="schema_version",
                                                          value=str(schema.SCHEMA_VERSION)))
+        _widen_mysql_columns(engine)
 
     try:
         retry(create, what="create the harness tables")
@@ -171,6 +172,29 @@ def open_storage(url: str) -> RDBStorage:
         time.sleep(1.0)
         retry(create, what="create the harness tables")
     return storage
+
+
+def _widen_mysql_columns(engine: sa.Engine) -> None:
+    """Tables made before ``study.schema`` asked MySQL for DOUBLE and MEDIUMTEXT hold curve
+    points as 4-byte FLOAT and samples in 64 KB TEXT; widen them in place (lossless)."""
+    if engine.dialect.name not in ("mysql", "mariadb"):
+        return
+    quote = engine.dialect.identifier_preparer.quote
+    with engine.begin() as conn:
+        inspector = sa.inspect(conn)
+        for table in (schema.curve, schema.sample):
+            found = {c["name"]: c["type"].compile(dialect=engine.dialect)
+                     for c in inspector.get_columns(table.name)}
+            changes = [
+                f"MODIFY {quote(col.name)} {col.type.compile(dialect=engine.dialect)} "
+                f"{'NULL' if col.nullable else 'NOT NULL'}"
+                for col in table.columns
+                if col.name in found and not col.primary_key
+                and found[col.name] != col.type.compile(dialect=engine.dialect)
+            ]
+            if changes:
+                log.info("widening %s: %s", table.name, ", ".join(changes))
+                conn.execute(sa.text(f"ALTER TABLE {quote(table.name)} " + ", ".join(changes)))
 
 
 def write_trial_rows(engine: sa.Engine, *, trial_id: int, study_name: str, trial_number: int,
