@@ -2,10 +2,10 @@
 
 Bad input (unknown sweep, a sweep file without ``suggest``, a storage that cannot be opened,
 ``--trials 0``, a study of the same name that maximises or ran with another budget, data that
-cannot be read) is refused before anything is written to the database. Then the token cache is
-built once, the study and the harness tables are created, trials orphaned by a killed run are
-failed and queued again, and ``workers`` processes train trials until the study holds
-``trials`` complete ones.
+cannot be read, a device this machine lacks) is refused before anything is written to the
+database. Then the token cache is built once, the study and the harness tables are created,
+trials orphaned by a killed run are failed and queued again, and ``workers`` processes train
+trials until the study holds ``trials`` complete ones.
 """
 
 from __future__ import annotations
@@ -84,6 +84,7 @@ def run_study(opts: RunOptions) -> int:
     base = {"budget": float(opts.budget), "data": opts.data, "device": opts.device,
             "seed": opts.seed}
     probe = probe_config(sweep, base)
+    check_device(opts.device)
     state = store.inspect_storage(opts.storage, study_name)
     if state.study_exists:
         if state.directions != ("MINIMIZE",):
@@ -167,6 +168,18 @@ def probe_config(sweep: Sweep, base: dict[str, Any]) -> TrainConfig:
     scratch = optuna.create_study(
         sampler=sweep.sampler(seed=0) if sweep.sampler is not None else None)
     return sweep.build(scratch.ask(), **base)
+
+
+def check_device(device: str) -> None:
+    """Refuse a device this machine lacks before anything is written (``auto`` always works).
+
+    Raises:
+        UsageError: ``cuda`` without a CUDA device, ``mps`` without Apple MPS.
+    """
+    if device in ("cuda", "mps"):
+        from study.trainer import resolve_device  # imports torch: only on these paths
+
+        resolve_device(device)
 
 
 def prepare_tokens(config: TrainConfig, *, cache_dir: str | None) -> None:
