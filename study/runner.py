@@ -99,16 +99,22 @@ def run_study(opts: RunOptions) -> int:
     prepare_tokens(probe, cache_dir=opts.cache_dir)
 
     storage = store.open_storage(opts.storage)
-    study = store.retry(optuna.create_study, storage=storage, study_name=study_name,
-                        direction="minimize", load_if_exists=True, what="create the study")
-    for key, value in (("budget", float(opts.budget)), ("sweep", sweep.name)):
-        if key not in study.user_attrs:
-            store.retry(study.set_user_attr, key, value, what="tag the study")
-    recovered = stale.recover_stale(study, storage, storage.engine)
+    study_lock = store.StudyLock(opts.storage, study_name)
+    try:
+        with study_lock:
+            study = store.retry(optuna.create_study, storage=storage, study_name=study_name,
+                                direction="minimize", load_if_exists=True,
+                                what="create the study")
+            for key, value in (("budget", float(opts.budget)), ("sweep", sweep.name)):
+                if key not in study.user_attrs:
+                    store.retry(study.set_user_attr, key, value, what="tag the study")
+            recovered = stale.recover_stale(study, storage, storage.engine, locked=True)
+            run_index = count_run(storage, study_name)
+    finally:
+        study_lock.close()
     if recovered:
         progress.emit(f"[{study_name}] {len(recovered)} trial(s) left running by a dead worker "
                       f"failed and queued again: " + ", ".join(f"#{n}" for n in recovered))
-    trials_before = len(study.trials)
     progress.emit(f"[{study_name}] {state.url}: {_count_complete(study)}/{opts.trials} complete; "
                   f"sweep {sweep.name}, budget {opts.budget:g}s, {opts.workers} worker(s)")
 
@@ -119,7 +125,7 @@ def run_study(opts: RunOptions) -> int:
             storage=opts.storage, study_name=study_name, sweep=sweep.spec, base=base,
             trials=opts.trials, max_failures=opts.failure_limit,
             pruner=opts.pruner, curve_points=probe.curve_points,
-            sampler_seed=sampler_seed(opts.seed, trials_before, i),
+            sampler_seed=sampler_seed(opts.seed, run_index, i),
             cache_dir=opts.cache_dir, index=i, workers=opts.workers,
             env=child_env(i, opts.workers, device=opts.device),
             parent_pid=os.getpid() if opts.workers > 1 else None,
@@ -193,10 +199,25 @@ def prepare_tokens(config: TrainConfig, *, cache_dir: str | None) -> None:
                 max_stories=config.max_stories)
 
 
-def sampler_seed(seed: int, trials_before: int, index: int) -> int:
-    """Distinct per worker, per resumed run and per host, so no two draw the same sequence."""
+RUNS_ATTR = "five_minute_study:runs"
+
+
+def count_run(storage: Any, study_name: str) -> int:
+    """Under the study lock: this run's index among all runs of the study (0 for the first),
+    so runs at the same time, even on one host, seed their samplers apart."""
+    study_id = store.retry(storage.get_study_id_from_name, study_name, what="read the study")
+    runs = int(store.retry(storage.get_study_system_attrs, study_id,
+                           what="read the study").get(RUNS_ATTR, 0))
+    store.retry(storage.set_study_system_attr, study_id, RUNS_ATTR, runs + 1,
+                what="count the run")
+    return runs
+
+
+def sampler_seed(seed: int, run_index: int, index: int) -> int:
+    """Distinct per worker, per run of the study (resumed or concurrent) and per host, so no two
+    workers draw the same sequence; the same for the same run of the same command."""
     host = zlib.crc32(socket.gethostname().encode())
-    return int(zlib.crc32(f"{seed}:{trials_before}:{index}:{host}".encode()))
+    return int(zlib.crc32(f"{seed}:{run_index}:{index}:{host}".encode()))
 
 
 def child_env(index: int, workers: int, *, device: str) -> dict[str, str]:

@@ -5,6 +5,12 @@ time of the worker process that owns it) and ``heartbeat`` (unix time, refreshed
 ``HEARTBEAT_S`` while the trial trains). A trial is stale when its worker is on this host and that
 process is gone (checked at once, no waiting), or, for a worker on another host, when its heartbeat
 is older than ``GRACE_S`` (host clocks must agree to well within that, as NTP keeps them).
+
+Workers start and stamp trials while holding the study lock (``store.StudyLock``), so a caller
+that holds it and finds a RUNNING trial with no ``worker`` stamp knows its worker was killed in
+between. Recovery is idempotent: a worker killed halfway through failing a trial leaves it either
+RUNNING (recovered again) or FAIL without its retry or with rows left over, which the next
+recovery completes.
 """
 
 from __future__ import annotations
@@ -37,9 +43,18 @@ def this_worker() -> dict[str, Any]:
             "start": _start_time(pid)}
 
 
-def stale_reason(trial: FrozenTrial, *, me: dict[str, Any], now: float) -> str | None:
-    """Why ``trial`` (RUNNING) will never finish, or None while its worker may still be alive."""
+REQUEUED_REASONS = ("stale: ", "interrupted")  # fail reasons whose trial is queued again
+
+
+def stale_reason(trial: FrozenTrial, *, me: dict[str, Any], now: float,
+                 locked: bool = False) -> str | None:
+    """Why ``trial`` (RUNNING) will never finish, or None while its worker may still be alive.
+
+    ``locked``: the caller holds the study lock, under which every trial is started and stamped.
+    """
     worker = trial.user_attrs.get("worker")
+    if worker is None and locked:
+        return "its worker was killed before it stamped the trial"
     if isinstance(worker, dict) and worker.get("host") == me["host"]:
         where = f"{worker.get('host')}:{worker.get('pid')}"
         if me["boot"] and worker.get("boot") and worker["boot"] != me["boot"]:
@@ -60,29 +75,56 @@ def stale_reason(trial: FrozenTrial, *, me: dict[str, Any], now: float) -> str |
     return None
 
 
-def recover_stale(study: optuna.Study, storage: BaseStorage, engine: sa.Engine) -> list[int]:
-    """Fail every stale RUNNING trial of ``study`` and queue its parameters again.
+def recover_stale(study: optuna.Study, storage: BaseStorage, engine: sa.Engine, *,
+                  locked: bool = False) -> list[int]:
+    """Fail every stale RUNNING trial of ``study`` and queue its parameters again; finish the
+    recovery of trials whose recoverer was itself killed (retry not queued, rows left over).
 
+    ``locked``: the caller holds the study lock (see :func:`stale_reason`).
     Returns the numbers of the trials this call recovered (another worker may win some races).
     """
     from optuna.trial import TrialState
 
     me, now = this_worker(), time.time()
+    trials = store.retry(study.get_trials, deepcopy=False, what="read the study")
     recovered = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        reason = stale_reason(trial, me=me, now=now)
+    for trial in trials:
+        if trial.state != TrialState.RUNNING:
+            continue
+        reason = stale_reason(trial, me=me, now=now, locked=locked)
         if reason is not None and fail_and_retry(study, storage, engine, trial,
                                                  reason=f"stale: {reason}"):
             recovered.append(trial.number)
     if recovered:
         log.warning("marked %d stale trial(s) failed and queued them again: %s", len(recovered),
                     ", ".join(f"#{n}" for n in recovered))
+    if locked:
+        _finish_recoveries(study, engine, trials)
     return recovered
+
+
+def _finish_recoveries(study: optuna.Study, engine: sa.Engine,
+                       trials: list[FrozenTrial]) -> None:
+    """Queue the missing retries of failed-and-requeued trials; drop rows of unfinished ones."""
+    from optuna.trial import TrialState
+
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    for trial in trials:
+        reason = str(trial.user_attrs.get("fail_reason", ""))
+        if (trial.state == TrialState.FAIL and reason.startswith(REQUEUED_REASONS)
+                and intended_params(trial) and trial.number not in retried):
+            log.warning("queueing trial %d again (its recovery was cut short)", trial.number)
+            _enqueue_retry(study, trial)
+    finished = {t._trial_id for t in trials if t.state.is_finished()
+                and t.state != TrialState.COMPLETE}
+    for trial_id in store.trial_ids_with_rows(engine, study.study_name) & finished:
+        store.delete_trial_rows(engine, trial_id)
 
 
 def fail_and_retry(study: optuna.Study, storage: BaseStorage, engine: sa.Engine,
                    trial: FrozenTrial, *, reason: str) -> bool:
-    """Mark ``trial`` FAIL with ``fail_reason`` and enqueue its parameters as a new trial.
+    """Mark ``trial`` FAIL with ``fail_reason`` and enqueue its intended parameters as a new
+    trial.
 
     Returns False when the trial had already finished (another worker got there first).
     """
@@ -98,10 +140,20 @@ def fail_and_retry(study: optuna.Study, storage: BaseStorage, engine: sa.Engine,
     except UpdateFinishedTrialError:
         return False
     store.delete_trial_rows(engine, trial_id)
-    if trial.params:
-        store.retry(study.enqueue_trial, trial.params, user_attrs={"retry_of": trial.number},
-                    what=f"queue trial {trial.number} again")
+    if intended_params(trial):
+        _enqueue_retry(study, trial)
     return True
+
+
+def intended_params(trial: FrozenTrial) -> dict[str, Any]:
+    """The parameters ``trial`` was meant to run: those it sampled, and for a queued retry
+    killed before sampling them all, the rest of those it was queued with."""
+    return {**trial.system_attrs.get("fixed_params", {}), **trial.params}
+
+
+def _enqueue_retry(study: optuna.Study, trial: FrozenTrial) -> None:
+    store.retry(study.enqueue_trial, intended_params(trial),
+                user_attrs={"retry_of": trial.number}, what=f"queue trial {trial.number} again")
 
 
 def _process_alive(pid: int, start: str) -> bool:

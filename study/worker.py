@@ -1,9 +1,12 @@
 """One worker: ask the study for a trial, train it in a child process, record how it ended.
 
 Several workers (processes on one machine, or on many machines against one server) share the
-study through its storage. On one machine they also share a lock, held while a worker recovers
-stale trials, counts, asks and samples, so together they start exactly as many trials as are
-still needed, and a failure counter that stops the run after too many failed trials.
+study through its storage. A worker recovers stale trials, counts, asks and samples while holding
+the study lock (``store.StudyLock``, shared by every process of the study, and a process-local
+lock in front of it), so together they start exactly as many trials as are still needed. When the
+last trials needed are running elsewhere a worker waits for them (recovering any whose worker
+dies) rather than leave the study short. Workers of one run share a failure counter that stops
+the run after too many failed trials.
 
 A complete trial is recorded in this order: its curve and sample rows (one transaction), its
 user attributes, then the value that makes it COMPLETE. A worker killed anywhere before that last
@@ -34,10 +37,15 @@ if TYPE_CHECKING:
     import optuna
     from optuna.storages import RDBStorage
 
+    from study.config import TrainConfig
+    from sweeps import Sweep
+
 log = logging.getLogger(__name__)
 
 PRUNERS = ("none", "median", "hyperband")
 TRAIN_COMMAND = (sys.executable, "-m", "study.train")
+WAIT_S = 1.0  # seconds between looks at the study while its last trials run elsewhere
+WAIT = object()  # _next_trial: no trial to start now, but the study is not done yet
 
 
 @dataclass(frozen=True)
@@ -134,45 +142,85 @@ def run_worker(spec: WorkerSpec, lock: Any, failures: Any) -> None:
         pruner=make_pruner(spec.pruner, curve_points=spec.curve_points),
     )
     env = {**os.environ, **spec.env}
-    while True:
-        with lock:
-            trial = _next_trial(spec, study, storage, failures)
+    study_lock = store.StudyLock(spec.storage, spec.study_name)
+    waiting = False
+    try:
+        while True:
+            with lock, study_lock:
+                trial = _next_trial(spec, study, storage, failures)
+                config = None if trial is None or trial is WAIT else _configure(
+                    sweep, spec, study, storage, trial, failures)
             if trial is None:
                 return
-            try:
-                config = sweep.build(trial, **spec.base)
-            except UsageError as exc:
-                _fail(study, storage, trial, f"invalid config: {exc}", failures)
+            if trial is WAIT:
+                if not waiting:
+                    progress.emit(f"[worker {spec.index}] the last trials needed are running "
+                                  f"elsewhere; waiting for them")
+                waiting = True
+                time.sleep(WAIT_S)
                 continue
-            store.retry(trial.set_user_attr, "config", config.to_dict(), what="store the config")
-        progress.emit(progress.start_line(trial.number, spec.index, trial.params))
-        try:
-            outcome = _run(spec, study, trial, config, env)
-        except KeyboardInterrupt:
-            stale.fail_and_retry(study, storage, storage.engine, trial, reason="interrupted")
-            raise
-        progress.emit(progress.end_line(trial.number, outcome))
-        _record(study, storage, trial, outcome, failures)
-        trials = store.retry(study.get_trials, deepcopy=False, what="read the study")
-        progress.emit(progress.study_line(spec.study_name, trials, target=spec.trials,
-                                          workers=spec.workers))
+            waiting = False
+            if config is not None:
+                _train_and_record(spec, study, storage, trial, config, env, failures)
+    finally:
+        study_lock.close()
+
+
+def _configure(sweep: Sweep, spec: WorkerSpec, study: optuna.Study, storage: RDBStorage,
+               trial: Any, failures: Any) -> TrainConfig | None:
+    """Under the lock: the trial's config, stored on it; None (trial failed) if it is invalid."""
+    try:
+        config = sweep.build(trial, **spec.base)
+    except UsageError as exc:
+        _fail(study, storage, trial, f"invalid config: {exc}", failures)
+        return None
+    store.retry(trial.set_user_attr, "config", config.to_dict(), what="store the config")
+    return config
+
+
+def _train_and_record(spec: WorkerSpec, study: optuna.Study, storage: RDBStorage, trial: Any,
+                      config: TrainConfig, env: dict[str, str], failures: Any) -> None:
+    progress.emit(progress.start_line(trial.number, spec.index, trial.params))
+    try:
+        outcome = _run(spec, study, trial, config, env)
+    except KeyboardInterrupt:
+        stale.fail_and_retry(study, storage, storage.engine, trial, reason="interrupted")
+        raise
+    progress.emit(progress.end_line(trial.number, outcome))
+    _record(study, storage, trial, outcome, failures)
+    trials = store.retry(study.get_trials, deepcopy=False, what="read the study")
+    progress.emit(progress.study_line(spec.study_name, trials, target=spec.trials,
+                                      workers=spec.workers))
 
 
 def _next_trial(spec: WorkerSpec, study: optuna.Study, storage: RDBStorage,
                 failures: Any) -> Any:
-    """Under the lock: recover stale trials; ask for a new one if more are still needed."""
+    """Under the lock: recover stale trials; ask for a new one if more are still needed.
+
+    Returns the new trial, ``WAIT`` while the trials still needed are all running, or None when
+    the study is done (or this run has failed too often).
+    """
+    from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
-    stale.recover_stale(study, storage, storage.engine)
-    trials = store.retry(study.get_trials, deepcopy=False, what="read the study")
-    complete = sum(t.state == TrialState.COMPLETE for t in trials)
-    running = sum(t.state == TrialState.RUNNING for t in trials)
-    if complete + running >= spec.trials or failures.value >= spec.max_failures:
-        return None
-    trial = store.retry(study.ask, what="start a trial")
-    store.retry(trial.set_user_attr, "worker", stale.this_worker(), what="stamp the trial")
-    store.retry(trial.set_user_attr, "heartbeat", time.time(), what="stamp the trial")
-    return trial
+    while True:
+        stale.recover_stale(study, storage, storage.engine, locked=True)
+        trials = store.retry(study.get_trials, deepcopy=False, what="read the study")
+        complete = sum(t.state == TrialState.COMPLETE for t in trials)
+        running = sum(t.state == TrialState.RUNNING for t in trials)
+        if complete >= spec.trials or failures.value >= spec.max_failures:
+            return None
+        if complete + running >= spec.trials:
+            return WAIT
+        trial = store.retry(study.ask, what="start a trial")
+        try:
+            store.retry(trial.set_user_attr, "worker", stale.this_worker(), what="stamp the trial")
+            store.retry(trial.set_user_attr, "heartbeat", time.time(), what="stamp the trial")
+        except UpdateFinishedTrialError:
+            # Only a process that skips the study lock can fail a trial this young; take another.
+            log.warning("trial %d was failed before it could be stamped", trial.number)
+            continue
+        return trial
 
 
 def _run(spec: WorkerSpec, study: optuna.Study, trial: Any, config: Any,
