@@ -1,0 +1,323 @@
+"""``python -m study.run`` under faults and load: SIGKILLs at random points, four workers on one
+SQLite file with readers at work, NaN and out-of-memory trials.
+
+Each test runs the real command on the shared corpus with tiny models and 1-second budgets.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+from studyrun import (
+    CURVE_POINTS,
+    REPO,
+    assert_clean_output,
+    check_finished,
+    check_records,
+    records,
+    run,
+    study_args,
+    trainer_children,
+    view,
+    wait_for_no_marked,
+    write_sweep,
+)
+
+from study import stale, store
+from study.result import TrainResult
+
+# ------------------------------------------------------------------------------ kill and resume
+
+KILL_SEED = 8
+KILL_TARGET = 5
+# (what to kill, workers): the study process, or one trial's trainer child and then the study.
+KILL_PLAN = (("study", 1), ("child", 1), ("study", 2), ("study", 1), ("child", 2), ("study", 1))
+
+
+def _sigkill(pid: int) -> bool:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _wait_or_exit(proc: subprocess.Popen[bytes], seconds: float) -> bool:
+    """Sleep up to ``seconds`` or until ``proc`` exits; True if it is still running."""
+    try:
+        proc.wait(seconds)
+    except subprocess.TimeoutExpired:
+        return True
+    return False
+
+
+def _kill_a_trainer(proc: subprocess.Popen[bytes], mark: str, rng: random.Random) -> bool:
+    """Wait for a trial's trainer child, let it live a random while, SIGKILL it."""
+    while proc.poll() is None:
+        children = trainer_children(mark)
+        if children:
+            time.sleep(rng.uniform(0.5, 4.0))
+            return any(_sigkill(pid) for pid in trainer_children(mark))
+        time.sleep(0.1)
+    return False
+
+
+def test_random_sigkills_then_reruns_lose_nothing(tmp_path: Path, cache_dir: Path) -> None:
+    """Every round runs the same command and SIGKILLs it at a seeded random moment (start-up,
+    token preparation, asking, training, recording), or first SIGKILLs a trial's trainer child.
+    After every round each trial completed so far is stored exactly as it was; a last clean run
+    ends with exactly the asked number of complete trials, none running, nothing lost."""
+    rng = random.Random(KILL_SEED)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    args = study_args(url, write_sweep(tmp_path), cache_dir, "--trials", str(KILL_TARGET))
+    kept: dict[int, tuple] = {}
+    tried = {"study": 0, "child": 0}
+    landed = {"study": 0, "child": 0}
+    for victim, workers in KILL_PLAN:
+        mark = uuid.uuid4().hex
+        log = tmp_path / f"round-{mark}.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([*args, "--workers", str(workers)], cwd=REPO, stdout=out,
+                                    stderr=subprocess.STDOUT,
+                                    env={**os.environ, "STUDY_TEST_MARK": mark})
+        try:
+            if victim == "child":
+                tried["child"] += 1
+                landed["child"] += _kill_a_trainer(proc, mark, rng)
+            tried["study"] += 1
+            if _wait_or_exit(proc, rng.uniform(0.5, 9.0)):
+                landed["study"] += _sigkill(proc.pid)
+            proc.wait(60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        text = log.read_text()
+        assert "database is locked" not in text and "Traceback" not in text, text
+        # The parent-death signal takes the workers and trainers down with the study process.
+        assert wait_for_no_marked(mark) == []
+        v = view(url, "tiny")
+        check_records(v, target=KILL_TARGET, name="tiny")
+        now = records(v)
+        assert {n: now[n] for n in kept} == kept  # nothing completed earlier has changed
+        kept.update(now)
+
+    final = run([*args, "--workers", "1"])
+    assert final.returncode == 0, final.stdout + final.stderr
+    assert_clean_output(final.stdout + final.stderr)
+    v = view(url, "tiny")
+    check_finished(v, target=KILL_TARGET, name="tiny")
+    assert {n: records(v)[n] for n in kept} == kept
+    # A rerun of a finished study changes nothing at all.
+    again = run([*args, "--workers", "2"])
+    assert again.returncode == 0, again.stderr
+    after = view(url, "tiny")
+    assert len(after.trials) == len(v.trials) and records(after) == records(v)
+
+    reasons = [str(t.user_attrs.get("fail_reason")) for t in v.trials
+               if t.state == TrialState.FAIL]
+    crashed = [r for r in reasons if r.startswith("crash: killed by SIGKILL")]
+    assert 1 <= len(crashed) <= landed["child"], reasons
+    assert all(r.startswith(("stale: ", "crash: killed by SIGKILL")) for r in reasons), reasons
+    print(f"\nkills: {tried['study']} of the study process tried, {landed['study']} landed "
+          f"before it finished; {tried['child']} of a trainer child, {landed['child']} landed; "
+          f"{len(v.trials)} trials: {v.by_state()}; {len(kept)} complete records unchanged")
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_recovery_finishes_what_a_kill_cut_short(tmp_path: Path) -> None:
+    """The states a SIGKILL can leave, recovered deterministically under the study lock: a
+    trial killed before its worker stamped it, a failed trial whose retry was never queued (its
+    rows still there), and a queued retry killed before it sampled its parameters."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    storage = store.open_storage(url)
+    study = optuna.create_study(storage=storage, study_name="s")
+    lr = optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)
+
+    unstamped = study.ask({"lr": lr})  # killed between ask and stamp
+    assert stale.recover_stale(study, storage, storage.engine) == []  # no lock: within grace
+    cut = study.ask({"lr": lr})  # killed after failing it, before queueing its retry
+    store.write_trial_rows(storage.engine, trial_id=cut._trial_id, study_name="s",
+                           trial_number=cut.number, result=_result())
+    storage.set_trial_user_attr(cut._trial_id, "fail_reason", "stale: worker h:1 died")
+    storage.set_trial_state_values(cut._trial_id, state=TrialState.FAIL)
+    study.enqueue_trial({"lr": 0.005}, user_attrs={"retry_of": 99})
+    popped = study.ask()  # a queued retry, killed before it sampled lr
+    popped.set_user_attr("worker", {**stale.this_worker(), "pid": _dead_pid()})
+    assert popped.params == {}
+
+    assert stale.recover_stale(study, storage, storage.engine, locked=True) == [0, 2]
+    trials = study.get_trials()
+    assert trials[0].user_attrs["fail_reason"] == (
+        "stale: its worker was killed before it stamped the trial")
+    retries = {t.user_attrs["retry_of"]: t for t in trials if "retry_of" in t.user_attrs}
+    assert retries[0].system_attrs["fixed_params"] == unstamped.params
+    assert retries[1].system_attrs["fixed_params"] == cut.params
+    assert retries[2].system_attrs["fixed_params"] == {"lr": 0.005}
+    assert all(retries[n].state == TrialState.WAITING for n in (0, 1, 2))
+    assert store.trial_ids_with_rows(storage.engine, "s") == set()
+    # Idempotent: nothing more to do, no second retry.
+    before = len(study.trials)
+    assert stale.recover_stale(study, storage, storage.engine, locked=True) == []
+    assert len(study.trials) == before
+
+
+def _result() -> TrainResult:
+    return TrainResult(
+        config={"prompt": "Once"}, val_loss=5.0, val_ppl=148.4, val_bpb=3.5, params=1,
+        params_nonembedding=1, flops_per_token=1, tokens_seen=1, tokens_per_second=1.0,
+        train_seconds=1.0, steps=1, epochs=0.0, batch_size=1, device="cpu", device_name="cpu",
+        versions={}, sample="Once upon", curve=[{"elapsed_s": 1.0, "tokens": 1,
+                                                 "train_loss": 5.0, "val_loss": 5.0}])
+
+
+# --------------------------------------------------------------------- many workers, readers
+
+WORKERS, MANY = 4, 12
+
+
+def _analysis(module: str, url: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return run([sys.executable, "-m", f"analysis.{module}", "--storage", url, "--study-name",
+                "tiny", *extra], timeout=120)
+
+
+def test_four_workers_on_one_sqlite_file_with_readers(tmp_path: Path, cache_dir: Path) -> None:
+    """4 workers, 12 trials, one SQLite file; meanwhile an Optuna-dashboard-style reader polls
+    it and the analysis commands read it. All trials complete once each, numbers contiguous,
+    no 'database is locked' anywhere, and every read sees whole trials only."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    log = tmp_path / "study.log"
+    args = study_args(url, write_sweep(tmp_path), cache_dir, "--trials", str(MANY),
+                      "--workers", str(WORKERS))
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    reads = 0
+    analyses: dict[str, subprocess.CompletedProcess[str]] = {}
+    while_running: list[str] = []
+    try:
+        while proc.poll() is None:
+            if f"[tiny] {url}: 0/{MANY} complete" not in log.read_text():
+                time.sleep(0.2)  # readers open a study that exists (its tables made)
+                continue
+            v = view(url, "tiny")  # optuna.load_study + get_trials, as the dashboard does
+            check_records(v, target=MANY, name="tiny")
+            reads += 1
+            if len(v.complete()) >= 3 and not analyses:
+                for module, extra in (("frontier", ()), ("crossover", ()),
+                                      ("report", ("--out", str(tmp_path / "r.html"),
+                                                  "--grid", "coarse"))):
+                    analyses[module] = _analysis(module, url, *extra)
+                    if proc.poll() is None:
+                        while_running.append(module)
+            time.sleep(0.5)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log.read_text()
+    assert proc.returncode == 0, text
+    assert_clean_output(text)
+
+    v = view(url, "tiny")
+    check_finished(v, target=MANY, name="tiny")
+    assert v.by_state() == {"COMPLETE": MANY}
+    assert sum(len(rows) for rows in v.curve.values()) == MANY * CURVE_POINTS
+    assert sum(len(rows) for rows in v.sample.values()) == MANY
+    configs = {tuple(sorted(t.params.items())) for t in v.trials}
+    assert len(configs) == MANY  # no trial recorded twice
+    assert len({t.user_attrs["worker"]["pid"] for t in v.trials}) == WORKERS
+    assert re.search(rf"\[tiny\] {MANY}/{MANY} complete", text)
+
+    assert reads >= 5 and while_running[:1] == ["frontier"], (reads, while_running)
+    for module, result in analyses.items():
+        assert "Traceback" not in result.stderr and "locked" not in result.stderr, result.stderr
+        if module == "crossover" and result.returncode == 2:
+            # Too few sizes with a steady-state rate this early is the data's fault, not a read
+            # error: one line naming what the fit lacks.
+            assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+            assert "storage" not in result.stderr and "cannot" not in result.stderr
+        else:
+            assert result.returncode == 0, f"{module}: {result.stderr}"
+    assert "tiny" in analyses["report"].stdout and (tmp_path / "r.html").stat().st_size > 0
+    # The finished study reads the same through the analysis loader.
+    from analysis.load import load_study
+
+    loaded = load_study(url, "tiny")
+    assert len(loaded.complete()) == MANY and len(loaded.curves) == MANY * CURVE_POINTS
+
+
+# --------------------------------------------------------------------------- numerical faults
+
+OOM_LR = 0.00123  # the trial with this learning rate runs out of memory (see OOM_HOOK)
+FAULT_LR = (f'1e30 if trial.number in (0, 3) else {OOM_LR} if trial.number == 1 '
+            f'else trial.suggest_float("lr", 1e-3, 1e-2, log=True)')
+# Long enough for many steps: a diverging trial must stop at its first non-finite loss (the
+# second step: the first step's update at this rate overflows the weights), not at the end.
+FAULT_BUDGET = 3.0
+# Arms the trainer's own fault hook (STUDY_FAULT_OOM_AT_STEP, which raises
+# torch.OutOfMemoryError) in the one trainer child whose config has OOM_LR, so a single trial
+# of the study runs out of memory. Python imports sitecustomize from PYTHONPATH at start-up.
+OOM_HOOK = f"""
+import json, os, sys
+if "--config" in sys.argv:
+    with open(sys.argv[sys.argv.index("--config") + 1]) as f:
+        if json.load(f).get("lr") == {OOM_LR!r}:
+            os.environ["STUDY_FAULT_OOM_AT_STEP"] = "1"
+"""
+
+
+def test_nan_and_oom_fail_their_trial_and_the_study_goes_on(tmp_path: Path,
+                                                            cache_dir: Path) -> None:
+    """Trial 0 diverges (NaN loss), trial 1 runs out of memory, trial 2 trains: the run ends
+    with one complete trial and both failures recorded with their reasons. A second run whose
+    failure limit is 1 stops at trial 3's divergence with a clear line and status 1."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(OOM_HOOK)
+    env = {"PYTHONPATH": os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")])}
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    sweep = write_sweep(tmp_path, lr=FAULT_LR)
+
+    first = run(study_args(url, sweep, cache_dir, "--trials", "1", budget=FAULT_BUDGET), env=env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert_clean_output(first.stdout + first.stderr)
+    v = view(url, "tiny")
+    assert [t.state for t in v.trials] == [TrialState.FAIL, TrialState.FAIL, TrialState.COMPLETE]
+    diverged, oom = (t.user_attrs["fail_reason"] for t in v.trials[:2])
+    # Stopped at once: at the first non-finite loss, before any curve point was reported.
+    assert diverged == "diverged: training loss became NaN or infinite by step 2", diverged
+    assert v.trials[0].intermediate_values == {}
+    assert oom.startswith("oom: out of memory at step 1: simulated out of memory"), oom
+    assert v.trials[1].user_attrs["config"]["lr"] == OOM_LR
+    # The complete trial is whole, and no rows were written for either failure.
+    check_finished(v, target=1, name="tiny", budget=FAULT_BUDGET)
+    assert "trial 0 failed: diverged:" in first.stdout
+    assert "trial 1 failed: oom: out of memory" in first.stdout
+    assert "trial 2 complete: ppl" in first.stdout
+
+    second = run(study_args(url, sweep, cache_dir, "--trials", "2", "--max-failures", "1",
+                            budget=FAULT_BUDGET), env=env)
+    assert second.returncode == 1
+    assert second.stderr.strip() == ("error: stopped at 1/2 complete trials after 1 failed ones "
+                                     "in this run (--max-failures 1); run the same command to "
+                                     "go on")
+    v = view(url, "tiny")
+    assert v.by_state() == {"FAIL": 3, "COMPLETE": 1}
+    assert v.trials[3].user_attrs["fail_reason"].startswith("diverged: ")
+    assert optuna.load_study(study_name="tiny", storage=url).best_trial.number == 2

@@ -1,0 +1,154 @@
+"""One study shared by two ``python -m study.run`` processes on a real database server, and the
+study lock that keeps them from starting more trials than asked for.
+
+This stands for the multi-machine recipe in docs/MULTI.md: the same command on every machine,
+one ``--storage`` URL and ``--study-name``. ``.ci/run`` sets the URLs; elsewhere the tests skip
+and say which variable to set. Servers are shared with other test runs: each test uses a study
+name of its own and deletes it (and its harness rows) afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+import sqlalchemy as sa
+from studyrun import (
+    CURVE_POINTS,
+    REPO,
+    assert_clean_output,
+    check_finished,
+    study_args,
+    view,
+    write_sweep,
+)
+
+from study import schema
+from study.store import StudyLock
+
+SERVERS = {"postgresql": "STUDY_TEST_POSTGRES_URL", "mysql": "STUDY_TEST_MYSQL_URL"}
+PROCESSES, WORKERS, TRIALS = 2, 2, 4
+
+
+@pytest.fixture(params=sorted(SERVERS))
+def server(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+    """(URL, a fresh study name) on a reachable server; the study is deleted afterwards."""
+    variable = SERVERS[request.param]
+    url = os.environ.get(variable)
+    if not url:
+        pytest.skip(f"{variable} is not set (.ci/run sets it to the {request.param} server)")
+    engine = sa.create_engine(url)
+    try:
+        engine.connect().close()
+    except sa.exc.SQLAlchemyError as exc:
+        engine.dispose()
+        pytest.skip(f"{request.param} at {variable} is not reachable: {exc}")
+    name = f"test-faults-{uuid.uuid4().hex[:12]}"
+    try:
+        yield url, name
+    finally:
+        with engine.begin() as conn:
+            for table in (schema.curve, schema.sample):
+                if sa.inspect(conn).has_table(table.name):
+                    conn.execute(table.delete().where(table.c.study_name == name))
+        try:
+            optuna.delete_study(study_name=name, storage=url)
+        except KeyError:
+            pass
+        engine.dispose()
+
+
+def test_two_processes_of_two_workers_share_one_study(server: tuple[str, str], tmp_path: Path,
+                                                      cache_dir: Path) -> None:
+    """Two ``study.run`` processes of 2 workers each, started together against one server
+    study, finish it between them: exactly the asked trials complete, each once, with its rows,
+    and neither process ends before the study is done."""
+    url, name = server
+    args = study_args(url, write_sweep(tmp_path), cache_dir, "--trials", str(TRIALS),
+                      "--workers", str(WORKERS), "--study-name", name)
+    logs = [tmp_path / f"process-{i}.log" for i in range(PROCESSES)]
+    procs = []
+    for log in logs:
+        with open(log, "wb") as out:
+            procs.append(subprocess.Popen(args, cwd=REPO, stdout=out,
+                                          stderr=subprocess.STDOUT))
+    try:
+        for proc in procs:
+            proc.wait(300)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    for proc, log in zip(procs, logs, strict=True):
+        text = log.read_text()
+        assert proc.returncode == 0, text
+        assert_clean_output(text)
+        assert f"best {TRIALS} of {TRIALS} complete trials" in text  # each saw it finished
+
+    v = view(url, name)
+    check_finished(v, target=TRIALS, name=name)
+    assert v.by_state() == {"COMPLETE": TRIALS}
+    assert sum(len(rows) for rows in v.curve.values()) == TRIALS * CURVE_POINTS
+    # Each process seeds its samplers apart from the other's, so no configuration runs twice.
+    assert len({tuple(sorted(t.params.items())) for t in v.trials}) == TRIALS
+    assert len({t.user_attrs["worker"]["pid"] for t in v.trials}) >= 2
+
+
+HOLDER = """
+import sys
+from study.store import StudyLock
+lock = StudyLock(sys.argv[1], sys.argv[2])
+with lock:
+    print("held", flush=True)
+    sys.stdin.read()  # until the test closes stdin, or kills this process
+"""
+
+
+def _lock_excludes_and_dies_with_its_holder(url: str, name: str) -> None:
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, url, name], cwd=REPO, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        taken = threading.Event()
+
+        def take() -> None:
+            lock = StudyLock(url, name)
+            with lock:
+                taken.set()
+            lock.close()
+
+        waiter = threading.Thread(target=take, daemon=True)
+        waiter.start()
+        assert not taken.wait(1.0)  # another process holds it
+        holder.kill()  # SIGKILL: the holder never releases it; its death must
+        holder.wait()
+        assert taken.wait(60)
+        waiter.join(10)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+
+
+def test_study_lock_on_a_server(server: tuple[str, str]) -> None:
+    _lock_excludes_and_dies_with_its_holder(*server)
+
+
+def test_study_lock_on_sqlite(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    _lock_excludes_and_dies_with_its_holder(url, "tiny")
+    lock = StudyLock(url, "tiny")
+    assert lock._path is not None and lock._path.parent == Path(tempfile.gettempdir())
+    with lock:
+        assert lock._path.exists()
+    assert not lock._path.exists()  # removed when let go
+    assert sorted(tmp_path.iterdir()) == []  # nothing beside the (unopened) database
