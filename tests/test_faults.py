@@ -300,8 +300,10 @@ def test_nan_and_oom_fail_their_trial_and_the_study_goes_on(tmp_path: Path,
     v = view(url, "tiny")
     assert [t.state for t in v.trials] == [TrialState.FAIL, TrialState.FAIL, TrialState.COMPLETE]
     diverged, oom = (t.user_attrs["fail_reason"] for t in v.trials[:2])
-    # Stopped at once: at the first non-finite loss, before any curve point was reported.
-    assert diverged == "diverged: training loss became NaN or infinite by step 2", diverged
+    # Stopped at once: at the first non-finite loss (the second step; a device that checks
+    # without syncing may see it a step or two later), before the first curve point.
+    found = re.fullmatch(r"diverged: training loss became NaN or infinite by step (\d+)", diverged)
+    assert found and int(found.group(1)) <= 4, diverged
     assert v.trials[0].intermediate_values == {}
     assert oom.startswith("oom: out of memory at step 1: simulated out of memory"), oom
     assert v.trials[1].user_attrs["config"]["lr"] == OOM_LR
