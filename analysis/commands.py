@@ -118,10 +118,14 @@ def throughput_points(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, tupl
             frame.loc[ok, "tokens_per_second"].to_numpy(float), left_out)
 
 
-def loss_points(data: StudyData, trials: pd.DataFrame) -> pd.DataFrame:
+def loss_points(
+    data: StudyData, trials: pd.DataFrame, *, max_epochs: float | None = None
+) -> pd.DataFrame:
     """(params, tokens, loss, trial, source) for the loss law: each trial's final point and its
     curve points with a held-out loss. Trials whose loss is only a bound (diffusion) are left
-    out."""
+    out. With ``max_epochs``, points that had seen the training tokens more often than that are
+    left out too: L(N, D) describes fresh data, and repeated data (a small corpus on a fast
+    device) make held-out loss rise with D instead of fall."""
     import pandas as pd
 
     exact = trials[trials["val_is_bound"].ne(True)]
@@ -141,6 +145,12 @@ def loss_points(data: StudyData, trials: pd.DataFrame) -> pd.DataFrame:
         points[col] = pd.to_numeric(points[col], errors="coerce")
     keep = points[["params", "tokens", "loss"]].gt(0).all(axis=1) & np.isfinite(
         points[["params", "tokens", "loss"]]).all(axis=1)
+    if max_epochs is not None:
+        per_epoch = pd.to_numeric(exact["tokens_seen"], errors="coerce") / pd.to_numeric(
+            exact["epochs"], errors="coerce")
+        corpus = dict(zip(exact["number"], per_epoch, strict=False))
+        epochs = points["tokens"] / points["trial"].map(corpus)
+        keep &= epochs.le(max_epochs) | epochs.isna()
     return points[keep].reset_index(drop=True)
 
 
@@ -450,6 +460,7 @@ def run_scaling_law(
     json_path: PathArg = None,
     plot_path: PathArg = None,
     grid: str = "chinchilla",
+    max_epochs: float | None = None,
 ) -> str:
     """Fit the loss law on a study's points (finals and curves) or a CSV of
     ``params,tokens,loss``; on a study, predict the loss-optimal size per device."""
@@ -464,7 +475,11 @@ def run_scaling_law(
         if budget is not None or device is not None:
             raise UsageError("--budget and --device need a study (a CSV has no throughput)")
     else:
-        points = loss_points(data, complete_trials(data))
+        if max_epochs is not None and max_epochs <= 0:
+            raise UsageError(f"--max-epochs must be positive, got {max_epochs:g}")
+        points = loss_points(data, complete_trials(data), max_epochs=max_epochs)
+        if points.empty:
+            raise UsageError("no loss points left to fit (all beyond --max-epochs?)")
     outcome = scaling_law_for(data, points, budget=budget, ratio=ratio, device=device,
                               grid=GRIDS[grid])
     if json_out is not None:

@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--grid", choices=("chinchilla", "coarse"), default="chinchilla",
                         help="starts for L-BFGS: Chinchilla's full grid (5400) or a 243-start "
                              "subset for quick looks")
+    parser.add_argument("--max-epochs", type=float, default=None, metavar="E",
+                        help="leave out points that had seen the training data more than E "
+                             "times (the law assumes fresh data; default: keep all)")
     return parser
 
 
@@ -37,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     print(run_scaling_law(
         storage=args.storage, study_name=args.study_name, csv=args.csv, budget=args.budget,
         ratio=args.ratio, device=args.device, json_path=args.json, plot_path=args.plot,
-        grid=args.grid,
+        grid=args.grid, max_epochs=args.max_epochs,
     ))
 
 

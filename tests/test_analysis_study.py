@@ -459,3 +459,18 @@ def test_trials_without_a_steady_state_rate_are_left_out_and_named() -> None:
     assert n.tolist() == [1e5, 2e5, 8e5] and left_out == (2, 4)
     text = crossover_text(crossover_for("cpu", n, t, budget=60.0, ratio=20.0, left_out=left_out))
     assert "left out trial(s) 2, 4: no steady-state tokens/s" in text
+
+
+def test_scaling_law_max_epochs_leaves_out_repeated_data(db: Path) -> None:
+    from analysis.commands import complete_trials, loss_points
+
+    data = load_study(url(db), None)
+    trials = complete_trials(data)
+    every = loss_points(data, trials)
+    fresh = loss_points(data, trials, max_epochs=1.0)
+    assert 0 < len(fresh) < len(every)
+    # The corpus of the synthetic study holds 5.3e6 tokens: no kept point saw more.
+    assert fresh["tokens"].max() <= 5.3e6 * (1 + 1e-9)
+    assert (every["tokens"] > 5.3e6).any()
+    with pytest.raises(UsageError, match="max-epochs"):
+        run_scaling_law(storage=url(db), max_epochs=1e-12, grid="coarse")
