@@ -1,7 +1,7 @@
 """One study shared by two ``python -m study.run`` processes on a real database server, and the
 study lock that keeps them from starting more trials than asked for.
 
-This stands for the multi-machine recipe in docs/MULTI.md: the same command on every machine,
+This stands for the multi-machine recipe in the README: the same command on every machine,
 one ``--storage`` URL and ``--study-name``. ``.ci/run`` sets the URLs; elsewhere the tests skip
 and say which variable to set. Servers are shared with other test runs: each test uses a study
 name of its own and deletes it (and its harness rows) afterwards.
