@@ -220,13 +220,17 @@ def run_crossover(
     device: str | None = None,
     json_path: PathArg = None,
     plot_path: PathArg = None,
+    throughput_plot_path: PathArg = None,
     n_boot: int = 1000,
     seed: int = 0,
 ) -> str:
     """Solve T(N) * budget = ratio * N from a study's trials or a CSV of
-    ``params,tokens_per_second``; write ``json_path`` and ``plot_path`` if given."""
+    ``params,tokens_per_second``; write ``json_path``, ``plot_path`` (tokens in budget against
+    N) and ``throughput_plot_path`` (the throughput fit) if given."""
     json_out = check_output(json_path, what="--json")
     plot_out = check_output(plot_path, what="--plot", suffixes=FIGURE_FORMATS)
+    throughput_out = check_output(throughput_plot_path, what="--throughput-plot",
+                                  suffixes=FIGURE_FORMATS)
     if not (math.isfinite(ratio) and ratio > 0):
         raise UsageError(f"--ratio must be a positive number, got {ratio}")
     data = open_source(storage, study_name, csv)
@@ -253,6 +257,12 @@ def run_crossover(
                                 n_boot=n_boot, seed=seed, left_out=left_out)
     if json_out is not None:
         write_json(json_out, outcome.as_dict())
+    if throughput_out is not None:
+        from analysis import plots
+
+        plots.save(plots.throughput_figure(
+            {outcome.device: outcome.fit},
+            {outcome.device: (outcome.params, outcome.tokens_per_second)}), throughput_out)
     if plot_out is not None:
         from analysis import plots
 

@@ -21,6 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write n_star, tokens_at_n_star, c, k, n_star_low, n_star_high, ...")
     parser.add_argument("--plot", default=None, metavar="PATH",
                         help="draw tokens in budget against N beside ratio x N (.png/.svg/.pdf)")
+    parser.add_argument("--throughput-plot", default=None, metavar="PATH",
+                        help="draw measured tokens/s against N with the fitted power law")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     return parser
@@ -35,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     print(run_crossover(
         storage=args.storage, study_name=args.study_name, csv=args.csv, budget=args.budget,
         ratio=args.ratio, device=args.device, json_path=args.json, plot_path=args.plot,
-        n_boot=args.bootstrap, seed=args.seed,
+        throughput_plot_path=args.throughput_plot, n_boot=args.bootstrap, seed=args.seed,
     ))
 
 

@@ -283,9 +283,11 @@ def test_load_from_a_postgresql_server() -> None:
 def test_crossover_on_study_writes_json_and_plot(db: Path, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     out_json, out_png = tmp_path / "cross.json", tmp_path / "cross.png"
+    out_tput = tmp_path / "throughput.png"
     crossover.main(["--storage", url(db), "--device", "cpu", "--json", str(out_json),
-                    "--plot", str(out_png)])
+                    "--plot", str(out_png), "--throughput-plot", str(out_tput)])
     printed = capsys.readouterr().out
+    assert out_png.stat().st_size > 10_000 and out_tput.stat().st_size > 10_000
     result = json.loads(out_json.read_text())
     assert {"n_star", "tokens_at_n_star", "c", "k", "n_star_low", "n_star_high"} <= set(result)
     assert result["device"] == "cpu (2 threads)" and result["budget"] == BUDGET
