@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from bench.run import LADDER, Variant, format_table, run_bench
+from bench.run import LADDER, Variant, device_label, format_table, run_bench
 from study.cli import ArgumentParser
 from study.errors import UsageError, cli_main
 from study.trainer import resolve_device
@@ -58,11 +58,8 @@ def parse_variant(text: str) -> Variant:
 
 
 def default_json(device: torch.device) -> Path:
-    if device.type == "cuda":
-        label = torch.cuda.get_device_name(device)
-    else:
-        label = f"{torch.get_num_threads()}threads"
-    slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+    """bench/results/<device type>-<device name>.json, e.g. cuda-nvidia-h100-80gb-hbm3.json."""
+    slug = re.sub(r"[^a-z0-9]+", "-", device_label(device).lower()).strip("-")
     return RESULTS / f"{device.type}-{slug}.json"
 
 
@@ -81,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, help="untimed steps first (default 8 GPU, 2 CPU)")
     p.add_argument("--min-steps", type=int, help="timed steps at least (default 20 GPU, 3 CPU)")
     p.add_argument("--min-seconds", type=float, default=2.0, help="timed seconds at least")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="measure each column this many times, round robin; keep the median")
     p.add_argument("--time-limit", type=float, default=float("inf"),
                    help="stop starting new sizes or variants after this many seconds")
     return p
@@ -98,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     columns = [c for c in args.columns.split(",") if c]
     if not columns or set(columns) - set(COLUMNS):
         raise UsageError(f"columns must be among {', '.join(COLUMNS)}; got {args.columns!r}")
-    for name in ("batch", "threads", "warmup", "min_steps"):
+    for name in ("batch", "threads", "warmup", "min_steps", "repeat"):
         value = getattr(args, name)
         if value is not None and value < (0 if name == "warmup" else 1):
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {value}")
@@ -112,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         variants=args.variant, json_path=json_path,
         warmup=args.warmup if args.warmup is not None else (8 if gpu else 2),
         min_steps=args.min_steps or (20 if gpu else 3), min_seconds=args.min_seconds,
-        time_limit=args.time_limit,
+        time_limit=args.time_limit, repeat=args.repeat,
     )
     print(format_table(result))
     if json_path is not None:

@@ -236,17 +236,38 @@ def as_json(t: Timing | str | None) -> dict[str, Any] | str | None:
     return dataclasses.asdict(t) if isinstance(t, Timing) else t
 
 
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def device_label(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+    if device.type == "mps":
+        return f"Apple MPS ({platform.machine()})"
+    return f"{cpu_model()}, {torch.get_num_threads()} threads"
+
+
+def median_timing(values: list[Timing | str]) -> Timing | str:
+    """The measurement with the median rate (the lower one of an even count); a failure if all
+    failed."""
+    ok = sorted((v for v in values if isinstance(v, Timing)), key=lambda t: t.tokens_per_s)
+    return ok[(len(ok) - 1) // 2] if ok else values[0]
 
 
 def measure_row(
     name: str, mc: ModelConfig, *, columns: list[str], tokens: torch.Tensor, batch: int,
-    own: int, device: torch.device, **kw: Any,
+    own: int, device: torch.device, repeat: int = 1, **kw: Any,
 ) -> dict[str, Any]:
-    """One size: the columns asked for, ratios and the trainer's plan."""
+    """One size: the columns asked for (each measured ``repeat`` times, the median kept),
+    ratios and the trainer's plan."""
     from study.models import count_params
 
     counts = count_params(mc)
@@ -263,22 +284,27 @@ def measure_row(
     def textbook_at(tuned: bool) -> Callable[[], int]:
         return textbook(mc, device=device, tokens=tokens, batch=batch, tuned=tuned)
 
-    got: dict[str, Timing | str] = {}
+    builds: dict[str, Callable[[], Callable[[], int]]] = {}
     if "a" in columns:
-        got["trainer"] = measure(partial(trainer_at, batch), device=device, flops_per_token=fpt,
-                                 **kw)
+        builds["trainer"] = partial(trainer_at, batch)
     if "b" in columns:
-        got["textbook"] = measure(partial(textbook_at, False), device=device,
-                                  flops_per_token=fpt, **kw)
+        builds["textbook"] = partial(textbook_at, False)
     if "c" in columns:
-        got["tuned"] = measure(partial(textbook_at, True), device=device, flops_per_token=fpt,
-                               **kw)
-    if "own" in columns:
-        if own == batch and "trainer" in got:
-            got["own"] = got["trainer"]
-        else:
-            got["own"] = measure(partial(trainer_at, own), device=device, flops_per_token=fpt,
-                                 **kw)
+        builds["tuned"] = partial(textbook_at, True)
+    if "own" in columns and not (own == batch and "a" in columns):
+        builds["own"] = partial(trainer_at, own)
+    samples: dict[str, list[Timing | str]] = {key: [] for key in builds}
+    for _ in range(repeat):  # round robin, so drifting machine load hits every column alike
+        for key, build in builds.items():
+            samples[key].append(measure(build, device=device, flops_per_token=fpt, **kw))
+    got = {key: median_timing(values) for key, values in samples.items()}
+    if "own" in columns and "own" not in got and "trainer" in got:
+        got["own"] = got["trainer"]
+    if repeat > 1:
+        row["samples_tokens_per_s"] = {
+            key: [v.tokens_per_s if isinstance(v, Timing) else None for v in values]
+            for key, values in samples.items()
+        }
     row["trainer_plan"] = plans[0] if plans else None
     for key, value in got.items():
         row[key] = as_json(value)
@@ -322,6 +348,7 @@ def run_bench(
     min_steps: int,
     min_seconds: float,
     time_limit: float,
+    repeat: int = 1,
     report: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Measure every column for every size (and each variant), writing JSON after each size."""
@@ -342,6 +369,7 @@ def run_bench(
         "seq_len": SEQ_LEN,
         "vocab": VOCAB,
         "own_batch": own,
+        "repeat": repeat,
         "peak_bf16_flops": peak_flops(device),
         "tuned_options": tuned_options(device),
         "tokens": "uniform random ids on the device (speed does not depend on the text)",
@@ -363,7 +391,8 @@ def run_bench(
             report(f"time limit reached; skipping {name} and later sizes")
             break
         mc = model_config(name)
-        row = measure_row(name, mc, columns=columns, tokens=tokens, batch=batch, own=own, **kw)
+        row = measure_row(name, mc, columns=columns, tokens=tokens, batch=batch, own=own,
+                          repeat=repeat, **kw)
         result["rows"].append(row)
         report(format_row(row))
         save()
@@ -386,7 +415,10 @@ def run_bench(
 def _rate(t: Any) -> str:
     if t is None:
         return f"{'-':>10}"
-    return f"{t['tokens_per_s'] / 1e6:9.3f}M" if isinstance(t, dict) else f"{'failed':>10}"
+    if not isinstance(t, dict):
+        return f"{'failed':>10}"
+    rate = t["tokens_per_s"]
+    return f"{rate / 1e6:9.3f}M" if rate >= 1e5 else f"{rate / 1e3:9.2f}k"
 
 
 def _mfu(t: Any) -> str:
@@ -407,7 +439,8 @@ def format_row(row: dict[str, Any]) -> str:
 def format_table(result: dict[str, Any]) -> str:
     lines = [
         f"device: {result['device']} | batch {result['batch']} x seq {result['seq_len']} | "
-        f"vocab {result['vocab']} | own batch {result['own_batch']} | tokens/s, M = millions",
+        f"vocab {result['vocab']} | own batch {result['own_batch']} | tokens/s (k, M) | median of "
+        f"{result.get('repeat', 1)}",
         "(a) trainer  (b) textbook fp32 eager  (c) textbook with "
         + (", ".join(k for k, v in result["tuned_options"].items() if v) or "nothing that pays")
         + " | MFU of dense bf16 peak",

@@ -73,7 +73,7 @@ class TrainConfig:
 
     ``batch_size`` of ``None`` lets the trainer pick one that fills the device; ``compile`` of
     ``None`` lets it decide per device; ``precision`` ``auto`` is bf16 autocast on CUDA and
-    float32 elsewhere.
+    on CPUs with native bf16 instructions (AVX512-BF16, AMX), float32 elsewhere.
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -94,9 +94,9 @@ class TrainConfig:
     seed: int = 0
     prompt: str = "Once upon a time"
     sample_tokens: int = 120
-    eval_tokens: int = 65_536
+    eval_tokens: int = 32_768
     curve_points: int = 10
-    curve_eval_tokens: int = 8_192
+    curve_eval_tokens: int = 1_024
     max_stories: int = 100_000
 
     def validate(self) -> None:

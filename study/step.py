@@ -17,7 +17,9 @@ arithmetic (each lever measured by ``python -m bench``):
   them is made (on a CPU the chunks are cache-sized).
 * **torch.compile** of the transformer trunk and of the chunk's softmax gradient, bf16 autocast on
   CUDA. Without the graph the compiled step is host-bound; without compile the graph replays
-  unfused kernels: each alone is 3-4x slower than both together at 1 M parameters on an H100.
+  unfused kernels: each alone is 2.8-4x slower than both together at 1 M parameters on an H100.
+* On a CPU: eager, bf16 autocast where the CPU has native bf16 (``autocast_dtype``), and an AdamW
+  that does not import ``torch._dynamo`` (``ForeachAdamW``).
 
 ``TrainStep`` is the one place that builds this; the trainer and the benchmark both use it.
 """
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -72,11 +75,24 @@ class StepPlan:
         return " ".join(parts)
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has native bf16 matrix instructions (AVX512-BF16 or AMX)."""
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    try:
+        return any(bool(getattr(cpu, name)()) for name in checks if hasattr(cpu, name))
+    except RuntimeError:
+        return False
+
+
 def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """``precision`` auto is bf16 autocast on CUDA and float32 elsewhere."""
+    """``precision`` auto is bf16 autocast on CUDA and on CPUs with native bf16 instructions
+    (measured on the 2-core AVX512-BF16 machine: 1.45-1.5x float32's tokens/s, the matmuls
+    that bound a CPU step running at twice the rate), float32 elsewhere."""
     precision = config.precision
     if precision == "auto":
-        precision = "bf16" if device.type == "cuda" else "fp32"
+        native = device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16())
+        precision = "bf16" if native else "fp32"
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
@@ -88,29 +104,33 @@ def fuses_head(model: nn.Module) -> bool:
     return isinstance(model, GPT)
 
 
+def ce_chunk_rows(device: torch.device, *, vocab_size: int, half: bool) -> int:
+    """Rows per chunk of the fused head: about CUDA_CE_CHUNK_BYTES or CPU_CE_CHUNK_BYTES of
+    logits (16-bit logits when ``half``)."""
+    logit_bytes = vocab_size * (2 if half else 4)
+    if device.type == "cuda":
+        return max(64, CUDA_CE_CHUNK_BYTES // logit_bytes)
+    return max(16, CPU_CE_CHUNK_BYTES // logit_bytes)
+
+
 def plan_step(config: TrainConfig, device: torch.device, model: nn.Module) -> StepPlan:
     """The fastest measured way to run ``model``'s step on ``device``.
 
     CUDA: compile (unless ``config.compile`` is False), bf16 autocast (``precision`` auto), a
     CUDA graph per batch shape for the GPT (not with fp16, whose loss scaler syncs the host), the
-    fused head, fused capturable AdamW. CPU: eager (compiling never paid on the 2-core machine
-    measured), the fused head in cache-sized chunks, foreach AdamW. MPS: eager, foreach AdamW.
+    fused head, fused capturable AdamW. CPU: eager (compiling did not pay on the 2-core machine
+    measured, and took 30-60 s of budget), the fused head in cache-sized chunks, bf16 autocast
+    where the CPU has native bf16, ``ForeachAdamW``. MPS: eager, ``ForeachAdamW``.
     """
     dtype = autocast_dtype(config, device)
     gpt = fuses_head(model)
     cuda = device.type == "cuda"
     compile_model = config.compile if config.compile is not None else cuda
-    logit_bytes = config.model.vocab_size * (2 if dtype is not None else 4)
-    if cuda:
-        chunk = max(64, CUDA_CE_CHUNK_BYTES // logit_bytes)
-    elif device.type == "cpu":
-        chunk = max(16, CPU_CE_CHUNK_BYTES // logit_bytes)
-    else:
-        chunk = 0
+    chunk = ce_chunk_rows(device, vocab_size=config.model.vocab_size, half=dtype is not None)
     return StepPlan(
         compile=compile_model,
         cuda_graph=cuda and gpt and dtype is not torch.float16,
-        ce_chunk=chunk if gpt else 0,
+        ce_chunk=chunk if gpt and device.type != "mps" else 0,
         autocast=dtype,
         fused_adamw=cuda,
     )
@@ -224,6 +244,21 @@ def linear_cross_entropy(
     return _LinearCrossEntropy.apply(h, weight, targets, chunk, softmax_grad)
 
 
+def linear_nll_sum(
+    h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, *, chunk: int
+) -> torch.Tensor:
+    """Summed ``F.cross_entropy(h @ weight.T, targets)`` in float32, ``chunk`` rows at a time,
+    without gradients: evaluation's version of ``linear_cross_entropy``. Matmuls follow the
+    ambient autocast, as the model's own head would."""
+    total = torch.zeros((), dtype=torch.float32, device=h.device)
+    with torch.no_grad():
+        for s in range(0, h.size(0), chunk):
+            logits = (h[s : s + chunk] @ weight.t()).float()  # (chunk, V)
+            t = targets[s : s + chunk]
+            total += torch.logsumexp(logits, dim=-1).sum() - logits.gather(1, t[:, None]).sum()
+    return total
+
+
 class _Trunk(nn.Module):
     """The GPT up to its final norm, output cast to the compute dtype (fused into the norm)."""
 
@@ -280,20 +315,73 @@ def backward_micro_batches(
     return torch.stack(losses)
 
 
+class ForeachAdamW:
+    """AdamW (decoupled weight decay, bias correction, eps outside the root) as PyTorch's foreach
+    implementation computes it, without ``torch.optim``: building any ``torch.optim`` optimizer
+    imports ``torch._dynamo``, 1.6 s on the 2-core machine, a fixed cost of every CPU trial that
+    nothing else there needs. Duck-types what ``GradScaler`` and the step use."""
+
+    def __init__(
+        self, groups: list[dict[str, Any]], *, lr: float, betas: tuple[float, float],
+        eps: float = 1e-8,
+    ) -> None:
+        self.param_groups = [{"lr": lr, "betas": betas, "eps": eps, **g} for g in groups]
+        self.state: dict[torch.Tensor, dict[str, torch.Tensor]] = {}
+        self._steps = 0
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self._steps += 1
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            grads = [p.grad for p in params]
+            for p in params:
+                if p not in self.state:
+                    self.state[p] = {"exp_avg": torch.zeros_like(p),
+                                     "exp_avg_sq": torch.zeros_like(p)}
+            exp_avg = [self.state[p]["exp_avg"] for p in params]
+            exp_avg_sq = [self.state[p]["exp_avg_sq"] for p in params]
+            lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+            if group["weight_decay"]:
+                torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
+            torch._foreach_lerp_(exp_avg, grads, 1 - beta1)
+            torch._foreach_mul_(exp_avg_sq, beta2)
+            torch._foreach_addcmul_(exp_avg_sq, grads, grads, 1 - beta2)
+            bias1 = 1 - beta1**self._steps
+            bias2 = 1 - beta2**self._steps
+            denom = torch._foreach_sqrt(exp_avg_sq)
+            torch._foreach_div_(denom, math.sqrt(bias2))
+            torch._foreach_add_(denom, eps)
+            torch._foreach_addcdiv_(params, exp_avg, denom, -lr / bias1)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                if set_to_none:
+                    p.grad = None
+                elif p.grad is not None:
+                    p.grad.zero_()
+
+
 def make_optimizer(
     model: nn.Module, config: TrainConfig, *, fused: bool, lr: float | torch.Tensor
-) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices only; fused (and capturable with a tensor lr) on
-    CUDA, foreach elsewhere."""
+) -> torch.optim.AdamW | ForeachAdamW:
+    """AdamW with weight decay on matrices only: PyTorch's fused one (capturable, with a tensor
+    lr, for CUDA graphs) when ``fused``, else ``ForeachAdamW``."""
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": config.weight_decay}]
+    groups: list[dict[str, Any]] = [{"params": decay, "weight_decay": config.weight_decay}]
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})
-    return torch.optim.AdamW(
-        groups, lr=lr, betas=(config.beta1, config.beta2), fused=fused or None,
-        foreach=None if fused else True, capturable=isinstance(lr, torch.Tensor),
-    )
+    betas = (config.beta1, config.beta2)
+    if not fused:
+        if isinstance(lr, torch.Tensor):
+            raise ValueError("ForeachAdamW takes a float learning rate")
+        return ForeachAdamW(groups, lr=lr, betas=betas)
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=True,
+                             capturable=isinstance(lr, torch.Tensor))
 
 
 class TrainStep:

@@ -15,8 +15,8 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -29,7 +29,15 @@ from study.config import TrainConfig
 from study.errors import UsageError
 from study.models import build_model, count_params
 from study.result import TrainResult
-from study.step import Batches, TrainStep, autocast_dtype, backward_micro_batches
+from study.step import (
+    Batches,
+    TrainStep,
+    autocast_dtype,
+    backward_micro_batches,
+    ce_chunk_rows,
+    fuses_head,
+    linear_nll_sum,
+)
 
 log = logging.getLogger(__name__)
 
@@ -131,18 +139,24 @@ def evaluate(
     token_bytes: torch.Tensor,
     batch_size: int,
     amp: Callable[[], AbstractContextManager[Any]],
+    threads: ThreadTuner | None = None,
 ) -> tuple[float, float]:
     """Mean per-token NLL (nats) on ``windows`` (n, T+1) and bits per byte:
-    total NLL / (ln 2 x UTF-8 bytes of the predicted tokens)."""
+    total NLL / (ln 2 x UTF-8 bytes of the predicted tokens). ``threads`` may time batches to
+    pick the CPU thread count."""
     was_training = model.training
     model.eval()
     total_nll = torch.zeros((), dtype=torch.float64, device=windows.device)
     for i in range(0, windows.size(0), batch_size):
         chunk = windows[i : i + batch_size]
         x, y = chunk[:, :-1], chunk[:, 1:]
+        if threads is not None:
+            threads.before("eval")
         with amp():
             nll = nll_sum(model, x, y)
         total_nll += nll.double()
+        if threads is not None:
+            threads.after()
     model.train(was_training)
     targets = windows[:, 1:]
     n_bytes = token_bytes[targets].sum().item()
@@ -155,6 +169,11 @@ def nll_sum(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     own = getattr(model, "nll_sum", None)
     if own is not None:
         return own(x, y)
+    if fuses_head(model):  # the GPT: its head in chunks, never the whole (B, T, V) logits
+        h = model.hidden(x)
+        chunk = ce_chunk_rows(x.device, vocab_size=model.head.weight.size(0),
+                              half=torch.is_autocast_enabled(x.device.type))
+        return linear_nll_sum(h.flatten(0, 1), model.head.weight, y.flatten(), chunk=chunk)
     return model(x, y).float() * y.numel()
 
 
@@ -181,7 +200,12 @@ def generate(
     ids = torch.tensor([prompt_ids or [0]], dtype=torch.long, device=device)
     new: list[int] = []
     for _ in range(n_tokens):
-        logits = model(ids[:, -seq_len:])[:, -1, :].float() / temperature
+        context = ids[:, -seq_len:]
+        if fuses_head(model):  # the last position's logits only
+            last = model.hidden(context)[:, -1, :]  # (1, d_model)
+            logits = model.head(last).float() / temperature
+        else:
+            logits = model(context)[:, -1, :].float() / temperature
         if top_k:
             kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
             logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -261,6 +285,79 @@ class Events:
 # --------------------------------------------------------------------------- the job
 
 
+class ThreadTuner:
+    """On CPU, picks the faster of torch's thread count and one thread by timing real steps (or
+    evaluation batches) with each, and checks again later. On a machine busy with other work,
+    every OpenMP thread waits at each barrier for peers the scheduler has set aside: measured on
+    the 2-core machine under load, a training step took 3-16x longer with 2 threads than with 1,
+    and an evaluation 5x; idle, 2 threads win. So the untimed first step runs on one thread, and
+    while the same choice keeps winning the checks grow rarer (``recheck`` seconds, doubling up
+    to ``max_recheck``), which bounds what probing the slow choice costs. Elsewhere: nothing."""
+
+    def __init__(
+        self, device: torch.device, *, recheck: float = 20.0, max_recheck: float = 160.0
+    ) -> None:
+        n = torch.get_num_threads()
+        self.options = [n, 1] if device.type == "cpu" and n > 1 else []
+        self.recheck = recheck
+        self.max_recheck = max_recheck
+        self.interval = recheck
+        self.best: int | None = None
+        self.times: dict[int, float] = {}
+        self.pending: list[int] = []
+        self.kind = ""
+        self.next_check = 0.0
+        self.skip = 1  # the first step pays one-off costs: do not time it
+        self._started: float | None = None
+
+    def before(self, kind: str = "step") -> None:
+        """Before a unit of work of ``kind``: only units of one kind are timed against each
+        other (a training step against a training step, an evaluation batch against one)."""
+        if not self.options:
+            return
+        if self.skip:
+            self.skip -= 1
+            torch.set_num_threads(1)
+            return
+        now = time.perf_counter()
+        if self.pending and kind != self.kind:
+            self.pending = []  # a check begun on other work: begin it again on this work
+        if not self.pending and now >= self.next_check:
+            self.pending, self.times, self.kind = list(self.options), {}, kind
+        if self.pending:
+            torch.set_num_threads(self.pending[0])
+            self._started = now
+
+    def after(self) -> None:
+        if self._started is None:
+            return
+        now = time.perf_counter()
+        self.times[self.pending.pop(0)] = now - self._started
+        self._started = None
+        if not self.pending:
+            best = min(self.times, key=self.times.__getitem__)
+            same = best == self.best
+            self.interval = min(2 * self.interval, self.max_recheck) if same else self.recheck
+            self.best = best
+            torch.set_num_threads(best)
+            self.next_check = now + self.interval
+            log.debug("threads: %s -> %d, next check in %.0fs", self.times, best, self.interval)
+
+    @contextmanager
+    def one_thread(self) -> Iterator[None]:
+        """Tiny ops (sampling token by token) gain nothing from threads and lose much to a busy
+        machine: run them on one."""
+        if not self.options:
+            yield
+            return
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+
 def _check_fault_hook(step: int) -> None:
     """Test hook: ``STUDY_FAULT_OOM_AT_STEP=N`` raises the device's out-of-memory error at step N,
     so the out-of-memory path can be tested on a machine without a GPU."""
@@ -284,7 +381,24 @@ def train(
         Diverged: the training loss became NaN or infinite.
         OutOfMemory: the device ran out of memory.
     """
+    threads = torch.get_num_threads()
+    try:
+        return _train(config, cache_dir=cache_dir, events=events, log_interval=log_interval,
+                      out=out)
+    finally:
+        torch.set_num_threads(threads)  # the CPU thread tuner must not outlive the job
+
+
+def _train(
+    config: TrainConfig,
+    *,
+    cache_dir: Path | None,
+    events: TextIO | None,
+    log_interval: float | None,
+    out: TextIO | None,
+) -> TrainResult:
     config.validate()
+    started = time.perf_counter()
     device = resolve_device(config.device)
     from study.data import load_tokens  # tokenizer and token cache: before the clock
 
@@ -294,6 +408,7 @@ def train(
         cache_dir=cache_dir,
         max_stories=config.max_stories,
     )
+    log.info("overhead: data loaded in %.2fs", time.perf_counter() - started)
     mc = config.model
     if len(data.train) < mc.seq_len + 2:
         raise UsageError(
@@ -319,7 +434,10 @@ def train(
     ).to(device)
     curve_windows = windows[: max(1, config.curve_eval_tokens // mc.seq_len)]
     token_bytes = torch.from_numpy(data.token_bytes.astype(np.int64)).to(device)
-    eval_batch = max(1, min(batch_size, 64))
+    # Small batches on CPU: as fast per token, and they let the thread tuner time them.
+    eval_batch = max(1, min(batch_size, 64 if device.type != "cpu" else 8))
+    log.info("overhead: ready to train %.2fs after the start", time.perf_counter() - started)
+    curve_seconds = 0.0
 
     if log_interval is None:
         log_interval = min(10.0, max(1.0, config.budget / 10))
@@ -347,6 +465,7 @@ def train(
         if step_fn.diverged():
             raise Diverged(f"training loss became NaN or infinite by step {step}")
 
+    threads = ThreadTuner(device)
     model.train()
     try:
         clock.start()
@@ -358,7 +477,9 @@ def train(
             lr = lr_at(frac, peak=config.lr, warmup_frac=config.warmup_frac)
             seq_len = seq_len_at(frac, full=mc.seq_len, curriculum=config.curriculum)
             _check_fault_hook(step)
+            threads.before()
             tokens_seen += step_fn(lr=lr, seq_len=seq_len)
+            threads.after()
             step += 1
             # The flag is a few steps behind on CUDA (no sync); the first steps wait for it.
             check_finite(wait=step <= 2)
@@ -387,6 +508,7 @@ def train(
                 elapsed >= next_curve / config.curve_points * config.budget
             ):
                 clock.pause()  # evaluation does not spend the budget
+                paused_at = time.perf_counter()
                 step_fn.sync()
                 train_loss = read_loss()
                 at = min(clock.elapsed, config.budget)
@@ -395,13 +517,14 @@ def train(
                 else:
                     val_loss, _ = evaluate(
                         model, curve_windows, token_bytes=token_bytes, batch_size=eval_batch,
-                        amp=amp,
+                        amp=amp, threads=threads,
                     )
                 point = {"elapsed_s": at, "tokens": tokens_seen, "train_loss": train_loss,
                          "val_loss": val_loss}
                 record.points.append(point)
                 record.emit("curve", frac=next_curve / config.curve_points, **point)
                 next_curve += 1
+                curve_seconds += time.perf_counter() - paused_at
                 clock.resume()
         step_fn.sync()
         clock.pause()
@@ -415,9 +538,12 @@ def train(
     else:
         tokens_per_second = tokens_seen / max(train_seconds, 1e-9)
 
+    finished = time.perf_counter()
     val_loss, val_bpb = evaluate(
-        model, windows, token_bytes=token_bytes, batch_size=eval_batch, amp=amp
+        model, windows, token_bytes=token_bytes, batch_size=eval_batch, amp=amp,
+        threads=threads,
     )
+    log.info("overhead: final evaluation %.2fs", time.perf_counter() - finished)
     if not math.isfinite(val_loss):
         raise Diverged("held-out loss is NaN or infinite after training")
     if record.points:
@@ -427,11 +553,14 @@ def train(
     from study.data import decode, encode
 
     prompt_ids = encode(data.tokenizer, config.prompt)
-    new_ids = generate(
-        model, prompt_ids, n_tokens=config.sample_tokens, seq_len=mc.seq_len, device=device,
-        seed=config.seed,
-    )
+    with threads.one_thread():
+        new_ids = generate(
+            model, prompt_ids, n_tokens=config.sample_tokens, seq_len=mc.seq_len, device=device,
+            seed=config.seed,
+        )
     sample = config.prompt + decode(data.tokenizer, new_ids)
+    log.info("overhead: evaluation and sample %.2fs after training, %.2fs of curve evaluations "
+             "while the clock was paused", time.perf_counter() - finished, curve_seconds)
 
     return TrainResult(
         config=config.to_dict(),
