@@ -358,6 +358,18 @@ class ThreadTuner:
             torch.set_num_threads(before)
 
 
+def eager_attention(device: torch.device) -> AbstractContextManager[Any]:
+    """Attention for the eager (uncompiled) model on CUDA, in evaluation and sampling: any backend
+    but cuDNN's, which builds and compiles a graph for each new shape, and sampling meets a new
+    sequence length at every token. (Training runs compiled, at one shape, and keeps cuDNN.)"""
+    if device.type != "cuda":
+        return nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
+                        SDPBackend.MATH])
+
+
 def _check_fault_hook(step: int) -> None:
     """Test hook: ``STUDY_FAULT_OOM_AT_STEP=N`` raises the device's out-of-memory error at step N,
     so the out-of-memory path can be tested on a machine without a GPU."""
@@ -515,10 +527,11 @@ def _train(
                 if next_curve == config.curve_points:
                     val_loss = None  # the final evaluation below covers the end point
                 else:
-                    val_loss, _ = evaluate(
-                        model, curve_windows, token_bytes=token_bytes, batch_size=eval_batch,
-                        amp=amp, threads=threads,
-                    )
+                    with eager_attention(device):
+                        val_loss, _ = evaluate(
+                            model, curve_windows, token_bytes=token_bytes,
+                            batch_size=eval_batch, amp=amp, threads=threads,
+                        )
                 point = {"elapsed_s": at, "tokens": tokens_seen, "train_loss": train_loss,
                          "val_loss": val_loss}
                 record.points.append(point)
@@ -539,10 +552,11 @@ def _train(
         tokens_per_second = tokens_seen / max(train_seconds, 1e-9)
 
     finished = time.perf_counter()
-    val_loss, val_bpb = evaluate(
-        model, windows, token_bytes=token_bytes, batch_size=eval_batch, amp=amp,
-        threads=threads,
-    )
+    with eager_attention(device):
+        val_loss, val_bpb = evaluate(
+            model, windows, token_bytes=token_bytes, batch_size=eval_batch, amp=amp,
+            threads=threads,
+        )
     log.info("overhead: final evaluation %.2fs", time.perf_counter() - finished)
     if not math.isfinite(val_loss):
         raise Diverged("held-out loss is NaN or infinite after training")
@@ -553,7 +567,7 @@ def _train(
     from study.data import decode, encode
 
     prompt_ids = encode(data.tokenizer, config.prompt)
-    with threads.one_thread():
+    with threads.one_thread(), eager_attention(device):
         new_ids = generate(
             model, prompt_ids, n_tokens=config.sample_tokens, seq_len=mc.seq_len, device=device,
             seed=config.seed,
