@@ -71,7 +71,10 @@ def complete_trials(data: StudyData) -> pd.DataFrame:
     if frame.empty:
         raise UsageError(f"study {data.study_name!r} has no complete trials yet")
     name = frame["device_name"].where(frame["device_name"].notna(), frame["device"])
-    frame["device_label"] = name.fillna("unknown").astype(str)
+    # Trainers before 0.1.1 named a CPU with the thread count it happened to run on, which a
+    # CPU trial now picks per run: one machine, one label.
+    label = name.fillna("unknown").astype(str).str.replace(r" \(\d+ threads?\)$", "", regex=True)
+    frame["device_label"] = label
     return frame
 
 

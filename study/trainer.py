@@ -75,7 +75,8 @@ def device_name(device: torch.device) -> str:
         return torch.cuda.get_device_name(device)
     if device.type == "mps":
         return f"Apple MPS ({platform.machine()})"
-    return f"cpu {platform.machine()} ({torch.get_num_threads()} threads)"
+    # Not the thread count: the CPU thread tuner changes it during a run.
+    return f"cpu {platform.machine()}"
 
 
 def lr_at(frac: float, *, peak: float, warmup_frac: float) -> float:

@@ -290,7 +290,7 @@ def test_crossover_on_study_writes_json_and_plot(db: Path, tmp_path: Path,
     assert out_png.stat().st_size > 10_000 and out_tput.stat().st_size > 10_000
     result = json.loads(out_json.read_text())
     assert {"n_star", "tokens_at_n_star", "c", "k", "n_star_low", "n_star_high"} <= set(result)
-    assert result["device"] == "cpu (2 threads)" and result["budget"] == BUDGET
+    assert result["device"] == "cpu" and result["budget"] == BUDGET
     # Consistent with its own fit, and close to the law the trials were drawn from.
     assert result["n_star"] == pytest.approx(
         crossover_n(result["c"], result["k"], budget=BUDGET, ratio=20.0))
@@ -326,7 +326,7 @@ def test_crossover_needs_a_device_when_the_study_has_several(
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and "--device" in err
-    assert "cpu (2 threads)" in err and "NVIDIA H100 80GB HBM3" in err
+    assert "--device: NVIDIA H100 80GB HBM3, cpu\n" in err
     assert not out_json.exists()
 
 
@@ -349,7 +349,7 @@ def test_frontier_plots_perplexity_and_bits_per_byte(db: Path, tmp_path: Path,
     ppls = [float(r[2]) for r in rows]
     assert ppls == sorted(ppls, reverse=True) and len(set(ppls)) == len(ppls)
     assert int(rows[-1][0]) == int(best["number"])
-    assert "N* (20 tokens/param, 300 s) on cpu (2 threads)" in text
+    assert "N* (20 tokens/param, 300 s) on cpu" in text
 
 
 def test_frontier_on_one_device_only(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -476,3 +476,20 @@ def test_scaling_law_max_epochs_leaves_out_repeated_data(db: Path) -> None:
     assert (every["tokens"] > 5.3e6).any()
     with pytest.raises(UsageError, match="max-epochs"):
         run_scaling_law(storage=url(db), max_epochs=1e-12, grid="coarse")
+
+
+def test_cpu_thread_counts_do_not_split_a_device() -> None:
+    import pandas as pd
+
+    from analysis.commands import complete_trials
+
+    class Data:
+        study_name = "s"
+
+        def complete(self) -> pd.DataFrame:
+            return pd.DataFrame({"device": ["cpu", "cpu", "cuda"],
+                                 "device_name": ["cpu x86_64 (1 threads)", "cpu x86_64 (2 threads)",
+                                                 "NVIDIA H100 80GB HBM3"]})
+
+    labels = complete_trials(Data()).loc[:, "device_label"].tolist()  # type: ignore[arg-type]
+    assert labels == ["cpu x86_64", "cpu x86_64", "NVIDIA H100 80GB HBM3"]
