@@ -36,8 +36,9 @@ def lr_for(d_model: int) -> float:
     return min(1e-2, max(1e-3, 3e-3 * math.sqrt(256 / d_model)))
 
 
-def config_for(name: str) -> TrainConfig:
-    n_layer, d_model = SIZES[name]
+def config_for(name: str, *, sizes: dict[str, tuple[int, int]] = SIZES) -> TrainConfig:
+    """The ladder rung ``name`` of ``sizes`` (name -> (n_layer, d_model)): rope, SwiGLU."""
+    n_layer, d_model = sizes[name]
     model = ModelConfig(n_layer=n_layer, d_model=d_model, n_head=n_head_for(d_model), pos="rope",
                         mlp="swiglu")
     return TrainConfig(model=model, lr=lr_for(d_model))

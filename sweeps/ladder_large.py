@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from study.config import ModelConfig, TrainConfig
-from sweeps import balanced_sampler
-from sweeps.default import n_head_for
-from sweeps.ladder import lr_for
+from study.config import TrainConfig
+from sweeps import balanced_sampler, ladder
 
 # name -> (n_layer, d_model)
 SIZES: dict[str, tuple[int, int]] = {
@@ -30,10 +28,7 @@ SIZES: dict[str, tuple[int, int]] = {
 
 
 def config_for(name: str) -> TrainConfig:
-    n_layer, d_model = SIZES[name]
-    model = ModelConfig(n_layer=n_layer, d_model=d_model, n_head=n_head_for(d_model), pos="rope",
-                        mlp="swiglu")
-    return TrainConfig(model=model, lr=lr_for(d_model))
+    return ladder.config_for(name, sizes=SIZES)
 
 
 def suggest(trial: Any) -> TrainConfig:
