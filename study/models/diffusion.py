@@ -30,14 +30,12 @@ with no context before the window (at most one token of information more to pay,
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from study.config import ModelConfig
-from study.models.gpt import MLP, apply_rope, rope_tables
+from study.models.gpt import MLP, apply_rope, init_gpt2_, rope_tables
 
 
 def symmetric_alibi_bias(n_head: int, seq_len: int) -> torch.Tensor:
@@ -137,17 +135,7 @@ class DiffusionLM(nn.Module):
         if config.pos == "alibi":
             alibi = symmetric_alibi_bias(config.n_head, config.seq_len)
             self.register_buffer("alibi", alibi, persistent=False)
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        # GPT-2 init, as the causal model; residual projections scaled by 1/sqrt(2 * n_layer).
-        for name, p in self.named_parameters():
-            if p.dim() < 2:
-                continue
-            std = 0.02
-            if name.endswith(("proj.weight", "down.weight")):
-                std = 0.02 / math.sqrt(2 * self.config.n_layer)
-            nn.init.normal_(p, mean=0.0, std=std)
+        init_gpt2_(self, config.n_layer)  # as the causal model
 
     def logits(self, z: torch.Tensor) -> torch.Tensor:
         """Clean-token logits (B, T, vocab) for partly masked ids z (B, T); never [MASK]."""

@@ -48,6 +48,18 @@ def alibi_bias(n_head: int, seq_len: int) -> torch.Tensor:
     return bias.masked_fill(distance < 0, float("-inf"))
 
 
+def init_gpt2_(model: nn.Module, n_layer: int) -> None:
+    """GPT-2 init in place: weights N(0, 0.02), residual projections scaled by 1/sqrt(2 n_layer)
+    so the residual stream's variance does not grow with depth; norms keep their ones."""
+    for name, p in model.named_parameters():
+        if p.dim() < 2:
+            continue
+        std = 0.02
+        if name.endswith(("proj.weight", "down.weight")):
+            std = 0.02 / math.sqrt(2 * n_layer)
+        nn.init.normal_(p, mean=0.0, std=std)
+
+
 class Attention(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -128,17 +140,7 @@ class GPT(nn.Module):
         if config.pos == "alibi":
             bias = alibi_bias(config.n_head, config.seq_len)
             self.register_buffer("alibi", bias, persistent=False)
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        # GPT-2 init; residual projections scaled by 1/sqrt(2 * n_layer).
-        for name, p in self.named_parameters():
-            if p.dim() < 2:
-                continue
-            std = 0.02
-            if name.endswith(("proj.weight", "down.weight")):
-                std = 0.02 / math.sqrt(2 * self.config.n_layer)
-            nn.init.normal_(p, mean=0.0, std=std)
+        init_gpt2_(self, config.n_layer)
 
     def hidden(self, idx: torch.Tensor) -> torch.Tensor:
         """Final normalised hidden states (B, T, d_model) for token ids (B, T)."""
