@@ -132,6 +132,9 @@ def fail_and_retry(study: optuna.Study, storage: BaseStorage, engine: sa.Engine,
     from optuna.trial import TrialState
 
     trial_id = trial._trial_id  # Optuna exposes no public id; storages are keyed by it
+    # A worker interrupted mid-trial holds a live ``optuna.Trial``, which carries no system
+    # attributes: read the stored trial, whose queued parameters the retry needs.
+    trial = store.retry(storage.get_trial, trial_id, what=f"read trial {trial.number}")
     try:
         store.retry(storage.set_trial_user_attr, trial_id, "fail_reason", reason,
                     what=f"record why trial {trial.number} failed")
