@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from study.config import ModelConfig
-from study.models.gpt import MLP, apply_rope, init_gpt2_, rope_tables
+from study.models.gpt import Block, init_gpt2_, rope_tables
 
 
 def symmetric_alibi_bias(n_head: int, seq_len: int) -> torch.Tensor:
@@ -66,47 +66,6 @@ def random_masks(
     return k, ranks < k[:, None]
 
 
-class BiAttention(nn.Module):
-    """Multi-head self-attention without a causal mask: every position sees every position."""
-
-    def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
-        self.n_head = config.n_head
-        self.head_dim = config.d_model // config.n_head
-        self.qkv = nn.Linear(config.d_model, 3 * config.d_model, bias=False)
-        self.proj = nn.Linear(config.d_model, config.d_model, bias=False)
-
-    def forward(
-        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None,
-        bias: torch.Tensor | None,
-    ) -> torch.Tensor:
-        B, T, C = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)
-        # q, k, v: (B, n_head, T, head_dim)
-        if rope is not None:
-            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        mask = bias[:, :T, :T].to(q.dtype) if bias is not None else None
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, d_model)
-        return self.proj(y)
-
-
-class BiBlock(nn.Module):
-    def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
-        self.ln1 = nn.LayerNorm(config.d_model, bias=False)
-        self.attn = BiAttention(config)
-        self.ln2 = nn.LayerNorm(config.d_model, bias=False)
-        self.mlp = MLP(config)
-
-    def forward(
-        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None,
-        bias: torch.Tensor | None,
-    ) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x), rope, bias)
-        return x + self.mlp(self.ln2(x))
-
-
 class DiffusionLM(nn.Module):
     """Bidirectional transformer denoiser for absorbing-state diffusion.
 
@@ -126,7 +85,7 @@ class DiffusionLM(nn.Module):
         self.eval_seed = eval_seed
         self.wte = nn.Embedding(config.vocab_size + 1, config.d_model)
         self.wpe = nn.Embedding(config.seq_len, config.d_model) if config.pos == "learned" else None
-        self.blocks = nn.ModuleList(BiBlock(config) for _ in range(config.n_layer))
+        self.blocks = nn.ModuleList(Block(config, causal=False) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.d_model, bias=False)
         if config.pos == "rope":
             cos, sin = rope_tables(config.seq_len, config.d_model // config.n_head)

@@ -61,11 +61,14 @@ def init_gpt2_(model: nn.Module, n_layer: int) -> None:
 
 
 class Attention(nn.Module):
-    def __init__(self, config: ModelConfig) -> None:
+    """Multi-head self-attention; ``causal=False`` lets every position see every position (the
+    diffusion denoiser). ``bias`` (ALiBi) carries its own mask when given."""
+
+    def __init__(self, config: ModelConfig, *, causal: bool = True) -> None:
         super().__init__()
         self.n_head = config.n_head
         self.head_dim = config.d_model // config.n_head
-        self.pos = config.pos
+        self.causal = causal
         self.qkv = nn.Linear(config.d_model, 3 * config.d_model, bias=False)
         self.proj = nn.Linear(config.d_model, config.d_model, bias=False)
 
@@ -81,7 +84,7 @@ class Attention(nn.Module):
         if bias is not None:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[:, :T, :T].to(q.dtype))
         else:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
         y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, d_model)
         return self.proj(y)
 
@@ -105,10 +108,10 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, *, causal: bool = True) -> None:
         super().__init__()
         self.ln1 = nn.LayerNorm(config.d_model, bias=False)
-        self.attn = Attention(config)
+        self.attn = Attention(config, causal=causal)
         self.ln2 = nn.LayerNorm(config.d_model, bias=False)
         self.mlp = MLP(config)
 
