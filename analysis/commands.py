@@ -260,15 +260,13 @@ def run_crossover(
                                 n_boot=n_boot, seed=seed, left_out=left_out)
     if json_out is not None:
         write_json(json_out, outcome.as_dict())
-    if throughput_out is not None:
+    if throughput_out is not None or plot_out is not None:
         from analysis import plots
-
+    if throughput_out is not None:
         plots.save(plots.throughput_figure(
             {outcome.device: outcome.fit},
             {outcome.device: (outcome.params, outcome.tokens_per_second)}), throughput_out)
     if plot_out is not None:
-        from analysis import plots
-
         plots.save(plots.crossover_figure(outcome.fit, outcome.crossover,
                                           params=outcome.params,
                                           tokens_per_second=outcome.tokens_per_second,
