@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from types import FrameType
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -32,3 +35,31 @@ def cli_main(fn: Callable[..., T]) -> Callable[..., T]:
             raise SystemExit(130) from None
 
     return wrapper
+
+
+@contextlib.contextmanager
+def stop_like_ctrl_c() -> Iterator[None]:
+    """Within the block SIGTERM (``kill PID``, a scheduler's stop) acts as Ctrl-C does, once.
+
+    The first SIGTERM or SIGINT raises KeyboardInterrupt, so the trial in hand is failed and queued
+    again before the process exits; any later one is ignored, so that this clean-up is not itself
+    cut short. A SIGINT the process was started ignoring (a background job of a script) stays
+    ignored. The previous handlers come back on exit. Main thread only.
+    """
+    stopping = False
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            raise KeyboardInterrupt
+
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGTERM, handler)
+    if previous[signal.SIGINT] is signal.default_int_handler:
+        signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -15,7 +15,7 @@ import sys
 
 from study.cli import ArgumentParser
 from study.config import DEVICES
-from study.errors import cli_main
+from study.errors import cli_main, stop_like_ctrl_c
 from study.runner import RunOptions, run_study
 from study.worker import PRUNERS
 
@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed, pruner=args.pruner, cache_dir=args.cache_dir,
         max_failures=args.max_failures,
     )
-    return run_study(opts)
+    with stop_like_ctrl_c():
+        return run_study(opts)
 
 
 if __name__ == "__main__":

@@ -144,7 +144,12 @@ def run_study(opts: RunOptions) -> int:
             for p in procs:
                 p.join()
         except KeyboardInterrupt:
-            for p in procs:  # each worker fails and requeues its trial on the same SIGINT
+            # Ctrl-C reached every worker already; a SIGTERM only this process. Pass it on: a
+            # worker stops once, so one that is already stopping ignores the second signal.
+            for p in procs:
+                if p.is_alive():
+                    p.terminate()
+            for p in procs:  # each worker fails and requeues its trial
                 p.join(30)
             raise
         dead_workers = [(p.name, p.exitcode) for p in procs if p.exitcode != 0]

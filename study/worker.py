@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from study import progress, stale, store
-from study.errors import UsageError
+from study.errors import UsageError, stop_like_ctrl_c
 from study.job import Outcome, die_with_parent, run_job
 from study.result import TrainResult
 from study.schema import TRIAL_ATTRS
@@ -123,7 +123,8 @@ def process_main(spec: WorkerSpec, lock: Any, failures: Any) -> None:
         return  # the parent died before we could tie ourselves to it
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        run_worker(spec, lock, failures)
+        with stop_like_ctrl_c():
+            run_worker(spec, lock, failures)
     except KeyboardInterrupt:
         pass  # the trial in hand was already failed and queued again
 

@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 from studyrun import (
     CURVE_POINTS,
@@ -132,6 +133,53 @@ def test_random_sigkills_then_reruns_lose_nothing(tmp_path: Path, cache_dir: Pat
     print(f"\nkills: {tried['study']} of the study process tried, {landed['study']} landed "
           f"before it finished; {tried['child']} of a trainer child, {landed['child']} landed; "
           f"{len(v.trials)} trials: {v.by_state()}; {len(kept)} complete records unchanged")
+
+
+# Long enough that a trainer child seen starting is still training when the signal lands (start-up
+# and evaluation come on top), short enough for the rerun to train the queued trials quickly.
+SIGTERM_BUDGET = 6.0
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_fails_and_requeues_the_running_trials(tmp_path: Path, cache_dir: Path,
+                                                       workers: int) -> None:
+    """``kill PID`` of the study process alone (as a scheduler stops a job) stops it the way
+    Ctrl-C does: every trial in training is failed as interrupted and queued again, no process is
+    left behind, and the next run trains the queued trials and nothing else."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    sweep = write_sweep(tmp_path)
+    mark = uuid.uuid4().hex
+    args = study_args(url, sweep, cache_dir, "--trials", str(workers), "--workers",
+                      str(workers), budget=SIGTERM_BUDGET)
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**os.environ, "STUDY_TEST_MARK": mark})
+    try:
+        deadline = time.monotonic() + 120
+        while len(trainer_children(mark)) < workers and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()[0]
+            time.sleep(0.1)
+        assert len(trainer_children(mark)) == workers
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=90)[0].decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, output
+    assert "interrupted" in output and "Traceback" not in output, output
+    assert wait_for_no_marked(mark) == []
+    v = view(url, "tiny")
+    assert v.by_state() == {"FAIL": workers, "WAITING": workers}, v.by_state()
+    failed = [t for t in v.trials if t.state == TrialState.FAIL]
+    assert all(t.user_attrs["fail_reason"] == "interrupted" for t in failed)
+    assert not v.curve and not v.sample
+
+    rerun = run(study_args(url, sweep, cache_dir, "--trials", str(workers),
+                           budget=SIGTERM_BUDGET))
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    v = view(url, "tiny")
+    check_finished(v, target=workers, name="tiny", budget=SIGTERM_BUDGET)
+    assert len(v.trials) == 2 * workers  # the queued retries, no new draws
 
 
 def _dead_pid() -> int:
