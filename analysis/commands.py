@@ -348,8 +348,8 @@ def frontier_text(o: FrontierOutcome) -> str:
     for _, r in rows.iterrows():
         lines.append(
             f"{int(r['number']):>6} {r['params']:>10.4g} {r[column]:>9.4f} "
-            f"{_fmt(r['n_layer'], 'd'):>6} {_fmt(r['d_model'], 'd'):>7} {str(r['pos']):>8} "
-            f"{str(r['mlp']):>7} {_fmt(r['lr'], '.3g'):>9}"
+            f"{fmt_value(r['n_layer'], 'd'):>6} {fmt_value(r['d_model'], 'd'):>7} "
+            f"{str(r['pos']):>8} {str(r['mlp']):>7} {fmt_value(r['lr'], '.3g'):>9}"
         )
     for device, c in o.crossovers.items():
         lines.append(f"N* ({c.crossover.ratio:g} tokens/param, {c.crossover.budget:g} s) "
@@ -511,7 +511,8 @@ def pd_concat(frames: Any) -> pd.DataFrame:
     return pd.concat(list(frames))
 
 
-def _fmt(value: Any, spec: str) -> str:
+def fmt_value(value: Any, spec: str) -> str:
+    """``value`` in ``spec``; "-" when it is missing."""
     try:
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return "-"

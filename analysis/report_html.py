@@ -28,6 +28,7 @@ from analysis.commands import (
     scaling_law_text,
 )
 from analysis.fits import StartGrid
+from analysis.groups import compare_for, compare_text
 from analysis.load import StudyData
 from study.errors import UsageError
 
@@ -99,6 +100,7 @@ def build_report(
         "Huber loss (&delta; = 10<sup>-3</sup>) on log loss, L-BFGS from a grid of starts. The "
         "predicted best size minimises L(N, T(N) &times; budget).</p>",
         *_loss_law(data, trials, budget=budget, ratio=ratio, grid=grid)])
+    parts += _section("Positional scheme and MLP", lambda: _choices(data))
     parts += _section("Samples from the best trials", lambda: _samples(data, trials, top=top))
     parts += _section("Epochs per trial", lambda: _epochs(trials))
     parts += _section("Trials that did not complete", lambda: _failures(data))
@@ -218,6 +220,24 @@ def _samples(data: StudyData, trials: pd.DataFrame, *, top: int) -> list[str]:
         f"<td class=text>{_e(tx)}</td></tr>" for n, p, v, pr, tx in rows
     )
     return [f"<table>{head}{body}</table>"]
+
+
+def _choices(data: StudyData) -> list[str]:
+    out = ["<p>Each choice's best and median trial, then the best of each at equal size (the same "
+           "layers and width), since a sweep draws the choice together with size and learning "
+           "rate.</p>"]
+    compared = 0
+    for by in ("pos", "mlp", "cell"):
+        if by == "cell" and compared < 2:
+            break  # one of them never varied: the cells repeat the other
+        try:
+            comparisons = compare_for(data, by=by)
+        except UsageError as exc:
+            out.append(_note(str(exc)))
+            continue
+        compared += 1
+        out += [_pre(compare_text(c)) for c in comparisons]
+    return out
 
 
 def _epochs(trials: pd.DataFrame) -> list[str]:

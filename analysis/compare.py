@@ -1,0 +1,44 @@
+"""``python -m analysis.compare``: held-out quality by positional scheme (``--by pos``), MLP
+(``--by mlp``) or both (``--by cell``), per device.
+
+For each choice: its number of trials, its best trial (size, learning rate) and its median. Then,
+since a sweep draws the choice together with size and learning rate, the comparison at equal size:
+every model shape tried with more than one choice, the best of each there, and how often each won.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from analysis.args import add_study_args, setup_logging
+from study.errors import cli_main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from analysis.commands import METRICS
+    from analysis.groups import COMPARE_BY
+
+    parser = argparse.ArgumentParser(prog="python -m analysis.compare", description=__doc__)
+    add_study_args(parser)
+    parser.add_argument("--by", choices=list(COMPARE_BY), default="pos",
+                        help="what to compare (default pos)")
+    parser.add_argument("--metric", choices=sorted(METRICS), default="ppl",
+                        help="ppl: per-token perplexity; bpb: bits per byte (tokenizer-free)")
+    parser.add_argument("--device", default=None,
+                        help="only trials from this device (its kind, e.g. cpu, or its full name)")
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write it as JSON")
+    return parser
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    setup_logging()
+    from analysis.groups import run_compare
+
+    print(run_compare(storage=args.storage, study_name=args.study_name, by=args.by,
+                      metric=args.metric, device=args.device, json_path=args.json))
+
+
+if __name__ == "__main__":
+    main()
