@@ -57,6 +57,10 @@ class ThroughputFit:
         return self.c * np.asarray(n, dtype=np.float64) ** -self.k
 
 
+# Below this ratio of largest to smallest size, run-to-run noise in tokens/s outweighs the slope.
+MIN_SIZE_SPAN = 1.5
+
+
 def fit_throughput(
     params: ArrayLike,
     tokens_per_second: ArrayLike,
@@ -69,7 +73,8 @@ def fit_throughput(
     """Fit T(N) = c * N^-k in log-log space, with a bootstrap interval on c and k.
 
     Raises:
-        UsageError: fewer than two distinct sizes, or a non-positive or non-finite value.
+        UsageError: fewer than two distinct sizes, sizes spanning less than ``MIN_SIZE_SPAN``,
+            or a non-positive or non-finite value.
     """
     n = _positive_finite("params", params)
     t = _positive_finite("tokens_per_second", tokens_per_second)
@@ -79,6 +84,12 @@ def fit_throughput(
         raise UsageError(
             f"a throughput fit needs at least two distinct model sizes, got {np.unique(n).size}"
             + (f" for device {device}" if device else "")
+        )
+    if n.max() < MIN_SIZE_SPAN * n.min():
+        raise UsageError(
+            f"a throughput fit needs sizes spanning at least {MIN_SIZE_SPAN:g}x, got "
+            f"{n.min():.4g} to {n.max():.4g}" + (f" on device {device}" if device else "")
+            + " (a study at one size, such as the positions sweep, has no size axis)"
         )
     if not 0 < level < 1:
         raise UsageError(f"level must be in (0, 1), got {level}")

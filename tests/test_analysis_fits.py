@@ -116,6 +116,11 @@ def test_crossover_interval_covers_truth_and_flags_extrapolation() -> None:
 def test_throughput_hard_errors() -> None:
     with pytest.raises(UsageError, match="two distinct"):
         fit_throughput([1e6, 1e6, 1e6], [1e4, 1.1e4, 0.9e4])
+    # The positions sweep: one shape, sizes 3% apart by scheme, speeds apart by kernel. Fitted,
+    # the noise gave a slope of k = -5.8 and no crossover; it is refused as having no size axis.
+    with pytest.raises(UsageError, match="spanning at least 1.5x, got 1.31e\\+06 to 1.35e\\+06"):
+        fit_throughput([1.31e6, 1.32e6, 1.35e6], [2.4e4, 1.9e4, 2.8e4])
+    assert fit_throughput([1e6, 1.5e6], [2e4, 1.5e4], n_boot=10).n_points == 2
     with pytest.raises(UsageError, match="positive"):
         fit_throughput([1e6, 2e6], [1e4, -1.0])
     with pytest.raises(UsageError, match="positive"):
