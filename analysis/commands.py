@@ -112,6 +112,20 @@ def check_budget(budget: float) -> float:
     return float(budget)
 
 
+def metric_column(metric: str) -> str:
+    """The trial column that holds ``metric`` (``ppl`` or ``bpb``)."""
+    if metric not in METRICS:
+        raise UsageError(f"--metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    return METRICS[metric][0]
+
+
+def metric_values(trials: pd.DataFrame, metric: str) -> pd.Series:
+    """``metric`` for each trial; a perplexity missing from the attributes is the trial's
+    value (the study's objective)."""
+    values = trials[metric_column(metric)]
+    return values.fillna(trials["value"]) if metric == "ppl" else values
+
+
 def throughput_points(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
     """(params, tokens/s) of the trials that measured a steady-state rate, and the numbers of
     those that did not (too few steps in the budget to leave the warm-up)."""
@@ -319,16 +333,13 @@ def frontier_for(
     data: StudyData, *, metric: str, color_by: str, budget: float | None, ratio: float,
     device: str | None,
 ) -> FrontierOutcome:
-    if metric not in METRICS:
-        raise UsageError(f"--metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    column = metric_column(metric)
     if color_by not in COLOR_BY:
         raise UsageError(f"--color-by must be one of {', '.join(COLOR_BY)}, got {color_by!r}")
     trials = complete_trials(data)
     if device is not None:
         trials = pd_concat(by_device(trials, device).values())
-    column = METRICS[metric][0]
-    if metric == "ppl":
-        trials[column] = trials[column].fillna(trials["value"])
+    trials[column] = metric_values(trials, metric)
     trials = trials[trials["params"].gt(0) & trials[column].gt(0)].sort_values("params")
     trials = trials.reset_index(drop=True)
     if trials.empty:

@@ -12,13 +12,20 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from analysis.commands import METRICS, by_device, complete_trials, fmt_value
+from analysis.commands import (
+    METRICS,
+    by_device,
+    complete_trials,
+    fmt_value,
+    metric_column,
+    metric_values,
+)
+from analysis.load import DEFAULT_STORAGE, StudyData, load_study
+from analysis.output import check_output, write_json
 from study.errors import UsageError
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from analysis.load import StudyData
 
 COMPARE_BY = {"pos": "positional scheme", "mlp": "MLP", "cell": "positional scheme + MLP"}
 SHAPE = ("arch", "n_layer", "d_model")
@@ -68,14 +75,11 @@ def compare_for(data: StudyData, *, by: str, metric: str = "ppl",
     """
     if by not in COMPARE_BY:
         raise UsageError(f"--by must be one of {', '.join(COMPARE_BY)}, got {by!r}")
-    if metric not in METRICS:
-        raise UsageError(f"--metric must be one of {', '.join(METRICS)}, got {metric!r}")
-    column = METRICS[metric][0]
+    column = metric_column(metric)
     out, alike = [], []
     for label, frame in by_device(complete_trials(data), device).items():
         frame = frame.copy()
-        if metric == "ppl":
-            frame[column] = frame[column].fillna(frame["value"])
+        frame[column] = metric_values(frame, metric)
         frame["group"] = _group_values(frame, by)
         frame = frame[frame["group"].notna() & frame[column].gt(0)]
         if frame["group"].nunique() < 2:
@@ -152,9 +156,6 @@ def run_compare(*, storage: str | None = None, study_name: str | None = None,
                 by: str = "pos", metric: str = "ppl", device: str | None = None,
                 json_path: Any = None) -> str:
     """The comparison's text for each device; ``json_path`` also gets it as JSON."""
-    from analysis.load import DEFAULT_STORAGE, load_study
-    from analysis.output import check_output, write_json
-
     json_out = check_output(json_path, what="--json", suffixes=("json",))
     data = load_study(storage or DEFAULT_STORAGE, study_name)
     comparisons = compare_for(data, by=by, metric=metric, device=device)
