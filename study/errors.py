@@ -17,6 +17,12 @@ class UsageError(Exception):
     """Bad input from the user: a CLI prints its message on one line and exits with status 2."""
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception as one line for a message: its first non-empty line, or its type's name."""
+    lines = str(exc).strip().splitlines()
+    return " ".join(lines[0].split()) if lines else type(exc).__name__
+
+
 def cli_main(fn: Callable[..., T]) -> Callable[..., T]:
     """Wrap a CLI ``main`` so a UsageError becomes one line on stderr and exit status 2.
 
