@@ -1,12 +1,14 @@
 """Search spaces: each module here defines ``suggest(trial) -> TrainConfig``.
 
 A sweep may also define ``sampler(*, seed: int) -> optuna.samplers.BaseSampler`` to choose how its
-parameters are sampled (the ladder walks its sizes in order with ``balanced_sampler``); without one
-the study uses a seeded TPE sampler. The runner applies the study-wide fields (budget, data,
-device, seed) on top of what ``suggest`` returns, so a sweep only says what varies between trials.
+parameters are sampled (the size ladders, built by ``sweeps.ladders``, walk their sizes in order
+with ``balanced_sampler``); without one the study uses a seeded TPE sampler. The runner applies
+the study-wide fields (budget, data, device, seed) on top of what ``suggest`` returns, so a sweep
+only says what varies between trials.
 
-``--sweep`` takes the name of a module here (``default``, ``ladder``) or the path of a ``.py`` file
-that defines ``suggest`` the same way.
+``--sweep`` takes the name of a module here (``default``, ``ladder``, ``ladder_large``, ``archs``,
+``positions``; ``ladders`` is the ladder factory, not a sweep) or the path of a ``.py`` file that
+defines ``suggest`` the same way.
 """
 
 from __future__ import annotations
@@ -60,9 +62,14 @@ class Sweep:
         return config
 
 
+# Modules here that help write sweeps but are not search spaces themselves.
+HELPERS = frozenset({"ladders"})
+
+
 def available() -> list[str]:
     """Names of the sweeps shipped in this package."""
-    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+    return sorted(m.name for m in pkgutil.iter_modules(__path__)
+                  if not m.name.startswith("_") and m.name not in HELPERS)
 
 
 def load_sweep(spec: str) -> Sweep:

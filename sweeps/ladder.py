@@ -10,12 +10,7 @@ being searched, so every trial is one point of the ladder, not a tuning run.
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
-from study.config import ModelConfig, TrainConfig
-from sweeps import balanced_sampler
-from sweeps.default import n_head_for
+from sweeps.ladders import Ladder, lr_for
 
 # name -> (n_layer, d_model)
 SIZES: dict[str, tuple[int, int]] = {
@@ -29,25 +24,10 @@ SIZES: dict[str, tuple[int, int]] = {
     "L5-d256": (5, 256),
     "L6-d320": (6, 320),
 }
+LADDER = Ladder(SIZES)
 
+config_for = LADDER.config
+suggest = LADDER.suggest
+sampler = LADDER.sampler
 
-def lr_for(d_model: int) -> float:
-    """3e-3 at width 256, scaled by 1/sqrt(width), kept within [1e-3, 1e-2]."""
-    return min(1e-2, max(1e-3, 3e-3 * math.sqrt(256 / d_model)))
-
-
-def config_for(name: str, *, sizes: dict[str, tuple[int, int]] = SIZES) -> TrainConfig:
-    """The ladder rung ``name`` of ``sizes`` (name -> (n_layer, d_model)): rope, SwiGLU."""
-    n_layer, d_model = sizes[name]
-    model = ModelConfig(n_layer=n_layer, d_model=d_model, n_head=n_head_for(d_model), pos="rope",
-                        mlp="swiglu")
-    return TrainConfig(model=model, lr=lr_for(d_model))
-
-
-def suggest(trial: Any) -> TrainConfig:
-    return config_for(trial.suggest_categorical("size", list(SIZES)))
-
-
-def sampler(*, seed: int) -> Any:
-    """Each trial takes the least-tried size, smallest first on ties."""
-    return balanced_sampler("size", seed=seed)
+__all__ = ["LADDER", "SIZES", "config_for", "lr_for", "sampler", "suggest"]

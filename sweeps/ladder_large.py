@@ -9,10 +9,7 @@ evenly, smallest first, and the learning rate follows width.
 
 from __future__ import annotations
 
-from typing import Any
-
-from study.config import TrainConfig
-from sweeps import balanced_sampler, ladder
+from sweeps.ladders import Ladder
 
 # name -> (n_layer, d_model)
 SIZES: dict[str, tuple[int, int]] = {
@@ -25,16 +22,8 @@ SIZES: dict[str, tuple[int, int]] = {
     "L6-d640": (6, 640),
     "L8-d768": (8, 768),
 }
+LADDER = Ladder(SIZES)
 
-
-def config_for(name: str) -> TrainConfig:
-    return ladder.config_for(name, sizes=SIZES)
-
-
-def suggest(trial: Any) -> TrainConfig:
-    return config_for(trial.suggest_categorical("size", list(SIZES)))
-
-
-def sampler(*, seed: int) -> Any:
-    """Each trial takes the least-tried size, smallest first on ties."""
-    return balanced_sampler("size", seed=seed)
+config_for = LADDER.config
+suggest = LADDER.suggest
+sampler = LADDER.sampler

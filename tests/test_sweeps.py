@@ -1,23 +1,23 @@
-"""Search spaces: loading by name or file, the default space's ranges, the ladder's sizes."""
+"""sweeps (the package): loading a sweep by name or file, building its configs, the shared
+balanced sampler. Each shipped sweep has its own file (tests/test_sweep_<name>.py)."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
 
 from study.config import TrainConfig
 from study.errors import UsageError
-from study.models import count_params
-from sweeps import available, load_sweep
-from sweeps.ladder import SIZES, config_for
+from sweeps import available, balanced_sampler, load_sweep
 
 BASE = {"budget": 30.0, "data": "corpus.txt", "device": "cpu", "seed": 7}
 
 
-def configs(name: str, n: int) -> list[TrainConfig]:
+def sample_configs(name: str, n: int) -> list[TrainConfig]:
+    """The first ``n`` configs sweep ``name`` gives a fresh study (its sampler, seed 0)."""
     sweep = load_sweep(name)
     sampler = (sweep.sampler(seed=0) if sweep.sampler is not None
                else optuna.samplers.RandomSampler(seed=0))
@@ -31,41 +31,52 @@ def configs(name: str, n: int) -> list[TrainConfig]:
 
 
 def test_shipped_sweeps_are_listed_and_load() -> None:
-    assert {"default", "ladder"} <= set(available())
+    assert set(available()) == {"archs", "default", "ladder", "ladder_large", "positions"}
     assert load_sweep("default").name == "default" and load_sweep("default").sampler is None
-    assert load_sweep("ladder").sampler is not None
+    ladder = load_sweep("ladder")
+    assert ladder.sampler is not None
+    sampler = ladder.sampler(seed=0)
+    assert isinstance(sampler, optuna.samplers.BaseSampler)
+    assert not isinstance(sampler, optuna.samplers.TPESampler)  # the ladder's own, not the default
 
 
-def test_default_space_covers_its_ranges_with_valid_configs() -> None:
-    found = configs("default", 60)
-    for c in found:
-        c.validate()
-        assert (c.budget, c.data, c.device, c.seed) == (30.0, "corpus.txt", "cpu", 7)
-        assert 1 <= c.model.n_layer <= 6 and 1e-4 <= c.lr <= 1e-2
-        assert c.model.d_model % c.model.n_head == 0
-    assert {c.model.pos for c in found} == {"learned", "rope"}
-    assert {c.model.mlp for c in found} == {"swiglu", "gelu"}
-    assert {c.model.n_layer for c in found} == set(range(1, 7))
-    widths = sorted({c.model.d_model for c in found})
-    assert widths[0] <= 96 and widths[-1] >= 512
-    lrs = [math.log10(c.lr) for c in found]
-    assert min(lrs) < -3.3 and max(lrs) > -2.7  # log-uniform: both decades reached
+def test_the_ladder_factory_is_not_a_sweep() -> None:
+    with pytest.raises(UsageError, match="unknown sweep 'ladders'"):
+        load_sweep("ladders")
 
 
-def test_ladder_spans_thirty_fold_in_parameters() -> None:
-    params = [count_params(config_for(name).model).total for name in SIZES]
-    assert len(SIZES) >= 8
-    assert params == sorted(params) and len(set(params)) == len(params)
-    assert params[-1] / params[0] >= 30
-    assert 0.05e6 < params[0] < 0.2e6 and 5e6 < params[-1] < 20e6
+def first_params(sampler: Any, n: int) -> list[dict[str, Any]]:
+    """The params of the first ``n`` trials ``sampler`` gives a study with a categorical and a
+    float parameter."""
+    study = optuna.create_study(sampler=sampler)
+    found = []
+    for _ in range(n):
+        trial = study.ask()
+        trial.suggest_categorical("cell", ["a", "b", "c"])
+        trial.suggest_float("lr", 1e-4, 1e-2, log=True)
+        found.append(trial.params)
+        study.tell(trial, 1.0)
+    return found
 
 
-def test_ladder_sampler_walks_the_sizes_evenly() -> None:
-    found = configs("ladder", 2 * len(SIZES) + 1)
-    order = [(c.model.n_layer, c.model.d_model) for c in found]
-    assert order[:len(SIZES)] == list(SIZES.values())  # smallest first, each once
-    assert order[len(SIZES):2 * len(SIZES)] == list(SIZES.values())
-    assert order[-1] == next(iter(SIZES.values()))
+def test_balanced_sampler_walks_the_choices_and_repeats_with_its_seed() -> None:
+    first = first_params(balanced_sampler("cell", seed=3), 7)
+    assert [p["cell"] for p in first] == ["a", "b", "c", "a", "b", "c", "a"]
+    assert first == first_params(balanced_sampler("cell", seed=3), 7)  # same seed, same trials
+    other = first_params(balanced_sampler("cell", seed=4), 7)
+    assert [p["cell"] for p in other] == [p["cell"] for p in first]
+    assert [p["lr"] for p in other] != [p["lr"] for p in first]  # the seed reaches the rest
+    assert len({p["lr"] for p in first}) == 7 and all(1e-4 <= p["lr"] <= 1e-2 for p in first)
+
+
+def test_balanced_sampler_counts_failed_and_running_trials() -> None:
+    study = optuna.create_study(sampler=balanced_sampler("cell", seed=0))
+    failed = study.ask()
+    failed.suggest_categorical("cell", ["a", "b"])
+    study.tell(failed, state=optuna.trial.TrialState.FAIL)
+    running = study.ask()
+    assert running.suggest_categorical("cell", ["a", "b"]) == "b"
+    assert study.ask().suggest_categorical("cell", ["a", "b"]) == "a"
 
 
 def test_sweep_file_is_loaded_and_base_fields_win(tmp_path: Path) -> None:

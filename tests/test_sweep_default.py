@@ -1,0 +1,31 @@
+"""sweeps.default: the five-minute study's search space covers its ranges with valid configs."""
+
+from __future__ import annotations
+
+import math
+
+from test_sweeps import sample_configs
+
+from sweeps.default import WIDTHS, n_head_for
+
+
+def test_default_space_covers_its_ranges_with_valid_configs() -> None:
+    found = sample_configs("default", 60)
+    for c in found:
+        c.validate()
+        assert (c.budget, c.data, c.device, c.seed) == (30.0, "corpus.txt", "cpu", 7)
+        assert 1 <= c.model.n_layer <= 6 and 1e-4 <= c.lr <= 1e-2
+        assert c.model.d_model % c.model.n_head == 0
+    assert {c.model.pos for c in found} == {"learned", "rope"}
+    assert {c.model.mlp for c in found} == {"swiglu", "gelu"}
+    assert {c.model.n_layer for c in found} == set(range(1, 7))
+    widths = sorted({c.model.d_model for c in found})
+    assert widths[0] <= 96 and widths[-1] >= 512
+    lrs = [math.log10(c.lr) for c in found]
+    assert min(lrs) < -3.3 and max(lrs) > -2.7  # log-uniform: both decades reached
+
+
+def test_heads_are_32_wide_below_256_and_64_from_there() -> None:
+    assert [n_head_for(d) for d in WIDTHS] == [2, 3, 4, 6, 4, 6, 8]
+    for d in WIDTHS:
+        assert (d // n_head_for(d)) % 2 == 0  # rope needs an even head dimension
