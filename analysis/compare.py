@@ -11,13 +11,12 @@ from __future__ import annotations
 import argparse
 
 from analysis.args import add_study_args, setup_logging
+from analysis.groups import COMPARE_BY, run_compare
+from analysis.selection import METRICS
 from study.errors import cli_main
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from analysis.commands import METRICS
-    from analysis.groups import COMPARE_BY
-
     parser = argparse.ArgumentParser(prog="python -m analysis.compare", description=__doc__)
     add_study_args(parser)
     parser.add_argument("--by", choices=list(COMPARE_BY), default="pos",
@@ -34,8 +33,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     setup_logging()
-    from analysis.groups import run_compare
-
     print(run_compare(storage=args.storage, study_name=args.study_name, by=args.by,
                       metric=args.metric, device=args.device, json_path=args.json))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from analysis.args import add_budget_args, add_study_args, setup_logging
+from analysis.throughput import run_crossover
 from study.errors import cli_main
 
 
@@ -32,8 +33,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     setup_logging()
-    from analysis.commands import run_crossover
-
     print(run_crossover(
         storage=args.storage, study_name=args.study_name, csv=args.csv, budget=args.budget,
         ratio=args.ratio, device=args.device, json_path=args.json, plot_path=args.plot,

@@ -9,12 +9,12 @@ from __future__ import annotations
 import argparse
 
 from analysis.args import add_budget_args, add_study_args, setup_logging
+from analysis.pareto import COLOR_BY, run_frontier
+from analysis.selection import METRICS
 from study.errors import cli_main
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from analysis.commands import COLOR_BY, METRICS
-
     parser = argparse.ArgumentParser(prog="python -m analysis.frontier", description=__doc__)
     add_study_args(parser)
     add_budget_args(parser)
@@ -31,8 +31,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     setup_logging()
-    from analysis.commands import run_frontier
-
     print(run_frontier(
         storage=args.storage, study_name=args.study_name, plot_path=args.plot,
         metric=args.metric, color_by=args.color_by, budget=args.budget, ratio=args.ratio,

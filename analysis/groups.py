@@ -12,17 +12,19 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from analysis.commands import (
+from analysis.load import DEFAULT_STORAGE, StudyData, load_study
+from analysis.output import check_output
+from analysis.selection import (
     METRICS,
+    PathArg,
     by_device,
     complete_trials,
     fmt_value,
     metric_column,
     metric_values,
 )
-from analysis.load import DEFAULT_STORAGE, StudyData, load_study
-from analysis.output import check_output, write_json
 from study.errors import UsageError
+from study.fileio import write_json
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -154,7 +156,7 @@ def compare_text(c: Comparison) -> str:
 
 def run_compare(*, storage: str | None = None, study_name: str | None = None,
                 by: str = "pos", metric: str = "ppl", device: str | None = None,
-                json_path: Any = None) -> str:
+                json_path: PathArg = None) -> str:
     """The comparison's text for each device; ``json_path`` also gets it as JSON."""
     json_out = check_output(json_path, what="--json", suffixes=("json",))
     data = load_study(storage or DEFAULT_STORAGE, study_name)

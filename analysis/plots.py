@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import ArrayLike
 
-from analysis.fits import Crossover, LossLawFit, LossOptimal, ThroughputFit
-from analysis.output import atomic_write_bytes
+from analysis.fits import Crossover, ThroughputFit
+from analysis.loss_law import LossLawFit, LossOptimal
+from study.fileio import atomic_write_bytes
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

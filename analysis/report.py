@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from analysis.args import add_budget_args, add_study_args, setup_logging
+from analysis.report_html import run_report
 from study.errors import cli_main
 
 
@@ -28,8 +29,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     setup_logging()
-    from analysis.commands import run_report
-
     print(run_report(
         storage=args.storage, study_name=args.study_name, out=args.out, budget=args.budget,
         ratio=args.ratio, top=args.top, grid=args.grid,

@@ -1,8 +1,9 @@
-"""One self-contained HTML page for a study: summary, frontier, throughput, crossover, loss law,
-samples, epochs, failures and the commands that made it (figures embedded as base64 PNG).
+"""One self-contained HTML page for a study: what ``python -m analysis.report`` does.
 
-A section whose analysis cannot run on this study (too few sizes, say) shows the reason instead;
-the page is written only when every section is built.
+Summary, frontier, throughput, crossover, loss law, samples, epochs, failures and the commands
+that made it, with figures embedded as base64 PNG. A section whose analysis cannot run on this
+study (too few sizes, say) shows the reason instead; the page is written only when every section
+is built.
 """
 
 from __future__ import annotations
@@ -11,26 +12,22 @@ import base64
 import datetime as dt
 import html
 import math
+import os
 import shlex
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from analysis.commands import (
-    FrontierOutcome,
-    ScalingLawOutcome,
-    complete_trials,
-    crossover_text,
-    device_crossovers,
-    frontier_for,
-    frontier_text,
-    loss_points,
-    scaling_law_for,
-    scaling_law_text,
-)
-from analysis.fits import StartGrid
+from analysis import plots
 from analysis.groups import compare_for, compare_text
-from analysis.load import StudyData
+from analysis.load import DEFAULT_STORAGE, StudyData, load_study
+from analysis.loss_law import StartGrid
+from analysis.output import check_output
+from analysis.pareto import frontier_for, frontier_text
+from analysis.scaling import grid_named, scaling_law_for, scaling_law_text
+from analysis.selection import check_budget, complete_trials, loss_points
+from analysis.throughput import crossover_text, device_crossovers
 from study.errors import UsageError
+from study.fileio import atomic_write_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,6 +44,40 @@ img { max-width: 100%; } .note { color: #a33; }
 """
 
 
+def run_report(
+    *,
+    storage: str | None = None,
+    study_name: str | None = None,
+    out: str | os.PathLike[str] = "report.html",
+    budget: float | None = None,
+    ratio: float = 20.0,
+    top: int = 5,
+    grid: str = "chinchilla",
+) -> str:
+    """Write the study's HTML report to ``out``; returns one line saying where.
+
+    Raises:
+        UsageError: bad options or output path, or a study that cannot be read (nothing is
+            written then).
+    """
+    out_path = check_output(out, what="--out", suffixes=("html", "htm"))
+    assert out_path is not None
+    start_grid = grid_named(grid)
+    if top < 0:
+        raise UsageError(f"--top must be >= 0, got {top}")
+    if budget is not None:
+        check_budget(budget)
+    data = load_study(storage or DEFAULT_STORAGE, study_name)
+    labels = data.complete()["device_name"].dropna().astype(str)
+    commands = report_commands(storage=data.storage, study_name=data.study_name,
+                               budget=budget, ratio=ratio, out=str(out),
+                               devices=sorted(set(labels)) or ["DEVICE"])
+    page = build_report(data, budget=budget, ratio=ratio, grid=start_grid, top=top,
+                        commands=commands)
+    atomic_write_text(out_path, page)
+    return f"wrote {out_path} ({len(page) / 1e6:.2f} MB) for study {data.study_name!r}"
+
+
 def build_report(
     data: StudyData,
     *,
@@ -56,8 +87,22 @@ def build_report(
     top: int,
     commands: Sequence[str],
 ) -> str:
-    """The page as a string."""
+    """The page as a string: a heading, then one section per analysis, in reading order."""
     trials = complete_trials(data)
+    sections: list[tuple[str, Callable[[], list[str]]]] = [
+        ("Summary", lambda: _summary(data, trials)),
+        ("Frontier: held-out quality against size",
+         lambda: _frontier(data, budget=budget, ratio=ratio)),
+        ("Throughput and the Chinchilla crossover",
+         lambda: _throughput(trials, budget=budget, ratio=ratio)),
+        ("Loss law L(N, D) and its prediction",
+         lambda: _loss_law(data, trials, budget=budget, ratio=ratio, grid=grid)),
+        ("Positional scheme and MLP", lambda: _choices(data)),
+        ("Samples from the best trials", lambda: _samples(data, trials, top=top)),
+        ("Epochs per trial", lambda: _epochs(trials)),
+        ("Trials that did not complete", lambda: _failures(data)),
+        ("Commands that made this page", lambda: [_pre("\n".join(commands))]),
+    ]
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -66,46 +111,8 @@ def build_report(
         f"<p>Storage <code>{_e(data.storage)}</code>, generated "
         f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}.</p>",
     ]
-    parts += _section("Summary", lambda: _summary(data, trials))
-    frontier: dict[str, FrontierOutcome] = {}
-
-    def frontier_section() -> list[str]:
-        out = []
-        for metric in ("ppl", "bpb"):
-            try:
-                o = frontier_for(data, metric=metric, color_by="depth", budget=budget,
-                                 ratio=ratio, device=None)
-            except UsageError as exc:
-                out.append(_note(str(exc)))
-                continue
-            frontier[metric] = o
-            out += [_figure(o.figure()), _pre(frontier_text(o))]
-        if "ppl" in frontier:
-            pos = frontier_for(data, metric="ppl", color_by="pos", budget=budget, ratio=ratio,
-                               device=None)
-            out += ["<p>The same points coloured by positional scheme:</p>", _figure(pos.figure())]
-        return out
-
-    parts += _section("Frontier: held-out quality against size", lambda: [
-        "<p>Every complete trial; the line joins the trials no smaller trial beats. Bits per "
-        "byte do not depend on the tokenizer, per-token perplexity does.</p>",
-        *frontier_section()])
-    parts += _section("Throughput and the Chinchilla crossover", lambda: [
-        "<p>Steady-state tokens/s fitted as T(N) = c N<sup>-k</sup> per device; N* solves "
-        f"T(N) &times; budget = {ratio:g} N, the size that sees {ratio:g} tokens per parameter "
-        "in the budget. Intervals resample the trials (bootstrap).</p>",
-        *_throughput(trials, budget=budget, ratio=ratio)])
-    parts += _section("Loss law L(N, D) and its prediction", lambda: [
-        "<p>Chinchilla Approach 3 on every complete trial's final point and its curve points: "
-        "Huber loss (&delta; = 10<sup>-3</sup>) on log loss, L-BFGS from a grid of starts. The "
-        "predicted best size minimises L(N, T(N) &times; budget).</p>",
-        *_loss_law(data, trials, budget=budget, ratio=ratio, grid=grid)])
-    parts += _section("Positional scheme and MLP", lambda: _choices(data))
-    parts += _section("Samples from the best trials", lambda: _samples(data, trials, top=top))
-    parts += _section("Epochs per trial", lambda: _epochs(trials))
-    parts += _section("Trials that did not complete", lambda: _failures(data))
-    parts += _section("Commands that made this page",
-                      lambda: [_pre("\n".join(commands))])
+    for title, build in sections:
+        parts += _section(title, build)
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
@@ -133,6 +140,7 @@ def report_commands(
 
 
 # ---------------------------------------------------------------------------------------------
+# Sections: each returns its HTML fragments, or raises UsageError to show the reason instead.
 
 
 def _summary(data: StudyData, trials: pd.DataFrame) -> list[str]:
@@ -158,11 +166,32 @@ def _summary(data: StudyData, trials: pd.DataFrame) -> list[str]:
     return out
 
 
-def _throughput(trials: pd.DataFrame, *, budget: float | None, ratio: float) -> list[str]:
-    from analysis import plots
+def _frontier(data: StudyData, *, budget: float | None, ratio: float) -> list[str]:
+    out = ["<p>Every complete trial; the line joins the trials no smaller trial beats. Bits per "
+           "byte do not depend on the tokenizer, per-token perplexity does.</p>"]
+    drawn = set()
+    for metric in ("ppl", "bpb"):
+        try:
+            o = frontier_for(data, metric=metric, color_by="depth", budget=budget, ratio=ratio,
+                             device=None)
+        except UsageError as exc:
+            out.append(_note(str(exc)))
+            continue
+        drawn.add(metric)
+        out += [_figure(o.figure()), _pre(frontier_text(o))]
+    if "ppl" in drawn:
+        pos = frontier_for(data, metric="ppl", color_by="pos", budget=budget, ratio=ratio,
+                           device=None)
+        out += ["<p>The same points coloured by positional scheme:</p>", _figure(pos.figure())]
+    return out
 
+
+def _throughput(trials: pd.DataFrame, *, budget: float | None, ratio: float) -> list[str]:
     done, skipped = device_crossovers(trials, budget=budget, ratio=ratio)
-    out = [_note(f"no fit for {d}: {why}") for d, why in skipped.items()]
+    out = ["<p>Steady-state tokens/s fitted as T(N) = c N<sup>-k</sup> per device; N* solves "
+           f"T(N) &times; budget = {ratio:g} N, the size that sees {ratio:g} tokens per "
+           "parameter in the budget. Intervals resample the trials (bootstrap).</p>"]
+    out += [_note(f"no fit for {d}: {why}") for d, why in skipped.items()]
     if not done:
         return out
     fits = {d: o.fit for d, o in done.items()}
@@ -184,9 +213,11 @@ def _loss_law(
     grid: StartGrid,
 ) -> list[str]:
     points = loss_points(data, trials)
-    o: ScalingLawOutcome = scaling_law_for(data, points, budget=budget, ratio=ratio,
-                                           device=None, grid=grid)
-    out = [_pre(scaling_law_text(o)), _figure(o.figure())]
+    o = scaling_law_for(data, points, budget=budget, ratio=ratio, device=None, grid=grid)
+    out = ["<p>Chinchilla Approach 3 on every complete trial's final point and its curve "
+           "points: Huber loss (&delta; = 10<sup>-3</sup>) on log loss, L-BFGS from a grid of "
+           "starts. The predicted best size minimises L(N, T(N) &times; budget).</p>",
+           _pre(scaling_law_text(o)), _figure(o.figure())]
     rows = []
     for device, p in o.predictions.items():
         mine = trials[trials["device_label"] == device]
@@ -276,8 +307,6 @@ def _section(title: str, build: Callable[[], list[str]]) -> list[str]:
 
 
 def _figure(fig: Figure) -> str:
-    from analysis import plots
-
     encoded = base64.b64encode(plots.render(fig, "png")).decode("ascii")
     return f'<p><img alt="figure" src="data:image/png;base64,{encoded}"></p>'
 

@@ -1,0 +1,179 @@
+"""Which trials and which points an analysis uses: the one place every command selects from.
+
+A study is read by ``analysis.load``; the functions here turn its frames into what the fits take
+(complete trials with one label per device, the budget they share, a metric's values, the
+(params, tokens/s) and (params, tokens, loss) points) and say in one line, as a UsageError, why a
+selection is empty or ambiguous.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from analysis.load import DEFAULT_STORAGE, StudyData, load_study
+from study.errors import UsageError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+PathArg = str | os.PathLike[str] | None
+
+# metric name -> (trial column, label for text and figures)
+METRICS = {"ppl": ("val_ppl", "held-out perplexity"), "bpb": ("val_bpb", "held-out bits per byte")}
+
+
+def open_source(storage: str | None, study_name: str | None, csv: PathArg) -> StudyData | None:
+    """The study to read, or None when the input is a CSV file (given alone).
+
+    Raises:
+        UsageError: both a CSV and a storage or study name were given, or the study cannot be read.
+    """
+    if csv is not None:
+        if storage is not None or study_name is not None:
+            raise UsageError("give either --csv or --storage/--study-name, not both")
+        return None
+    return load_study(storage or DEFAULT_STORAGE, study_name)
+
+
+def complete_trials(data: StudyData) -> pd.DataFrame:
+    """Complete trials with a ``device_label`` column (the device's name, else its kind).
+
+    Raises:
+        UsageError: the study has no complete trial.
+    """
+    frame = data.complete().copy()
+    if frame.empty:
+        raise UsageError(f"study {data.study_name!r} has no complete trials yet")
+    name = frame["device_name"].where(frame["device_name"].notna(), frame["device"])
+    # Early 0.1.0 trainers named a CPU with the thread count it happened to run on, which the
+    # thread tuner now picks per run: one machine, one label.
+    label = name.fillna("unknown").astype(str).str.replace(r" \(\d+ threads?\)$", "", regex=True)
+    frame["device_label"] = label
+    return frame
+
+
+def by_device(frame: pd.DataFrame, device: str | None) -> dict[str, pd.DataFrame]:
+    """Trials grouped by device label, in label order; ``device`` keeps those whose device kind
+    or device label is it (case-insensitive).
+
+    Raises:
+        UsageError: no trial ran on ``device``.
+    """
+    if device is not None:
+        want = device.casefold()
+        keep = (frame["device_label"].str.casefold() == want) | (
+            frame["device"].astype(str).str.casefold() == want
+        )
+        if not keep.any():
+            have = ", ".join(sorted(set(frame["device_label"])))
+            raise UsageError(f"no complete trial ran on device {device!r} (devices: {have})")
+        frame = frame[keep]
+    return {str(k): g for k, g in frame.groupby("device_label", sort=True)}
+
+
+def on_device(frame: pd.DataFrame, device: str | None) -> pd.DataFrame:
+    """The trials of ``frame`` that ran on ``device`` (all of them when it is None)."""
+    if device is None:
+        return frame
+    import pandas as pd
+
+    return pd.concat(list(by_device(frame, device).values()))
+
+
+def budget_of(frame: pd.DataFrame, budget: float | None) -> float:
+    """``budget`` if given, else the one budget the trials share.
+
+    Raises:
+        UsageError: ``budget`` is not a positive number, or it is None and the trials record no
+            budget or several.
+    """
+    if budget is not None:
+        return check_budget(budget)
+    values = sorted(set(frame["budget"].dropna().astype(float)))
+    if not values:
+        raise UsageError("the trials record no budget; give --budget")
+    if len(values) > 1:
+        shown = ", ".join(f"{v:g}" for v in values)
+        raise UsageError(f"the trials ran with several budgets ({shown} s); pick one with --budget")
+    return values[0]
+
+
+def check_budget(budget: float) -> float:
+    """``budget`` as a float if it is a positive finite number of seconds; UsageError if not."""
+    if not (math.isfinite(budget) and budget > 0):
+        raise UsageError(f"--budget must be a positive number of seconds, got {budget}")
+    return float(budget)
+
+
+def metric_column(metric: str) -> str:
+    """The trial column that holds ``metric`` (``ppl`` or ``bpb``); UsageError for another."""
+    if metric not in METRICS:
+        raise UsageError(f"--metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    return METRICS[metric][0]
+
+
+def metric_values(trials: pd.DataFrame, metric: str) -> pd.Series:
+    """``metric`` for each trial; a perplexity missing from the attributes is the trial's
+    value (the study's objective)."""
+    values = trials[metric_column(metric)]
+    return values.fillna(trials["value"]) if metric == "ppl" else values
+
+
+def throughput_points(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    """(params, tokens/s) of the trials that measured a steady-state rate, and the numbers of
+    those that did not (too few steps in the budget to leave the warm-up)."""
+    ok = frame["params"].gt(0) & frame["tokens_per_second"].gt(0)
+    left_out = tuple(int(v) for v in frame.loc[~ok, "number"])
+    return (frame.loc[ok, "params"].to_numpy(float),
+            frame.loc[ok, "tokens_per_second"].to_numpy(float), left_out)
+
+
+def loss_points(
+    data: StudyData, trials: pd.DataFrame, *, max_epochs: float | None = None
+) -> pd.DataFrame:
+    """(params, tokens, loss, trial, source) for the loss law: each trial's final point and its
+    curve points with a held-out loss, all positive and finite. Trials whose loss is only a bound
+    (diffusion) are left out. With ``max_epochs``, points that had seen the training tokens more
+    often than that are left out too: L(N, D) describes fresh data, and repeated data (a small
+    corpus on a fast device) make held-out loss rise with D instead of fall."""
+    import pandas as pd
+
+    exact = trials[trials["val_is_bound"].ne(True)]
+    finals = pd.DataFrame({
+        "params": exact["params"], "tokens": exact["tokens_seen"], "loss": exact["val_loss"],
+        "trial": exact["number"], "source": "final",
+    })
+    curves = data.curves.merge(
+        exact[["number", "params"]], left_on="trial_number", right_on="number", how="inner"
+    )
+    curves = pd.DataFrame({
+        "params": curves["params"], "tokens": curves["tokens"], "loss": curves["val_loss"],
+        "trial": curves["trial_number"], "source": "curve",
+    })
+    points = pd.concat([finals, curves], ignore_index=True)
+    for col in ("params", "tokens", "loss"):
+        points[col] = pd.to_numeric(points[col], errors="coerce")
+    keep = points[["params", "tokens", "loss"]].gt(0).all(axis=1) & np.isfinite(
+        points[["params", "tokens", "loss"]]).all(axis=1)
+    if max_epochs is not None:
+        per_epoch = pd.to_numeric(exact["tokens_seen"], errors="coerce") / pd.to_numeric(
+            exact["epochs"], errors="coerce")
+        corpus = dict(zip(exact["number"], per_epoch, strict=False))
+        epochs = points["tokens"] / points["trial"].map(corpus)
+        keep &= epochs.le(max_epochs) | epochs.isna()
+    return points[keep].reset_index(drop=True)
+
+
+def fmt_value(value: Any, spec: str) -> str:
+    """``value`` in ``spec`` (``d`` rounds to an integer); "-" when it is missing, and ``str``
+    of it when it is not a number."""
+    try:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "-"
+        return format(int(value) if spec == "d" else float(value), spec)
+    except (TypeError, ValueError):
+        return str(value)

@@ -1,0 +1,95 @@
+"""``analysis.groups`` and ``python -m analysis.compare``: held-out quality by positional scheme or
+MLP, per device and at equal size."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from analysis_db import make_study_db, run_cli, url
+
+from study.errors import UsageError
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_study_db(tmp_path_factory.mktemp("study") / "study.db")
+
+
+# Seven trials on one CPU and one on a GPU, by hand: (number, layers, width, pos, mlp, val_ppl).
+# Trial 6 lost its val_ppl attribute and is read from the trial's value (29).
+CHOICES = [(0, 2, 64, "learned", "gelu", 30.0), (1, 2, 64, "rope", "gelu", 28.0),
+           (2, 2, 64, "rope", "swiglu", 27.0), (3, 4, 64, "learned", "swiglu", 25.0),
+           (4, 4, 64, "rope", "gelu", 26.0), (5, 1, 32, "learned", "gelu", 40.0),
+           (6, 3, 64, "rope", "swiglu", float("nan")), (7, 2, 64, "rope", "gelu", 9.0)]
+
+
+class ChoiceData:
+    study_name = "choices"
+
+    def complete(self) -> Any:
+        import pandas as pd
+
+        rows = [{"number": n, "arch": "gpt", "n_layer": layers, "d_model": d, "pos": pos,
+                 "mlp": mlp, "val_ppl": ppl, "value": 29.0 if n == 6 else ppl,
+                 "params": 1e4 * layers * d, "lr": 1e-3 * (n + 1),
+                 "device": "cuda" if n == 7 else "cpu",
+                 "device_name": "NVIDIA H100" if n == 7 else "cpu x86_64"}
+                for n, layers, d, pos, mlp, ppl in CHOICES]
+        return pd.DataFrame(rows)
+
+
+def test_compare_by_scheme_and_at_equal_size_matches_the_hand_count() -> None:
+    from analysis.groups import compare_for, compare_text
+
+    [pos] = compare_for(ChoiceData(), by="pos")  # type: ignore[arg-type]
+    assert pos.device == "cpu x86_64"  # the GPU tried rope only: nothing to compare there
+    learned, rope = pos.groups
+    assert (learned.value, learned.trials, learned.best, learned.best_trial, learned.median) == (
+        "learned", 3, 25.0, 3, 30.0)
+    assert (rope.value, rope.trials, rope.best, rope.best_trial, rope.median) == (
+        "rope", 4, 26.0, 4, 27.5)
+    assert rope.best_lr == pytest.approx(5e-3) and rope.best_params == 4 * 64 * 1e4
+    assert pos.shapes == (("gpt 4x64", {"learned": 25.0, "rope": 26.0}),
+                          ("gpt 2x64", {"learned": 30.0, "rope": 27.0}))
+    assert pos.wins == {"learned": 1, "rope": 1}
+    text = compare_text(pos)
+    assert "best at equal size: learned at 1 of 2, rope at 1 of 2" in text
+
+    [mlp] = compare_for(ChoiceData(), by="mlp")  # type: ignore[arg-type]
+    assert [(g.value, g.best, g.best_trial) for g in mlp.groups] == [
+        ("swiglu", 25.0, 3), ("gelu", 26.0, 4)]
+    assert mlp.wins == {"swiglu": 2, "gelu": 0}
+    assert "best at equal size: swiglu at 2 of 2" in compare_text(mlp)
+
+    [cell] = compare_for(ChoiceData(), by="cell")  # type: ignore[arg-type]
+    assert [g.value for g in cell.groups] == [
+        "learned+swiglu", "rope+gelu", "rope+swiglu", "learned+gelu"]
+    assert dict(cell.shapes)["gpt 2x64"] == {"learned+gelu": 30.0, "rope+gelu": 28.0,
+                                             "rope+swiglu": 27.0}
+
+
+def test_compare_refuses_a_study_with_one_choice_only() -> None:
+    from analysis.groups import compare_for
+
+    with pytest.raises(UsageError, match="no positional scheme to compare"):
+        compare_for(ChoiceData(), by="pos", device="cuda")  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="--by must be one of"):
+        compare_for(ChoiceData(), by="depth")  # type: ignore[arg-type]
+
+
+def test_compare_cli_on_a_study_writes_json(db: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pos.json"
+    result = run_cli("analysis.compare", "--storage", url(db), "--by", "pos", "--device", "cpu",
+                     "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "Held-out perplexity by positional scheme on" in result.stdout
+    payload = json.loads(out.read_text())
+    [c] = payload["comparisons"]
+    assert {g["value"] for g in c["groups"]} == {"learned", "rope"}
+    assert sum(g["trials"] for g in c["groups"]) == 18  # the CPU trials of the fixture
+    bad = run_cli("analysis.compare", "--storage", url(db), "--by", "pos", "--json",
+                  str(tmp_path / "missing" / "x.json"))
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
