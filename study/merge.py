@@ -12,12 +12,16 @@ that already exists in the destination is refused, so nothing is merged twice.
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from study import schema, store
 from study.cli import ArgumentParser
 from study.errors import UsageError, cli_main
+
+if TYPE_CHECKING:
+    from optuna.storages import RDBStorage
 
 
 def merge(src: str, dst: str, *, study_names: list[str] | None = None) -> list[tuple[str, int]]:
@@ -51,7 +55,7 @@ def merge(src: str, dst: str, *, study_names: list[str] | None = None) -> list[t
     for name in names:
         optuna.copy_study(from_study_name=name, from_storage=source, to_storage=target)
         try:
-            copied = _copy_rows(source.engine, target.engine, name, target)
+            copied = _copy_rows(source.engine, target, name)
         except BaseException:
             optuna.delete_study(study_name=name, storage=target)  # all or nothing
             raise
@@ -59,11 +63,12 @@ def merge(src: str, dst: str, *, study_names: list[str] | None = None) -> list[t
     return merged
 
 
-def _copy_rows(src: sa.Engine, dst: sa.Engine, name: str, target: object) -> int:
-    import optuna
-
-    new_ids = {t.number: t._trial_id for t in optuna.load_study(study_name=name, storage=target)
-               .get_trials(deepcopy=False)}
+def _copy_rows(src: sa.Engine, target: RDBStorage, name: str) -> int:
+    """Copy study ``name``'s harness rows into ``target``, keyed by the trial ids the copied
+    trials got there. Returns the number of trials in the copied study."""
+    study_id = target.get_study_id_from_name(name)
+    numbers = [t.number for t in target.get_all_trials(study_id, deepcopy=False)]
+    new_ids = {n: target.get_trial_id_from_study_id_trial_number(study_id, n) for n in numbers}
     with src.connect() as conn:
         curve = [dict(r._mapping) for r in conn.execute(
             sa.select(schema.curve).where(schema.curve.c.study_name == name))]
@@ -71,7 +76,7 @@ def _copy_rows(src: sa.Engine, dst: sa.Engine, name: str, target: object) -> int
             sa.select(schema.sample).where(schema.sample.c.study_name == name))]
     for row in (*curve, *sample):
         row["trial_id"] = new_ids[row["trial_number"]]
-    with dst.begin() as conn:
+    with target.engine.begin() as conn:
         if curve:
             conn.execute(schema.curve.insert(), curve)
         if sample:

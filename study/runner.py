@@ -23,11 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 from study import progress, stale, store
 from study.errors import UsageError
+from study.optuna_store import SharedStudy
 from study.worker import PRUNERS, WorkerSpec, process_main, quiet_optuna, run_worker
 from sweeps import Sweep, load_sweep
 
 if TYPE_CHECKING:
     from study.config import TrainConfig
+    from study.worker import Failures, Lock
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +78,7 @@ def run_study(opts: RunOptions) -> int:
         UsageError: bad input, found before anything is written.
     """
     opts.validate()
-    import optuna
+    from optuna.trial import TrialState
 
     quiet_optuna()
     sweep = load_sweep(opts.sweep)
@@ -86,38 +88,13 @@ def run_study(opts: RunOptions) -> int:
     probe = probe_config(sweep, base)
     check_device(opts.device)
     state = store.inspect_storage(opts.storage, study_name)
-    if state.study_exists:
-        if state.directions != ("MINIMIZE",):
-            raise UsageError(
-                f"study {study_name!r} in {state.url} optimises {'/'.join(state.directions)}; "
-                f"this harness minimises held-out perplexity (choose another --study-name)")
-        budget = state.study_attrs.get("budget")
-        if budget is not None and float(budget) != float(opts.budget):
-            raise UsageError(
-                f"study {study_name!r} was run with --budget {budget:g}; trials of different "
-                f"budgets do not compare (use --budget {budget:g} or another --study-name)")
+    check_existing(state, study_name, budget=opts.budget)
     prepare_tokens(probe, cache_dir=opts.cache_dir)
 
-    storage = store.open_storage(opts.storage)
-    study_lock = store.StudyLock(opts.storage, study_name)
-    try:
-        with study_lock:
-            study = store.retry(optuna.create_study, storage=storage, study_name=study_name,
-                                direction="minimize", load_if_exists=True,
-                                what="create the study")
-            for key, value in (("budget", float(opts.budget)), ("sweep", sweep.name)):
-                if key not in study.user_attrs:
-                    store.retry(study.set_user_attr, key, value, what="tag the study")
-            recovered = stale.recover_stale(study, storage, storage.engine, locked=True)
-            run_index = count_run(storage, study_name)
-    finally:
-        study_lock.close()
-    if recovered:
-        progress.emit(f"[{study_name}] {len(recovered)} trial(s) left running by a dead worker "
-                      f"failed and queued again: " + ", ".join(f"#{n}" for n in recovered))
-    progress.emit(f"[{study_name}] {state.url}: {_count_complete(study)}/{opts.trials} complete; "
-                  f"sweep {sweep.name}, budget {opts.budget:g}s, {opts.workers} worker(s)")
-
+    shared, run_index = open_study(opts, study_name, sweep)
+    progress.emit(f"[{study_name}] {state.url}: {shared.count(TrialState.COMPLETE)}/"
+                  f"{opts.trials} complete; sweep {sweep.name}, budget {opts.budget:g}s, "
+                  f"{opts.workers} worker(s)")
     ctx = multiprocessing.get_context("spawn")
     lock, failures = ctx.Lock(), ctx.Value("i", 0)
     specs = [
@@ -132,32 +109,12 @@ def run_study(opts: RunOptions) -> int:
         )
         for i in range(opts.workers)
     ]
-    dead_workers = []
-    if opts.workers == 1:
-        run_worker(specs[0], lock, failures)
-    else:
-        procs = [ctx.Process(target=process_main, args=(s, lock, failures),
-                             name=f"study-worker-{s.index}") for s in specs]
-        for p in procs:
-            p.start()
-        try:
-            for p in procs:
-                p.join()
-        except KeyboardInterrupt:
-            # Ctrl-C reached every worker already; a SIGTERM only this process. Pass it on: a
-            # worker stops once, so one that is already stopping ignores the second signal.
-            for p in procs:
-                if p.is_alive():
-                    p.terminate()
-            for p in procs:  # each worker fails and requeues its trial
-                p.join(30)
-            raise
-        dead_workers = [(p.name, p.exitcode) for p in procs if p.exitcode != 0]
+    dead_workers = run_workers(specs, lock, failures)
 
-    trials = store.retry(study.get_trials, deepcopy=False, what="read the study")
+    trials = shared.trials()
     for line in progress.summary(study_name, state.url, trials, target=opts.trials):
         progress.emit(line)
-    complete = _count_complete(study)
+    complete = sum(t.state == TrialState.COMPLETE for t in trials)
     if dead_workers:
         for name, code in dead_workers:
             print(f"error: {name} exited with status {code}", file=sys.stderr)
@@ -169,6 +126,78 @@ def run_study(opts: RunOptions) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+def check_existing(state: store.StorageState, study_name: str, *, budget: float) -> None:
+    """Refuse to continue an existing study that maximises or ran with another budget.
+
+    Raises:
+        UsageError: the study exists and its trials would not compare with this run's.
+    """
+    if not state.study_exists:
+        return
+    if state.directions != ("MINIMIZE",):
+        raise UsageError(
+            f"study {study_name!r} in {state.url} optimises {'/'.join(state.directions)}; "
+            f"this harness minimises held-out perplexity (choose another --study-name)")
+    found = state.study_attrs.get("budget")
+    if found is not None and float(found) != float(budget):
+        raise UsageError(
+            f"study {study_name!r} was run with --budget {found:g}; trials of different "
+            f"budgets do not compare (use --budget {found:g} or another --study-name)")
+
+
+def open_study(opts: RunOptions, study_name: str, sweep: Sweep) -> tuple[SharedStudy, int]:
+    """Under the study lock: create or load the study, tag it, recover trials orphaned by a
+    killed run, and count this run.
+
+    Returns:
+        The study, and this run's index among all runs of it (0 for the first), so runs at the
+        same time, even on one host, seed their samplers apart.
+    """
+    study_lock = store.StudyLock(opts.storage, study_name)
+    try:
+        with study_lock:
+            shared = SharedStudy.create(opts.storage, study_name)
+            shared.tag("budget", float(opts.budget))
+            shared.tag("sweep", sweep.name)
+            recovered = stale.recover_stale(shared, locked=True)
+            run_index = shared.bump(RUNS_ATTR)
+    finally:
+        study_lock.close()
+    if recovered:
+        progress.emit(f"[{study_name}] {len(recovered)} trial(s) left running by a dead worker "
+                      f"failed and queued again: " + ", ".join(f"#{n}" for n in recovered))
+    return shared, run_index
+
+
+def run_workers(specs: list[WorkerSpec], lock: Lock, failures: Failures) -> list[tuple[str, int]]:
+    """Run one worker in this process, or each in a process of its own, until all are done.
+
+    Returns:
+        (name, exit status) of each worker process that did not exit cleanly.
+    """
+    if len(specs) == 1:
+        run_worker(specs[0], lock, failures)
+        return []
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=process_main, args=(s, lock, failures),
+                         name=f"study-worker-{s.index}") for s in specs]
+    for p in procs:
+        p.start()
+    try:
+        for p in procs:
+            p.join()
+    except KeyboardInterrupt:
+        # Ctrl-C reached every worker already; a SIGTERM only this process. Pass it on: a
+        # worker stops once, so one that is already stopping ignores the second signal.
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:  # each worker fails and requeues its trial
+            p.join(30)
+        raise
+    return [(p.name, p.exitcode or 0) for p in procs if p.exitcode != 0]
 
 
 def probe_config(sweep: Sweep, base: dict[str, Any]) -> TrainConfig:
@@ -188,7 +217,7 @@ def check_device(device: str) -> None:
         UsageError: ``cuda`` without a CUDA device, ``mps`` without Apple MPS.
     """
     if device in ("cuda", "mps"):
-        from study.trainer import resolve_device  # imports torch: only on these paths
+        from study.device import resolve_device  # the call imports torch: only on these paths
 
         resolve_device(device)
 
@@ -204,18 +233,7 @@ def prepare_tokens(config: TrainConfig, *, cache_dir: str | None) -> None:
                 max_stories=config.max_stories)
 
 
-RUNS_ATTR = "five_minute_study:runs"
-
-
-def count_run(storage: Any, study_name: str) -> int:
-    """Under the study lock: this run's index among all runs of the study (0 for the first),
-    so runs at the same time, even on one host, seed their samplers apart."""
-    study_id = store.retry(storage.get_study_id_from_name, study_name, what="read the study")
-    runs = int(store.retry(storage.get_study_system_attrs, study_id,
-                           what="read the study").get(RUNS_ATTR, 0))
-    store.retry(storage.set_study_system_attr, study_id, RUNS_ATTR, runs + 1,
-                what="count the run")
-    return runs
+RUNS_ATTR = "five_minute_study:runs"  # study system attribute: runs started so far
 
 
 def sampler_seed(seed: int, run_index: int, index: int) -> int:
@@ -250,10 +268,3 @@ def cuda_devices() -> list[str]:
     import torch
 
     return [str(i) for i in range(torch.cuda.device_count())]
-
-
-def _count_complete(study: Any) -> int:
-    from optuna.trial import TrialState
-
-    return len(store.retry(study.get_trials, deepcopy=False, states=(TrialState.COMPLETE,),
-                           what="read the study"))

@@ -63,7 +63,7 @@ TRIAL_ATTRS = (
     "epochs",  # tokens_seen / training tokens available
     "val_loss", "val_ppl", "val_bpb", "val_is_bound",
     "device",  # e.g. "cuda", "cpu"
-    "device_name",  # e.g. "NVIDIA H100 80GB HBM3", "cpu (2 threads)"
+    "device_name",  # e.g. "NVIDIA H100 80GB HBM3", "Apple MPS (arm64)", "cpu x86_64"
     "versions",  # {"python", "torch", "numpy", "tokenizers", "study"}
     "seed",
 )

@@ -1,10 +1,12 @@
-"""Trials left RUNNING by a dead worker: find them, mark them failed and queue their config again.
+"""Trials left RUNNING by a dead or written-off worker: find them, fail them, queue them again.
 
 Each running trial carries two user attributes: ``worker`` (host, boot id, pid and process start
 time of the worker process that owns it) and ``heartbeat`` (unix time, refreshed every
 ``HEARTBEAT_S`` while the trial trains). A trial is stale when its worker is on this host and that
-process is gone (checked at once, no waiting), or, for a worker on another host, when its heartbeat
-is older than ``GRACE_S`` (host clocks must agree to well within that, as NTP keeps them).
+process is gone (checked at once, no waiting: Optuna's own heartbeat cannot see a dead process and
+would wait out its grace period), or when its heartbeat is older than ``GRACE_S`` wherever its
+worker runs (a worker stopped or cut off from the database; host clocks must agree to well within
+that, as NTP keeps them). ``study.optuna_store`` says why this is not Optuna's heartbeat.
 
 Workers start and stamp trials while holding the study lock (``store.StudyLock``), so a caller
 that holds it and finds a RUNNING trial with no ``worker`` stamp knows its worker was killed in
@@ -22,13 +24,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from study import store
-
 if TYPE_CHECKING:
-    import optuna
-    import sqlalchemy as sa
-    from optuna.storages import BaseStorage
     from optuna.trial import FrozenTrial
+
+    from study.optuna_store import SharedStudy
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +60,7 @@ def stale_reason(trial: FrozenTrial, *, me: dict[str, Any], now: float,
             return f"worker {where} was lost in a reboot"
         if not _process_alive(int(worker.get("pid", -1)), str(worker.get("start", ""))):
             return f"worker {where} died"
-        return None
+        # Alive but silent (stopped, or cut off from the database): judged by its heartbeat.
     beat = trial.user_attrs.get("heartbeat")
     if not isinstance(beat, (int, float)):
         # Killed between creating the trial and stamping it: its start time is the last sign.
@@ -75,9 +74,8 @@ def stale_reason(trial: FrozenTrial, *, me: dict[str, Any], now: float,
     return None
 
 
-def recover_stale(study: optuna.Study, storage: BaseStorage, engine: sa.Engine, *,
-                  locked: bool = False) -> list[int]:
-    """Fail every stale RUNNING trial of ``study`` and queue its parameters again; finish the
+def recover_stale(shared: SharedStudy, *, locked: bool = False) -> list[int]:
+    """Fail every stale RUNNING trial of the study and queue its parameters again; finish the
     recovery of trials whose recoverer was itself killed (retry not queued, rows left over).
 
     ``locked``: the caller holds the study lock (see :func:`stale_reason`).
@@ -86,25 +84,23 @@ def recover_stale(study: optuna.Study, storage: BaseStorage, engine: sa.Engine, 
     from optuna.trial import TrialState
 
     me, now = this_worker(), time.time()
-    trials = store.retry(study.get_trials, deepcopy=False, what="read the study")
+    trials = shared.trials()
     recovered = []
     for trial in trials:
         if trial.state != TrialState.RUNNING:
             continue
         reason = stale_reason(trial, me=me, now=now, locked=locked)
-        if reason is not None and fail_and_retry(study, storage, engine, trial,
-                                                 reason=f"stale: {reason}"):
+        if reason is not None and fail_and_retry(shared, trial.number, reason=f"stale: {reason}"):
             recovered.append(trial.number)
     if recovered:
         log.warning("marked %d stale trial(s) failed and queued them again: %s", len(recovered),
                     ", ".join(f"#{n}" for n in recovered))
     if locked:
-        _finish_recoveries(study, engine, trials)
+        _finish_recoveries(shared, trials)
     return recovered
 
 
-def _finish_recoveries(study: optuna.Study, engine: sa.Engine,
-                       trials: list[FrozenTrial]) -> None:
+def _finish_recoveries(shared: SharedStudy, trials: list[FrozenTrial]) -> None:
     """Queue the missing retries of failed-and-requeued trials; drop rows of unfinished ones."""
     from optuna.trial import TrialState
 
@@ -114,37 +110,26 @@ def _finish_recoveries(study: optuna.Study, engine: sa.Engine,
         if (trial.state == TrialState.FAIL and reason.startswith(REQUEUED_REASONS)
                 and intended_params(trial) and trial.number not in retried):
             log.warning("queueing trial %d again (its recovery was cut short)", trial.number)
-            _enqueue_retry(study, trial)
-    finished = {t._trial_id for t in trials if t.state.is_finished()
-                and t.state != TrialState.COMPLETE}
-    for trial_id in store.trial_ids_with_rows(engine, study.study_name) & finished:
-        store.delete_trial_rows(engine, trial_id)
+            _enqueue_retry(shared, trial)
+    unfinished = {t.number for t in trials if t.state.is_finished()
+                  and t.state != TrialState.COMPLETE}
+    shared.drop_rows(shared.numbers_with_rows() & unfinished)
 
 
-def fail_and_retry(study: optuna.Study, storage: BaseStorage, engine: sa.Engine,
-                   trial: FrozenTrial, *, reason: str) -> bool:
-    """Mark ``trial`` FAIL with ``fail_reason`` and enqueue its intended parameters as a new
-    trial.
+def fail_and_retry(shared: SharedStudy, number: int, *, reason: str) -> bool:
+    """Mark trial ``number`` FAIL with ``fail_reason`` and enqueue its intended parameters as a
+    new trial.
 
     Returns False when the trial had already finished (another worker got there first).
     """
-    from optuna.exceptions import UpdateFinishedTrialError
-    from optuna.trial import TrialState
-
-    trial_id = trial._trial_id  # Optuna exposes no public id; storages are keyed by it
-    # A worker interrupted mid-trial holds a live ``optuna.Trial``, which carries no system
-    # attributes: read the stored trial, whose queued parameters the retry needs.
-    trial = store.retry(storage.get_trial, trial_id, what=f"read trial {trial.number}")
-    try:
-        store.retry(storage.set_trial_user_attr, trial_id, "fail_reason", reason,
-                    what=f"record why trial {trial.number} failed")
-        store.retry(storage.set_trial_state_values, trial_id, state=TrialState.FAIL,
-                    what=f"mark trial {trial.number} failed")
-    except UpdateFinishedTrialError:
+    # The stored trial, not a worker's live ``optuna.Trial``: the retry needs its system
+    # attributes (the parameters it was queued with).
+    trial = shared.stored(number)
+    if not shared.fail(number, reason):
         return False
-    store.delete_trial_rows(engine, trial_id)
+    shared.drop_rows([number])
     if intended_params(trial):
-        _enqueue_retry(study, trial)
+        _enqueue_retry(shared, trial)
     return True
 
 
@@ -154,9 +139,8 @@ def intended_params(trial: FrozenTrial) -> dict[str, Any]:
     return {**trial.system_attrs.get("fixed_params", {}), **trial.params}
 
 
-def _enqueue_retry(study: optuna.Study, trial: FrozenTrial) -> None:
-    store.retry(study.enqueue_trial, intended_params(trial),
-                user_attrs={"retry_of": trial.number}, what=f"queue trial {trial.number} again")
+def _enqueue_retry(shared: SharedStudy, trial: FrozenTrial) -> None:
+    shared.enqueue(intended_params(trial), user_attrs={"retry_of": trial.number})
 
 
 def _process_alive(pid: int, start: str) -> bool:

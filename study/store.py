@@ -11,7 +11,6 @@ that works on one study, on one machine or many.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import os
@@ -102,42 +101,55 @@ def inspect_storage(url: str, study_name: str) -> StorageState:
     try:
         with engine.connect() as conn:
             tables = set(sa.inspect(conn).get_table_names())
-            _check_harness_version(conn, tables, shown)
-            if "studies" not in tables:
-                return StorageState(url=shown, has_optuna=False, study_exists=False,
-                                    directions=(), study_attrs={})
-            return _read_study(conn, study_name, shown)
+            check_harness_version(conn, tables, shown, allow_older=False)
+        if "studies" not in tables:
+            return StorageState(url=shown, has_optuna=False, study_exists=False,
+                                directions=(), study_attrs={})
+        return _read_study(read_url, url, study_name, shown)
     except sa.exc.SQLAlchemyError as exc:
         raise UsageError(f"cannot open storage {shown}: {_first_line(exc)}") from None
     finally:
         engine.dispose()
 
 
-def _read_study(conn: sa.Connection, study_name: str, shown: str) -> StorageState:
-    # Optuna's own table layout (stable since Optuna 2); read with plain SQL so nothing migrates.
-    row = conn.execute(sa.text("SELECT study_id FROM studies WHERE study_name = :name"),
-                       {"name": study_name}).first()
-    if row is None:
-        return StorageState(url=shown, has_optuna=True, study_exists=False, directions=(),
-                            study_attrs={})
-    study_id = row[0]
-    directions = tuple(
-        str(d).split(".")[-1].upper()
-        for (d,) in conn.execute(
-            sa.text("SELECT direction FROM study_directions WHERE study_id = :id "
-                    "ORDER BY objective"), {"id": study_id})
-    )
-    attrs = {
-        key: json.loads(value)
-        for key, value in conn.execute(
-            sa.text("SELECT key, value_json FROM study_user_attributes WHERE study_id = :id"),
-            {"id": study_id})
-    }
-    return StorageState(url=shown, has_optuna=True, study_exists=True, directions=directions,
-                        study_attrs=attrs)
+def _read_study(read_url: str, url: str, study_name: str, shown: str) -> StorageState:
+    """Read ``study_name`` through Optuna's public storage API (its own SQL quotes what a
+    backend reserves, e.g. MySQL's ``key``), on a connection that cannot write to SQLite.
+
+    Raises:
+        UsageError: Optuna refuses the storage (e.g. its tables need ``optuna storage upgrade``).
+    """
+    import optuna
+
+    try:
+        storage = optuna.storages.RDBStorage(read_url, engine_kwargs=engine_kwargs(url),
+                                             skip_table_creation=True)
+    except (RuntimeError, ValueError) as exc:
+        raise UsageError(f"cannot open storage {shown}: {_first_line(exc)}") from None
+    try:
+        try:
+            study_id = storage.get_study_id_from_name(study_name)
+        except KeyError:
+            return StorageState(url=shown, has_optuna=True, study_exists=False, directions=(),
+                                study_attrs={})
+        directions = tuple(d.name for d in storage.get_study_directions(study_id))
+        return StorageState(url=shown, has_optuna=True, study_exists=True,
+                            directions=directions,
+                            study_attrs=storage.get_study_user_attrs(study_id))
+    finally:
+        storage.engine.dispose()
 
 
-def _check_harness_version(conn: sa.Connection, tables: set[str], shown: str) -> None:
+def check_harness_version(conn: sa.Connection, tables: set[str], shown: str, *,
+                          allow_older: bool) -> None:
+    """Refuse a storage whose harness tables (``tables``: the names it holds) another version of
+    the harness wrote. A newer schema is always refused: this code cannot know its layout. An
+    older one is refused unless ``allow_older``: the study writes, and must not mix two layouts
+    in one database, while the analysis only reads, and old studies are what it is for.
+
+    Raises:
+        UsageError: one line naming ``shown`` (the storage), the version found and the one read.
+    """
     if schema.meta.name not in tables:
         return
     row = conn.execute(sa.select(schema.meta.c.value).where(schema.meta.c.key == "schema_version"))
@@ -147,6 +159,8 @@ def _check_harness_version(conn: sa.Connection, tables: set[str], shown: str) ->
     if found.isdigit() and int(found) > schema.SCHEMA_VERSION:
         raise UsageError(f"storage {shown} was written by a newer version of this harness "
                          f"(schema {found}, this one reads {schema.SCHEMA_VERSION}); upgrade it")
+    if allow_older and found.isdigit():
+        return
     raise UsageError(f"storage {shown} holds harness schema version {found}; this version "
                      f"reads {schema.SCHEMA_VERSION}")
 
@@ -239,16 +253,16 @@ def delete_trial_rows(engine: sa.Engine, trial_id: int) -> None:
     retry(delete, what="delete harness rows")
 
 
-def trial_ids_with_rows(engine: sa.Engine, study_name: str) -> set[int]:
-    """Optuna trial ids that have curve or sample rows in study ``study_name``."""
+def trial_numbers_with_rows(engine: sa.Engine, study_name: str) -> set[int]:
+    """Numbers of the trials of study ``study_name`` that have curve or sample rows."""
 
     def read() -> set[int]:
         with engine.connect() as conn:
             return {
-                int(trial_id)
+                int(number)
                 for table in (schema.curve, schema.sample)
-                for (trial_id,) in conn.execute(
-                    sa.select(table.c.trial_id).where(table.c.study_name == study_name)
+                for (number,) in conn.execute(
+                    sa.select(table.c.trial_number).where(table.c.study_name == study_name)
                     .distinct())
             }
 
@@ -400,3 +414,27 @@ def _finite_or_none(value: Any) -> float | None:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
+
+
+def read_only_engine_kwargs(url: str) -> dict[str, Any]:
+    """Engine options (for ``sa.create_engine`` or Optuna's ``RDBStorage``) that open ``url``
+    for reading: an SQLite file through a read-only URI connection, so neither the file nor a
+    table in it can be created or changed; a server with ``engine_kwargs``' options (a server
+    grants no read-only connection by URL: the caller only reads).
+
+    The SQLite file is not checked here: a missing one fails on connecting.
+    """
+    import sqlite3
+    import urllib.parse
+
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return engine_kwargs(url)
+    path = Path(parsed.database or "").resolve()
+    uri = "file:" + urllib.parse.quote(str(path)) + "?mode=ro"
+
+    def connect() -> sqlite3.Connection:
+        # check_same_thread off: SQLAlchemy's pool hands connections between threads safely.
+        return sqlite3.connect(uri, uri=True, timeout=SQLITE_TIMEOUT_S, check_same_thread=False)
+
+    return {"creator": connect}

@@ -26,19 +26,27 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from study import progress, stale, store
+from study import progress, stale
 from study.errors import UsageError, stop_like_ctrl_c
 from study.job import Outcome, die_with_parent, run_job
+from study.optuna_store import SharedStudy, TrialWrittenOff
 from study.result import TrainResult
 from study.schema import TRIAL_ATTRS
 from sweeps import load_sweep
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+    from multiprocessing.sharedctypes import Synchronized
+
     import optuna
-    from optuna.storages import RDBStorage
 
     from study.config import TrainConfig
     from sweeps import Sweep
+
+    # What the workers of one run share: the process-local lock in front of the study lock,
+    # and the count of trials failed in this run.
+    Lock = AbstractContextManager[Any]
+    Failures = Synchronized[int]
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +94,7 @@ def trial_attrs(result: TrainResult) -> dict[str, Any]:
     return attrs
 
 
-def make_pruner(name: str, *, curve_points: int) -> Any:
+def make_pruner(name: str, *, curve_points: int) -> optuna.pruners.BasePruner:
     """``median`` waits for a quarter of the curve points: early on, small models always lead."""
     import optuna
 
@@ -100,11 +108,14 @@ def make_pruner(name: str, *, curve_points: int) -> Any:
     raise UsageError(f"unknown pruner {name!r}; use {', '.join(PRUNERS)}")
 
 
-def make_sampler(sweep_sampler: Callable[..., Any] | None, *, seed: int) -> Any:
+def make_sampler(sweep_sampler: Callable[..., Any] | None, *,
+                 seed: int) -> optuna.samplers.BaseSampler:
+    """The sweep's own sampler if it has one, else TPE."""
     import optuna
 
     if sweep_sampler is not None:
-        return sweep_sampler(seed=seed)
+        sampler: optuna.samplers.BaseSampler = sweep_sampler(seed=seed)
+        return sampler
     # constant_liar keeps parallel workers from sampling the same point while trials run.
     return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
 
@@ -116,7 +127,7 @@ def quiet_optuna() -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
-def process_main(spec: WorkerSpec, lock: Any, failures: Any) -> None:
+def process_main(spec: WorkerSpec, lock: Lock, failures: Failures) -> None:
     """Entry point of a spawned worker process."""
     die_with_parent()
     if spec.parent_pid is not None and os.getppid() != spec.parent_pid:
@@ -129,28 +140,25 @@ def process_main(spec: WorkerSpec, lock: Any, failures: Any) -> None:
         pass  # the trial in hand was already failed and queued again
 
 
-def run_worker(spec: WorkerSpec, lock: Any, failures: Any) -> None:
+def run_worker(spec: WorkerSpec, lock: Lock, failures: Failures) -> None:
     """Run trials until the study has ``spec.trials`` complete ones or too many failed."""
-    import optuna
+    from study.store import StudyLock
 
     quiet_optuna()
     sweep = load_sweep(spec.sweep)
-    storage = optuna.storages.RDBStorage(spec.storage, engine_kwargs=store.engine_kwargs(
-        spec.storage), skip_table_creation=True)
-    study = optuna.load_study(
-        study_name=spec.study_name, storage=storage,
+    shared = SharedStudy.load(
+        spec.storage, spec.study_name,
         sampler=make_sampler(sweep.sampler, seed=spec.sampler_seed),
-        pruner=make_pruner(spec.pruner, curve_points=spec.curve_points),
-    )
+        pruner=make_pruner(spec.pruner, curve_points=spec.curve_points))
     env = {**os.environ, **spec.env}
-    study_lock = store.StudyLock(spec.storage, spec.study_name)
+    study_lock = StudyLock(spec.storage, spec.study_name)
     waiting = False
     try:
         while True:
             with lock, study_lock:
-                trial = _next_trial(spec, study, storage, failures)
+                trial = _next_trial(spec, shared, failures)
                 config = None if trial is None or trial is WAIT else _configure(
-                    sweep, spec, study, storage, trial, failures)
+                    sweep, spec, shared, trial, failures)
             if trial is None:
                 return
             if trial is WAIT:
@@ -162,70 +170,83 @@ def run_worker(spec: WorkerSpec, lock: Any, failures: Any) -> None:
                 continue
             waiting = False
             if config is not None:
-                _train_and_record(spec, study, storage, trial, config, env, failures)
+                _train_and_record(spec, shared, trial, config, env, failures)
     finally:
         study_lock.close()
 
 
-def _configure(sweep: Sweep, spec: WorkerSpec, study: optuna.Study, storage: RDBStorage,
-               trial: Any, failures: Any) -> TrainConfig | None:
+def _configure(sweep: Sweep, spec: WorkerSpec, shared: SharedStudy, trial: optuna.Trial,
+               failures: Failures) -> TrainConfig | None:
     """Under the lock: the trial's config, stored on it; None (trial failed) if it is invalid."""
     try:
         config = sweep.build(trial, **spec.base)
     except UsageError as exc:
-        _fail(study, storage, trial, f"invalid config: {exc}", failures)
+        _fail(shared, trial.number, f"invalid config: {exc}", failures)
         return None
-    store.retry(trial.set_user_attr, "config", config.to_dict(), what="store the config")
+    try:
+        shared.set_attrs(trial.number, {"config": config.to_dict()})
+    except TrialWrittenOff:
+        return None  # only a process that skips the study lock fails a trial this young
     return config
 
 
-def _train_and_record(spec: WorkerSpec, study: optuna.Study, storage: RDBStorage, trial: Any,
-                      config: TrainConfig, env: dict[str, str], failures: Any) -> None:
+def _train_and_record(spec: WorkerSpec, shared: SharedStudy, trial: optuna.Trial,
+                      config: TrainConfig, env: dict[str, str], failures: Failures) -> None:
     progress.emit(progress.start_line(trial.number, spec.index, trial.params))
     try:
-        outcome = _run(spec, study, trial, config, env)
+        outcome = _run(spec, shared, trial, config, env)
+        progress.emit(progress.end_line(trial.number, outcome))
+        _record(shared, trial, outcome, failures)
     except KeyboardInterrupt:
-        stale.fail_and_retry(study, storage, storage.engine, trial, reason="interrupted")
+        stale.fail_and_retry(shared, trial.number, reason="interrupted")
         raise
-    progress.emit(progress.end_line(trial.number, outcome))
-    _record(study, storage, trial, outcome, failures)
-    trials = store.retry(study.get_trials, deepcopy=False, what="read the study")
-    progress.emit(progress.study_line(spec.study_name, trials, target=spec.trials,
+    except TrialWrittenOff:
+        # Another worker judged this trial stale (no heartbeat within the grace period, e.g.
+        # this process was stopped) and queued it again: drop it, so each configuration
+        # counts once, and go on with the study.
+        progress.emit(f"trial {trial.number} was failed as stale by another worker and queued "
+                      f"again; dropping it here")
+        return
+    progress.emit(progress.study_line(spec.study_name, shared.trials(), target=spec.trials,
                                       workers=spec.workers))
 
 
-def _next_trial(spec: WorkerSpec, study: optuna.Study, storage: RDBStorage,
-                failures: Any) -> Any:
+def _next_trial(spec: WorkerSpec, shared: SharedStudy, failures: Failures) -> Any:
     """Under the lock: recover stale trials; ask for a new one if more are still needed.
 
-    Returns the new trial, ``WAIT`` while the trials still needed are all running, or None when
-    the study is done (or this run has failed too often).
+    Returns the new ``optuna.Trial`` (stamped with this worker and a heartbeat), ``WAIT`` while
+    the trials still needed are all running, or None when the study is done (or this run has
+    failed too often).
     """
-    from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
     while True:
-        stale.recover_stale(study, storage, storage.engine, locked=True)
-        trials = store.retry(study.get_trials, deepcopy=False, what="read the study")
+        stale.recover_stale(shared, locked=True)
+        trials = shared.trials()
         complete = sum(t.state == TrialState.COMPLETE for t in trials)
         running = sum(t.state == TrialState.RUNNING for t in trials)
         if complete >= spec.trials or failures.value >= spec.max_failures:
             return None
         if complete + running >= spec.trials:
             return WAIT
-        trial = store.retry(study.ask, what="start a trial")
+        trial = shared.ask()
         try:
-            store.retry(trial.set_user_attr, "worker", stale.this_worker(), what="stamp the trial")
-            store.retry(trial.set_user_attr, "heartbeat", time.time(), what="stamp the trial")
-        except UpdateFinishedTrialError:
+            shared.set_attrs(trial.number, {"worker": stale.this_worker(),
+                                            "heartbeat": time.time()})
+        except TrialWrittenOff:
             # Only a process that skips the study lock can fail a trial this young; take another.
             log.warning("trial %d was failed before it could be stamped", trial.number)
             continue
         return trial
 
 
-def _run(spec: WorkerSpec, study: optuna.Study, trial: Any, config: Any,
+def _run(spec: WorkerSpec, shared: SharedStudy, trial: optuna.Trial, config: TrainConfig,
          env: dict[str, str]) -> Outcome:
+    """Train ``trial`` in a child, beating its heartbeat and reporting its curve.
+
+    Raises:
+        TrialWrittenOff: another worker failed the trial meanwhile (the child is stopped).
+    """
     last_beat = time.monotonic()
     prune = spec.pruner != "none"
 
@@ -233,7 +254,7 @@ def _run(spec: WorkerSpec, study: optuna.Study, trial: Any, config: Any,
         nonlocal last_beat
         if time.monotonic() - last_beat >= stale.HEARTBEAT_S:
             last_beat = time.monotonic()
-            store.retry(trial.set_user_attr, "heartbeat", time.time(), what="send a heartbeat")
+            shared.heartbeat(trial.number)
 
     def on_curve(event: dict[str, Any]) -> bool:
         # Fixed budget fractions as steps, so pruners compare trials at the same point.
@@ -241,10 +262,9 @@ def _run(spec: WorkerSpec, study: optuna.Study, trial: Any, config: Any,
         val_loss = event.get("val_loss")
         if not isinstance(val_loss, (int, float)) or not math.isfinite(val_loss):
             return False
-        store.retry(trial.report, math.exp(min(val_loss, 700.0)), step, what="report a point")
-        if not prune or step >= config.curve_points:  # the last point is the result itself
-            return False
-        return bool(store.retry(trial.should_prune, what="ask the pruner"))
+        # The last point is the result itself: never prune there.
+        return shared.report(trial, math.exp(min(val_loss, 700.0)), step,
+                             ask_pruner=prune and step < config.curve_points)
 
     return run_job(
         config, command=spec.train_command, cache_dir=spec.cache_dir, env=env,
@@ -253,37 +273,23 @@ def _run(spec: WorkerSpec, study: optuna.Study, trial: Any, config: Any,
     )
 
 
-def _record(study: optuna.Study, storage: RDBStorage, trial: Any, outcome: Outcome,
-            failures: Any) -> None:
-    from optuna.exceptions import UpdateFinishedTrialError
-    from optuna.trial import TrialState
+def _record(shared: SharedStudy, trial: optuna.Trial, outcome: Outcome,
+            failures: Failures) -> None:
+    """Store how the trial ended.
 
-    try:
-        if outcome.state == "complete" and outcome.result is not None:
-            result = outcome.result
-            store.write_trial_rows(storage.engine, trial_id=trial._trial_id,
-                                   study_name=study.study_name, trial_number=trial.number,
-                                   result=result)
-            for key, value in trial_attrs(result).items():
-                store.retry(trial.set_user_attr, key, value, what="store a result")
-            store.retry(study.tell, trial, result.val_ppl, what="complete the trial")
-        elif outcome.state == "pruned":
-            store.retry(study.tell, trial, state=TrialState.PRUNED, what="prune the trial")
-        else:
-            _fail(study, storage, trial, outcome.reason, failures)
-    except UpdateFinishedTrialError:
-        # Another worker judged this trial stale (no heartbeat within the grace period) and
-        # queued it again; its result is dropped so each configuration counts once.
-        log.warning("trial %d was failed as stale by another worker; its result is dropped",
-                    trial.number)
-        store.delete_trial_rows(storage.engine, trial._trial_id)
+    Raises:
+        TrialWrittenOff: another worker failed the trial meanwhile (nothing of it is kept).
+    """
+    if outcome.state == "complete" and outcome.result is not None:
+        result = outcome.result
+        shared.complete(trial, result.val_ppl, attrs=trial_attrs(result), result=result)
+    elif outcome.state == "pruned":
+        shared.prune(trial)
+    else:
+        _fail(shared, trial.number, outcome.reason, failures)
 
 
-def _fail(study: optuna.Study, storage: RDBStorage, trial: Any, reason: str,
-          failures: Any) -> None:
-    from optuna.trial import TrialState
-
-    store.retry(trial.set_user_attr, "fail_reason", reason, what="record the failure")
-    store.retry(study.tell, trial, state=TrialState.FAIL, what="fail the trial")
-    with failures.get_lock():
-        failures.value += 1
+def _fail(shared: SharedStudy, number: int, reason: str, failures: Failures) -> None:
+    if shared.fail(number, reason):
+        with failures.get_lock():
+            failures.value += 1

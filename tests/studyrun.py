@@ -1,12 +1,15 @@
-"""Helpers for the tests that run real ``python -m study.run`` processes on tiny models.
+"""Helpers for the tests of the study runner: real ``python -m study.run`` processes on tiny
+models, and a fake trainer for the unit tests of its parts.
 
 ``view`` reads a study the way a user would (Optuna plus the harness tables); ``check_records``
 asserts what must hold whenever anyone reads it, ``check_finished`` what must hold once a run of
-the command has ended cleanly.
+the command has ended cleanly. ``FAKE_TRAINER`` stands in for ``python -m study.train`` where a
+test needs an exit status or a timing the real one cannot be made to produce on demand.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -20,6 +23,8 @@ import sqlalchemy as sa
 from optuna.trial import FrozenTrial, TrialState
 
 from study import schema
+from study.config import ModelConfig, TrainConfig
+from study.result import TrainResult
 from study.schema import TRIAL_ATTRS
 from study.stale import intended_params
 
@@ -74,7 +79,7 @@ def assert_clean_output(text: str) -> None:
 
 @dataclass(frozen=True)
 class View:
-    """One read of a study: its trials and the harness rows of its trials, by Optuna trial id."""
+    """One read of a study: its trials and the harness rows of its trials, by trial number."""
 
     trials: list[FrozenTrial]
     curve: dict[int, list[tuple[Any, ...]]]
@@ -105,10 +110,10 @@ def view(url: str, name: str) -> View:
             for table, out in ((schema.curve, curve), (schema.sample, sample)):
                 if not sa.inspect(conn).has_table(table.name):
                     continue
-                order = [table.c.trial_id] + ([table.c.idx] if "idx" in table.c else [])
+                order = [table.c.trial_number] + ([table.c.idx] if "idx" in table.c else [])
                 query = sa.select(table).where(table.c.study_name == name).order_by(*order)
                 for row in conn.execute(query):
-                    out.setdefault(row.trial_id, []).append(tuple(row))
+                    out.setdefault(row.trial_number, []).append(tuple(row))
     finally:
         engine.dispose()
     return View(trials=trials, curve=curve, sample=sample)
@@ -118,7 +123,7 @@ def records(v: View) -> dict[int, tuple[Any, ...]]:
     """Everything stored about each complete trial, by trial number."""
     return {
         t.number: (t.value, t.params, t.user_attrs, t.intermediate_values, t.datetime_complete,
-                   v.curve.get(t._trial_id), v.sample.get(t._trial_id))
+                   v.curve.get(t.number), v.sample.get(t.number))
         for t in v.complete()
     }
 
@@ -135,11 +140,11 @@ def check_records(v: View, *, target: int, name: str, budget: float = BUDGET) ->
         assert t.value == a["val_ppl"] and a["budget"] == budget
         assert a["config"]["model"]["d_model"] == t.params["d_model"] == a["d_model"]
         assert sorted(t.intermediate_values) == list(range(1, CURVE_POINTS + 1))
-        curve = v.curve.get(t._trial_id, [])
+        curve = v.curve.get(t.number, [])
         assert [row[1] for row in curve] == list(range(CURVE_POINTS)), curve
         assert all(row[2] == name and row[3] == t.number for row in curve)
         assert curve[-1][7] == a["val_loss"], (curve[-1], a["val_loss"])  # full precision
-        samples = v.sample.get(t._trial_id, [])
+        samples = v.sample.get(t.number, [])
         assert len(samples) == 1 and samples[0][4].startswith(samples[0][3])
 
 
@@ -150,8 +155,8 @@ def check_finished(v: View, *, target: int, name: str, budget: float = BUDGET) -
     states = v.by_state()
     assert states.get("COMPLETE") == target, states
     assert not states.get("RUNNING") and not states.get("WAITING"), states
-    complete_ids = {t._trial_id for t in v.complete()}
-    assert set(v.curve) <= complete_ids and set(v.sample) <= complete_ids
+    complete = {t.number for t in v.complete()}
+    assert set(v.curve) <= complete and set(v.sample) <= complete
     retries: dict[int, list[FrozenTrial]] = {}
     for t in v.trials:
         if "retry_of" in t.user_attrs:
@@ -206,3 +211,87 @@ def wait_for_no_marked(mark: str, *, timeout: float = 30.0) -> list[int]:
     while (left := marked_processes(mark)) and time.monotonic() < deadline:
         time.sleep(0.2)
     return left
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+# ------------------------------------------------------------------------------ fake trainer
+
+FAKE_TRAINER = """
+import argparse, json, os, signal, sys, time
+p = argparse.ArgumentParser()
+for flag in ("--config", "--json", "--events", "--cache-dir"):
+    p.add_argument(flag)
+p.add_argument("--quiet", action="store_true")
+a = p.parse_args()
+mode = os.environ["FAKE_MODE"]
+with open(os.environ["FAKE_PIDFILE"], "w") as f:
+    f.write(str(os.getpid()))
+events = open(a.events, "a")
+def emit(**e):
+    events.write(json.dumps(e) + "\\n")
+    events.flush()
+emit(kind="progress", elapsed_s=0.5, budget=2.0, step=5, train_loss=5.0, lr=1e-3, tok_s=1000.0)
+if mode == "wait":  # train until the file FAKE_GO appears, then finish as "ok"
+    while not os.path.exists(os.environ["FAKE_GO"]):
+        time.sleep(0.05)
+    mode = "ok"
+emit(kind="curve", frac=0.5, elapsed_s=1.0, tokens=512, train_loss=5.0, val_loss=5.1)
+if mode == "ok":
+    emit(kind="curve", frac=1.0, elapsed_s=2.0, tokens=1024, train_loss=4.0, val_loss=None)
+    emit(kind="final", val_loss=4.2, val_bpb=2.0)
+    with open(a.json, "w") as f:
+        f.write(os.environ["FAKE_RESULT"])
+elif mode == "diverged":
+    with open(a.json, "w") as f:
+        json.dump({"error": "diverged", "reason": "training loss became NaN by step 3"}, f)
+    sys.exit(3)
+elif mode == "oom_no_file":
+    print("error: out of memory at step 1", file=sys.stderr)
+    sys.exit(4)
+elif mode == "crash":
+    raise RuntimeError("boom in the trainer")
+elif mode == "killed":
+    os.kill(os.getpid(), signal.SIGKILL)
+elif mode == "slow":
+    time.sleep(60)
+"""
+
+
+@dataclass(frozen=True)
+class FakeTrainer:
+    """``command`` runs ``FAKE_TRAINER``; ``env`` (plus ``FAKE_MODE``) is its environment, in
+    which it writes its pid to ``pidfile``."""
+
+    command: tuple[str, ...]
+    pidfile: Path
+    env: dict[str, str]
+
+
+def fake_trainer(folder: Path) -> FakeTrainer:
+    script = folder / "fake_trainer.py"
+    script.write_text(FAKE_TRAINER)
+    pidfile = folder / "pid"
+    return FakeTrainer(command=(sys.executable, str(script)), pidfile=pidfile,
+                       env={**os.environ, "FAKE_PIDFILE": str(pidfile),
+                            "FAKE_RESULT": json.dumps(make_result().to_dict())})
+
+
+def make_result(**changes: Any) -> TrainResult:
+    """A complete trial's result as the fake trainer reports it (``changes`` applied)."""
+    config = TrainConfig(model=ModelConfig(d_model=64, n_head=2), budget=2.0).to_dict()
+    values: dict[str, Any] = dict(
+        config=config, val_loss=4.2, val_ppl=66.7, val_bpb=2.0, params=300_000,
+        params_nonembedding=40_000, flops_per_token=2_000_000, tokens_seen=1024,
+        tokens_per_second=512.0, train_seconds=2.0, steps=10, epochs=0.01, batch_size=4,
+        device="cpu", device_name="cpu x86_64", versions={"python": "3", "torch": "2"},
+        sample="Once upon a time there was", curve=[
+            {"elapsed_s": 1.0, "tokens": 512, "train_loss": 5.0, "val_loss": 5.1},
+            {"elapsed_s": 2.0, "tokens": 1024, "train_loss": 4.0, "val_loss": 4.2}])
+    values.update(changes)
+    return TrainResult(**values)

@@ -34,9 +34,6 @@ from studyrun import (
     write_sweep,
 )
 
-from study import stale, store
-from study.result import TrainResult
-
 # ------------------------------------------------------------------------------ kill and resume
 
 KILL_SEED = 8
@@ -180,58 +177,6 @@ def test_sigterm_fails_and_requeues_the_running_trials(tmp_path: Path, cache_dir
     v = view(url, "tiny")
     check_finished(v, target=workers, name="tiny", budget=SIGTERM_BUDGET)
     assert len(v.trials) == 2 * workers  # the queued retries, no new draws
-
-
-def _dead_pid() -> int:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
-
-
-def test_recovery_finishes_what_a_kill_cut_short(tmp_path: Path) -> None:
-    """The states a SIGKILL can leave, recovered deterministically under the study lock: a
-    trial killed before its worker stamped it, a failed trial whose retry was never queued (its
-    rows still there), and a queued retry killed before it sampled its parameters."""
-    url = f"sqlite:///{tmp_path / 'study.db'}"
-    storage = store.open_storage(url)
-    study = optuna.create_study(storage=storage, study_name="s")
-    lr = optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)
-
-    unstamped = study.ask({"lr": lr})  # killed between ask and stamp
-    assert stale.recover_stale(study, storage, storage.engine) == []  # no lock: within grace
-    cut = study.ask({"lr": lr})  # killed after failing it, before queueing its retry
-    store.write_trial_rows(storage.engine, trial_id=cut._trial_id, study_name="s",
-                           trial_number=cut.number, result=_result())
-    storage.set_trial_user_attr(cut._trial_id, "fail_reason", "stale: worker h:1 died")
-    storage.set_trial_state_values(cut._trial_id, state=TrialState.FAIL)
-    study.enqueue_trial({"lr": 0.005}, user_attrs={"retry_of": 99})
-    popped = study.ask()  # a queued retry, killed before it sampled lr
-    popped.set_user_attr("worker", {**stale.this_worker(), "pid": _dead_pid()})
-    assert popped.params == {}
-
-    assert stale.recover_stale(study, storage, storage.engine, locked=True) == [0, 2]
-    trials = study.get_trials()
-    assert trials[0].user_attrs["fail_reason"] == (
-        "stale: its worker was killed before it stamped the trial")
-    retries = {t.user_attrs["retry_of"]: t for t in trials if "retry_of" in t.user_attrs}
-    assert retries[0].system_attrs["fixed_params"] == unstamped.params
-    assert retries[1].system_attrs["fixed_params"] == cut.params
-    assert retries[2].system_attrs["fixed_params"] == {"lr": 0.005}
-    assert all(retries[n].state == TrialState.WAITING for n in (0, 1, 2))
-    assert store.trial_ids_with_rows(storage.engine, "s") == set()
-    # Idempotent: nothing more to do, no second retry.
-    before = len(study.trials)
-    assert stale.recover_stale(study, storage, storage.engine, locked=True) == []
-    assert len(study.trials) == before
-
-
-def _result() -> TrainResult:
-    return TrainResult(
-        config={"prompt": "Once"}, val_loss=5.0, val_ppl=148.4, val_bpb=3.5, params=1,
-        params_nonembedding=1, flops_per_token=1, tokens_seen=1, tokens_per_second=1.0,
-        train_seconds=1.0, steps=1, epochs=0.0, batch_size=1, device="cpu", device_name="cpu",
-        versions={}, sample="Once upon", curve=[{"elapsed_s": 1.0, "tokens": 1,
-                                                 "train_loss": 5.0, "val_loss": 5.0}])
 
 
 # --------------------------------------------------------------------- many workers, readers

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from study import schema, store
 from study.merge import main, merge
+from study.optuna_store import SharedStudy
 
 
 def make_study(url: str, name: str, n: int) -> None:
@@ -17,14 +18,15 @@ def make_study(url: str, name: str, n: int) -> None:
         study.add_trial(optuna.trial.create_trial(
             params={"x": float(i)}, distributions={"x": optuna.distributions.FloatDistribution(
                 0, 10)}, value=10.0 - i, user_attrs={"params": 1000 * (i + 1)}))
+    shared = SharedStudy.load(url, name)
     with storage.engine.begin() as conn:
         for t in study.get_trials():
             conn.execute(schema.curve.insert(), [
-                {"trial_id": t._trial_id, "idx": k, "study_name": name,
+                {"trial_id": shared.trial_id(t.number), "idx": k, "study_name": name,
                  "trial_number": t.number, "elapsed_s": float(k), "tokens": 100 * k,
                  "train_loss": 5.0 - k, "val_loss": 6.0 - k + t.number} for k in range(3)])
             conn.execute(schema.sample.insert().values(
-                trial_id=t._trial_id, study_name=name, trial_number=t.number,
+                trial_id=shared.trial_id(t.number), study_name=name, trial_number=t.number,
                 prompt="Once", text=f"Once {t.number}"))
 
 
@@ -51,7 +53,9 @@ def test_merge_copies_trials_and_rows(tmp_path: Path) -> None:
     with engine.connect() as conn:
         ids = {r[0] for r in conn.execute(sa.select(schema.sample.c.trial_id)
                                           .where(schema.sample.c.study_name == "gpu"))}
-    assert ids == {t._trial_id for t in copied}
+    shared = SharedStudy.load(dst, "gpu")
+    assert ids == {shared.trial_id(t.number) for t in copied}
+    assert ids.isdisjoint({SharedStudy.load(dst, "cpu").trial_id(n) for n in range(2)})
 
 
 def test_merge_refuses_existing_study(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

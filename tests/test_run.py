@@ -26,7 +26,16 @@ def test_study_completes_then_resume_adds_exactly_one(tmp_path: Path, cache_dir:
         a = trial.user_attrs
         assert a["params"] > a["params_nonembedding"] > 0
         assert a["tokens_seen"] > 0 and a["flops_per_token"] > 0
-        assert a["tokens_per_second"] >= 0  # steady-state rate; a budget this short may have none
+        # Every step trains batch_size x seq_len tokens (x accumulation) and the clock counts
+        # training only, until the budget is spent.
+        model = a["config"]["model"]
+        assert a["tokens_seen"] == (a["steps"] * a["batch_size"] * model["seq_len"]
+                                    * a["config"]["grad_accum"])
+        assert a["train_seconds"] >= 1.0 and a["epochs"] > 0
+        # The steady-state rate leaves out only the first tenth of the budget, so it lies
+        # within a small factor of the average rate over the whole budget.
+        average = a["tokens_seen"] / a["train_seconds"]
+        assert 0.25 * average < a["tokens_per_second"] < 4 * average, (a, average)
         assert a["config"]["budget"] == 1.0 and a["device"] == "cpu"
         assert {"python", "torch"} <= set(a["versions"])
     assert optuna.load_study(study_name="tiny", storage=url).user_attrs["budget"] == 1.0

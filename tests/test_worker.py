@@ -1,0 +1,81 @@
+"""``study.worker``: a trial's user attributes, and a worker whose trial another machine wrote
+off while it trained (it drops that trial quietly and goes on with the study)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+from studyrun import fake_trainer, make_result, view, write_sweep
+
+from study import schema, stale
+from study.optuna_store import SharedStudy
+from study.worker import WorkerSpec, run_worker, trial_attrs
+
+
+def test_trial_attrs_are_exactly_the_schema() -> None:
+    attrs = trial_attrs(make_result())
+    assert set(attrs) == set(schema.TRIAL_ATTRS)
+    assert attrs["d_model"] == 64 and attrs["budget"] == 2.0 and attrs["batch_size"] == 4
+
+
+def _wait_for(predicate: object, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("noticed_by", ["report", "heartbeat"])
+def test_a_trial_written_off_underneath_its_worker_is_dropped_and_the_study_goes_on(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        noticed_by: str) -> None:
+    """Another machine fails the trial this worker trains as stale (as when the worker was
+    stopped past the grace period). The worker notices at its next report or heartbeat, stops
+    the child, counts no failure, and trains the queued retry to completion."""
+    if noticed_by == "heartbeat":
+        monkeypatch.setattr(stale, "HEARTBEAT_S", 0.0)  # beat at every poll
+    url, name = f"sqlite:///{tmp_path / 'study.db'}", "tiny"
+    SharedStudy.create(url, name)
+    fake, go = fake_trainer(tmp_path), tmp_path / "go"
+    spec = WorkerSpec(storage=url, study_name=name, sweep=str(write_sweep(tmp_path)),
+                      base={"budget": 2.0, "data": None, "device": "cpu", "seed": 0},
+                      trials=1, max_failures=1, pruner="none", curve_points=2, sampler_seed=0,
+                      train_command=fake.command,
+                      env={**fake.env, "FAKE_MODE": "wait", "FAKE_GO": str(go)})
+    ctx = multiprocessing.get_context("spawn")
+    failures = ctx.Value("i", 0)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            run_worker(spec, ctx.Lock(), failures)
+        except BaseException as exc:  # handed to the test thread
+            errors.append(exc)
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    _wait_for(fake.pidfile.exists, "the trainer child")
+    other = SharedStudy.load(url, name)  # another machine's view of the study
+    assert other.trials()[0].state == TrialState.RUNNING
+    assert stale.fail_and_retry(other, 0, reason="stale: no heartbeat from worker h:1 for 130s")
+    if noticed_by == "heartbeat":
+        time.sleep(1.0)  # the child is still waiting: only a heartbeat can notice
+    go.touch()
+    worker.join(60)
+    assert not worker.is_alive() and errors == []
+
+    v = view(url, name)
+    assert [t.state for t in v.trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert v.trials[0].user_attrs["fail_reason"].startswith("stale: no heartbeat")
+    assert v.trials[1].user_attrs["retry_of"] == 0
+    assert v.trials[1].params == v.trials[0].params
+    assert set(v.curve) == set(v.sample) == {1}  # nothing kept of the dropped trial
+    assert failures.value == 0
+    out = capsys.readouterr().out
+    assert "trial 0 was failed as stale by another worker and queued again" in out
+    assert "trial 1 complete: ppl 66.70" in out
