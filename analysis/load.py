@@ -9,15 +9,14 @@ from __future__ import annotations
 import logging
 import math
 import os
-import sqlite3
-import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from study.errors import UsageError
-from study.schema import SCHEMA_VERSION, TRIAL_ATTRS
+from study.errors import UsageError, first_line
+from study.schema import TRIAL_ATTRS
+from study.store import check_harness_version, read_only_engine_kwargs, safe_url
 
 if TYPE_CHECKING:
     import optuna
@@ -73,26 +72,16 @@ def load_study(storage: str = DEFAULT_STORAGE, study_name: str | None = None) ->
     import optuna
     import sqlalchemy as sa
 
-    engine_kwargs = _engine_kwargs(storage)
-    shown = _display_url(storage)
-    try:
-        engine = sa.create_engine(storage, **engine_kwargs)
-    except (ImportError, sa.exc.ArgumentError) as exc:
-        raise UsageError(f"cannot open {shown}: {_one_line(exc)}") from None
-    try:
-        tables = _table_names(engine, shown)
-        if "studies" not in tables or "version_info" not in tables:
-            raise UsageError(f"{shown} holds no Optuna study")
-        _check_harness_schema(engine, tables, shown)
-    finally:
-        engine.dispose()
-
+    shown = safe_url(storage)
+    engine_kwargs = _reading_options(storage)
+    # Checked before Optuna sees the storage, since Optuna would create its tables.
+    tables = _study_tables(storage, engine_kwargs, shown)
     try:
         rdb = optuna.storages.RDBStorage(
             storage, engine_kwargs=engine_kwargs, skip_table_creation=True
         )
     except (RuntimeError, ImportError, sa.exc.SQLAlchemyError) as exc:
-        raise UsageError(f"cannot open {shown}: {_one_line(exc)}") from None
+        raise UsageError(f"cannot open {shown}: {first_line(exc)}") from None
     try:
         names = sorted(s.study_name for s in rdb.get_all_studies())
         study_name = _pick_study(names, study_name, shown)
@@ -102,7 +91,7 @@ def load_study(storage: str = DEFAULT_STORAGE, study_name: str | None = None) ->
         curves = _read_table(rdb.engine, "harness_curve", CURVE_COLUMNS, study_name, tables)
         samples = _read_table(rdb.engine, "harness_sample", SAMPLE_COLUMNS, study_name, tables)
     except sa.exc.SQLAlchemyError as exc:
-        raise UsageError(f"cannot read {shown}: {_one_line(exc)}") from None
+        raise UsageError(f"cannot read {shown}: {first_line(exc)}") from None
     finally:
         rdb.engine.dispose()
     log.info("loaded %d trials of study %r from %s", len(trials), study_name, shown)
@@ -171,7 +160,7 @@ def read_csv(path: str | os.PathLike[str], columns: Sequence[str]) -> pd.DataFra
     try:
         frame = pd.read_csv(p)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read CSV {p}: {_one_line(exc)}") from None
+        raise UsageError(f"cannot read CSV {p}: {first_line(exc)}") from None
     frame.columns = [str(c).strip() for c in frame.columns]
     missing = [c for c in columns if c not in frame.columns]
     if missing:
@@ -195,60 +184,58 @@ def read_csv(path: str | os.PathLike[str], columns: Sequence[str]) -> pd.DataFra
 # ---------------------------------------------------------------------------------------------
 
 
-def _engine_kwargs(storage: str) -> dict[str, Any]:
-    """Engine options that keep reading read-only; SQLite files are checked before opening."""
+def _reading_options(storage: str) -> dict[str, Any]:
+    """``study.store``'s read-only engine options for ``storage``, once an SQLite file is known
+    to exist and be a database: reading must never create a file, nor tables in a stranger's.
+
+    Raises:
+        UsageError: ``storage`` is not a URL, names no SQLite file, or one that is missing or is
+            not an SQLite database.
+    """
     import sqlalchemy as sa
 
     try:
         url = sa.engine.make_url(storage)
     except sa.exc.ArgumentError:
         raise UsageError(f"not a storage URL: {storage!r} (e.g. sqlite:///study.db)") from None
-    if url.get_backend_name() != "sqlite":
-        return {}
-    database = url.database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        raise UsageError(f"storage {storage!r} names no SQLite file")
-    path = Path(database).resolve()
-    if not path.is_file():
-        raise UsageError(f"no study database at {path}")
-    with open(path, "rb") as fh:
-        head = fh.read(len(_SQLITE_MAGIC))
-    if head != _SQLITE_MAGIC:
-        raise UsageError(f"{path} is not an SQLite database")
-    uri = "file:" + urllib.parse.quote(str(path)) + "?mode=ro"
-
-    def connect() -> sqlite3.Connection:
-        # check_same_thread off: SQLAlchemy's pool hands connections between threads safely.
-        return sqlite3.connect(uri, uri=True, timeout=60.0, check_same_thread=False)
-
-    return {"creator": connect}
+    if url.get_backend_name() == "sqlite":
+        database = url.database
+        if not database or database == ":memory:" or database.startswith("file:"):
+            raise UsageError(f"storage {storage!r} names no SQLite file")
+        path = Path(database).resolve()
+        if not path.is_file():
+            raise UsageError(f"no study database at {path}")
+        with open(path, "rb") as fh:
+            if fh.read(len(_SQLITE_MAGIC)) != _SQLITE_MAGIC:
+                raise UsageError(f"{path} is not an SQLite database")
+    return read_only_engine_kwargs(storage)
 
 
-def _table_names(engine: sa.Engine, shown: str) -> set[str]:
+def _study_tables(storage: str, engine_kwargs: dict[str, Any], shown: str) -> set[str]:
+    """The table names of a storage that holds an Optuna study and harness tables this code
+    reads (an older harness schema included: old studies stay readable).
+
+    Raises:
+        UsageError: the storage cannot be opened, holds no Optuna study, or was written by a
+            newer harness.
+    """
     import sqlalchemy as sa
 
     try:
-        return set(sa.inspect(engine).get_table_names())
+        engine = sa.create_engine(storage, **engine_kwargs)
+    except (ImportError, sa.exc.ArgumentError) as exc:
+        raise UsageError(f"cannot open {shown}: {first_line(exc)}") from None
+    try:
+        with engine.connect() as conn:
+            tables = set(sa.inspect(conn).get_table_names())
+            if "studies" not in tables or "version_info" not in tables:
+                raise UsageError(f"{shown} holds no Optuna study")
+            check_harness_version(conn, tables, shown, allow_older=True)
     except sa.exc.SQLAlchemyError as exc:
-        raise UsageError(f"cannot open {shown}: {_one_line(exc)}") from None
-
-
-def _check_harness_schema(engine: sa.Engine, tables: set[str], shown: str) -> None:
-    """Refuse a database whose harness tables a newer version of the study wrote."""
-    import sqlalchemy as sa
-
-    from study import schema
-
-    if "harness_meta" not in tables:
-        return
-    with engine.connect() as conn:
-        rows = conn.execute(sa.select(schema.meta.c.key, schema.meta.c.value)).all()
-    found = {k: v for k, v in rows}.get("schema_version")
-    if found is not None and found.isdigit() and int(found) > SCHEMA_VERSION:
-        raise UsageError(
-            f"{shown} was written by a newer study (harness schema {found}, this reads "
-            f"{SCHEMA_VERSION}); upgrade the study package"
-        )
+        raise UsageError(f"cannot open {shown}: {first_line(exc)}") from None
+    finally:
+        engine.dispose()
+    return tables
 
 
 def _pick_study(names: list[str], wanted: str | None, shown: str) -> str:
@@ -304,18 +291,3 @@ def _fail_reason(trial: optuna.trial.FrozenTrial) -> str | None:
             if attrs.get(key) is not None:
                 return str(attrs[key])
     return None
-
-
-def _display_url(storage: str) -> str:
-    """The URL with any password masked, for messages."""
-    import sqlalchemy as sa
-
-    try:
-        return sa.engine.make_url(storage).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
-        return storage
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

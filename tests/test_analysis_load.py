@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from analysis_db import digest, make_study_db, populate_study, url
+from analysis_db import digest, make_study_db, populate_study, run_cli, url
 
 from analysis.load import load_study
 from analysis.pareto import run_frontier
@@ -98,18 +98,48 @@ def test_study_name_is_required_when_several_and_must_exist(tmp_path: Path) -> N
     assert load_study(url(path), "gpu-300s").trials.empty
 
 
-def test_newer_harness_schema_is_refused(tmp_path: Path) -> None:
+def set_schema_version(path: Path, version: str) -> None:
     import sqlalchemy as sa
 
     from study import schema
 
-    path = make_study_db(tmp_path / "newer.db")
     engine = sa.create_engine(url(path))
     with engine.begin() as conn:
         conn.execute(sa.update(schema.meta).where(schema.meta.c.key == "schema_version")
-                     .values(value=str(schema.SCHEMA_VERSION + 1)))
+                     .values(value=version))
     engine.dispose()
-    with pytest.raises(UsageError, match="newer study"):
+
+
+def test_newer_harness_schema_is_refused_in_one_line(tmp_path: Path) -> None:
+    from study.schema import SCHEMA_VERSION
+
+    path = make_study_db(tmp_path / "newer.db")
+    set_schema_version(path, str(SCHEMA_VERSION + 1))
+    before = digest(path)
+    with pytest.raises(UsageError, match=f"newer version of this harness \\(schema "
+                                         f"{SCHEMA_VERSION + 1}, this one reads {SCHEMA_VERSION}"):
+        load_study(url(path))
+    result = run_cli("analysis.frontier", "--storage", url(path))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "newer version of this harness" in result.stderr and "Traceback" not in result.stderr
+    assert digest(path) == before
+
+
+def test_older_harness_schema_loads_for_analysis_but_not_for_a_study(tmp_path: Path) -> None:
+    """The analysis reads old studies; the study refuses to add rows of a new layout to them."""
+    from study.schema import SCHEMA_VERSION
+    from study.store import inspect_storage
+
+    path = make_study_db(tmp_path / "older.db")
+    set_schema_version(path, str(SCHEMA_VERSION - 1))
+    before = digest(path)
+    data = load_study(url(path))
+    assert len(data.complete()) == 24 and len(data.curves) == 120
+    assert digest(path) == before
+    with pytest.raises(UsageError, match=f"holds harness schema version {SCHEMA_VERSION - 1}"):
+        inspect_storage(url(path), "cpu-300s")
+    set_schema_version(path, "v2-draft")  # not a version number: neither older nor newer
+    with pytest.raises(UsageError, match="holds harness schema version v2-draft"):
         load_study(url(path))
 
 
