@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from study.cli import write_json_atomic
 from study.config import TrainConfig
+from study.fileio import write_json
 from study.result import EXIT_DIVERGED, EXIT_OK, EXIT_OOM, EXIT_USAGE, TrainResult
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def run_job(
         folder = Path(tmp)
         config_path, result_path = folder / "config.json", folder / "result.json"
         events_path, log_path = folder / "events.jsonl", folder / "output.log"
-        write_json_atomic(config_path, config.to_dict())
+        write_json(config_path, config.to_dict())
         argv = [*command, "--config", str(config_path), "--json", str(result_path),
                 "--events", str(events_path), "--quiet"]
         if cache_dir is not None:

@@ -12,9 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from study.cli import ArgumentParser, write_json_atomic
+from study.cli import ArgumentParser
 from study.config import ARCHS, DEVICES, MLP_TYPES, POS_SCHEMES, PRECISIONS, TrainConfig
 from study.errors import UsageError, cli_main
+from study.fileio import write_json
 from study.result import EXIT_DIVERGED, EXIT_OOM
 
 # CLI flag -> config key (``model.`` keys live in ModelConfig).
@@ -128,14 +129,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"sample: {result.sample}")
     if args.json is not None:
-        write_json_atomic(args.json, result.to_dict())
+        write_json(args.json, result.to_dict())
     return 0
 
 
 def _failed(path: Path | None, kind: str, reason: str, status: int) -> int:
     print(f"error: {reason}", file=sys.stderr)
     if path is not None:
-        write_json_atomic(path, {"error": kind, "reason": reason})
+        write_json(path, {"error": kind, "reason": reason})
     return status
 
 
