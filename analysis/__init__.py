@@ -1,1 +1,11 @@
-"""Analysis of a study: load, fit (throughput, crossover, loss law), plot and report."""
+"""Analysis of a study: storage -> frames -> fits -> figures and text -> report.
+
+Libraries, in the order the data flows through them: ``load`` (a study or CSV file as frames,
+read-only), ``selection`` (which trials and points), ``fits`` / ``loss_law`` /
+``data_constrained`` (pure fits), ``throughput`` (per-device crossover), ``pareto`` (the
+frontier), ``scaling`` (the loss law on a study and its prediction), ``holdout`` (predictions
+checked on held-out sizes), ``groups`` (positional scheme and MLP compared), ``plots``
+(figures), ``report_html`` (the page), ``output`` and ``args`` (what the commands share).
+Commands, each parsing its options and calling one library function:
+``python -m analysis.crossover | frontier | scaling_law | compare | predict | report``.
+"""

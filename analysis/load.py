@@ -87,6 +87,10 @@ def load_study(storage: str = DEFAULT_STORAGE, study_name: str | None = None) ->
         study_name = _pick_study(names, study_name, shown)
         study = optuna.load_study(study_name=study_name, storage=rdb)
         trials = study.get_trials(deepcopy=False)
+        # Optuna's storage API, not the private FrozenTrial._trial_id: one lookup per trial.
+        study_id = rdb.get_study_id_from_name(study_name)
+        trial_ids = {t.number: rdb.get_trial_id_from_study_id_trial_number(study_id, t.number)
+                     for t in trials}
         direction = study.direction.name if len(study.directions) == 1 else "MULTI"
         curves = _read_table(rdb.engine, "harness_curve", CURVE_COLUMNS, study_name, tables)
         samples = _read_table(rdb.engine, "harness_sample", SAMPLE_COLUMNS, study_name, tables)
@@ -99,21 +103,24 @@ def load_study(storage: str = DEFAULT_STORAGE, study_name: str | None = None) ->
         storage=shown,
         study_name=study_name,
         direction=direction,
-        trials=trials_frame(trials),
+        trials=trials_frame(trials, trial_ids=trial_ids),
         curves=curves,
         samples=samples,
     )
 
 
-def trials_frame(trials: Iterable[optuna.trial.FrozenTrial]) -> pd.DataFrame:
-    """One row per trial; columns as described in :class:`StudyData`."""
+def trials_frame(
+    trials: Iterable[optuna.trial.FrozenTrial], *, trial_ids: Mapping[int, int]
+) -> pd.DataFrame:
+    """One row per trial; columns as described in :class:`StudyData`. ``trial_ids`` maps each
+    trial number to the storage's trial id (the key of the harness rows)."""
     import pandas as pd
 
     rows = []
     for t in trials:
         row: dict[str, Any] = {
             "number": t.number,
-            "trial_id": t._trial_id,
+            "trial_id": trial_ids[t.number],
             "state": t.state.name,
             "value": t.value if t.values is not None and len(t.values) == 1 else math.nan,
             "datetime_start": t.datetime_start,

@@ -52,10 +52,7 @@ def make_study_db(path: Path, *, study_name: str = "cpu-300s", seed: int = 0) ->
 def populate_study(storage: str, *, study_name: str, seed: int = 0) -> None:
     """A study with 18 CPU trials, 6 GPU trials and one failed trial, and its harness rows."""
     import optuna
-    import sqlalchemy as sa
     from optuna.distributions import CategoricalDistribution, FloatDistribution
-
-    from study import schema
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rng = np.random.default_rng(seed)
@@ -67,37 +64,14 @@ def populate_study(storage: str, *, study_name: str, seed: int = 0) -> None:
     curves: list[dict[str, Any]] = []
     samples: list[dict[str, Any]] = []
     for i, (label, (d_model, n_layer)) in enumerate(jobs):
-        device, c, k, _ = DEVICES[label]
-        pos = ("learned", "rope")[i % 2]
-        mlp = ("swiglu", "gelu")[(i // 2) % 2]
-        lr = float(10 ** rng.uniform(-3.5, -2.5))
-        config = TrainConfig(
-            model=ModelConfig(n_layer=n_layer, d_model=d_model, n_head=4, pos=pos, mlp=mlp),
-            budget=BUDGET, device=device, lr=lr, batch_size=32, seed=seed,
-        )
-        params, params_ne = count_params(config.model)
-        tps = c * params**-k * math.exp(rng.normal(0, 0.03))
-        tokens = int(tps * BUDGET)
-        val_loss = law_loss(params, tokens) * math.exp(rng.normal(0, 0.005))
-        attrs = {
-            "config": config.to_dict(), "arch": "gpt", "n_layer": n_layer, "d_model": d_model,
-            "n_head": 4, "pos": pos, "mlp": mlp, "lr": lr, "batch_size": 32, "budget": BUDGET,
-            "params": params, "params_nonembedding": params_ne, "flops_per_token": 6 * params,
-            "tokens_seen": tokens, "tokens_per_second": tps, "train_seconds": BUDGET,
-            "steps": tokens // (32 * 256), "epochs": tokens / 5.3e6, "val_loss": val_loss,
-            "val_ppl": math.exp(val_loss), "val_bpb": val_loss / math.log(2) / 4.1,
-            "val_is_bound": False, "device": device, "device_name": label,
-            "versions": {"python": "3.11", "torch": "2.13.0", "study": "0.1.0"}, "seed": seed,
-        }
-        assert set(attrs) == set(TRIAL_ATTRS)
-        trial = optuna.trial.create_trial(
-            params={"lr": lr, "pos": pos}, distributions=dists, value=math.exp(val_loss),
-            user_attrs=attrs,
-        )
-        study.add_trial(trial)
+        attrs = trial_attrs(i, label, d_model=d_model, n_layer=n_layer, seed=seed, rng=rng)
+        study.add_trial(optuna.trial.create_trial(
+            params={"lr": attrs["lr"], "pos": attrs["pos"]}, distributions=dists,
+            value=attrs["val_ppl"], user_attrs=attrs,
+        ))
         for j, frac in enumerate((0.2, 0.4, 0.6, 0.8, 1.0)):
-            seen = int(tokens * frac)
-            point = law_loss(params, seen) * math.exp(rng.normal(0, 0.005))
+            seen = int(attrs["tokens_seen"] * frac)
+            point = law_loss(attrs["params"], seen) * math.exp(rng.normal(0, 0.005))
             curves.append({"idx": j, "trial_number": i, "elapsed_s": BUDGET * frac,
                            "tokens": seen, "train_loss": point * 0.98,
                            "val_loss": None if (i == 3 and j == 2) else point})
@@ -108,22 +82,63 @@ def populate_study(storage: str, *, study_name: str, seed: int = 0) -> None:
         distributions=dists,
         user_attrs={"fail_reason": "diverged: loss became nan at step 12", "budget": BUDGET},
     ))
+    write_harness_rows(storage, study_name=study_name, curves=curves, samples=samples)
 
-    ids = {t.number: t._trial_id for t in study.get_trials(deepcopy=False)}
+
+def trial_attrs(i: int, label: str, *, d_model: int, n_layer: int, seed: int,
+                rng: np.random.Generator) -> dict[str, Any]:
+    """Trial ``i``'s user attributes as the runner stores them, its tokens/s and loss drawn
+    from the device's throughput law and the loss law."""
+    device, c, k, _ = DEVICES[label]
+    pos = ("learned", "rope")[i % 2]
+    mlp = ("swiglu", "gelu")[(i // 2) % 2]
+    lr = float(10 ** rng.uniform(-3.5, -2.5))
+    config = TrainConfig(
+        model=ModelConfig(n_layer=n_layer, d_model=d_model, n_head=4, pos=pos, mlp=mlp),
+        budget=BUDGET, device=device, lr=lr, batch_size=32, seed=seed,
+    )
+    params, params_ne = count_params(config.model)
+    tps = c * params**-k * math.exp(rng.normal(0, 0.03))
+    tokens = int(tps * BUDGET)
+    val_loss = law_loss(params, tokens) * math.exp(rng.normal(0, 0.005))
+    attrs = {
+        "config": config.to_dict(), "arch": "gpt", "n_layer": n_layer, "d_model": d_model,
+        "n_head": 4, "pos": pos, "mlp": mlp, "lr": lr, "batch_size": 32, "budget": BUDGET,
+        "params": params, "params_nonembedding": params_ne, "flops_per_token": 6 * params,
+        "tokens_seen": tokens, "tokens_per_second": tps, "train_seconds": BUDGET,
+        "steps": tokens // (32 * 256), "epochs": tokens / 5.3e6, "val_loss": val_loss,
+        "val_ppl": math.exp(val_loss), "val_bpb": val_loss / math.log(2) / 4.1,
+        "val_is_bound": False, "device": device, "device_name": label,
+        "versions": {"python": "3.11", "torch": "2.13.0", "study": "0.1.0"}, "seed": seed,
+    }
+    assert set(attrs) == set(TRIAL_ATTRS)
+    return attrs
+
+
+def write_harness_rows(storage: str, *, study_name: str, curves: list[dict[str, Any]],
+                       samples: list[dict[str, Any]]) -> None:
+    """The harness tables and their rows for ``study_name``, keyed by Optuna's trial ids."""
+    import optuna
+    import sqlalchemy as sa
+
+    from study import schema
+
+    rdb = optuna.storages.RDBStorage(storage)
+    study_id = rdb.get_study_id_from_name(study_name)
+    numbers = {int(row["trial_number"]) for row in [*curves, *samples]}
+    ids = {n: rdb.get_trial_id_from_study_id_trial_number(study_id, n) for n in numbers}
+    rdb.engine.dispose()
     engine = sa.create_engine(storage)
     schema.metadata.create_all(engine)
     with engine.begin() as conn:
         if conn.execute(sa.select(schema.meta.c.key)).first() is None:
             conn.execute(sa.insert(schema.meta), [{"key": "schema_version",
                                                    "value": str(schema.SCHEMA_VERSION)}])
-        conn.execute(sa.insert(schema.curve), [
-            {**row, "trial_id": ids[int(row["trial_number"])], "study_name": study_name}
-            for row in curves
-        ])
-        conn.execute(sa.insert(schema.sample), [
-            {**row, "trial_id": ids[int(row["trial_number"])], "study_name": study_name}
-            for row in samples
-        ])
+        for table, rows in ((schema.curve, curves), (schema.sample, samples)):
+            conn.execute(sa.insert(table), [
+                {**row, "trial_id": ids[int(row["trial_number"])], "study_name": study_name}
+                for row in rows
+            ])
     engine.dispose()
 
 
