@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +27,9 @@ from studyrun import (
     REPO,
     assert_clean_output,
     check_finished,
+    run,
     study_args,
+    trainer_children,
     view,
     write_sweep,
 )
@@ -101,6 +104,54 @@ def test_two_processes_of_two_workers_share_one_study(server: tuple[str, str], t
     # Each process seeds its samplers apart from the other's, so no configuration runs twice.
     assert len({tuple(sorted(t.params.items())) for t in v.trials}) == TRIALS
     assert len({t.user_attrs["worker"]["pid"] for t in v.trials}) >= 2
+
+
+def test_an_existing_study_is_rerun_and_joined_late(server: tuple[str, str], tmp_path: Path,
+                                                     cache_dir: Path) -> None:
+    """Every run but the first meets a study that exists: a rerun of a finished study does
+    nothing and succeeds, and a machine joining a running study shares it. (MariaDB once
+    refused both with exit 2: its storage check selected a column named ``key``.)"""
+    url, name = server
+    sweep = write_sweep(tmp_path)
+
+    def args(trials: int) -> list[str]:
+        return study_args(url, sweep, cache_dir, "--trials", str(trials), "--study-name", name)
+
+    first = run(args(1))
+    assert first.returncode == 0, first.stdout + first.stderr
+    again = run(args(1))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"[{name}] {url}: 1/1 complete" in again.stdout
+    assert len(view(url, name).trials) == 1  # nothing more to do, nothing done
+
+    mark = uuid.uuid4().hex
+    env = {**os.environ, "STUDY_TEST_MARK": mark}
+    logs = [tmp_path / "first.log", tmp_path / "late.log"]
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        with open(logs[0], "wb") as out:
+            procs.append(subprocess.Popen(args(TRIALS), cwd=REPO, stdout=out,
+                                          stderr=subprocess.STDOUT, env=env))
+        deadline = time.monotonic() + 120
+        while not trainer_children(mark):  # join while the first machine is training
+            assert procs[0].poll() is None and time.monotonic() < deadline, logs[0].read_text()
+            time.sleep(0.1)
+        with open(logs[1], "wb") as out:
+            procs.append(subprocess.Popen(args(TRIALS), cwd=REPO, stdout=out,
+                                          stderr=subprocess.STDOUT, env=env))
+        for proc in procs:
+            proc.wait(300)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    for proc, log in zip(procs, logs, strict=True):
+        text = log.read_text()
+        assert proc.returncode == 0, text
+        assert_clean_output(text)
+        assert f"best {TRIALS} of {TRIALS} complete trials" in text
+    check_finished(view(url, name), target=TRIALS, name=name)
 
 
 HOLDER = """
