@@ -148,7 +148,7 @@ def holdout_check(
         mode="around-best" if around_best else f"largest-{k}",
         fit_sizes=fit_sizes,
         held_out=_predict_held(sizes, held, trusted_law),
-        best=_best_size(sizes, held, trusted_law, budget, untrusted),
+        best=_best_size(sizes, held, trusted_law, budget),
         law=law, untrusted=tuple(untrusted), budget=budget, n_fit_points=int(fit_mask.sum()),
     )
 
@@ -228,11 +228,10 @@ def _best_size(
     held: NDArray[np.intp],
     law: ChosenLaw | None,
     budget: float | None,
-    untrusted: list[str],
 ) -> BestSize:
     measured = float(sizes.params[int(np.argmin(sizes.loss))])
     if law is None:
-        return BestSize(measured, None, None, None, ("no trusted fit", *untrusted))
+        return BestSize(measured, None, None, None, ("no trusted fit: see why above",))
     predicted = law.predict(sizes.params, sizes.tokens, sizes.unique)
     pick = float(sizes.params[int(np.argmin(predicted))])
     if sizes.tokens_per_second is None or budget is None:

@@ -1,0 +1,175 @@
+"""``python -m analysis.predict``: are the loss law's predictions true on sizes it never saw?
+
+Per device, the law that fits the study's regime (Chinchilla's, or the data-constrained form
+where trials repeat their data more than 4 times; ``analysis.data_constrained.choose_law``) is
+fitted on every point (final and curve) of all sizes but the largest ``--k`` (or, with
+``--around-best``, the measured best size and its better neighbour). It then predicts each
+held-out size's final held-out loss and the best size for the budget, against what was measured.
+Where no fit can be trusted it says why instead of giving a number. ``--json`` writes the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from analysis.args import add_study_args, setup_logging
+from analysis.holdout import HoldoutResult, holdout_check
+from analysis.output import check_output
+from analysis.scaling import grid_named
+from analysis.selection import (
+    PathArg,
+    budget_of,
+    by_device,
+    complete_trials,
+    loss_points,
+    open_source,
+)
+from study.errors import UsageError, cli_main, first_line
+from study.fileio import write_json
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from analysis.load import StudyData
+
+
+def ladder_points(data: StudyData, trials: pd.DataFrame) -> pd.DataFrame:
+    """:func:`~analysis.selection.loss_points` of ``trials`` with each point's trial's unique
+    training tokens (``unique``: the stored ``unique_tokens``, else tokens seen / epochs; NaN
+    when neither was recorded), whether it is the final point, and the trial's tokens/s."""
+    import pandas as pd
+
+    points = loss_points(data, trials)
+    seen = pd.to_numeric(trials["tokens_seen"], errors="coerce")
+    unique = seen / pd.to_numeric(trials["epochs"], errors="coerce")
+    if "unique_tokens" in trials:
+        unique = pd.to_numeric(trials["unique_tokens"], errors="coerce").fillna(unique)
+    by_trial = trials.assign(unique=unique).set_index("number")
+    points["unique"] = points["trial"].map(by_trial["unique"])
+    points["tokens_per_second"] = points["trial"].map(by_trial["tokens_per_second"])
+    points["final"] = points["source"].eq("final")
+    return points
+
+
+def predict_for(
+    data: StudyData,
+    *,
+    device: str | None = None,
+    budget: float | None = None,
+    k: int = 2,
+    around_best: bool = False,
+    grid: str = "chinchilla",
+) -> dict[str, HoldoutResult | str]:
+    """Per device label, the held-out check, or the one-line reason it could not run there
+    (a ``k`` as large as that device's ladder, say).
+
+    Raises:
+        UsageError: ``k`` below 1, an unknown grid or device, or no complete trial.
+    """
+    if k < 1:
+        raise UsageError(f"--k must be at least 1, got {k}")
+    trials = complete_trials(data)
+    start_grid = grid_named(grid)
+    out: dict[str, HoldoutResult | str] = {}
+    for label, frame in by_device(trials, device).items():
+        points = ladder_points(data, frame)
+        unique = points["unique"]
+        try:
+            out[label] = holdout_check(
+                points["params"], points["tokens"], points["loss"], final=points["final"],
+                unique=None if unique.isna().any() else unique,
+                tokens_per_second=points["tokens_per_second"].fillna(0.0).clip(lower=0.0),
+                budget=budget_of(frame, budget), k=k, around_best=around_best,
+                grid=start_grid,
+            )
+        except UsageError as exc:
+            out[label] = first_line(exc)
+    return out
+
+
+def predict_text(results: dict[str, HoldoutResult | str]) -> str:
+    """What the command prints: per device the law, each held-out size and the best size."""
+    lines: list[str] = []
+    for label, res in results.items():
+        lines.append(f"device {label}:")
+        if isinstance(res, str):
+            lines.append(f"  no check: {res}")
+            continue
+        sizes = ", ".join(f"{s:.3g}" for s in res.fit_sizes)
+        lines.append(f"  fit on {len(res.fit_sizes)} sizes ({sizes}), {res.n_fit_points} "
+                     f"points (final and curve); held out: {res.mode}")
+        if res.law is not None:
+            lines.append(f"  law: {res.law.form} - {res.law.reason}")
+        for why in res.untrusted:
+            lines.append(f"  NOT TRUSTED: {why}")
+        for h in res.held_out:
+            shown = ("no prediction" if h.predicted is None or h.relative_error is None else
+                     f"predicted {h.predicted:.4f} ({h.relative_error:+.1%})")
+            lines.append(f"  N = {h.params:.4g} (D = {h.tokens:.3g}): measured {h.measured:.4f}"
+                         f", {shown}")
+        b = res.best
+        pick = "-" if b.ladder_pick is None else f"{b.ladder_pick:.4g}"
+        opt = "-" if b.optimum is None else f"{b.optimum:.4g}"
+        lines.append(f"  best size: measured {b.measured:.4g}, law's ladder pick {pick}, "
+                     f"law's optimum {opt}")
+        lines.extend(f"    ({why})" for why in b.why_not)
+    return "\n".join(lines)
+
+
+def run_predict(
+    *,
+    storage: str | None = None,
+    study_name: str | None = None,
+    device: str | None = None,
+    budget: float | None = None,
+    k: int = 2,
+    around_best: bool = False,
+    grid: str = "chinchilla",
+    json_path: PathArg = None,
+) -> str:
+    """Check the output path, load, fit, then write ``json_path`` (if given); returns the text.
+
+    Raises:
+        UsageError: an unwritable output path or a study that cannot be read.
+    """
+    out = check_output(json_path, what="JSON", suffixes=("json",))
+    data = open_source(storage, study_name, None)
+    assert data is not None  # no CSV form: a held-out check needs the ladder's trials
+    results = predict_for(data, device=device, budget=budget, k=k, around_best=around_best,
+                          grid=grid)
+    if out is not None:
+        write_json(out, {"study": data.study_name, "devices": {
+            label: ({"error": res} if isinstance(res, str) else res.as_dict())
+            for label, res in results.items()}})
+    return predict_text(results)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m analysis.predict", description=__doc__)
+    add_study_args(parser)
+    parser.add_argument("--device", default=None,
+                        help="only trials from this device (its kind, e.g. cpu, or full name)")
+    parser.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                        help="training budget (default: the one the device's trials share)")
+    parser.add_argument("--k", type=int, default=2,
+                        help="hold out the largest K sizes (default 2)")
+    parser.add_argument("--around-best", action="store_true",
+                        help="hold out the measured best size and its better neighbour instead")
+    parser.add_argument("--grid", choices=("chinchilla", "coarse"), default="chinchilla",
+                        help="L-BFGS starts: Chinchilla's full grid or a 243-start subset")
+    parser.add_argument("--json", default=None, metavar="PATH", help="write the results")
+    return parser
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    setup_logging()
+    print(run_predict(storage=args.storage, study_name=args.study_name, device=args.device,
+                      budget=args.budget, k=args.k, around_best=args.around_best,
+                      grid=args.grid, json_path=args.json))
+
+
+if __name__ == "__main__":
+    main()
