@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
-import math
 import os
 import shlex
 from collections.abc import Callable, Sequence
@@ -24,7 +23,7 @@ from analysis.loss_law import StartGrid
 from analysis.output import check_output
 from analysis.pareto import frontier_for, frontier_text
 from analysis.scaling import grid_named, scaling_law_for, scaling_law_text
-from analysis.selection import check_budget, complete_trials, loss_points
+from analysis.selection import check_budget, complete_trials, fmt_value, loss_points
 from analysis.throughput import crossover_text, device_crossovers
 from study.errors import UsageError
 from study.fileio import atomic_write_text
@@ -313,7 +312,7 @@ def _figure(fig: Figure) -> str:
 
 def _table(frame: pd.DataFrame, columns: list[tuple[str, str, str]]) -> str:
     rows = [
-        tuple(_cell(r.get(col), spec) for _, col, spec in columns) for _, r in frame.iterrows()
+        tuple(fmt_value(r.get(col), spec) for _, col, spec in columns) for _, r in frame.iterrows()
     ]
     return _plain_table([h for h, _, _ in columns], rows)
 
@@ -327,19 +326,6 @@ def _plain_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 def _kv_table(rows: Sequence[tuple[str, str]]) -> str:
     body = "".join(f"<tr><th>{_e(k)}</th><td class=text>{_e(v)}</td></tr>" for k, v in rows)
     return f"<table>{body}</table>"
-
-
-def _cell(value: Any, spec: str) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    try:
-        if spec == "d":
-            return str(int(value))
-        if spec == "s":
-            return str(value)
-        return format(float(value), spec)
-    except (TypeError, ValueError):
-        return str(value)
 
 
 def _pre(text: str) -> str:
