@@ -1,6 +1,6 @@
 """``python -m bench``: measure the trainer against a textbook GPT-2 and write the table as JSON.
 
-    python -m bench                                  # every size, columns a, b, c and own
+    python -m bench                                  # every size, columns a, b, c, d and own
     python -m bench --sizes 1M,2M --variant nograph:cuda_graph=0 --json /tmp/b.json
 """
 
@@ -15,13 +15,16 @@ from typing import Any
 
 import torch
 
-from bench.run import LADDER, Variant, device_label, format_table, run_bench
+from bench.columns import Variant
+from bench.device import device_label
+from bench.run import LADDER, run_bench
+from bench.table import COLUMN_KEYS, format_table
 from study.cli import ArgumentParser
+from study.device import resolve_device
 from study.errors import UsageError, cli_main
-from study.trainer import resolve_device
 
 RESULTS = Path(__file__).resolve().parent / "results"
-COLUMNS = ("a", "b", "c", "own")
+COLUMNS = tuple(COLUMN_KEYS)
 PLAN_INTS = ("ce_chunk",)
 PLAN_BOOLS = ("compile", "cuda_graph", "fused_adamw")
 
@@ -66,10 +69,11 @@ def default_json(device: torch.device) -> Path:
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0].strip("`"))
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
-    p.add_argument("--sizes", default=",".join(LADDER), help="comma-separated ladder sizes")
+    p.add_argument("--sizes", default=",".join(LADDER.names), help="comma-separated ladder sizes")
     p.add_argument("--batch", type=int, help="rows per step for every column "
                    "(default: 256 on CUDA, 32 elsewhere)")
-    p.add_argument("--columns", default=",".join(COLUMNS), help="of a, b, c, own")
+    p.add_argument("--columns", default=",".join(COLUMNS),
+                   help=f"of {', '.join(COLUMNS)} (d off CUDA: c's figure)")
     p.add_argument("--variant", action="append", default=[], type=parse_variant,
                    help="extra trainer measurement, NAME:key=value,... (repeatable)")
     p.add_argument("--json", type=Path, help="output (default: bench/results/<device>.json)")
@@ -90,10 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     sizes = [s for s in args.sizes.split(",") if s]
-    unknown = [s for s in sizes if s not in LADDER]
+    unknown = [s for s in sizes if s not in LADDER.names]
     if unknown or not sizes:
         raise UsageError(f"unknown size(s) {', '.join(unknown) or '(none)'}; "
-                         f"sizes: {', '.join(LADDER)}")
+                         f"sizes: {', '.join(LADDER.names)}")
     columns = [c for c in args.columns.split(",") if c]
     if not columns or set(columns) - set(COLUMNS):
         raise UsageError(f"columns must be among {', '.join(COLUMNS)}; got {args.columns!r}")

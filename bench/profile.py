@@ -1,27 +1,31 @@
 """``python -m bench.profile``: where one training step's device time goes, per kernel.
 
-    python -m bench.profile --size 1M --steps 5      # trainer (a) and tuned textbook (c)
+    python -m bench.profile --size 1M --steps 5      # trainer (a), tuned (c), graphed (d)
 
-Prints ``torch.profiler``'s table of kernels by total device time for each, after a warm-up.
+Prints ``torch.profiler``'s table of kernels by total device time for each, after a warm-up;
+the graphed textbook step (d) only on CUDA.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 import torch
 
-from bench.run import LADDER, free, model_config, synchronize, textbook, trainer_step
+from bench.columns import Step, graphed, textbook, trainer_step
+from bench.device import free, synchronize
+from bench.run import CORPUS_TOKENS, LADDER, model_config
 from study.cli import ArgumentParser
+from study.device import resolve_device
 from study.errors import cli_main
-from study.trainer import resolve_device
 
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     p: argparse.ArgumentParser = ArgumentParser(prog="python -m bench.profile")
-    p.add_argument("--size", default="1M", choices=list(LADDER))
+    p.add_argument("--size", default="1M", choices=LADDER.names)
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--rows", type=int, default=25, help="kernels shown")
@@ -29,11 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     device = resolve_device(args.device)
     mc = model_config(args.size)
-    tokens = torch.randint(0, mc.vocab_size, (5_400_000,), dtype=torch.int32).to(device)
-    builds = {
+    tokens = torch.randint(0, mc.vocab_size, (CORPUS_TOKENS,), dtype=torch.int32).to(device)
+    builds: dict[str, Callable[[], Step]] = {
         "trainer": lambda: trainer_step(mc, device=device, tokens=tokens, batch=args.batch)[0],
         "tuned": lambda: textbook(mc, device=device, tokens=tokens, batch=args.batch, tuned=True),
     }
+    if device.type == "cuda":
+        builds["graphed"] = lambda: graphed(mc, device=device, tokens=tokens, batch=args.batch)
     activities = [torch.profiler.ProfilerActivity.CPU]
     if device.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)

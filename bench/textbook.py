@@ -2,8 +2,10 @@
 
 The module is GPT-2 as nanoGPT writes it (learned positions, biases, GELU MLP of width 4d,
 ``scaled_dot_product_attention``, tied embeddings, GPT-2 initialisation); the step is the
-textbook loop: forward, backward, clip the gradient norm to 1, AdamW, zero the gradients. Batches
-come from the same on-device token sampler the trainer uses, so only the step differs.
+textbook loop: forward, backward, clip the gradient norm to 1, AdamW, zero the gradients
+(``textbook_step``), or the same loop with every standard speed tool PyTorch ships, the whole
+step captured in one CUDA graph (``GraphedStep``). Batches come from the same on-device token
+sampler the trainer uses, so only the step differs.
 """
 
 from __future__ import annotations
@@ -96,6 +98,18 @@ class TextbookGPT(nn.Module):
         return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
 
 
+def textbook_optimizer(
+    model: nn.Module, *, lr: float | torch.Tensor, fused: bool = False, capturable: bool = False
+) -> torch.optim.AdamW:
+    """nanoGPT's AdamW: weight decay 0.1 on matrices and embeddings, none on biases and norms."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=lr, betas=(0.9, 0.95), fused=True if fused else None, capturable=capturable,
+    )
+
+
 def textbook_step(
     model: TextbookGPT,
     sample: Callable[[], tuple[torch.Tensor, torch.Tensor]],
@@ -105,16 +119,12 @@ def textbook_step(
     compile: bool = False,
     fused: bool = False,
     lr: float = 3e-3,
-) -> Callable[[], None]:
-    """One optimizer step of ``model`` as a textbook loop runs it: float32, eager, PyTorch's
-    default AdamW, unless asked for bf16 autocast, ``torch.compile`` of the model or fused AdamW
-    (what a competent user turns on for a GPU)."""
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=lr, betas=(0.9, 0.95), fused=True if fused else None,
-    )
+) -> Callable[[], torch.Tensor]:
+    """One optimizer step of ``model`` on the next ``sample()`` as a textbook loop runs it:
+    float32, eager, PyTorch's default AdamW, unless asked for bf16 autocast, ``torch.compile`` of
+    the model or fused AdamW (what a competent user turns on for a GPU). Each call returns the
+    step's loss (no host synchronisation)."""
+    optimizer = textbook_optimizer(model, lr=lr, fused=fused)
     run: nn.Module = torch.compile(model) if compile else model  # type: ignore[assignment]
 
     def amp() -> AbstractContextManager[Any]:
@@ -122,7 +132,7 @@ def textbook_step(
             return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
         return nullcontext()
 
-    def step() -> None:
+    def step() -> torch.Tensor:
         x, y = sample()
         with amp():
             loss = run(x, y)
@@ -130,5 +140,76 @@ def textbook_step(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
 
     return step
+
+
+class GraphedStep:
+    """The textbook step with every standard speed tool on: bf16 autocast, ``torch.compile``,
+    fused capturable AdamW with the learning rate as a device tensor, and the whole step
+    (forward, backward, clip, optimizer) captured in one CUDA graph and replayed.
+
+    Each call is one optimizer step on the next ``sample()``, as for ``textbook_step``, and
+    returns its loss. The first ``warmup`` calls run eagerly on a side stream: compilation, the
+    optimizer's state and the libraries' workspaces must exist before capture, and capture must
+    not see the default stream's pending work. The next call captures the step, with the batch
+    in static input buffers and the gradients left unset so that backward allocates them in the
+    graph's own memory, then replays it; later calls copy their batch into the buffers and replay.
+    """
+
+    def __init__(
+        self,
+        model: TextbookGPT,
+        sample: Callable[[], tuple[torch.Tensor, torch.Tensor]],
+        *,
+        device: torch.device,
+        lr: float = 3e-3,
+        warmup: int = 3,
+    ) -> None:
+        if device.type != "cuda":
+            raise ValueError(f"CUDA graphs need a CUDA device, not {device.type}")
+        self.model, self.sample, self.warmup = model, sample, warmup
+        self.lr = torch.tensor(lr, device=device)  # a tensor: a new value needs no new capture
+        self.optimizer = textbook_optimizer(model, lr=self.lr, fused=True, capturable=True)
+        self.run: nn.Module = torch.compile(model)  # type: ignore[assignment]
+        self.side = torch.cuda.Stream(device)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.calls = 0
+        self.x: torch.Tensor | None = None  # static inputs, loss: the graph reads and writes these
+        self.y: torch.Tensor | None = None
+        self.loss: torch.Tensor | None = None
+
+    def _train(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        # The autocast cache would hold casts made during capture; the graph must own them.
+        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, cache_enabled=False):
+            loss = self.run(x, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+        return loss.detach()
+
+    def __call__(self) -> torch.Tensor:
+        x, y = self.sample()
+        if self.x is None or self.y is None:
+            self.x, self.y = torch.empty_like(x), torch.empty_like(y)
+        self.x.copy_(x)
+        self.y.copy_(y)
+        self.calls += 1
+        if self.graph is not None:
+            self.graph.replay()
+        elif self.calls <= self.warmup:
+            main = torch.cuda.current_stream(self.side.device)
+            self.side.wait_stream(main)
+            with torch.cuda.stream(self.side):
+                self.loss = self._train(self.x, self.y)
+                self.optimizer.zero_grad(set_to_none=True)
+            main.wait_stream(self.side)
+        else:
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self.loss = self._train(self.x, self.y)
+            graph.replay()
+            self.graph = graph
+        assert self.loss is not None
+        return self.loss
