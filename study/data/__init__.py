@@ -1,12 +1,21 @@
 """Corpus, tokenizer and token cache: what a training job reads before its clock starts.
 
-``load_tokens`` is the entry point; see :mod:`study.data.tokens`. Submodules: ``corpus``
-(stories from files or the hub), ``bpe`` (tokenizer and encoding), ``cache`` (files on disk).
+``load_tokens`` is the entry point and ``resolve_max_stories`` sizes the corpus to a budget; see
+:mod:`study.data.tokens`. Submodules: ``corpus`` (stories from local files), ``hub`` (stories
+from a ``datasets`` dataset), ``bpe`` (tokenizer and encoding), ``budget`` (the ``auto`` rule),
+``build`` (streamed cache building), ``cache`` (files on disk).
 """
 
 from __future__ import annotations
 
 from study.data.bpe import decode, encode
-from study.data.tokens import TokenData, default_cache_dir, load_tokens
+from study.data.tokens import (
+    AUTO,
+    TokenData,
+    default_cache_dir,
+    load_tokens,
+    resolve_max_stories,
+)
 
-__all__ = ["TokenData", "decode", "default_cache_dir", "encode", "load_tokens"]
+__all__ = ["AUTO", "TokenData", "decode", "default_cache_dir", "encode", "load_tokens",
+           "resolve_max_stories"]

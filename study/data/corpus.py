@@ -1,4 +1,4 @@
-"""Stories in: read a local corpus or a hub dataset into training and held-out stories.
+"""Stories in: stream a local corpus as (split, story) pairs, never holding it whole.
 
 A story is one document. Text files hold stories separated by a line holding exactly
 ``<|endoftext|>``; ``.jsonl`` files hold one story per line in a ``"text"`` field; ``.parquet``
@@ -6,8 +6,14 @@ files hold one story per row in a ``"text"`` column. Stories are stripped of lea
 whitespace and empty ones are dropped.
 
 Held-out split, in order of preference: files named ``valid.*`` / ``validation.*`` (beside a
-``train.*`` file, or anywhere in a folder), the hub dataset's own validation split, else a
-deterministic slice of about 3% chosen by story hash (the rule ../shared/data/tinystories used).
+``train.*`` file, or anywhere in a folder), the hub dataset's own validation split
+(:mod:`study.data.hub`), else a deterministic slice of about 3% chosen by story hash (the rule
+../shared/data/tinystories used), taken from the stories read until the training limit is met.
+
+Every source (this module's :class:`LocalCorpus`, :class:`study.data.hub.HubCorpus`) offers
+``describe()``, ``fingerprint()`` (its content, not the limit) and ``stories(max_stories=...)``:
+an iterator of ``("train" | "valid", story)`` that raises :class:`UsageError` on unreadable input
+or an empty split when it gets there.
 """
 
 from __future__ import annotations
@@ -20,35 +26,45 @@ import logging
 import lzma
 import re
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain, islice
 from pathlib import Path
+from typing import Protocol
 
-from study.errors import UsageError
+from study.errors import UsageError, first_line
 
 log = logging.getLogger(__name__)
 
 EOT = "<|endoftext|>"
-HUB_DATASET = "roneneldan/TinyStories"
 # Longest first, so "x.txt.xz" is read as .txt.xz, not .xz.
 SUFFIXES = (".jsonl.xz", ".jsonl.gz", ".txt.xz", ".txt.gz", ".parquet", ".jsonl", ".txt")
 HELD_OUT_PER_MILLE = 30
 # Part of every fingerprint: bump it when the reading rules change, so old caches are not reused.
-READER_VERSION = 1
+# 2: the held-out hash slice of a corpus of SMALL_CORPUS stories or more is streamed.
+READER_VERSION = 2
+# Below this many stories (read before the training limit is met) the corpus is split in memory,
+# so a tiny corpus still gets one story on each side; above it the hash rule streams, and an
+# empty held-out slice (odds 0.97**1000) is an error.
+SMALL_CORPUS = 1000
 
 _VALID_NAME = re.compile(r"^(valid|validation)([-_.].*)?$")  # valid, validation-00000-of-00001
 _TRAIN_NAME = re.compile(r"^train([-_.].*)?$")
 _TEST_NAME = re.compile(r"^test([-_.].*)?$")
 _READ_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error, UnicodeDecodeError, ValueError)
 
+Split = tuple[str, str]  # ("train" | "valid", story)
+Splits = Generator[Split, None, None]  # close() stops reading and closes the files
 
-@dataclass(frozen=True)
-class Corpus:
-    """Stories, in corpus order. Both splits are non-empty."""
 
-    train: tuple[str, ...]
-    valid: tuple[str, ...]
+class Source(Protocol):
+    """What the token cache needs of a corpus (local files or a hub dataset)."""
+
+    def describe(self, *, max_stories: int | None) -> str: ...
+
+    def fingerprint(self) -> str: ...
+
+    def stories(self, *, max_stories: int | None) -> Splits: ...
 
 
 @dataclass(frozen=True)
@@ -59,7 +75,7 @@ class LocalCorpus:
     train_files: tuple[Path, ...]
     valid_files: tuple[Path, ...]  # empty: hold out a hash slice of the training stories
 
-    def describe(self) -> str:
+    def describe(self, *, max_stories: int | None = None) -> str:
         held_out = (
             ", ".join(p.name for p in self.valid_files)
             if self.valid_files
@@ -69,13 +85,12 @@ class LocalCorpus:
             self.train_files[0].name if len(self.train_files) == 1
             else f"{len(self.train_files)} files"
         )
-        return f"local: {self.given} (train: {train}; held out: {held_out})"
+        limit = "" if max_stories is None else f", at most {max_stories} stories"
+        return f"local: {self.given} (train: {train}{limit}; held out: {held_out})"
 
-    def fingerprint(self, *, max_stories: int) -> str:
+    def fingerprint(self) -> str:
         """sha256 over the files' bytes (as stored, so compressed files hash fast) and roles."""
-        digest = hashlib.sha256(
-            f"local corpus r{READER_VERSION} max_stories={max_stories}\n".encode()
-        )
+        digest = hashlib.sha256(f"local corpus r{READER_VERSION}\n".encode())
         for role, files in (("train", self.train_files), ("valid", self.valid_files)):
             for path in files:
                 try:
@@ -84,26 +99,33 @@ class LocalCorpus:
                         while chunk := f.read(1 << 20):
                             digest.update(chunk)
                 except OSError as exc:
-                    raise UsageError(f"cannot read {path}: {_one_line(exc)}") from None
+                    raise UsageError(f"cannot read {path}: {first_line(exc)}") from None
         return digest.hexdigest()
 
-    def read(self, *, max_stories: int) -> Corpus:
-        """Read the stories: at most ``max_stories`` training stories, in file order.
+    def stories(self, *, max_stories: int | None) -> Splits:
+        """Stream ``(split, story)``: at most ``max_stories`` training stories, in file order,
+        and the held-out stories (all of the held-out files, or the hash slice of what was read).
 
         Raises:
             UsageError: a file is unreadable or corrupt, or a split holds no stories.
         """
         stories = chain.from_iterable(_file_stories(p) for p in self.train_files)
         if not self.valid_files:
-            return split_held_out(stories, max_stories=max_stories, where=self.given)
-        train = tuple(islice(stories, max_stories))
-        valid = tuple(chain.from_iterable(_file_stories(p) for p in self.valid_files))
+            yield from split_stream(stories, max_stories=max_stories, where=self.given)
+            return
+        train = 0
+        for story in islice(stories, max_stories):
+            train += 1
+            yield "train", story
         if not train:
             raise UsageError(f"empty corpus: no stories in the training files of {self.given}")
+        valid = 0
+        for story in chain.from_iterable(_file_stories(p) for p in self.valid_files):
+            valid += 1
+            yield "valid", story
         if not valid:
             names = ", ".join(str(p) for p in self.valid_files)
             raise UsageError(f"empty corpus: no stories in the held-out file(s) {names}")
-        return Corpus(train=train, valid=valid)
 
 
 def find_local_corpus(data: str) -> LocalCorpus:
@@ -152,12 +174,22 @@ def find_local_corpus(data: str) -> LocalCorpus:
     return LocalCorpus(given=data, train_files=(path,), valid_files=tuple(valid))
 
 
+@dataclass(frozen=True)
+class Corpus:
+    """Stories of a small corpus split in memory, in corpus order. Both splits are non-empty."""
+
+    train: tuple[str, ...]
+    valid: tuple[str, ...]
+
+
 def held_out(story: str) -> bool:
     """True for the ~3% of stories the hash rule holds out (stable across runs and machines)."""
     return _story_hash(story) % 1000 < HELD_OUT_PER_MILLE
 
 
-def split_held_out(stories: Iterable[str], *, max_stories: int, where: str) -> Corpus:
+def split_held_out(
+    stories: Iterable[str], *, max_stories: int | None, where: str
+) -> Corpus:
     """Split stories by :func:`held_out`, stopping once ``max_stories`` are kept for training.
 
     A tiny corpus whose hash slice comes out empty (or takes everything) still gets one story
@@ -170,7 +202,7 @@ def split_held_out(stories: Iterable[str], *, max_stories: int, where: str) -> C
     valid: list[str] = []
     for story in stories:
         (valid if held_out(story) else train).append(story)
-        if len(train) >= max_stories:
+        if max_stories is not None and len(train) >= max_stories:
             break
     if len(train) + len(valid) < 2:
         found = "no stories" if not (train or valid) else "only 1 story"
@@ -184,61 +216,39 @@ def split_held_out(stories: Iterable[str], *, max_stories: int, where: str) -> C
     return Corpus(train=tuple(train), valid=tuple(valid))
 
 
-# ---------------------------------------------------------------------------------- the hub
-
-
-def hub_fingerprint(
-    name: str, *, max_stories: int, train_split: str = "train",
-    valid_split: str = "validation", text_field: str = "text",
-) -> str:
-    """A hub dataset cannot be hashed without downloading it: name, splits and limit stand in."""
-    key = f"hub r{READER_VERSION} {name} {train_split} {valid_split} {text_field} {max_stories}"
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def load_hub_corpus(
-    name: str, *, max_stories: int, train_split: str = "train",
-    valid_split: str = "validation", text_field: str = "text",
-) -> Corpus:
-    """Stream the first ``max_stories`` stories of each split of a ``datasets`` dataset.
-
-    ``name`` is anything ``datasets.load_dataset`` accepts: a hub id such as
-    ``roneneldan/TinyStories`` or a local folder of data files with train/validation splits.
-    Streaming means only the stories taken are downloaded, never the whole set.
+def split_stream(
+    stories: Iterable[str], *, max_stories: int | None, where: str
+) -> Splits:
+    """Stream the :func:`held_out` split of ``stories`` until ``max_stories`` are kept for
+    training. A corpus (or a limit) met within SMALL_CORPUS stories is split in memory by
+    :func:`split_held_out`; larger ones stream and hold nothing.
 
     Raises:
-        UsageError: the dataset or a split cannot be loaded (offline, unknown name), rows lack
-            the text field, or a split holds no stories.
+        UsageError: fewer than two stories, or a large corpus with no held-out story.
     """
-    train = _hub_stories(name, split=train_split, limit=max_stories, text_field=text_field)
-    valid = _hub_stories(name, split=valid_split, limit=max_stories, text_field=text_field)
-    return Corpus(train=train, valid=valid)
-
-
-def _hub_stories(name: str, *, split: str, limit: int, text_field: str) -> tuple[str, ...]:
-    import datasets  # only this path needs it, and it is slow to import
-
-    log.info("streaming up to %d stories of %s [%s]", limit, name, split)
-    stories: list[str] = []
-    try:
-        for row in datasets.load_dataset(name, split=split, streaming=True):
-            text = row.get(text_field)
-            if not isinstance(text, str):
-                raise UsageError(
-                    f"dataset {name} [{split}]: rows need a string {text_field!r} field"
-                )
-            if story := text.strip():
-                stories.append(story)
-                if len(stories) >= limit:
-                    break
-    except (OSError, ValueError) as exc:  # ConnectionError, DatasetNotFoundError, bad split
+    stories = iter(stories)
+    head = list(islice(stories, SMALL_CORPUS))
+    kept = sum(not held_out(s) for s in head)
+    if len(head) < SMALL_CORPUS or (max_stories is not None and kept >= max_stories):
+        split = split_held_out(head, max_stories=max_stories, where=where)
+        yield from (("train", s) for s in split.train)
+        yield from (("valid", s) for s in split.valid)
+        return
+    train = valid = 0
+    for story in chain(head, stories):
+        if held_out(story):
+            valid += 1
+            yield "valid", story
+        else:
+            train += 1
+            yield "train", story
+            if max_stories is not None and train >= max_stories:
+                break
+    if not valid:
         raise UsageError(
-            f"cannot load dataset {name} [{split}]: {_one_line(exc)} (pass a local corpus path "
-            f"as data to work offline)"
-        ) from None
-    if not stories:
-        raise UsageError(f"empty corpus: dataset {name} [{split}] holds no stories")
-    return tuple(stories)
+            f"{where}: none of {train} stories fell in the held-out hash slice (already split? "
+            f"put its held-out stories in a valid.* file beside it)"
+        )
 
 
 # ------------------------------------------------------------------------------ file readers
@@ -259,10 +269,6 @@ def _story_hash(story: str) -> int:
     return int.from_bytes(hashlib.sha256(story.encode("utf-8")).digest()[:4], "big")
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
 def _file_stories(path: Path) -> Iterator[str]:
     suffix = _suffix(path)
     try:
@@ -278,9 +284,9 @@ def _file_stories(path: Path) -> Iterator[str]:
         if isinstance(exc, UnicodeDecodeError):
             reason = f"not UTF-8 text (bad byte at offset {exc.start})"
         elif isinstance(exc, EOFError):
-            reason = f"truncated ({_one_line(exc)})"
+            reason = f"truncated ({first_line(exc)})"
         else:
-            reason = _one_line(exc)
+            reason = first_line(exc)
         raise UsageError(f"cannot read {path}: {reason}") from None
 
 

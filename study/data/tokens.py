@@ -1,12 +1,16 @@
-"""``load_tokens``: corpus -> byte-level BPE -> cached token arrays, the trainer's one entry point.
+"""``load_tokens``: corpus -> byte-level BPE -> cached token files, the trainer's one entry point.
 
-The first call for a corpus and vocab size reads the corpus, trains the tokenizer and encodes
-both splits (seconds); later calls, from any process, load the cached arrays (well under a
-second). All of this happens before a trial's clock starts.
+The first call for a corpus, vocab size and story limit streams the corpus, trains the tokenizer
+(once per corpus and vocab size) and encodes both splits into files (:mod:`study.data.build`);
+later calls, from any process, map the cached files read-only (:mod:`study.data.cache`). All of
+this happens before a trial's clock starts. ``max_stories="auto"`` sizes the corpus to the budget
+and device (:mod:`study.data.budget`); :func:`resolve_max_stories` turns it into a number once,
+so every trial of a study reads the same corpus.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import numbers
 import os
@@ -18,24 +22,32 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from study.data import bpe, cache, corpus
-from study.errors import UsageError
+from study.data import bpe, build, cache, corpus, hub
+from study.data.budget import auto_max_stories
+from study.errors import UsageError, first_line
+from study.fileio import write_json
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
 log = logging.getLogger(__name__)
 
+AUTO = "auto"
+# What ``auto`` assumes when a caller gives no budget (study.run and study.train always do).
+DEFAULT_BUDGET = 300.0
+
 
 @dataclass(frozen=True, eq=False)
 class TokenData:
     """Token ids of both splits and what is needed to read them.
 
-    ``train`` and ``valid`` are 1-D id arrays (uint16 when vocab_size <= 65536, else uint32):
-    stories in corpus order, each followed by ``eot_id``. ``token_bytes[i]`` is the number of
-    UTF-8 bytes id ``i`` decodes to, with ``eot_id`` counting 1 for the story boundary, so
-    ``token_bytes[ids].sum()`` is the exact byte count behind bits per byte. ``vocab_size`` is
-    the size asked for; the tokenizer may hold fewer ids (the rest count 0 bytes).
+    ``train`` and ``valid`` are 1-D read-only id arrays (memory maps of the cache files; uint16
+    when vocab_size <= 65536, else uint32): stories in corpus order, each followed by ``eot_id``.
+    ``token_bytes[i]`` is the number of UTF-8 bytes id ``i`` decodes to, with ``eot_id``
+    counting 1 for the story boundary, so ``token_bytes[ids].sum()`` is the exact byte count
+    behind bits per byte. ``vocab_size`` is the size asked for; the tokenizer may hold fewer ids
+    (the rest count 0 bytes). ``max_stories`` is the training-story limit the corpus was read
+    with (``None``: all of it).
     """
 
     train: np.ndarray = field(repr=False)
@@ -46,6 +58,12 @@ class TokenData:
     vocab_size: int
     fingerprint: str
     source: str
+    max_stories: int | None = None
+
+    @property
+    def unique_tokens(self) -> int:
+        """U: the distinct training tokens a trial can see (epochs = tokens seen / U)."""
+        return int(self.train.size)
 
 
 def default_cache_dir() -> Path:
@@ -54,149 +72,180 @@ def default_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "five-minute-study"
 
 
+def open_source(data: str | None) -> corpus.Source:
+    """``None``: TinyStories through ``datasets`` (``hub.HUB_DATASET``); else a local corpus.
+
+    Raises:
+        UsageError: a missing or unsupported local path.
+    """
+    return hub.HubCorpus(hub.HUB_DATASET) if data is None else corpus.find_local_corpus(data)
+
+
 def load_tokens(
     data: str | None,
     *,
     vocab_size: int = 4096,
     cache_dir: Path | None = None,
-    max_stories: int = 100_000,
+    max_stories: int | str | None = AUTO,
+    budget: float | None = None,
+    device: str = "auto",
 ) -> TokenData:
     """Tokenize a corpus with a byte-level BPE of ``vocab_size`` ids, cached on disk.
 
     Args:
         data: a local ``.txt``, ``.txt.xz``, ``.txt.gz``, ``.jsonl`` or ``.parquet`` file or a
-            folder of them; ``None`` streams TinyStories (``corpus.HUB_DATASET``) with
-            ``datasets``.
+            folder of them; ``None`` streams TinyStories (``hub.HUB_DATASET``) with ``datasets``.
         vocab_size: ids in the BPE, 257 (256 bytes and end-of-text) to 2**32 - 1.
-        cache_dir: where tokenizers and token arrays are kept (default: default_cache_dir()).
+        cache_dir: where tokenizers and token files are kept (default: default_cache_dir()).
         max_stories: at most this many training stories are read (and, from the hub, at most
-            this many held-out ones).
+            this many held-out ones); ``None`` reads all; ``"auto"`` sizes it to ``budget`` and
+            ``device`` (:func:`resolve_max_stories`).
+        budget, device: what ``auto`` sizes for (default: DEFAULT_BUDGET, the present device).
 
     Raises:
         UsageError: bad vocab_size or max_stories; a missing, unsupported, unreadable or
             empty corpus; a hub dataset that cannot be loaded; a cache folder that cannot be
-            created.
+            created or written.
     """
     _check_int("vocab_size", vocab_size, bpe.MIN_VOCAB, bpe.MAX_VOCAB, why=(
         "256 byte tokens and <|endoftext|>", "token ids must fit uint32"))
-    _check_int("max_stories", max_stories, 1, None)
-    read: Callable[[], corpus.Corpus]
-    if data is None:
-        name = corpus.HUB_DATASET
-        fingerprint = corpus.hub_fingerprint(name, max_stories=max_stories)
-        source = f"hub: {name} (first {max_stories} stories of train and validation)"
-
-        def read() -> corpus.Corpus:
-            return corpus.load_hub_corpus(name, max_stories=max_stories)
-    else:
-        local = corpus.find_local_corpus(data)
-        fingerprint = local.fingerprint(max_stories=max_stories)
-        source = local.describe()
-
-        def read() -> corpus.Corpus:
-            return local.read(max_stories=max_stories)
-
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create cache folder {cache_dir}: {exc.strerror}") from None
-    key = cache.cache_key(fingerprint, vocab_size)
+    source = open_source(data)
+    cache_dir = _cache_dir(cache_dir)
+    limit = resolve_max_stories(data, max_stories=max_stories, budget=budget, device=device,
+                                cache_dir=cache_dir)
+    fingerprint = source.fingerprint()
     start = time.perf_counter()
-    found = _load_cached(cache_dir, key, fingerprint=fingerprint, vocab_size=vocab_size)
-    built = False
-    if found is None:
-        with cache.build_lock(cache_dir, key):
+    key = cache.tokenizer_key(fingerprint, vocab_size)
+    tokenizer, tokenizer_sha, built = _tokenizer(source, cache_dir, key, vocab_size=vocab_size)
+    manifest = cache.manifest_path(cache_dir, key, tokenizer_sha, limit)
+    meta = {"fingerprint": fingerprint, "vocab_size": vocab_size,
+            "tokenizer_sha256": tokenizer_sha, "max_stories": limit}
+    arrays = cache.load_arrays(manifest, meta=meta)
+    if arrays is None:
+        built = True
+        with cache.build_lock(cache_dir, manifest.stem):
             # Another process may have finished the build while this one waited for the lock.
-            found = _load_cached(cache_dir, key, fingerprint=fingerprint, vocab_size=vocab_size)
-            if found is None:
-                found = _build(cache_dir, key, read, fingerprint=fingerprint, vocab_size=vocab_size)
-                built = True
-    log.info(
-        "token cache %s %s in %.2fs", key, "built" if built else "loaded",
-        time.perf_counter() - start,
-    )
-    tokenizer, arrays = found
-    eot_id = _eot_id(tokenizer)
+            arrays = cache.load_arrays(manifest, meta=meta)
+            if arrays is None:
+                _write_or_fail(cache_dir, lambda: build.build_arrays(
+                    source, manifest, tokenizer=tokenizer, max_stories=limit,
+                    vocab_size=vocab_size, meta=meta))
+                arrays = cache.load_arrays(manifest, meta=meta)
+    if arrays is None:  # written and at once unreadable: the folder is not keeping files
+        raise UsageError(f"cannot read back the token cache in {cache_dir}")
+    log.info("token cache %s %s in %.2fs", manifest.name, "built" if built else "loaded",
+             time.perf_counter() - start)
+    eot_id = build.eot_id(tokenizer)
     return TokenData(
-        train=arrays["train"],
-        valid=arrays["valid"],
+        train=arrays["train"], valid=arrays["valid"],
         token_bytes=bpe.token_byte_lengths(tokenizer, vocab_size=vocab_size, eot_id=eot_id),
-        tokenizer=tokenizer,
-        eot_id=eot_id,
-        vocab_size=vocab_size,
-        fingerprint=fingerprint,
-        source=source,
+        tokenizer=tokenizer, eot_id=eot_id, vocab_size=vocab_size, fingerprint=fingerprint,
+        source=source.describe(max_stories=limit), max_stories=limit,
     )
 
 
-_Found = tuple["Tokenizer", dict[str, np.ndarray]]
+def resolve_max_stories(
+    data: str | None, *, max_stories: int | str | None, budget: float | None, device: str,
+    cache_dir: Path | None = None,
+) -> int | None:
+    """``max_stories`` as the number of training stories to read (``None``: all of them).
+
+    ``auto`` applies :func:`study.data.budget.auto_max_stories` to the corpus's size (from the
+    dataset card for TinyStories on the hub, else one counting pass, cached per corpus) and the
+    peak tokens/s of ``device`` (``auto`` is resolved as the trainer would: cuda, mps, cpu).
+
+    Raises:
+        UsageError: a bad ``max_stories``, data path or cache folder; an unreadable corpus.
+    """
+    if max_stories != AUTO:
+        return _checked_limit(max_stories)
+    source = open_source(data)
+    stories, size = corpus_size(source, cache_dir=_cache_dir(cache_dir))
+    if budget is None:
+        log.info("max_stories auto without a budget: sized for %g s", DEFAULT_BUDGET)
+        budget = DEFAULT_BUDGET
+    kind = device_type(device)
+    limit = auto_max_stories(budget=budget, device=kind, train_stories=stories, train_bytes=size)
+    log.info("max_stories auto: %d of %d training stories (%s, %g s)", limit, stories, kind,
+             budget)
+    return limit
 
 
-def _load_cached(cache_dir: Path, key: str, *, fingerprint: str, vocab_size: int) -> _Found | None:
+def corpus_size(source: corpus.Source, *, cache_dir: Path) -> tuple[int, int]:
+    """(training stories, their UTF-8 bytes) of the whole corpus: known for TinyStories on the
+    hub, else counted in one pass and cached per corpus fingerprint."""
+    if isinstance(source, hub.HubCorpus) and source.name in hub.KNOWN_TRAIN_SIZE:
+        return hub.KNOWN_TRAIN_SIZE[source.name]
+    path = cache.size_path(cache_dir, source.fingerprint(), corpus.READER_VERSION)
+    try:
+        known = json.loads(path.read_bytes())
+        return int(known["train_stories"]), int(known["train_bytes"])
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("corpus size file %s is corrupt (%s); counting again", path, exc)
+    stories, size = build.count_training_stories(source)
+    _write_or_fail(cache_dir, lambda: write_json(
+        path, {"train_stories": stories, "train_bytes": size}))
+    return stories, size
+
+
+def device_type(device: str) -> str:
+    """``auto`` as the trainer resolves it (cuda, then mps, then cpu); others unchanged."""
+    if device != "auto":
+        return device
+    import torch  # only to see which accelerator is present
+
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    return "mps" if mps is not None and mps.is_available() else "cpu"
+
+
+def _tokenizer(
+    source: corpus.Source, cache_dir: Path, key: str, *, vocab_size: int
+) -> tuple[Tokenizer, str, bool]:
+    """The cached tokenizer of ``key`` and its sha256, trained first (under the lock) if absent
+    or damaged; the flag says whether it was trained."""
     loaded = cache.load_tokenizer(cache_dir, key)
-    if loaded is None:
-        return None
-    tokenizer, tokenizer_sha = loaded
-    arrays = cache.load_arrays(
-        cache.manifest_path(cache_dir, key, tokenizer_sha),
-        meta=_meta(fingerprint, vocab_size, tokenizer_sha),
-    )
-    return None if arrays is None else (tokenizer, arrays)
+    if loaded is not None:
+        return *loaded, False
+    with cache.build_lock(cache_dir, key):
+        loaded = cache.load_tokenizer(cache_dir, key)
+        if loaded is not None:
+            return *loaded, False
+        tokenizer = build.train_tokenizer(source, vocab_size=vocab_size)
+        _write_or_fail(cache_dir, lambda: cache.save_tokenizer(cache_dir, key, tokenizer))
+    return tokenizer, cache.tokenizer_sha256(tokenizer), True
 
 
-def _build(
-    cache_dir: Path, key: str, read: Callable[[], corpus.Corpus], *, fingerprint: str,
-    vocab_size: int,
-) -> _Found:
-    start = time.perf_counter()
-    stories = read()
-    log.info(
-        "read %d training and %d held-out stories in %.1fs",
-        len(stories.train), len(stories.valid), time.perf_counter() - start,
-    )
-    loaded = cache.load_tokenizer(cache_dir, key)
-    if loaded is None:
-        tokenizer = bpe.train_bpe(stories.train, vocab_size=vocab_size)
-        tokenizer_sha = cache.tokenizer_sha256(tokenizer)
-        _try_write(lambda: cache.save_tokenizer(cache_dir, key, tokenizer))
-    else:
-        tokenizer, tokenizer_sha = loaded
-    eot_id = _eot_id(tokenizer)
-    dtype = bpe.token_dtype(vocab_size)
-    start = time.perf_counter()
-    arrays = {
-        split: bpe.encode_stories(tokenizer, getattr(stories, split), eot_id=eot_id, dtype=dtype)
-        for split in cache.SPLITS
-    }
-    log.info(
-        "encoded %d training and %d held-out tokens in %.1fs",
-        arrays["train"].size, arrays["valid"].size, time.perf_counter() - start,
-    )
-    _try_write(lambda: cache.save_arrays(
-        cache.manifest_path(cache_dir, key, tokenizer_sha), arrays,
-        meta=_meta(fingerprint, vocab_size, tokenizer_sha),
-    ))
-    return tokenizer, arrays
+def _cache_dir(cache_dir: Path | None) -> Path:
+    path = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create cache folder {path}: {exc.strerror}") from None
+    return path
 
 
-def _meta(fingerprint: str, vocab_size: int, tokenizer_sha: str) -> dict[str, object]:
-    return {"fingerprint": fingerprint, "vocab_size": vocab_size, "tokenizer_sha256": tokenizer_sha}
-
-
-def _try_write(write: Callable[[], None]) -> None:
-    # A full disk or read-only cache costs the next run a rebuild, not this run its data.
+def _write_or_fail(cache_dir: Path, write: Callable[[], object]) -> None:
+    # Token files are read through a memory map, so without the cache there is no data.
     try:
         write()
     except OSError as exc:
-        log.warning("cannot write the token cache (%s); continuing without it", exc)
+        raise UsageError(
+            f"cannot write the token cache in {cache_dir}: {first_line(exc)} (free space or "
+            f"choose another cache folder)"
+        ) from None
 
 
-def _eot_id(tokenizer: Tokenizer) -> int:
-    eot_id = tokenizer.token_to_id(corpus.EOT)
-    if eot_id is None:  # load_tokenizer and train_bpe both guarantee it
-        raise RuntimeError(f"tokenizer has no {corpus.EOT} token")
-    return int(eot_id)
+def _checked_limit(max_stories: object) -> int | None:
+    if max_stories is None:
+        return None
+    if isinstance(max_stories, str):
+        raise UsageError(f"max_stories must be a positive integer or auto, got {max_stories!r}")
+    _check_int("max_stories", max_stories, 1, None)
+    return int(max_stories)  # type: ignore[call-overload]
 
 
 def _check_int(
