@@ -134,7 +134,8 @@ class TrainConfig:
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with fields changed; model fields as ``model.n_layer`` or ``n_layer``."""
         model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
-        top, model = {}, {}
+        top: dict[str, Any] = {}
+        model: dict[str, Any] = {}
         for key, value in changes.items():
             key = key.removeprefix("model.")
             (model if key in model_fields else top)[key] = value

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 # Exit statuses of ``python -m study.train`` that the study runner maps to a failed trial reason.
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_DIVERGED = 3  # loss became NaN or infinite
 EXIT_OOM = 4  # the device ran out of memory
+
+
+class CurvePoint(TypedDict):
+    """One point of a loss curve, taken with the clock paused."""
+
+    elapsed_s: float  # budgeted seconds so far
+    tokens: int  # training tokens seen so far
+    train_loss: float  # mean training loss since the previous point
+    val_loss: float | None  # held-out loss; the last point's is the final evaluation's
 
 
 @dataclass(frozen=True)
@@ -39,7 +48,7 @@ class TrainResult:
     device_name: str
     versions: dict[str, str]
     sample: str
-    curve: list[dict[str, float]] = field(default_factory=list)
+    curve: list[CurvePoint] = field(default_factory=list)
     val_is_bound: bool = False
 
     def to_dict(self) -> dict[str, Any]:

@@ -18,35 +18,42 @@ arithmetic (each lever measured by ``python -m bench``):
 * **torch.compile** of the transformer trunk and of the chunk's softmax gradient, bf16 autocast on
   CUDA. Without the graph the compiled step is host-bound; without compile the graph replays
   unfused kernels: each alone is 2.8-4x slower than both together at 1 M parameters on an H100.
-* On a CPU: eager, bf16 autocast where the CPU has native bf16 (``autocast_dtype``), and an AdamW
-  that does not import ``torch._dynamo`` (``ForeachAdamW``).
+* On a CPU: eager, bf16 autocast where the CPU has native bf16 (``study.device.autocast_dtype``),
+  and an AdamW that does not import ``torch._dynamo`` (``study.optim.ForeachAdamW``).
 
-``TrainStep`` is the one place that builds this; the trainer and the benchmark both use it.
+The fused head lives in ``study.models.loss``, the optimizers in ``study.optim``. Which models may
+be fused and graphed their ``LanguageModel.step_fusable`` says. ``TrainStep`` is the one place
+that builds the step; the trainer and the benchmark both use it.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
-import math
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 from study.config import TrainConfig
+from study.device import autocast, autocast_dtype
+from study.models import LanguageModel
+from study.models.loss import (
+    SoftmaxGrad,
+    ce_chunk_rows,
+    linear_cross_entropy,
+    softmax_grad_eager,
+    softmax_grad_fusable,
+)
+from study.optim import make_optimizer
 
 log = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 3  # optimizer steps the host may queue ahead of the device
 GRAPH_WARMUP = 3  # eager steps at a new batch shape before its CUDA graph is captured
-# Logits bytes per chunk of the fused head. On an H100 at d_model 128, 16 MiB chunks (L2-sized)
-# lost to 64 MiB ones by 7%: per-kernel overhead, not memory traffic, sets the cost there.
-CUDA_CE_CHUNK_BYTES = 64 * 2**20
-CPU_CE_CHUNK_BYTES = 2 * 2**20  # about a core's share of last-level cache
 
 
 # --------------------------------------------------------------------------- the plan
@@ -75,62 +82,25 @@ class StepPlan:
         return " ".join(parts)
 
 
-def cpu_has_bf16() -> bool:
-    """Whether this CPU has native bf16 matrix instructions (AVX512-BF16 or AMX)."""
-    cpu = getattr(torch, "cpu", None)
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    try:
-        return any(bool(getattr(cpu, name)()) for name in checks if hasattr(cpu, name))
-    except RuntimeError:
-        return False
-
-
-def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """``precision`` auto is bf16 autocast on CUDA and on CPUs with native bf16 instructions
-    (measured on the 2-core AVX512-BF16 machine: 1.45-1.5x float32's tokens/s, the matmuls
-    that bound a CPU step running at twice the rate), float32 elsewhere."""
-    precision = config.precision
-    if precision == "auto":
-        native = device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16())
-        precision = "bf16" if native else "fp32"
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-
-
-def fuses_head(model: nn.Module) -> bool:
-    """True for models whose ``forward(x, y)`` is exactly the mean cross-entropy of
-    ``head(hidden(x))`` against ``y`` (the GPT), which the fused loss may replace."""
-    from study.models.gpt import GPT
-
-    return isinstance(model, GPT)
-
-
-def ce_chunk_rows(device: torch.device, *, vocab_size: int, half: bool) -> int:
-    """Rows per chunk of the fused head: about CUDA_CE_CHUNK_BYTES or CPU_CE_CHUNK_BYTES of
-    logits (16-bit logits when ``half``)."""
-    logit_bytes = vocab_size * (2 if half else 4)
-    if device.type == "cuda":
-        return max(64, CUDA_CE_CHUNK_BYTES // logit_bytes)
-    return max(16, CPU_CE_CHUNK_BYTES // logit_bytes)
-
-
-def plan_step(config: TrainConfig, device: torch.device, model: nn.Module) -> StepPlan:
+def plan_step(config: TrainConfig, device: torch.device, model: LanguageModel) -> StepPlan:
     """The fastest measured way to run ``model``'s step on ``device``.
 
     CUDA: compile (unless ``config.compile`` is False), bf16 autocast (``precision`` auto), a
-    CUDA graph per batch shape for the GPT (not with fp16, whose loss scaler syncs the host), the
-    fused head, fused capturable AdamW. CPU: eager (compiling did not pay on the 2-core machine
-    measured, and took 30-60 s of budget), the fused head in cache-sized chunks, bf16 autocast
-    where the CPU has native bf16, ``ForeachAdamW``. MPS: eager, ``ForeachAdamW``.
+    CUDA graph per batch shape and the fused head where the model is ``step_fusable`` (no graph
+    with fp16, whose loss scaler syncs the host), fused capturable AdamW. CPU: eager (compiling
+    did not pay on the 2-core machine measured, and took 30-60 s of budget), the fused head in
+    cache-sized chunks where ``step_fusable``, bf16 autocast where the CPU has native bf16,
+    ``ForeachAdamW``. MPS: eager, ``ForeachAdamW``.
     """
-    dtype = autocast_dtype(config, device)
-    gpt = fuses_head(model)
+    dtype = autocast_dtype(config.precision, device)
+    fusable = model.step_fusable
     cuda = device.type == "cuda"
     compile_model = config.compile if config.compile is not None else cuda
     chunk = ce_chunk_rows(device, vocab_size=config.model.vocab_size, half=dtype is not None)
     return StepPlan(
         compile=compile_model,
-        cuda_graph=cuda and gpt and dtype is not torch.float16,
-        ce_chunk=chunk if gpt and device.type != "mps" else 0,
+        cuda_graph=cuda and fusable and dtype is not torch.float16,
+        ce_chunk=chunk if fusable and device.type != "mps" else 0,
         autocast=dtype,
         fused_adamw=cuda,
     )
@@ -170,99 +140,13 @@ class Batches:
         y.copy_(window[:, 1:])
 
 
-# --------------------------------------------------------------------------- fused head + loss
-
-
-def _softmax_grad_eager(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """(softmax - onehot) in the logits' dtype and per-row NLL, in float32, in place."""
-    x = logits.float()
-    lse = torch.logsumexp(x, dim=-1, keepdim=True)  # (n, 1)
-    nll = (lse - x.gather(1, targets[:, None])).squeeze(1)  # (n,)
-    p = x.sub_(lse).exp_()  # logits is this step's scratch: overwrite it
-    p.scatter_add_(1, targets[:, None], torch.full_like(lse, -1.0))
-    return p.to(logits.dtype), nll
-
-
-def _softmax_grad_fusable(
-    logits: torch.Tensor, targets: torch.Tensor
-) -> tuple[torch.Tensor, ...]:
-    """The same, written as one reduction and one pointwise pass for the compiler to fuse."""
-    x = logits.float()
-    lse = torch.logsumexp(x, dim=-1, keepdim=True)  # (n, 1)
-    nll = (lse - x.gather(1, targets[:, None])).squeeze(1)  # (n,)
-    onehot = torch.arange(x.size(1), device=x.device) == targets[:, None]  # (n, V)
-    g = torch.exp(x - lse) - onehot.to(x.dtype)
-    return g.to(logits.dtype), nll
-
-
-SoftmaxGrad = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]
-
-
-class _LinearCrossEntropy(torch.autograd.Function):
-    """Mean cross-entropy of ``h @ weight.T`` against ``targets``, gradients made in the forward
-    pass chunk by chunk, so the (N, V) logits exist one chunk at a time."""
-
-    @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: Any, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int,
-        softmax_grad: SoftmaxGrad,
-    ) -> torch.Tensor:
-        # h (N, d) in the compute dtype; weight (V, d) float32 master; targets (N,) int64.
-        with torch.autocast(h.device.type, enabled=False):
-            n = h.size(0)
-            w = weight.to(h.dtype)
-            grad_h = torch.empty_like(h)
-            grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=h.device)
-            nll = []
-            for s in range(0, n, chunk):
-                hs = h[s : s + chunk]
-                logits = hs @ w.t()  # (chunk, V)
-                g, nll_rows = softmax_grad(logits, targets[s : s + chunk])
-                nll.append(nll_rows)
-                torch.mm(g, w, out=grad_h[s : s + chunk])
-                if g.dtype == torch.float32:
-                    grad_w.addmm_(g.t(), hs)
-                else:
-                    grad_w += g.t() @ hs
-            ctx.save_for_backward(grad_h, grad_w)
-            ctx.n = n
-            return torch.cat(nll).sum() / n
-
-    @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
-        grad_h, grad_w = ctx.saved_tensors  # of the summed loss
-        scale = grad_out / ctx.n
-        return grad_h * scale.to(grad_h.dtype), grad_w * scale, None, None, None
-
-
-def linear_cross_entropy(
-    h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, *, chunk: int,
-    softmax_grad: SoftmaxGrad = _softmax_grad_eager,
-) -> torch.Tensor:
-    """``F.cross_entropy(h @ weight.T, targets)`` (mean, float32) without materialising the
-    logits: ``chunk`` rows at a time. Differentiable in ``h`` and ``weight``."""
-    return _LinearCrossEntropy.apply(h, weight, targets, chunk, softmax_grad)
-
-
-def linear_nll_sum(
-    h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, *, chunk: int
-) -> torch.Tensor:
-    """Summed ``F.cross_entropy(h @ weight.T, targets)`` in float32, ``chunk`` rows at a time,
-    without gradients: evaluation's version of ``linear_cross_entropy``. Matmuls follow the
-    ambient autocast, as the model's own head would."""
-    total = torch.zeros((), dtype=torch.float32, device=h.device)
-    with torch.no_grad():
-        for s in range(0, h.size(0), chunk):
-            logits = (h[s : s + chunk] @ weight.t()).float()  # (chunk, V)
-            t = targets[s : s + chunk]
-            total += torch.logsumexp(logits, dim=-1).sum() - logits.gather(1, t[:, None]).sum()
-    return total
+# --------------------------------------------------------------------------- the loss
 
 
 class _Trunk(nn.Module):
-    """The GPT up to its final norm, output cast to the compute dtype (fused into the norm)."""
+    """The model up to its final norm, output cast to the compute dtype (fused into the norm)."""
 
-    def __init__(self, model: nn.Module, dtype: torch.dtype) -> None:
+    def __init__(self, model: LanguageModel, dtype: torch.dtype) -> None:
         super().__init__()
         self.model = model
         self.dtype = dtype
@@ -271,17 +155,21 @@ class _Trunk(nn.Module):
         return self.model.hidden(idx).to(self.dtype)  # (B, T, d_model)
 
 
-def make_loss(model: nn.Module, plan: StepPlan) -> Callable[[torch.Tensor, torch.Tensor], Any]:
-    """``loss(x, y)``: the mean training loss, as ``model(x, y)`` computes it, the plan's way."""
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def make_loss(model: LanguageModel, plan: StepPlan) -> Loss:
+    """``loss(x, y)``: the mean training loss, as ``model.loss(x, y)`` computes it, the plan's
+    way (with ``plan.ce_chunk``: the model's hidden states through the fused chunked head)."""
     if not plan.ce_chunk:
-        return torch.compile(model, dynamic=False) if plan.compile else model
+        return cast(Loss, torch.compile(model.loss, dynamic=False)) if plan.compile else model.loss
     dtype = plan.autocast or torch.float32
     trunk: Callable[[torch.Tensor], torch.Tensor] = _Trunk(model, dtype)
-    softmax_grad: SoftmaxGrad = _softmax_grad_eager
+    softmax_grad: SoftmaxGrad = softmax_grad_eager
     if plan.compile:
         trunk = torch.compile(trunk, dynamic=False)
-        softmax_grad = torch.compile(_softmax_grad_fusable, dynamic=False)
-    head = model.head.weight
+        softmax_grad = torch.compile(softmax_grad_fusable, dynamic=False)
+    head = model.head_weight
 
     def loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         h = trunk(x)
@@ -315,75 +203,6 @@ def backward_micro_batches(
     return torch.stack(losses)
 
 
-class ForeachAdamW:
-    """AdamW (decoupled weight decay, bias correction, eps outside the root) as PyTorch's foreach
-    implementation computes it, without ``torch.optim``: building any ``torch.optim`` optimizer
-    imports ``torch._dynamo``, 1.6 s on the 2-core machine, a fixed cost of every CPU trial that
-    nothing else there needs. Duck-types what ``GradScaler`` and the step use."""
-
-    def __init__(
-        self, groups: list[dict[str, Any]], *, lr: float, betas: tuple[float, float],
-        eps: float = 1e-8,
-    ) -> None:
-        self.param_groups = [{"lr": lr, "betas": betas, "eps": eps, **g} for g in groups]
-        self.state: dict[torch.Tensor, dict[str, torch.Tensor]] = {}
-        self._steps = 0
-
-    @torch.no_grad()
-    def step(self) -> None:
-        self._steps += 1
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            grads = [p.grad for p in params]
-            for p in params:
-                if p not in self.state:
-                    self.state[p] = {"exp_avg": torch.zeros_like(p),
-                                     "exp_avg_sq": torch.zeros_like(p)}
-            exp_avg = [self.state[p]["exp_avg"] for p in params]
-            exp_avg_sq = [self.state[p]["exp_avg_sq"] for p in params]
-            lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
-            if group["weight_decay"]:
-                torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
-            torch._foreach_lerp_(exp_avg, grads, 1 - beta1)
-            torch._foreach_mul_(exp_avg_sq, beta2)
-            torch._foreach_addcmul_(exp_avg_sq, grads, grads, 1 - beta2)
-            bias1 = 1 - beta1**self._steps
-            bias2 = 1 - beta2**self._steps
-            denom = torch._foreach_sqrt(exp_avg_sq)
-            torch._foreach_div_(denom, math.sqrt(bias2))
-            torch._foreach_add_(denom, eps)
-            torch._foreach_addcdiv_(params, exp_avg, denom, -lr / bias1)
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        for group in self.param_groups:
-            for p in group["params"]:
-                if set_to_none:
-                    p.grad = None
-                elif p.grad is not None:
-                    p.grad.zero_()
-
-
-def make_optimizer(
-    model: nn.Module, config: TrainConfig, *, fused: bool, lr: float | torch.Tensor
-) -> torch.optim.AdamW | ForeachAdamW:
-    """AdamW with weight decay on matrices only: PyTorch's fused one (capturable, with a tensor
-    lr, for CUDA graphs) when ``fused``, else ``ForeachAdamW``."""
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    groups: list[dict[str, Any]] = [{"params": decay, "weight_decay": config.weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
-    betas = (config.beta1, config.beta2)
-    if not fused:
-        if isinstance(lr, torch.Tensor):
-            raise ValueError("ForeachAdamW takes a float learning rate")
-        return ForeachAdamW(groups, lr=lr, betas=betas)
-    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=True,
-                             capturable=isinstance(lr, torch.Tensor))
-
-
 class TrainStep:
     """Callable optimizer step for ``model`` on ``device``, sampling from ``tokens`` (on device).
 
@@ -394,7 +213,7 @@ class TrainStep:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: LanguageModel,
         config: TrainConfig,
         *,
         device: torch.device,
@@ -409,17 +228,12 @@ class TrainStep:
         self.plan = plan or plan_step(config, device, model)
         self.batches = Batches(tokens, seed=config.seed)
         dtype = self.plan.autocast
-        self._amp: Callable[[], AbstractContextManager[Any]] = (
-            nullcontext if dtype is None
-            else lambda: torch.autocast(device_type=device.type, dtype=dtype)
-        )
-        graph = self.plan.cuda_graph
-        self._lr: torch.Tensor | None = (
-            torch.tensor(config.lr, dtype=torch.float32, device=device) if graph else None
-        )
-        self.optimizer = make_optimizer(
-            model, config, fused=self.plan.fused_adamw, lr=self._lr if graph else config.lr
-        )
+        self._amp = autocast(device, dtype)
+        # A captured graph reads the learning rate from a device tensor updated in place.
+        lr: float | torch.Tensor = config.lr
+        if self.plan.cuda_graph:
+            lr = torch.tensor(config.lr, dtype=torch.float32, device=device)
+        self.optimizer = make_optimizer(model, config, fused=self.plan.fused_adamw, lr=lr)
         self._lr_tensors = list({id(g["lr"]): g["lr"] for g in self.optimizer.param_groups
                                  if isinstance(g["lr"], torch.Tensor)}.values())
         self.scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
@@ -476,10 +290,11 @@ class TrainStep:
                                         scale=self.scaler.scale)
         self._loss_sum += losses.sum()
         self._bad |= ~torch.isfinite(losses).all()
+        optimizer = cast(torch.optim.Optimizer, self.optimizer)  # ForeachAdamW duck-types it
         if self.config.grad_clip > 0:
-            self.scaler.unscale_(self.optimizer)
+            self.scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip, foreach=True)
-        self.scaler.step(self.optimizer)
+        self.scaler.step(optimizer)
         self.scaler.update()
 
     def _graph_step(self) -> None:
@@ -509,6 +324,7 @@ class TrainStep:
 
     def _throttle(self) -> None:
         """Keep the host at most MAX_IN_FLIGHT steps ahead; copy the NaN flag back on the way."""
+        event: torch.cuda.Event | torch.mps.Event
         if self.device.type == "cuda":
             self._bad_host.copy_(self._bad, non_blocking=True)
             event = torch.cuda.Event()

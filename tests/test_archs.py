@@ -14,9 +14,10 @@ import torch
 
 from study.config import ModelConfig, TrainConfig
 from study.errors import UsageError
+from study.evaluate import evaluate
 from study.models import build_model, count_params
 from study.models.diffusion import DiffusionLM, random_masks
-from study.trainer import evaluate, train
+from study.trainer import train
 
 V = 300  # small vocabulary for model-level tests
 
@@ -111,7 +112,7 @@ def test_diffusion_training_loss_is_masked_nll_over_k() -> None:
     assert isinstance(model, DiffusionLM)
     x = torch.randint(0, V, (4, 16))
     torch.manual_seed(1)
-    loss = model(x, x)
+    loss = model.loss(x, x)
     torch.manual_seed(1)
     nll, k = model.masked_nll(x)
     torch.testing.assert_close(loss, (nll / k).mean())
@@ -126,9 +127,9 @@ def test_half_precision_autocast(arch: str, dtype: torch.dtype) -> None:
     torch.manual_seed(0)
     model = build_model(small(arch))
     x = torch.randint(0, V, (2, 16))
-    reference = model(x, x).item() if arch == "lstm" else None
+    reference = model.loss(x, x).item() if arch == "lstm" else None
     with torch.autocast("cpu", dtype=dtype):
-        loss = model(x, x)
+        loss = model.loss(x, x)
     loss.backward()
     assert loss.dtype == torch.float32 and math.isfinite(loss.item())
     if reference is not None:
@@ -144,7 +145,7 @@ def test_diffusion_learns_to_use_context() -> None:
     losses = []
     for _ in range(100):
         x = torch.randint(0, V, (16, 1)).repeat(1, 8)
-        loss = model(x, x)
+        loss = model.loss(x, x)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -161,7 +162,7 @@ def uniform_diffusion(config: ModelConfig) -> DiffusionLM:
     model = build_model(config)
     assert isinstance(model, DiffusionLM)
     with torch.no_grad():
-        model.ln_f.weight.zero_()
+        model.transformer.ln_f.weight.zero_()
     return model
 
 
@@ -191,7 +192,7 @@ def exact_bound(model: DiffusionLM, y: torch.Tensor) -> float:
         for masked in sets:
             z = y.clone()
             z[list(masked)] = model.mask_id
-            logp = model.logits(z[None])[0].log_softmax(-1)  # (T, V)
+            logp = model(z[None])[0].log_softmax(-1)  # (T, V)
             total += -sum(logp[i, y[i]].item() for i in masked) / k / len(sets)
     return total
 
@@ -205,7 +206,7 @@ def exact_nll(model: DiffusionLM, y: torch.Tensor) -> float:
         z = torch.full_like(y, model.mask_id)
         logp = 0.0
         for i in order:
-            logp += model.logits(z[None])[0, i].log_softmax(-1)[y[i]].item()
+            logp += model(z[None])[0, i].log_softmax(-1)[y[i]].item()
             z[i] = y[i]
         probs.append(logp)
     return -(torch.tensor(probs, dtype=torch.float64).logsumexp(0) - math.log(len(probs))).item()

@@ -18,6 +18,7 @@ from torch import nn
 
 import study.trainer as trainer
 from study.config import ModelConfig, TrainConfig
+from study.models import LanguageModel
 
 FULL, BATCH, ACCUM = 256, 8, 2
 
@@ -36,9 +37,10 @@ def record_training_shapes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, .
         if module.training and torch.is_grad_enabled():  # training steps, not eval/sampling
             shapes.append(tuple(args[0].shape))
 
-    def recording_build(config: ModelConfig) -> nn.Module:
+    def recording_build(config: ModelConfig) -> LanguageModel:
         model = real_build(config)
-        model.get_submodule("wte").register_forward_pre_hook(hook)
+        embedding = next(m for m in model.modules() if isinstance(m, nn.Embedding))
+        embedding.register_forward_pre_hook(hook)
         return model
 
     monkeypatch.setattr(trainer, "build_model", recording_build)

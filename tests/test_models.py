@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import pytest
 import torch
 
 from study.config import ModelConfig
-from study.models import build_model, count_params, param_groups
+from study.models import LanguageModel, build_model, count_params, param_groups
+from study.models.gpt import Transformer
 
 VARIANTS = list(itertools.product(("learned", "rope", "alibi", "none"), ("swiglu", "gelu")))
 
@@ -75,4 +77,56 @@ def test_loss_is_cross_entropy() -> None:
     x, y = torch.randint(0, 300, (3, 8)), torch.randint(0, 300, (3, 8))
     logits = model(x)
     expected = torch.nn.functional.cross_entropy(logits.reshape(-1, 300), y.reshape(-1))
-    torch.testing.assert_close(model(x, y), expected)
+    torch.testing.assert_close(model.loss(x, y), expected)
+    with torch.no_grad():
+        assert model.nll_sum(x, y).item() == pytest.approx(expected.item() * y.numel(), rel=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["gpt", "lstm", "diffusion"])
+def test_every_model_keeps_the_contract(arch: str) -> None:
+    """``LanguageModel``: logits are the hidden states through the head, one row per token."""
+    torch.manual_seed(0)
+    config = ModelConfig(arch=arch, n_layer=1, d_model=32, n_head=2, vocab_size=300, seq_len=8)
+    model: LanguageModel = build_model(config)
+    x = torch.randint(0, 300, (2, 8))
+    with torch.no_grad():
+        hidden = model.hidden(x)
+        assert hidden.shape == (2, 8, 32) and model.head_weight.shape == (300, 32)
+        torch.testing.assert_close(model(x), hidden @ model.head_weight.t())
+        assert model.loss(x, x).shape == () and model.nll_sum(x, x).shape == ()
+    assert model.nll_is_bound == (arch == "diffusion")
+    assert model.step_fusable == (arch == "gpt")
+    new = model.generate([1, 2], n_tokens=5, seed=0)
+    assert len(new) == 5 and all(0 <= i < 300 for i in new)
+
+
+def test_gpt_and_diffusion_share_one_transformer_body() -> None:
+    config = ModelConfig(arch="gpt", n_layer=2, d_model=32, n_head=2, vocab_size=300, seq_len=8)
+    gpt = build_model(config)
+    diffusion = build_model(dataclasses.replace(config, arch="diffusion"))
+    assert type(gpt.transformer) is type(diffusion.transformer) is Transformer  # type: ignore[attr-defined]
+    assert [b.attn.causal for b in gpt.transformer.blocks] == [True, True]  # type: ignore[attr-defined]
+    assert [b.attn.causal for b in diffusion.transformer.blocks] == [False, False]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("arch", ["gpt", "lstm"])
+def test_generate_samples_the_last_positions_logits(arch: str) -> None:
+    """The sampler (last position's hidden state through the head, a context of at most seq_len
+    ids) draws what sampling from the full logits by hand draws, with the same generator."""
+    torch.manual_seed(0)
+    config = ModelConfig(arch=arch, n_layer=2, d_model=32, n_head=4, vocab_size=300, seq_len=8)
+    model = build_model(config)
+    generator = torch.Generator().manual_seed(3)
+    ids = torch.tensor([[1, 2, 3]])
+    expected = []
+    with torch.no_grad():
+        for _ in range(20):  # longer than seq_len: the context slides
+            logits = model(ids[:, -8:])[:, -1, :].float() / 0.8
+            kth = torch.topk(logits, 40).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+            nxt = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator)
+            ids = torch.cat((ids, nxt), dim=1)
+            expected.append(int(nxt))
+    model.train()
+    assert model.generate([1, 2, 3], n_tokens=20, seed=3) == expected
+    assert model.training  # the mode it came in

@@ -4,16 +4,14 @@ import json
 import math
 import subprocess
 import sys
-from contextlib import nullcontext
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from study.config import ModelConfig, TrainConfig
-from study.trainer import Clock, eval_windows, evaluate, lr_at, seq_len_at, train
+from study.models import build_model
+from study.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,72 +23,6 @@ def tiny_config(data: Path, **changes: object) -> TrainConfig:
         eval_tokens=4096, curve_points=4, curve_eval_tokens=1024, sample_tokens=16,
     )
     return base.replace(**changes)
-
-
-# ----------------------------------------------------------------------------- schedule and clock
-
-
-def test_lr_warms_up_then_decays_to_zero() -> None:
-    peak = 1e-3
-    assert lr_at(0.0, peak=peak, warmup_frac=0.1) == 0.0
-    assert lr_at(0.05, peak=peak, warmup_frac=0.1) == pytest.approx(0.5 * peak)
-    assert lr_at(0.1, peak=peak, warmup_frac=0.1) == pytest.approx(peak)
-    values = [lr_at(f, peak=peak, warmup_frac=0.1) for f in np.linspace(0.1, 1.0, 50)]
-    assert all(a >= b for a, b in zip(values, values[1:], strict=False))
-    assert lr_at(1.0, peak=peak, warmup_frac=0.1) == pytest.approx(0.0, abs=1e-15)
-    assert lr_at(1.5, peak=peak, warmup_frac=0.1) == pytest.approx(0.0, abs=1e-15)
-
-
-def test_curriculum_lengths_follow_schedule() -> None:
-    full = 256
-    lengths = [seq_len_at(f, full=full, curriculum=True) for f in np.linspace(0, 1, 101)]
-    assert lengths[0] == 64
-    assert all(a <= b for a, b in zip(lengths, lengths[1:], strict=False))
-    assert set(lengths) == {64, 128, 256}
-    assert seq_len_at(0.5, full=full, curriculum=True) == full  # full length by half-way
-    assert seq_len_at(0.49, full=full, curriculum=True) < full
-    assert seq_len_at(0.0, full=full, curriculum=False) == full
-
-
-def test_clock_pauses() -> None:
-    clock = Clock(budget=10.0)
-    clock.start()
-    clock.pause()
-    frozen = clock.elapsed
-    assert clock.elapsed == frozen
-    clock.resume()
-    assert clock.elapsed >= frozen
-
-
-# ----------------------------------------------------------------------------- evaluation
-
-
-class Uniform(nn.Module):
-    """Predicts every token with probability 1/V, so NLL per token is exactly ln V."""
-
-    def __init__(self, vocab: int) -> None:
-        super().__init__()
-        self.vocab = vocab
-        self.dummy = nn.Parameter(torch.zeros(()))
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        logits = torch.zeros(*x.shape, self.vocab) + self.dummy
-        if y is None:
-            return logits
-        return nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten())
-
-
-def test_bits_per_byte_by_hand() -> None:
-    vocab = 8
-    token_bytes = torch.tensor([1, 1, 2, 3, 1, 4, 1, 2])  # bytes each id decodes to
-    tokens = np.array([0, 3, 5, 2, 1, 7, 4, 6, 3], dtype=np.uint16)
-    windows = torch.from_numpy(eval_windows(tokens, n_tokens=8, seq_len=4))
-    assert windows.tolist() == [[0, 3, 5, 2, 1], [1, 7, 4, 6, 3]]
-    loss, bpb = evaluate(Uniform(vocab), windows, token_bytes=token_bytes, batch_size=1,
-                         amp=nullcontext)
-    assert loss == pytest.approx(math.log(vocab))
-    # targets: 3 5 2 1 | 7 4 6 3 -> bytes 3+4+2+1 + 2+1+1+3 = 17 over 8 tokens
-    assert bpb == pytest.approx(8 * math.log(vocab) / (math.log(2) * 17))
 
 
 # ----------------------------------------------------------------------------- real runs
@@ -119,8 +51,7 @@ def test_short_real_run(tinystories: Path, cache_dir: Path) -> None:
     assert config.budget <= result.train_seconds <= config.budget + 2 * step_time + 0.5
     assert result.val_ppl == pytest.approx(math.exp(result.val_loss))
     assert 0 < result.val_bpb < result.val_loss / math.log(2)  # more than one byte per token
-    assert result.params == sum(p.numel() for p in __import__("study.models", fromlist=["x"])
-                                .build_model(config.model).parameters())
+    assert result.params == sum(p.numel() for p in build_model(config.model).parameters())
     assert result.tokens_seen == result.steps * 16 * 64
     assert [p["elapsed_s"] for p in curve] == sorted(p["elapsed_s"] for p in curve)
     assert all(p["val_loss"] is not None and math.isfinite(p["val_loss"]) for p in curve)
@@ -153,6 +84,10 @@ def test_cli_writes_result_json(tinystories: Path, cache_dir: Path, tmp_path: Pa
         assert key in result
     assert result["config"]["model"]["pos"] == "rope"
     assert result["device"] == "cpu"
+    assert result["val_ppl"] == pytest.approx(math.exp(result["val_loss"]))
+    assert result["tokens_seen"] == result["steps"] * 8 * 32 and result["steps"] > 0
+    assert result["train_seconds"] >= 3.0 and result["tokens_per_second"] > 0
+    assert len(result["curve"]) == 3 and result["curve"][-1]["val_loss"] == result["val_loss"]
     kinds = [json.loads(line)["kind"] for line in events.read_text().splitlines()]
     assert kinds.count("curve") == 3 and "progress" in kinds and kinds[-1] == "final"
     assert "| step" in proc.stdout and "sample:" in proc.stdout

@@ -1,4 +1,8 @@
-"""Model zoo: ``build_model(config)`` and ``count_params(config)``, the one owner of counts."""
+"""Model zoo: ``build_model(config)`` and ``count_params(config)``, the one owner of counts.
+
+Every model implements ``LanguageModel`` (``study.models.base``): the contract the training
+step, the evaluation and the sampler call.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,9 @@ import torch
 from torch import nn
 
 from study.config import ModelConfig
+from study.models.base import LanguageModel
+
+__all__ = ["LanguageModel", "ParamCount", "build_model", "count_params", "param_groups"]
 
 
 @dataclass(frozen=True)
@@ -27,7 +34,8 @@ class ParamCount:
     flops_per_token: int
 
 
-def build_model(config: ModelConfig) -> nn.Module:
+def build_model(config: ModelConfig) -> LanguageModel:
+    """The model ``config`` describes, freshly initialised from torch's global generator."""
     config.validate()
     if config.arch == "gpt":
         from study.models.gpt import GPT
@@ -44,7 +52,7 @@ def build_model(config: ModelConfig) -> nn.Module:
     raise NotImplementedError(f"arch {config.arch!r} has no model yet")
 
 
-def param_groups(model: nn.Module) -> dict[str, int]:
+def param_groups(model: LanguageModel | nn.Module) -> dict[str, int]:
     """Split ``model``'s parameters into ``embedding`` and ``nonembedding`` (shared tensors once).
 
     Embeddings are the parameters of ``nn.Embedding`` modules; the tied output head shares the
@@ -60,7 +68,7 @@ def param_groups(model: nn.Module) -> dict[str, int]:
     return groups
 
 
-def count_params(config: ModelConfig, model: nn.Module | None = None) -> ParamCount:
+def count_params(config: ModelConfig, model: LanguageModel | None = None) -> ParamCount:
     """Counts for ``config``; builds the model on the meta device (no memory) if none is given."""
     if model is None:
         with torch.device("meta"):

@@ -17,9 +17,9 @@ distribution of the sampler below run with one token unmasked per step (a mixtur
 random unmasking orders), so it is a proper normalised distribution over length-T sequences.
 Drawing k uniformly from 1..T, ``T/k * sum_{i in M} -log p(x_i | x_{~M})`` is an unbiased
 estimate of the right-hand side, and ``mean_{i in M} -log p(x_i | x_{~M})`` one of the
-bound per token: that is the training loss. ``nll_sum`` evaluates the bound with k stratified
-over the batch and ``eval_samples`` draws per window, from a fixed seed (the same model and
-windows always give the same number).
+bound per token: that is the training loss (``loss``). ``nll_sum`` evaluates the bound with k
+stratified over the batch and ``eval_samples`` draws per window, from a fixed seed (the same
+model and windows always give the same number).
 
 What the bound covers, for a per-token comparison with the autoregressive models: the trainer
 evaluates windows of T + 1 ids as inputs x = w[:-1] and targets y = w[1:]. A GPT or LSTM scores
@@ -35,15 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from study.config import ModelConfig
-from study.models.gpt import Block, init_gpt2_, rope_tables
-
-
-def symmetric_alibi_bias(n_head: int, seq_len: int) -> torch.Tensor:
-    """Bidirectional ALiBi bias (n_head, T, T): -slope * |query - key|, no causal mask."""
-    slopes = torch.tensor([2 ** (-8 * (i + 1) / n_head) for i in range(n_head)])
-    pos = torch.arange(seq_len)
-    distance = (pos[:, None] - pos[None, :]).abs().float()  # (T, T)
-    return -slopes[:, None, None] * distance
+from study.models.gpt import Transformer, init_gpt2_
 
 
 def random_masks(
@@ -67,15 +59,17 @@ def random_masks(
 
 
 class DiffusionLM(nn.Module):
-    """Bidirectional transformer denoiser for absorbing-state diffusion.
+    """Bidirectional transformer denoiser for absorbing-state diffusion (a ``LanguageModel``).
 
-    ``forward(x, y)`` is the training loss (per-token bound estimate on x; y is ignored),
-    ``nll_sum(x, y)`` the summed bound on -log p(y) in nats, ``generate`` samples by iterative
-    unmasking. The embedding has ``vocab_size + 1`` rows (the last is ``[MASK]``); the output
-    head is tied to the first ``vocab_size`` rows.
+    ``forward(z)`` gives clean-token logits for partly masked ids, ``loss(x, y)`` the training
+    loss (per-token bound estimate on x; y is ignored), ``nll_sum(x, y)`` the summed bound on
+    -log p(y) in nats, ``generate`` samples by iterative unmasking. The embedding has
+    ``vocab_size + 1`` rows (the last is ``[MASK]``); the output head is tied to the first
+    ``vocab_size`` rows.
     """
 
     nll_is_bound = True
+    step_fusable = False  # the loss is not next-token cross-entropy
 
     def __init__(self, config: ModelConfig, *, eval_samples: int = 4, eval_seed: int = 0) -> None:
         super().__init__()
@@ -83,30 +77,21 @@ class DiffusionLM(nn.Module):
         self.mask_id = config.vocab_size
         self.eval_samples = eval_samples
         self.eval_seed = eval_seed
-        self.wte = nn.Embedding(config.vocab_size + 1, config.d_model)
-        self.wpe = nn.Embedding(config.seq_len, config.d_model) if config.pos == "learned" else None
-        self.blocks = nn.ModuleList(Block(config, causal=False) for _ in range(config.n_layer))
-        self.ln_f = nn.LayerNorm(config.d_model, bias=False)
-        if config.pos == "rope":
-            cos, sin = rope_tables(config.seq_len, config.d_model // config.n_head)
-            self.register_buffer("rope_cos", cos, persistent=False)
-            self.register_buffer("rope_sin", sin, persistent=False)
-        if config.pos == "alibi":
-            alibi = symmetric_alibi_bias(config.n_head, config.seq_len)
-            self.register_buffer("alibi", alibi, persistent=False)
+        self.transformer = Transformer(config, causal=False, n_tokens=config.vocab_size + 1)
         init_gpt2_(self, config.n_layer)  # as the causal model
 
-    def logits(self, z: torch.Tensor) -> torch.Tensor:
+    def hidden(self, z: torch.Tensor) -> torch.Tensor:
+        """Final normalised hidden states (B, T, d_model) of partly masked ids z (B, T)."""
+        return self.transformer(z)
+
+    @property
+    def head_weight(self) -> torch.Tensor:
+        """The tied head: the embedding without its [MASK] row, so [MASK] is never predicted."""
+        return self.transformer.wte.weight[: self.mask_id]
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Clean-token logits (B, T, vocab) for partly masked ids z (B, T); never [MASK]."""
-        T = z.size(1)
-        h = self.wte(z)  # (B, T, d_model)
-        if self.wpe is not None:
-            h = h + self.wpe.weight[:T]
-        rope = (self.rope_cos, self.rope_sin) if self.config.pos == "rope" else None
-        bias = self.alibi if self.config.pos == "alibi" else None
-        for block in self.blocks:
-            h = block(h, rope, bias)
-        return F.linear(self.ln_f(h), self.wte.weight[: self.mask_id])  # tied head
+        return F.linear(self.hidden(z), self.head_weight)
 
     def masked_nll(
         self, x: torch.Tensor, generator: torch.Generator | None = None
@@ -120,18 +105,16 @@ class DiffusionLM(nn.Module):
         B, T = x.shape
         k, mask = random_masks(B, T, device=x.device, generator=generator)
         z = x.masked_fill(mask, self.mask_id)
-        logits = self.logits(z)  # (B, T, vocab)
+        logits = self(z)  # (B, T, vocab)
         nll = F.cross_entropy(
             logits.flatten(0, 1).float(), x.flatten().long(), reduction="none"
         ).view(B, T)
         return (nll * mask).sum(dim=1), k
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Without y: logits for x (which may hold [MASK] ids). With y: the training loss, the
-        unbiased per-token estimate of the bound on x, mean over rows of (masked NLL / k);
-        y only says "training" (the objective is on x, not next-token)."""
-        if y is None:
-            return self.logits(x)
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The training loss: the unbiased per-token estimate of the bound on x, mean over rows
+        of (masked NLL / k). y is not used (the objective is on x, not next-token)."""
+        del y
         nll, k = self.masked_nll(x)
         return (nll / k).mean()
 
@@ -170,7 +153,7 @@ class DiffusionLM(nn.Module):
         """
         was_training = self.training
         self.eval()
-        device = self.wte.weight.device
+        device = self.head_weight.device
         generator = torch.Generator(device=device)
         generator.manual_seed(seed)
         T = self.config.seq_len
@@ -182,7 +165,7 @@ class DiffusionLM(nn.Module):
             z = torch.tensor([[*context, *[self.mask_id] * block]], device=device)  # (1, L)
             order = torch.randperm(block, device=device, generator=generator) + len(context)
             for pos in order.tolist():
-                logits = self.logits(z)[0, pos].float() / temperature  # (vocab,)
+                logits = self(z)[0, pos].float() / temperature  # (vocab,)
                 if top_k:
                     kth = torch.topk(logits, min(top_k, logits.numel())).values[-1]
                     logits = logits.masked_fill(logits < kth, float("-inf"))

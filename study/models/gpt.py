@@ -1,6 +1,7 @@
 """A GPT-2 style decoder, small enough to read in one sitting.
 
-Components in dependency order: positional helpers, attention, MLP, block, model. Tied input and
+Components in dependency order: positional helpers, attention, MLP, block, the transformer body
+(embeddings, blocks, final norm; the diffusion denoiser uses it too), model. Tied input and
 output embeddings, no dropout, no biases, ``scaled_dot_product_attention`` for attention.
 Positional schemes: ``learned`` (absolute embedding), ``rope`` (rotary), ``alibi`` (linear
 attention bias) and ``none`` (causal masking alone carries position).
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from study.config import ModelConfig
+from study.models.base import NextTokenModel
 
 
 def mlp_hidden(config: ModelConfig) -> int:
@@ -39,13 +41,13 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
 
 
-def alibi_bias(n_head: int, seq_len: int) -> torch.Tensor:
-    """Causal ALiBi bias (n_head, T, T): -slope * distance, -inf above the diagonal."""
+def alibi_bias(n_head: int, seq_len: int, *, causal: bool = True) -> torch.Tensor:
+    """ALiBi bias (n_head, T, T): -slope * |query - key|; causal: -inf above the diagonal."""
     slopes = torch.tensor([2 ** (-8 * (i + 1) / n_head) for i in range(n_head)])
     pos = torch.arange(seq_len)
     distance = (pos[:, None] - pos[None, :]).float()  # (T, T), query minus key
-    bias = -slopes[:, None, None] * distance
-    return bias.masked_fill(distance < 0, float("-inf"))
+    bias = -slopes[:, None, None] * distance.abs()
+    return bias.masked_fill(distance < 0, float("-inf")) if causal else bias
 
 
 def init_gpt2_(model: nn.Module, n_layer: int) -> None:
@@ -123,43 +125,55 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
-class GPT(nn.Module):
-    """Decoder-only transformer. ``forward(idx, targets)`` returns the mean cross-entropy."""
+class Transformer(nn.Module):
+    """Token (and learned position) embedding, ``n_layer`` blocks, final norm: the body the GPT
+    and the diffusion denoiser share. ``causal`` picks masked or bidirectional attention (and
+    ALiBi's form); ``n_tokens`` rows of embedding (the denoiser adds a ``[MASK]`` row)."""
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, *, causal: bool, n_tokens: int) -> None:
         super().__init__()
-        self.config = config
-        self.wte = nn.Embedding(config.vocab_size, config.d_model)
+        self.pos = config.pos
+        self.wte = nn.Embedding(n_tokens, config.d_model)
         self.wpe = nn.Embedding(config.seq_len, config.d_model) if config.pos == "learned" else None
-        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.blocks = nn.ModuleList(Block(config, causal=causal) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.d_model, bias=False)
-        self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
-        self.head.weight = self.wte.weight  # tied: counted once
-        head_dim = config.d_model // config.n_head
         if config.pos == "rope":
-            cos, sin = rope_tables(config.seq_len, head_dim)
+            cos, sin = rope_tables(config.seq_len, config.d_model // config.n_head)
             self.register_buffer("rope_cos", cos, persistent=False)
             self.register_buffer("rope_sin", sin, persistent=False)
         if config.pos == "alibi":
-            bias = alibi_bias(config.n_head, config.seq_len)
+            bias = alibi_bias(config.n_head, config.seq_len, causal=causal)
             self.register_buffer("alibi", bias, persistent=False)
-        init_gpt2_(self, config.n_layer)
 
-    def hidden(self, idx: torch.Tensor) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """Final normalised hidden states (B, T, d_model) for token ids (B, T)."""
         T = idx.size(1)
         x = self.wte(idx)  # (B, T, d_model)
         if self.wpe is not None:
             x = x + self.wpe.weight[:T]
-        rope = (self.rope_cos, self.rope_sin) if self.config.pos == "rope" else None
-        bias = self.alibi if self.config.pos == "alibi" else None
+        rope = (self.rope_cos, self.rope_sin) if self.pos == "rope" else None
+        bias = self.alibi if self.pos == "alibi" else None
         for block in self.blocks:
             x = block(x, rope, bias)
         return self.ln_f(x)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits (B, T, vocab) without targets; mean next-token cross-entropy with them."""
-        logits = self.head(self.hidden(idx))
-        if targets is None:
-            return logits
-        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten().long())
+
+class GPT(NextTokenModel):
+    """Decoder-only transformer: the causal body and a head tied to its token embedding."""
+
+    step_fusable = True
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.transformer = Transformer(config, causal=True, n_tokens=config.vocab_size)
+        self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.head.weight = self.transformer.wte.weight  # tied: counted once
+        init_gpt2_(self, config.n_layer)
+
+    def hidden(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.transformer(idx)  # (B, T, d_model)
+
+    @property
+    def head_weight(self) -> torch.Tensor:
+        return self.head.weight

@@ -2,9 +2,8 @@
 
 Token embedding, ``n_layer`` stacked LSTM layers of width ``d_model``, a final LayerNorm and an
 output projection tied to the embedding (counted once). ``n_head``, ``pos`` and ``mlp`` do not
-apply: the recurrence carries position and there is no attention or MLP. Same interface as the
-GPT: ``forward(idx)`` gives logits, ``forward(idx, targets)`` the mean next-token cross-entropy,
-so training, evaluation (exact NLL) and sampling go through the trainer's generic paths.
+apply: the recurrence carries position and there is no attention or MLP. A ``NextTokenModel`` like
+the GPT: loss, exact held-out NLL and sampling come from there; only ``hidden`` is its own.
 """
 
 from __future__ import annotations
@@ -12,16 +11,17 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from study.config import ModelConfig
+from study.device import cpu_has_bf16
+from study.models.base import NextTokenModel
 
 
-class LSTMLM(nn.Module):
+class LSTMLM(NextTokenModel):
     """Embedding -> n_layer x LSTM(d_model) -> LayerNorm -> tied head."""
 
-    nll_is_bound = False
+    step_fusable = False  # its cuDNN recurrence was never measured inside a CUDA graph
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -41,18 +41,20 @@ class LSTMLM(nn.Module):
                 if name.startswith("bias_ih"):
                     p[d : 2 * d].fill_(1.0)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits (B, T, vocab) without targets; mean next-token cross-entropy with them."""
+    def hidden(self, idx: torch.Tensor) -> torch.Tensor:
+        """Normalised LSTM outputs (B, T, d_model), zero initial state."""
         x = self.wte(idx)  # (B, T, d_model)
         if x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and (
-            torch.get_autocast_dtype("cpu") == torch.float16
+            torch.get_autocast_dtype("cpu") == torch.float16 or not cpu_has_bf16()
         ):
-            # oneDNN has no float16 LSTM kernel: on CPU the recurrence runs in float32.
+            # oneDNN has no float16 LSTM kernel, and no bfloat16 one on CPUs without native
+            # bf16 (it fails to build the primitive): there the recurrence runs in float32.
             with torch.autocast("cpu", enabled=False):
                 h, _ = self.lstm(x.float())
         else:
-            h, _ = self.lstm(x)  # (B, T, d_model), zero initial state
-        logits = self.head(self.ln_f(h))  # (B, T, vocab)
-        if targets is None:
-            return logits
-        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten().long())
+            h, _ = self.lstm(x)  # (B, T, d_model)
+        return self.ln_f(h)
+
+    @property
+    def head_weight(self) -> torch.Tensor:
+        return self.head.weight

@@ -1,9 +1,9 @@
-"""The fast training step the benchmark measures (study.step) computes what the plain one does.
+"""The fast training step (study.step) computes what the plain one does.
 
 Each speed lever is checked against the textbook computation it replaces: the fused, chunked
-output projection + cross-entropy against ``F.cross_entropy`` (loss and gradients), the
-torch.optim-free AdamW against ``torch.optim.AdamW``, and a whole ``TrainStep`` against a
-hand-written step (forward, backward, clip, AdamW) on the same windows.
+output projection + cross-entropy (study.models.loss) against ``F.cross_entropy`` (loss and
+gradients), the torch.optim-free AdamW (study.optim) against ``torch.optim.AdamW``, and a whole
+``TrainStep`` against a hand-written step (forward, backward, clip, AdamW) on the same windows.
 """
 
 from __future__ import annotations
@@ -16,20 +16,11 @@ import torch
 import torch.nn.functional as F
 
 from study.config import ModelConfig, TrainConfig
+from study.device import cpu_has_bf16
 from study.models import build_model
-from study.step import (
-    Batches,
-    ForeachAdamW,
-    StepPlan,
-    TrainStep,
-    _softmax_grad_fusable,
-    cpu_has_bf16,
-    linear_cross_entropy,
-    linear_nll_sum,
-    make_loss,
-    plan_step,
-)
-from study.trainer import ThreadTuner, generate, nll_sum
+from study.models.loss import linear_cross_entropy, linear_nll_sum, softmax_grad_fusable
+from study.optim import ForeachAdamW
+from study.step import Batches, StepPlan, TrainStep, make_loss, plan_step
 
 V, T = 300, 16
 EAGER = StepPlan(compile=False, cuda_graph=False, ce_chunk=7, autocast=None, fused_adamw=False)
@@ -40,7 +31,7 @@ def small_config(**changes: object) -> TrainConfig:
     return TrainConfig(model=model, device="cpu", batch_size=4, lr=1e-2).replace(**changes)
 
 
-@pytest.mark.parametrize("softmax_grad", [None, _softmax_grad_fusable])
+@pytest.mark.parametrize("softmax_grad", [None, softmax_grad_fusable])
 @pytest.mark.parametrize("chunk", [1, 7, 64, 1000])
 def test_linear_cross_entropy_matches_cross_entropy(chunk: int, softmax_grad: object) -> None:
     torch.manual_seed(0)
@@ -63,7 +54,7 @@ def test_fused_loss_and_gradients_match_the_model() -> None:
     torch.manual_seed(0)
     model = build_model(small_config().model)
     x, y = torch.randint(0, V, (2, 3, T))
-    ref = model(x, y)
+    ref = model.loss(x, y)
     ref_grads = torch.autograd.grad(ref, list(model.parameters()))
     loss = make_loss(model, EAGER)(x, y)
     grads = torch.autograd.grad(loss, list(model.parameters()))
@@ -71,7 +62,7 @@ def test_fused_loss_and_gradients_match_the_model() -> None:
     for g, r in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-6)
     with torch.no_grad():
-        assert nll_sum(model, x, y).item() == pytest.approx(ref.item() * y.numel(), rel=1e-5)
+        assert model.nll_sum(x, y).item() == pytest.approx(ref.item() * y.numel(), rel=1e-5)
 
 
 def test_foreach_adamw_matches_torch() -> None:
@@ -120,7 +111,7 @@ def test_train_step_equals_a_hand_written_step(grad_accum: int) -> None:
         x, y = windows.sample(4 * grad_accum, T)
         total = 0.0
         for i in range(grad_accum):
-            loss = reference(x[i * 4 : (i + 1) * 4], y[i * 4 : (i + 1) * 4])
+            loss = reference.loss(x[i * 4 : (i + 1) * 4], y[i * 4 : (i + 1) * 4])
             (loss / grad_accum).backward()
             total += loss.item()
         losses.append(total / grad_accum)
@@ -145,7 +136,7 @@ def test_train_step_flags_divergence() -> None:
     config = small_config()
     model = build_model(config.model)
     with torch.no_grad():
-        model.head.weight[0, 0] = float("nan")
+        model.head_weight[0, 0] = float("nan")
     tokens = torch.randint(0, V, (5000,), dtype=torch.int32)
     step = TrainStep(model, config, device=torch.device("cpu"), tokens=tokens, batch_size=4,
                      plan=EAGER)
@@ -181,56 +172,6 @@ def test_plans_per_device() -> None:
     lstm = build_model(ModelConfig(arch="lstm", n_layer=1, d_model=32, vocab_size=V, seq_len=T))
     plan = plan_step(config, torch.device("cuda"), lstm)
     assert plan.ce_chunk == 0 and not plan.cuda_graph  # only the GPT's step is fused
-
-
-def test_generate_last_position_matches_full_logits() -> None:
-    torch.manual_seed(0)
-    model = build_model(small_config().model)
-
-    class Plain(torch.nn.Module):  # the same model seen through forward() only
-        def __init__(self) -> None:
-            super().__init__()
-            self.inner = model
-
-        def forward(self, idx: torch.Tensor) -> torch.Tensor:
-            return self.inner(idx)
-
-    kw = {"n_tokens": 20, "seq_len": T, "device": torch.device("cpu"), "seed": 3}
-    assert generate(model, [1, 2, 3], **kw) == generate(Plain(), [1, 2, 3], **kw)
-
-
-def test_thread_tuner_keeps_the_faster_choice(monkeypatch: pytest.MonkeyPatch) -> None:
-    if torch.get_num_threads() < 2:
-        torch.set_num_threads(2)
-    n = torch.get_num_threads()
-    tuner = ThreadTuner(torch.device("cpu"), recheck=10.0, max_recheck=40.0)
-    now = [0.0]
-    monkeypatch.setattr("study.trainer.time.perf_counter", lambda: now[0])
-    cost = {1: 1.0, n: 5.0}  # a busy machine: more threads, slower steps
-    try:
-        for _ in range(40):
-            tuner.before()
-            now[0] += cost[torch.get_num_threads()]
-            tuner.after()
-        assert torch.get_num_threads() == 1 and tuner.best == 1
-        assert tuner.interval == 40.0  # the same answer each time: checks grew rarer
-        cost = {1: 1.0, n: 0.5}  # the machine became idle
-        for _ in range(200):
-            tuner.before()
-            now[0] += cost[torch.get_num_threads()]
-            tuner.after()
-        assert torch.get_num_threads() == n and tuner.best == n
-        # A check begun on a training step is not finished on an evaluation batch.
-        now[0] = tuner.next_check
-        tuner.before("step")
-        now[0] += 1.0
-        tuner.after()
-        assert tuner.pending == [1] and tuner.times == {n: 1.0}
-        tuner.before("eval")
-        assert tuner.pending == [n, 1] and tuner.times == {} and tuner.kind == "eval"
-    finally:
-        torch.set_num_threads(n)
-    assert ThreadTuner(torch.device("cuda")).options == []
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

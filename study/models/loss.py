@@ -1,0 +1,114 @@
+"""The output projection and cross-entropy, fused and chunked so the logits never exist whole.
+
+The (tokens x vocab) logits are the biggest tensor of a tiny model. ``linear_cross_entropy``
+makes them, turns them into their gradient and consumes them chunk by chunk in the forward pass
+(training); ``linear_nll_sum`` sums the held-out NLL the same way without gradients
+(evaluation). ``ce_chunk_rows`` sizes the chunks for the device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+# Logits bytes per chunk of the fused head. On an H100 at d_model 128, 16 MiB chunks (L2-sized)
+# lost to 64 MiB ones by 7%: per-kernel overhead, not memory traffic, sets the cost there.
+CUDA_CE_CHUNK_BYTES = 64 * 2**20
+CPU_CE_CHUNK_BYTES = 2 * 2**20  # about a core's share of last-level cache
+
+SoftmaxGrad = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]
+
+
+def ce_chunk_rows(device: torch.device, *, vocab_size: int, half: bool) -> int:
+    """Rows per chunk of the fused head: about CUDA_CE_CHUNK_BYTES or CPU_CE_CHUNK_BYTES of
+    logits (16-bit logits when ``half``)."""
+    logit_bytes = vocab_size * (2 if half else 4)
+    if device.type == "cuda":
+        return max(64, CUDA_CE_CHUNK_BYTES // logit_bytes)
+    return max(16, CPU_CE_CHUNK_BYTES // logit_bytes)
+
+
+def softmax_grad_eager(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """(softmax - onehot) in the logits' dtype and per-row NLL, in float32, in place."""
+    x = logits.float()
+    lse = torch.logsumexp(x, dim=-1, keepdim=True)  # (n, 1)
+    nll = (lse - x.gather(1, targets[:, None])).squeeze(1)  # (n,)
+    p = x.sub_(lse).exp_()  # logits is this step's scratch: overwrite it
+    p.scatter_add_(1, targets[:, None], torch.full_like(lse, -1.0))
+    return p.to(logits.dtype), nll
+
+
+def softmax_grad_fusable(
+    logits: torch.Tensor, targets: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
+    """The same, written as one reduction and one pointwise pass for the compiler to fuse."""
+    x = logits.float()
+    lse = torch.logsumexp(x, dim=-1, keepdim=True)  # (n, 1)
+    nll = (lse - x.gather(1, targets[:, None])).squeeze(1)  # (n,)
+    onehot = torch.arange(x.size(1), device=x.device) == targets[:, None]  # (n, V)
+    g = torch.exp(x - lse) - onehot.to(x.dtype)
+    return g.to(logits.dtype), nll
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """Mean cross-entropy of ``h @ weight.T`` against ``targets``, gradients made in the forward
+    pass chunk by chunk, so the (N, V) logits exist one chunk at a time."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int,
+        softmax_grad: SoftmaxGrad,
+    ) -> torch.Tensor:
+        # h (N, d) in the compute dtype; weight (V, d) float32 master; targets (N,) int64.
+        with torch.autocast(h.device.type, enabled=False):
+            n = h.size(0)
+            w = weight.to(h.dtype)
+            grad_h = torch.empty_like(h)
+            grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=h.device)
+            nll = []
+            for s in range(0, n, chunk):
+                hs = h[s : s + chunk]
+                logits = hs @ w.t()  # (chunk, V)
+                g, nll_rows = softmax_grad(logits, targets[s : s + chunk])
+                nll.append(nll_rows)
+                torch.mm(g, w, out=grad_h[s : s + chunk])
+                if g.dtype == torch.float32:
+                    grad_w.addmm_(g.t(), hs)
+                else:
+                    grad_w += g.t() @ hs
+            ctx.save_for_backward(grad_h, grad_w)
+            ctx.n = n
+            return torch.cat(nll).sum() / n
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        grad_h, grad_w = ctx.saved_tensors  # of the summed loss
+        scale = grad_out / ctx.n
+        return grad_h * scale.to(grad_h.dtype), grad_w * scale, None, None, None
+
+
+def linear_cross_entropy(
+    h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, *, chunk: int,
+    softmax_grad: SoftmaxGrad = softmax_grad_eager,
+) -> torch.Tensor:
+    """``F.cross_entropy(h @ weight.T, targets)`` (mean, float32) without materialising the
+    logits: ``chunk`` rows at a time. Differentiable in ``h`` and ``weight``."""
+    out: torch.Tensor = _LinearCrossEntropy.apply(h, weight, targets, chunk, softmax_grad)
+    return out
+
+
+def linear_nll_sum(
+    h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, *, chunk: int
+) -> torch.Tensor:
+    """Summed ``F.cross_entropy(h @ weight.T, targets)`` in float32, ``chunk`` rows at a time,
+    without gradients: evaluation's version of ``linear_cross_entropy``. Matmuls follow the
+    ambient autocast, as the model's own head would."""
+    total = torch.zeros((), dtype=torch.float32, device=h.device)
+    with torch.no_grad():
+        for s in range(0, h.size(0), chunk):
+            logits = (h[s : s + chunk] @ weight.t()).float()  # (chunk, V)
+            t = targets[s : s + chunk]
+            total += torch.logsumexp(logits, dim=-1).sum() - logits.gather(1, t[:, None]).sum()
+    return total
