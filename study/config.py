@@ -97,7 +97,7 @@ class TrainConfig:
     eval_tokens: int = 32_768
     curve_points: int = 10
     curve_eval_tokens: int = 1_024
-    max_stories: int = 100_000
+    max_stories: int | str = "auto"  # training stories read; auto: see study.data.budget
 
     def validate(self) -> None:
         self.model.validate()
@@ -126,7 +126,8 @@ class TrainConfig:
         _at_least("eval_tokens", self.eval_tokens, self.model.seq_len)
         _at_least("curve_points", self.curve_points, 1)
         _at_least("curve_eval_tokens", self.curve_eval_tokens, self.model.seq_len)
-        _at_least("max_stories", self.max_stories, 1)
+        if self.max_stories != "auto":
+            _at_least("max_stories", self.max_stories, 1)  # type: ignore[arg-type]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

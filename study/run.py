@@ -15,6 +15,7 @@ import sys
 
 from study.cli import ArgumentParser
 from study.config import DEVICES
+from study.data import max_stories_arg
 from study.errors import cli_main, stop_like_ctrl_c
 from study.runner import RunOptions, run_study
 from study.worker import PRUNERS
@@ -45,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training seed of every trial and the sampler's seed (default %(default)s)")
     p.add_argument("--pruner", default=d.pruner, choices=PRUNERS, help="(default %(default)s)")
     p.add_argument("--cache-dir", default=None, help="tokenizer and token cache folder")
+    p.add_argument("--max-stories", type=max_stories_arg, default=d.max_stories,
+                   help="training stories every trial reads: auto (enough that the fastest trial "
+                        "sees its training tokens at most ~4 times on this device, up to the "
+                        "whole corpus; see study.data.budget) or a number (default %(default)s)")
     p.add_argument("--max-failures", type=int, default=None,
                    help="stop after this many failed trials in this run "
                         "(default: --trials, at least 10)")
@@ -59,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         trials=args.trials, budget=args.budget, sweep=args.sweep, storage=args.storage,
         study_name=args.study_name, data=args.data, device=args.device, workers=args.workers,
         seed=args.seed, pruner=args.pruner, cache_dir=args.cache_dir,
-        max_failures=args.max_failures,
+        max_failures=args.max_failures, max_stories=args.max_stories,
     )
     with stop_like_ctrl_c():
         return run_study(opts)

@@ -49,6 +49,7 @@ class RunOptions:
     pruner: str = "none"
     cache_dir: str | None = None
     max_failures: int | None = None  # None: max(10, trials)
+    max_stories: int | str = "auto"  # training stories of every trial; auto: study.data.budget
 
     def validate(self) -> None:
         if self.trials < 1:
@@ -89,9 +90,11 @@ def run_study(opts: RunOptions) -> int:
     check_device(opts.device)
     state = store.inspect_storage(opts.storage, study_name)
     check_existing(state, study_name, budget=opts.budget)
-    prepare_tokens(probe, cache_dir=opts.cache_dir)
+    max_stories = prepare_tokens(probe, cache_dir=opts.cache_dir, max_stories=opts.max_stories,
+                                 stored=state.study_attrs.get("max_stories"))
+    base["max_stories"] = max_stories
 
-    shared, run_index = open_study(opts, study_name, sweep)
+    shared, run_index = open_study(opts, study_name, sweep, max_stories=max_stories)
     progress.emit(f"[{study_name}] {state.url}: {shared.count(TrialState.COMPLETE)}/"
                   f"{opts.trials} complete; sweep {sweep.name}, budget {opts.budget:g}s, "
                   f"{opts.workers} worker(s)")
@@ -147,7 +150,9 @@ def check_existing(state: store.StorageState, study_name: str, *, budget: float)
             f"budgets do not compare (use --budget {found:g} or another --study-name)")
 
 
-def open_study(opts: RunOptions, study_name: str, sweep: Sweep) -> tuple[SharedStudy, int]:
+def open_study(
+    opts: RunOptions, study_name: str, sweep: Sweep, *, max_stories: int | None = None
+) -> tuple[SharedStudy, int]:
     """Under the study lock: create or load the study, tag it, recover trials orphaned by a
     killed run, and count this run.
 
@@ -161,6 +166,7 @@ def open_study(opts: RunOptions, study_name: str, sweep: Sweep) -> tuple[SharedS
             shared = SharedStudy.create(opts.storage, study_name)
             shared.tag("budget", float(opts.budget))
             shared.tag("sweep", sweep.name)
+            shared.tag("max_stories", max_stories)
             recovered = stale.recover_stale(shared, locked=True)
             run_index = shared.bump(RUNS_ATTR)
     finally:
@@ -222,15 +228,34 @@ def check_device(device: str) -> None:
         resolve_device(device)
 
 
-def prepare_tokens(config: TrainConfig, *, cache_dir: str | None) -> None:
-    """Build the tokenizer and token cache once, before workers start (the trainer reuses it)."""
-    from study.data import load_tokens
+def prepare_tokens(
+    config: TrainConfig, *, cache_dir: str | None, max_stories: int | str = "auto",
+    stored: Any = None,
+) -> int | None:
+    """Resolve ``max_stories`` (the flag's number, else the sweep's ``config.max_stories``) once
+    for the whole study (a study keeps the number it stored first), then build the tokenizer and
+    token cache before workers start (the trainer reuses it). Returns the number of training
+    stories every trial reads.
 
+    Raises:
+        UsageError: a number other than the one the study stored; bad data.
+    """
+    from study.data import load_tokens, resolve_max_stories
+
+    folder = Path(cache_dir) if cache_dir is not None else None
+    if max_stories == "auto":  # the flag left it to the sweep, whose own default is auto
+        max_stories = config.max_stories
+    limit = stored if max_stories == "auto" and isinstance(stored, int) else resolve_max_stories(
+        config.data, max_stories=max_stories, budget=config.budget, device=config.device,
+        cache_dir=folder)
+    if stored is not None and limit != stored:
+        raise UsageError(f"the study was run with --max-stories {stored}; trials of different "
+                         f"corpora do not compare (use {stored} or another --study-name)")
     progress.emit(f"preparing tokens ({config.data or 'TinyStories'}, vocab "
-                  f"{config.model.vocab_size})")
-    load_tokens(config.data, vocab_size=config.model.vocab_size,
-                cache_dir=Path(cache_dir) if cache_dir is not None else None,
-                max_stories=config.max_stories)
+                  f"{config.model.vocab_size}, {limit} training stories)")
+    load_tokens(config.data, vocab_size=config.model.vocab_size, cache_dir=folder,
+                max_stories=limit)
+    return limit
 
 
 RUNS_ATTR = "five_minute_study:runs"  # study system attribute: runs started so far

@@ -14,6 +14,7 @@ from typing import Any
 
 from study.cli import ArgumentParser
 from study.config import ARCHS, DEVICES, MLP_TYPES, POS_SCHEMES, PRECISIONS, TrainConfig
+from study.data import max_stories_arg, resolve_max_stories
 from study.errors import UsageError, cli_main
 from study.fileio import write_json
 from study.result import EXIT_DIVERGED, EXIT_OOM
@@ -43,7 +44,6 @@ FLAGS: dict[str, tuple[str, type, Any]] = {
     "sample_tokens": ("sample_tokens", int, None),
     "eval_tokens": ("eval_tokens", int, None),
     "curve_points": ("curve_points", int, None),
-    "max_stories": ("max_stories", int, None),
 }
 
 
@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
             "--" + dest.replace("_", "-"), dest=dest, type=typ, choices=choices, default=None,
             help=f"(default: {'TinyStories via datasets' if dest == 'data' else shown})",
         )
+    p.add_argument("--max-stories", type=max_stories_arg, default=None,
+                   help="training stories to read: auto (enough that the job sees its training "
+                        "tokens at most ~4 times on this device, up to the whole corpus; see "
+                        "study.data.budget) or a number (default: auto)")
     p.add_argument("--compile", dest="compile", action=argparse.BooleanOptionalAction,
                    default=None, help="torch.compile the model (default: on for CUDA only)")
     p.add_argument("--curriculum", dest="curriculum", action=argparse.BooleanOptionalAction,
@@ -93,10 +97,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             base["model"][key.removeprefix("model.")] = value
         else:
             base[key] = value
-    for flag in ("compile", "curriculum"):
+    for flag in ("compile", "curriculum", "max_stories"):
         if getattr(args, flag) is not None:
             base[flag] = getattr(args, flag)
-    return TrainConfig.from_dict(base)
+    config = TrainConfig.from_dict(base)
+    # auto becomes a number once, at startup, from the budget and the device (study.data.budget)
+    return config.replace(max_stories=resolve_max_stories(
+        config.data, max_stories=config.max_stories, budget=config.budget, device=config.device,
+        cache_dir=args.cache_dir))
 
 
 @cli_main

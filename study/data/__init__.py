@@ -14,8 +14,9 @@ from study.data.tokens import (
     TokenData,
     default_cache_dir,
     load_tokens,
+    max_stories_arg,
     resolve_max_stories,
 )
 
 __all__ = ["AUTO", "TokenData", "decode", "default_cache_dir", "encode", "load_tokens",
-           "resolve_max_stories"]
+           "max_stories_arg", "resolve_max_stories"]

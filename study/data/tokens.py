@@ -10,6 +10,7 @@ so every trial of a study reads the same corpus.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import numbers
@@ -169,6 +170,19 @@ def resolve_max_stories(
     log.info("max_stories auto: %d of %d training stories (%s, %g s)", limit, stories, kind,
              budget)
     return limit
+
+
+def max_stories_arg(text: str) -> int | str:
+    """argparse type of ``--max-stories``: ``auto`` or a positive integer."""
+    if text == AUTO:
+        return AUTO
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected auto or a positive integer, got {text!r}")
+    return value
 
 
 def corpus_size(source: corpus.Source, *, cache_dir: Path) -> tuple[int, int]:
