@@ -189,10 +189,11 @@ def fit_data_constrained(
     )
     if not converged:
         warnings.append("the R* fit did not converge (L-BFGS stopped early)")
-    for name, value, free in (("R*_D", rd_star, True), ("R*_N", rn_star, rn_free)):
+    for name, value, free, what in (("R*_D", rd_star, True, "repeated tokens"),
+                                    ("R*_N", rn_star, rn_free, "excess parameters")):
         if free and not R_STAR_BOUNDS[0] * 1.01 < value < R_STAR_BOUNDS[1] / 1.01:
             warnings.append(f"{name} = {value:.3g} sits at its bound {R_STAR_BOUNDS}: the "
-                            f"points do not resolve how fast repetition loses value")
+                            f"points do not resolve how fast {what} lose value")
     return DataConstrainedFit(
         base=base, rd_star=rd_star, rn_star=rn_star, rd_constrained=True,
         rn_constrained=rn_free, objective=objective, converged=converged, n_points=int(n.size),
@@ -288,10 +289,14 @@ class ChosenLaw:
         assert self.chinchilla is not None
         return self.chinchilla.predict(n, d)
 
+    def constants(self) -> dict[str, float]:
+        """E, A, B, alpha, beta, a, b, and for the data-constrained law R*_D and R*_N."""
+        return self._law().as_dict()
+
     def as_dict(self) -> dict[str, object]:
         return {"form": self.form, "reason": self.reason, "max_epochs": self.max_epochs,
                 "n_points": self.n_points, "n_dropped": self.n_dropped,
-                "constants": self._law().as_dict(), "warnings": list(self.warnings)}
+                "constants": self.constants(), "warnings": list(self.warnings)}
 
     def _law(self) -> LossLawFit | DataConstrainedFit:
         law = self.data_constrained or self.chinchilla

@@ -101,6 +101,9 @@ def predict_text(results: dict[str, HoldoutResult | str]) -> str:
                      f"points (final and curve); held out: {res.mode}")
         if res.law is not None:
             lines.append(f"  law: {res.law.form} - {res.law.reason}")
+            constants = ", ".join(f"{k} = {v:.4g}" for k, v in res.law.constants().items())
+            lines.append(f"  constants: {constants}")
+            lines.extend(f"  warning: {w}" for w in res.law.warnings)
         for why in res.untrusted:
             lines.append(f"  NOT TRUSTED: {why}")
         for h in res.held_out:
