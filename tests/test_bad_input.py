@@ -228,7 +228,8 @@ def test_database_of_a_newer_schema_is_refused_by_run_and_analysis(
     for module in ("frontier", "crossover", "scaling_law", "report"):
         main = __import__(f"analysis.{module}", fromlist=["main"]).main
         extra = ["--out", str(tmp_path / "r.html")] if module == "report" else []
-        assert "newer study" in refused(main, ["--storage", url, *extra], capsys)
+        assert "was written by a newer version of this harness" in refused(
+            main, ["--storage", url, *extra], capsys)
     assert folder_bytes(folder) == before
     assert not (tmp_path / "r.html").exists()
 
