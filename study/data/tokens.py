@@ -205,15 +205,13 @@ def corpus_size(source: corpus.Source, *, cache_dir: Path) -> tuple[int, int]:
 
 
 def device_type(device: str) -> str:
-    """``auto`` as the trainer resolves it (cuda, then mps, then cpu); others unchanged."""
+    """``auto`` as the trainer resolves it (cuda, then mps, then cpu); others unchanged (whether
+    they are present is checked where a job starts, not here)."""
     if device != "auto":
         return device
-    import torch  # only to see which accelerator is present
+    from study.device import resolve_device  # imports torch: only for auto
 
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    return "mps" if mps is not None and mps.is_available() else "cpu"
+    return resolve_device(device).type
 
 
 def _tokenizer(
