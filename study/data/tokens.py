@@ -112,9 +112,9 @@ def load_tokens(
         "256 byte tokens and <|endoftext|>", "token ids must fit uint32"))
     source = open_source(data)
     cache_dir = _cache_dir(cache_dir)
-    limit = resolve_max_stories(data, max_stories=max_stories, budget=budget, device=device,
-                                cache_dir=cache_dir)
     fingerprint = source.fingerprint()
+    limit = _checked_limit(max_stories) if max_stories != AUTO else _auto_limit(
+        source, fingerprint, budget=budget, device=device, cache_dir=cache_dir)
     start = time.perf_counter()
     key = cache.tokenizer_key(fingerprint, vocab_size)
     tokenizer, tokenizer_sha, built = _tokenizer(source, cache_dir, key, vocab_size=vocab_size)
@@ -161,7 +161,15 @@ def resolve_max_stories(
     if max_stories != AUTO:
         return _checked_limit(max_stories)
     source = open_source(data)
-    stories, size = corpus_size(source, cache_dir=_cache_dir(cache_dir))
+    return _auto_limit(source, source.fingerprint(), budget=budget, device=device,
+                       cache_dir=_cache_dir(cache_dir))
+
+
+def _auto_limit(
+    source: corpus.Source, fingerprint: str, *, budget: float | None, device: str,
+    cache_dir: Path,
+) -> int:
+    stories, size = corpus_size(source, fingerprint, cache_dir=cache_dir)
     if budget is None:
         log.info("max_stories auto without a budget: sized for %g s", DEFAULT_BUDGET)
         budget = DEFAULT_BUDGET
@@ -185,12 +193,12 @@ def max_stories_arg(text: str) -> int | str:
     return value
 
 
-def corpus_size(source: corpus.Source, *, cache_dir: Path) -> tuple[int, int]:
+def corpus_size(source: corpus.Source, fingerprint: str, *, cache_dir: Path) -> tuple[int, int]:
     """(training stories, their UTF-8 bytes) of the whole corpus: known for TinyStories on the
     hub, else counted in one pass and cached per corpus fingerprint."""
     if isinstance(source, hub.HubCorpus) and source.name in hub.KNOWN_TRAIN_SIZE:
         return hub.KNOWN_TRAIN_SIZE[source.name]
-    path = cache.size_path(cache_dir, source.fingerprint(), corpus.READER_VERSION)
+    path = cache.size_path(cache_dir, fingerprint, corpus.READER_VERSION)
     try:
         known = json.loads(path.read_bytes())
         return int(known["train_stories"]), int(known["train_bytes"])
