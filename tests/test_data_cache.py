@@ -72,6 +72,17 @@ def test_other_vocab_corpus_or_limit_is_a_cache_miss(tmp_path: Path) -> None:
     assert np.count_nonzero(c.train == c.eot_id) + np.count_nonzero(c.valid == c.eot_id) == 81
 
 
+def test_another_tokenizer_sample_size_is_a_cache_miss(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_text(tmp_path / "c.txt", make_stories(300))
+    a = load_tokens(str(tmp_path / "c.txt"), vocab_size=VOCAB, cache_dir=tmp_path / "k")
+    monkeypatch.setattr(bpe, "TOKENIZER_SAMPLE_BYTES", 2000)
+    b = load_tokens(str(tmp_path / "c.txt"), vocab_size=VOCAB, cache_dir=tmp_path / "k")
+    assert len(list((tmp_path / "k").glob("bpe-*.json"))) == 2
+    assert a.tokenizer.to_str() != b.tokenizer.to_str()
+
+
 def _truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 

@@ -1,8 +1,8 @@
 """The on-disk cache: a trained tokenizer and the token files it produced, keyed by content.
 
-Files for corpus fingerprint F (the corpus's content, see ``corpus.Source.fingerprint``) and vocab
-size V, with ``K = F[:20]-vV-tTOKENIZER_VERSION``, T the start of the sha256 of the tokenizer's
-JSON and L the training-story limit (a number or ``all``):
+Files for corpus fingerprint F (the corpus's content, see ``corpus.Source.fingerprint``) and
+vocab size V, with ``K = F[:20]-vV-tTOKENIZER_VERSIONsSAMPLE_BYTES``, T the start of the sha256
+of the tokenizer's JSON and L the training-story limit (a number or ``all``):
 
 - ``bpe-K-T.json``: the tokenizer (one per corpus and vocab size, shared by every limit);
 - ``tokens-K-T-nL-cCACHE_VERSION.json``: the manifest (dtype, and the token count and sha256 of
@@ -48,8 +48,10 @@ SPLITS = ("train", "valid")
 _HASH_CHUNK = 1 << 22
 
 
-def tokenizer_key(fingerprint: str, vocab_size: int) -> str:
-    return f"{fingerprint[:20]}-v{vocab_size}-t{TOKENIZER_VERSION}"
+def tokenizer_key(fingerprint: str, vocab_size: int, *, sample_bytes: int) -> str:
+    """Names what decides a tokenizer: the corpus, the vocab size, the training sample's size
+    and the training code's version."""
+    return f"{fingerprint[:20]}-v{vocab_size}-t{TOKENIZER_VERSION}s{sample_bytes}"
 
 
 def _tokenizer_path(cache_dir: Path, key: str, sha: str) -> Path:

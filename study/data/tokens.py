@@ -116,7 +116,7 @@ def load_tokens(
     limit = _checked_limit(max_stories) if max_stories != AUTO else _auto_limit(
         source, fingerprint, budget=budget, device=device, cache_dir=cache_dir)
     start = time.perf_counter()
-    key = cache.tokenizer_key(fingerprint, vocab_size)
+    key = cache.tokenizer_key(fingerprint, vocab_size, sample_bytes=bpe.TOKENIZER_SAMPLE_BYTES)
     tokenizer, tokenizer_sha, built = _tokenizer(source, cache_dir, key, vocab_size=vocab_size)
     manifest = cache.manifest_path(cache_dir, key, tokenizer_sha, limit)
     meta = {"fingerprint": fingerprint, "vocab_size": vocab_size,
