@@ -7,7 +7,7 @@ of the tokenizer's JSON and L the training-story limit (a number or ``all``):
 - ``bpe-K-T.json``: the tokenizer (one per corpus and vocab size, shared by every limit);
 - ``tokens-K-T-nL-cCACHE_VERSION.json``: the manifest (dtype, and the token count and sha256 of
   each split) with ``.train.bin`` and ``.valid.bin`` beside it: raw little-endian token ids,
-  read back through a read-only memory map, so a trial holds none of them in its own memory;
+  read back through a read-only memory map (loading copies nothing; pages come in as read);
 - ``size-F[:20]-rREADER_VERSION.json``: the number and UTF-8 bytes of the corpus's training
   stories (what sizing the corpus to a budget needs; ``study.data.budget``).
 
