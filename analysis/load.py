@@ -63,7 +63,9 @@ class StudyData:
 def load_study(storage: str = DEFAULT_STORAGE, study_name: str | None = None) -> StudyData:
     """Read one study and its harness tables.
 
-    ``study_name`` may be omitted when the storage holds exactly one study.
+    Without ``study_name`` the storage's only study is read, or where it holds several, the
+    most recently run one (the latest trial start or finish; a study without trials counts as
+    older than any with), and a warning names it.
 
     Raises:
         UsageError: the storage cannot be opened, is not a database, holds no study, or holds
@@ -84,7 +86,7 @@ def load_study(storage: str = DEFAULT_STORAGE, study_name: str | None = None) ->
         raise UsageError(f"cannot open {shown}: {first_line(exc)}") from None
     try:
         names = sorted(s.study_name for s in rdb.get_all_studies())
-        study_name = _pick_study(names, study_name, shown)
+        study_name = _pick_study(names, study_name, shown, engine=rdb.engine)
         study = optuna.load_study(study_name=study_name, storage=rdb)
         trials = study.get_trials(deepcopy=False)
         # Optuna's storage API, not the private FrozenTrial._trial_id: one lookup per trial.
@@ -245,7 +247,7 @@ def _study_tables(storage: str, engine_kwargs: dict[str, Any], shown: str) -> se
     return tables
 
 
-def _pick_study(names: list[str], wanted: str | None, shown: str) -> str:
+def _pick_study(names: list[str], wanted: str | None, shown: str, *, engine: sa.Engine) -> str:
     if wanted is not None:
         if wanted not in names:
             listed = ", ".join(names) if names else "none"
@@ -255,9 +257,32 @@ def _pick_study(names: list[str], wanted: str | None, shown: str) -> str:
         return names[0]
     if not names:
         raise UsageError(f"{shown} holds no study")
-    raise UsageError(
-        f"{shown} holds {len(names)} studies, pick one with --study-name: {', '.join(names)}"
+    newest = latest_study(engine)
+    log.warning("%s holds %d studies; reading %r, the most recently run (pick another with "
+                "--study-name)", shown, len(names), newest)
+    return newest
+
+
+def latest_study(engine: sa.Engine) -> str:
+    """The name of the study with the newest activity in Optuna's tables: its latest trial
+    start or completion; studies without trials rank below any with, later-created first."""
+    import sqlalchemy as sa
+
+    # Optuna's storage API has no per-study "last active" time; its schema (studies, trials)
+    # is public and stable across the versions this reads, so one grouped query answers it.
+    query = sa.text(
+        "SELECT s.study_name, MAX(t.datetime_start), MAX(t.datetime_complete), s.study_id "
+        "FROM studies s LEFT JOIN trials t ON t.study_id = s.study_id "
+        "GROUP BY s.study_id, s.study_name"
     )
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+
+    def activity(row: Any) -> tuple[bool, str, int]:
+        times = [str(v) for v in (row[1], row[2]) if v is not None]
+        return (bool(times), max(times, default=""), int(row[3]))
+
+    return str(max(rows, key=activity)[0])
 
 
 def _read_table(

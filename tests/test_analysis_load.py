@@ -86,14 +86,25 @@ def test_database_without_optuna_tables_is_refused_untouched(tmp_path: Path) -> 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.db"]
 
 
-def test_study_name_is_required_when_several_and_must_exist(tmp_path: Path) -> None:
+def test_without_a_name_the_most_recently_run_study_is_read_and_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     import optuna
 
-    path = make_study_db(tmp_path / "two.db")
-    optuna.create_study(study_name="gpu-300s", storage=url(path))
-    with pytest.raises(UsageError, match="2 studies.*--study-name: cpu-300s, gpu-300s"):
-        load_study(url(path))
-    with pytest.raises(UsageError, match="no study named 'nope'.*cpu-300s, gpu-300s"):
+    path = make_study_db(tmp_path / "two.db")  # cpu-300s: run first
+    optuna.create_study(study_name="gpu-300s", storage=url(path))  # no trials: ranks lowest
+    with caplog.at_level("WARNING", logger="analysis.load"):
+        assert load_study(url(path)).study_name == "cpu-300s"
+    # Run later, and sorting first by name: picked for its activity, not its name.
+    populate_study(url(path), study_name="a-newer", seed=1)
+    with caplog.at_level("WARNING", logger="analysis.load"):
+        assert load_study(url(path)).study_name == "a-newer"
+    assert "holds 3 studies; reading 'a-newer', the most recently run" in caplog.text
+    done = run_cli("analysis.frontier", "--storage", url(path))
+    assert done.returncode == 0, done.stderr
+    named = [line for line in done.stderr.splitlines() if "most recently run" in line]
+    assert len(named) == 1 and "'a-newer'" in named[0]
+    with pytest.raises(UsageError, match="no study named 'nope'.*a-newer, cpu-300s, gpu-300s"):
         load_study(url(path), "nope")
     assert load_study(url(path), "gpu-300s").trials.empty
 
