@@ -100,21 +100,13 @@ def fit_throughput(
     total = float(((y - y.mean()) ** 2).sum())
     r2 = 1.0 - float((resid**2).sum()) / total if total > 0 else 1.0
 
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n.size, size=(n_boot, n.size))
-    bx, by = x[idx], y[idx]  # (n_boot, n_points)
-    bxm, bym = bx.mean(axis=1, keepdims=True), by.mean(axis=1, keepdims=True)
-    sxx = ((bx - bxm) ** 2).sum(axis=1)
-    ok = sxx > 1e-12 * max(1.0, float(x.var()))  # a resample of one size has no slope
-    bslope = ((bx - bxm) * (by - bym)).sum(axis=1)[ok] / sxx[ok]
-    bintercept = bym[ok, 0] - bslope * bxm[ok, 0]
-    boot_c, boot_k = np.exp(bintercept), -bslope
+    boot_c, boot_k = _bootstrap_lines(x, y, n_boot=n_boot, seed=seed)
 
     warnings: list[str] = []
     if n.size < 4:
         warnings.append(f"only {n.size} points; the bootstrap interval is rough")
-    if ok.sum() < 0.9 * n_boot:
-        dropped = n_boot - int(ok.sum())
+    if boot_k.size < 0.9 * n_boot:
+        dropped = n_boot - int(boot_k.size)
         warnings.append(f"{dropped} bootstrap resamples held one size and were dropped")
     if -slope <= -1:
         warnings.append(f"k = {-slope:.3g} <= -1: tokens/s grows faster than N, no crossover")
@@ -269,6 +261,22 @@ def positive_finite(name: str, values: ArrayLike) -> FloatArray:
         i = int(np.argmax(bad))
         raise UsageError(f"{name} must be positive and finite; value {i} is {float(arr[i])!r}")
     return arr
+
+
+def _bootstrap_lines(
+    x: FloatArray, y: FloatArray, *, n_boot: int, seed: int
+) -> tuple[FloatArray, FloatArray]:
+    """(c, k) of the log-log line through each of ``n_boot`` resamples with replacement,
+    leaving out resamples that hold one size only (they have no slope)."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, x.size, size=(n_boot, x.size))
+    bx, by = x[idx], y[idx]  # (n_boot, n_points)
+    bxm, bym = bx.mean(axis=1, keepdims=True), by.mean(axis=1, keepdims=True)
+    sxx = ((bx - bxm) ** 2).sum(axis=1)
+    ok = sxx > 1e-12 * max(1.0, float(x.var()))
+    bslope = ((bx - bxm) * (by - bym)).sum(axis=1)[ok] / sxx[ok]
+    bintercept = bym[ok, 0] - bslope * bxm[ok, 0]
+    return np.exp(bintercept), -bslope
 
 
 def _line(x: FloatArray, y: FloatArray) -> tuple[float, float]:

@@ -18,7 +18,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from analysis.data_constrained import FRESH_EPOCHS, ChosenLaw, choose_law
 from analysis.fits import fit_throughput, positive_finite
-from analysis.loss_law import CHINCHILLA_GRID, LossLawFit, StartGrid, loss_optimal_n
+from analysis.loss_law import CHINCHILLA_GRID, StartGrid, loss_optimal_n
 from study.errors import UsageError, first_line
 
 FloatArray = NDArray[np.float64]
@@ -192,17 +192,12 @@ def _held_out(sizes: _Sizes, *, k: int, around_best: bool) -> NDArray[np.intp]:
     return np.arange(count - k, count, dtype=np.intp)
 
 
-def _degenerate(law: ChosenLaw) -> list[str]:
+def _degenerate(law: ChosenLaw) -> tuple[str, ...]:
     """Why the fitted constants cannot be extrapolated, if they cannot."""
-    base: LossLawFit | None = law.chinchilla
     if law.data_constrained is not None:
-        base = law.data_constrained.base
-    assert base is not None
-    why = [f"{name} = {value:.3g} <= 0: a degenerate exponent"
-           for name, value in (("alpha", base.alpha), ("beta", base.beta)) if not value > 0]
-    if any("irreducible loss ran to zero" in w for w in base.warnings):
-        why.append(f"E = {base.E:.3g}: the irreducible loss ran to zero")
-    return why
+        return law.data_constrained.base.degenerate()
+    assert law.chinchilla is not None
+    return law.chinchilla.degenerate()
 
 
 def _predict_held(

@@ -88,11 +88,21 @@ class LossLawFit:
     n_range: tuple[float, float]
     d_range: tuple[float, float]
     warnings: tuple[str, ...] = ()
+    e_vanished: bool = False  # E fitted below 1/1000 of the lowest loss
 
     def predict(self, n: ArrayLike, d: ArrayLike) -> FloatArray:
         n_arr = np.asarray(n, dtype=np.float64)
         d_arr = np.asarray(d, dtype=np.float64)
         return self.E + self.A * n_arr**-self.alpha + self.B * d_arr**-self.beta
+
+    def degenerate(self) -> tuple[str, ...]:
+        """Why the constants cannot be extrapolated: an exponent that is not positive, or an
+        irreducible loss run to zero; empty when neither."""
+        why = [f"{name} = {value:.3g} <= 0: a degenerate exponent"
+               for name, value in (("alpha", self.alpha), ("beta", self.beta)) if not value > 0]
+        if self.e_vanished:
+            why.append(f"E = {self.E:.3g}: the irreducible loss ran to zero")
+        return tuple(why)
 
     def as_dict(self) -> dict[str, float]:
         """Exactly the published quantities: E, A, B, alpha, beta, a, b."""
@@ -186,20 +196,9 @@ def fit_loss_law(
         raise UsageError("the loss-law fit gave no finite objective from any start")
 
     log_a, log_b, log_e, alpha, beta = (float(v) for v in best_x)
-    warnings: list[str] = []
-    if not best_ok:
-        warnings.append("the winning start did not converge (L-BFGS stopped early)")
-    for name, value in (("alpha", alpha), ("beta", beta)):
-        if value <= 0:
-            warnings.append(f"{name} = {value:.3g} <= 0: the data do not constrain its term, "
-                            f"and the exponents a, b mean nothing")
-    if math.exp(log_e) < 1e-3 * float(loss_arr.min()):
-        warnings.append(f"E = {math.exp(log_e):.3g}: the irreducible loss ran to zero, the "
-                        f"data do not pin it down")
-    if np.unique(n).size < 3:
-        warnings.append("fewer than 3 distinct sizes: alpha and A are poorly determined")
-    if n.size < 20:
-        warnings.append(f"only {n.size} points for 5 parameters")
+    e_vanished = math.exp(log_e) < 1e-3 * float(loss_arr.min())
+    warnings = _law_warnings(alpha, beta, math.exp(log_e), e_vanished=e_vanished,
+                             converged=best_ok, n_points=n.size, n_sizes=np.unique(n).size)
     total = alpha + beta
     a_exp = beta / total if total != 0 else math.nan
     b_exp = alpha / total if total != 0 else math.nan
@@ -220,7 +219,30 @@ def fit_loss_law(
         n_range=(float(n.min()), float(n.max())),
         d_range=(float(d.min()), float(d.max())),
         warnings=tuple(warnings),
+        e_vanished=e_vanished,
     )
+
+
+def _law_warnings(
+    alpha: float, beta: float, e: float, *, e_vanished: bool, converged: bool, n_points: int,
+    n_sizes: int,
+) -> list[str]:
+    """The soft problems of a loss-law fit, worst first."""
+    warnings: list[str] = []
+    if not converged:
+        warnings.append("the winning start did not converge (L-BFGS stopped early)")
+    for name, value in (("alpha", alpha), ("beta", beta)):
+        if value <= 0:
+            warnings.append(f"{name} = {value:.3g} <= 0: the data do not constrain its term, "
+                            f"and the exponents a, b mean nothing")
+    if e_vanished:
+        warnings.append(f"E = {e:.3g}: the irreducible loss ran to zero, the data do not pin "
+                        f"it down")
+    if n_sizes < 3:
+        warnings.append("fewer than 3 distinct sizes: alpha and A are poorly determined")
+    if n_points < 20:
+        warnings.append(f"only {n_points} points for 5 parameters")
+    return warnings
 
 
 def _run_starts(

@@ -156,3 +156,15 @@ def test_loss_law_results_are_frozen() -> None:
     fit = make_law(E=1.5, A=60.0, B=100.0, alpha=0.3, beta=0.3)
     with pytest.raises(dataclasses.FrozenInstanceError):
         fit.E = 2.0  # type: ignore[misc]
+
+
+def test_degenerate_names_what_cannot_be_extrapolated() -> None:
+    assert make_law(E=1.5, A=60.0, B=100.0, alpha=0.3, beta=0.3).degenerate() == ()
+    bad = make_law(E=1.5, A=60.0, B=100.0, alpha=-0.1, beta=0.0)
+    assert bad.degenerate() == ("alpha = -0.1 <= 0: a degenerate exponent",
+                                "beta = 0 <= 0: a degenerate exponent")
+    # Losses that fall as a pure power of N and D: the fit drives E to zero and says so.
+    n, d = (g.ravel() for g in np.meshgrid(np.geomspace(1e6, 1e8, 5), np.geomspace(1e8, 1e10, 5)))
+    fit = fit_loss_law(n, d, 60.0 * n**-0.3 + 100.0 * d**-0.3, grid=SMALL_GRID)
+    assert fit.e_vanished and fit.degenerate()[-1].startswith("E = ")
+    assert any("irreducible loss ran to zero" in w for w in fit.warnings)
