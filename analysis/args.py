@@ -4,8 +4,20 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
+from collections.abc import Sequence
 
 from analysis.load import DEFAULT_STORAGE
+
+
+def make_parser(prog: str, doc: str | None, *, examples: Sequence[str]) -> argparse.ArgumentParser:
+    """A command's parser: its module docstring as the description, reST markup removed (a
+    terminal shows ``x`` literally), and ``examples`` as an epilog, layout kept."""
+    text = re.sub(r":\w+:`~?([^`]+)`", r"\1", doc or "")
+    text = text.replace("``", "")
+    epilog = "examples:\n" + "\n".join(f"  {line}" for line in examples)
+    return argparse.ArgumentParser(prog=prog, description=text, epilog=epilog,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def add_study_args(parser: argparse.ArgumentParser, *, csv_columns: str | None = None) -> None:
@@ -15,7 +27,8 @@ def add_study_args(parser: argparse.ArgumentParser, *, csv_columns: str | None =
     )
     parser.add_argument(
         "--study-name", default=None,
-        help="study to read; may be omitted when the storage holds exactly one",
+        help="study to read (default: the storage's only study, else its most recently run "
+             "one, named on stderr)",
     )
     if csv_columns is not None:
         parser.add_argument(
@@ -31,7 +44,7 @@ def add_budget_args(parser: argparse.ArgumentParser, *, device: bool = True) -> 
     )
     parser.add_argument(
         "--ratio", type=float, default=20.0,
-        help="tokens per parameter at the crossover (default 20, Chinchilla)",
+        help="tokens per parameter at the crossover (default 20, Chinchilla's heuristic)",
     )
     if device:
         parser.add_argument(

@@ -111,6 +111,19 @@ def load_study(storage: str = DEFAULT_STORAGE, study_name: str | None = None) ->
     )
 
 
+def trials_table(storage: str = DEFAULT_STORAGE, study_name: str | None = None) -> pd.DataFrame:
+    """One row per trial of a study, every state: its config, metrics, state and fail reason.
+
+    The pandas user's one line: ``analysis.load.trials_table("sqlite:///study.db")`` (the study
+    chosen as :func:`load_study` chooses it). Columns as :class:`StudyData` ``trials``; the same
+    table ``python -m analysis.trials --csv PATH`` writes.
+
+    Raises:
+        UsageError: as :func:`load_study`.
+    """
+    return load_study(storage, study_name).trials
+
+
 def trials_frame(
     trials: Iterable[optuna.trial.FrozenTrial], *, trial_ids: Mapping[int, int]
 ) -> pd.DataFrame:

@@ -19,10 +19,13 @@ from numpy.typing import ArrayLike
 from analysis.fits import Crossover, ThroughputFit
 from analysis.loss_law import LossLawFit, LossOptimal
 from study.fileio import atomic_write_bytes
+from study.fmt import fmt_count
 
 if TYPE_CHECKING:
+    import pandas as pd
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
 
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf")
@@ -46,6 +49,67 @@ def render(fig: Figure, fmt: str = "png") -> bytes:
 
 def save(fig: Figure, path: str | os.PathLike[str]) -> None:
     atomic_write_bytes(path, render(fig, Path(path).suffix.lower().lstrip(".") or "png"))
+
+
+def count_ticks(ax: Axes, *, x: bool = True, y: bool = False) -> None:
+    """Tick labels of a count axis (parameters, tokens) in the one format: 754k, 1.23M."""
+    fmt = _count_formatter()
+    for on, axis in ((x, ax.xaxis), (y, ax.yaxis)):
+        if on:
+            axis.set_major_formatter(fmt)
+
+
+def plain_log_ticks(ax: Axes) -> None:
+    """Loss on a log y axis labelled 3.5, 4, 5 instead of 10^0.6."""
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda v, _pos: f"{v:g}")
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
+
+
+def curves_figure(curves: pd.DataFrame) -> Figure:
+    """Held-out (top) and training (bottom) loss against elapsed seconds (left) and tokens seen
+    (right), one line per trial coloured by its size on a log scale (``curves``: columns
+    ``trial``, ``params``, ``elapsed_s``, ``tokens``, ``train_loss``, ``val_loss``)."""
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import LogNorm
+
+    fig = new_figure(width=11.0, height=7.5)
+    fig.clear()
+    axes = fig.subplots(2, 2, sharey="row")
+    norm = LogNorm(vmin=float(curves["params"].min()), vmax=float(curves["params"].max()))
+    if norm.vmin == norm.vmax:  # one size: any colour will do, but LogNorm needs a span
+        norm = LogNorm(vmin=norm.vmin / 1.5, vmax=norm.vmax * 1.5)
+    cmap = colormaps["viridis"]
+    for row, (column, what) in enumerate((("val_loss", "held-out"), ("train_loss", "training"))):
+        for col, (x, xlabel) in enumerate((("elapsed_s", "elapsed training seconds"),
+                                           ("tokens", "tokens seen"))):
+            ax: Axes = axes[row][col]
+            for _, one in curves.groupby("trial", sort=True):
+                one = one[one[column].gt(0) & one[x].gt(0)]
+                if len(one):
+                    ax.plot(one[x], one[column], color=cmap(norm(one["params"].iloc[0])),
+                            linewidth=1.2, alpha=0.85, marker="." if len(one) < 4 else None)
+            ax.set(xscale="log", yscale="log", xlabel=xlabel,
+                   ylabel=f"{what} loss (nats/token)" if col == 0 else None)
+            plain_log_ticks(ax)
+            count_ticks(ax)
+            if x == "elapsed_s":  # often under a decade: label 60, 200, 300 too
+                ax.xaxis.set_minor_formatter(_count_formatter())
+            ax.grid(True, which="both", alpha=0.3)
+    bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, label="parameters N")
+    bar.ax.yaxis.set_major_formatter(_count_formatter())
+    n = curves["trial"].nunique()
+    fig.suptitle(f"Loss curves of {n} trial{'s' * (n != 1)}")
+    return fig
+
+
+def _count_formatter() -> FuncFormatter:
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(lambda v, _pos: fmt_count(v))
 
 
 def _span(*values: float, pad: float = 2.0) -> tuple[float, float]:

@@ -1,0 +1,39 @@
+"""``python -m analysis.trials --csv PATH``: every trial of a study as one CSV table.
+
+One row per trial, whatever its state: number, state, value (held-out perplexity), start time
+and duration (s), every stored attribute (size in parameters, tokens seen, tokens/s, epochs,
+held-out loss in nats/token, perplexity, bits per byte, device, ...), the full config
+flattened to config.model.n_layer and the like, Optuna's sampled params as param.<name>, and
+the fail reason of a trial that did not complete. In pandas the same table is one line:
+analysis.load.trials_table("sqlite:///study.db", "my-study").
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from analysis.args import add_study_args, make_parser, setup_logging
+from analysis.export import run_trials
+from study.errors import cli_main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser("python -m analysis.trials", __doc__, examples=[
+        "python -m analysis.trials --csv trials.csv",
+        "python -m analysis.trials --storage sqlite:///study.db --study-name default --csv -",
+    ])
+    add_study_args(parser)
+    parser.add_argument("--csv", required=True, metavar="PATH",
+                        help="the .csv file to write, or - for standard output")
+    return parser
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    setup_logging()
+    print(run_trials(storage=args.storage, study_name=args.study_name, csv=args.csv))
+
+
+if __name__ == "__main__":
+    main()
