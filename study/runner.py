@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from study import progress, stale, store
 from study.errors import UsageError
 from study.optuna_store import SharedStudy
+from study.study_lock import StudyLock
 from study.worker import PRUNERS, WorkerSpec, process_main, quiet_optuna, run_worker
 from sweeps import Sweep, load_sweep
 
@@ -160,7 +161,7 @@ def open_study(
         The study, and this run's index among all runs of it (0 for the first), so runs at the
         same time, even on one host, seed their samplers apart.
     """
-    study_lock = store.StudyLock(opts.storage, study_name)
+    study_lock = StudyLock(opts.storage, study_name)
     try:
         with study_lock:
             shared = SharedStudy.create(opts.storage, study_name)

@@ -8,11 +8,11 @@ would wait out its grace period), or when its heartbeat is older than ``GRACE_S`
 worker runs (a worker stopped or cut off from the database; host clocks must agree to well within
 that, as NTP keeps them). ``study.optuna_store`` says why this is not Optuna's heartbeat.
 
-Workers start and stamp trials while holding the study lock (``store.StudyLock``), so a caller
-that holds it and finds a RUNNING trial with no ``worker`` stamp knows its worker was killed in
-between. Recovery is idempotent: a worker killed halfway through failing a trial leaves it either
-RUNNING (recovered again) or FAIL without its retry or with rows left over, which the next
-recovery completes.
+Workers start and stamp trials while holding the study lock (``study_lock.StudyLock``), so a
+caller that holds it and finds a RUNNING trial with no ``worker`` stamp knows its worker was
+killed in between. Recovery is idempotent: a worker killed halfway through failing a trial
+leaves it either RUNNING (recovered again) or FAIL without its retry or with rows left over,
+which the next recovery completes.
 """
 
 from __future__ import annotations

@@ -3,23 +3,18 @@
 Optuna's tables hold trials, their values and user attributes; the harness's own tables
 (``study.schema``) hold each complete trial's loss curve and sample text. ``inspect_storage``
 reads only, so bad input is refused before anything is created; ``open_storage`` creates what is
-missing. Every write here runs in one transaction and retries while SQLite reports itself busy.
-``StudyLock`` serialises the few steps that decide which trial runs next across every process
-that works on one study, on one machine or many.
+missing. Every write here runs in one transaction and retries while SQLite reports itself busy
+or a server connection drops (``retry``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
@@ -272,107 +267,6 @@ def trial_numbers_with_rows(engine: sa.Engine, study_name: str) -> set[int]:
 def _delete(conn: sa.Connection, trial_id: int) -> None:
     conn.execute(schema.curve.delete().where(schema.curve.c.trial_id == trial_id))
     conn.execute(schema.sample.delete().where(schema.sample.c.trial_id == trial_id))
-
-
-class StudyLock:
-    """Mutual exclusion among every process that works on one study, on any machine.
-
-    On PostgreSQL an advisory lock and on MySQL/MariaDB a named lock, both held by a connection
-    of their own, so the server frees them when the holder dies; on SQLite (one machine) an
-    ``flock`` on a file in the temporary folder named after the database and study, freed by the
-    kernel when the holder dies (the file is removed when it lets go). Other backends get no
-    lock beyond the caller's own. Held only for the short step that recovers orphaned trials,
-    counts, and starts the next trial.
-    """
-
-    POLL_S = 5  # seconds one MySQL GET_LOCK call waits before asking again
-
-    def __init__(self, url: str, study_name: str) -> None:
-        parsed = sa.engine.make_url(url)
-        self.backend = parsed.get_backend_name()
-        # Machines may name the server differently; the database and study name are what agree.
-        digest = hashlib.sha256(f"{parsed.database}/{study_name}".encode()).hexdigest()
-        self._key = int(digest[:15], 16)  # fits PostgreSQL's signed bigint
-        self._name = f"five-minute-study:{digest[:40]}"  # MySQL lock names: 64 characters at most
-        self._engine: sa.Engine | None = None
-        self._conn: sa.Connection | None = None
-        self._fd: int | None = None
-        self._path: Path | None = None
-        if self.backend in ("postgresql", "mysql", "mariadb"):
-            self._engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-        elif self.backend == "sqlite":
-            where = str(Path(parsed.database or "").resolve())
-            tag = hashlib.sha256(f"{where}\n{study_name}".encode()).hexdigest()[:24]
-            self._path = Path(tempfile.gettempdir()) / f"five-minute-study-{tag}.lock"
-
-    def __enter__(self) -> StudyLock:
-        retry(self._acquire, what="take the study lock")
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self._release()
-
-    def _acquire(self) -> None:
-        if self._engine is not None:
-            conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            try:
-                if self.backend == "postgresql":
-                    conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": self._key})
-                else:  # 1: taken, 0: still held elsewhere after POLL_S seconds, NULL: an error
-                    got: Any = 0
-                    while got == 0:
-                        got = conn.execute(sa.text("SELECT GET_LOCK(:name, :wait)"),
-                                           {"name": self._name, "wait": self.POLL_S}).scalar()
-                    if got != 1:
-                        raise RuntimeError(f"MySQL GET_LOCK({self._name!r}) failed")
-            except BaseException:
-                conn.close()
-                raise
-            self._conn = conn
-        elif self._path is not None:
-            import fcntl
-
-            while True:
-                fd = os.open(self._path, os.O_RDONLY | os.O_CREAT, 0o666)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX)
-                    # The holder before us removes the file as it lets go: lock the file that
-                    # is there now, not one already unlinked.
-                    if os.fstat(fd).st_ino == os.stat(self._path).st_ino:
-                        self._fd = fd
-                        return
-                except FileNotFoundError:
-                    pass
-                except BaseException:
-                    os.close(fd)
-                    raise
-                os.close(fd)
-
-    def _release(self) -> None:
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            try:  # closing the connection frees the lock anyway; unlocking first is tidier
-                if self.backend == "postgresql":
-                    conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": self._key})
-                else:
-                    conn.execute(sa.text("SELECT RELEASE_LOCK(:name)"), {"name": self._name})
-            except sa.exc.SQLAlchemyError as exc:
-                log.debug("could not release the study lock (%s); closing its connection", exc)
-            finally:
-                conn.close()
-        if self._fd is not None and self._path is not None:
-            fd, self._fd = self._fd, None
-            try:  # no lock files left behind; waiters notice the unlink and open a new one
-                self._path.unlink()
-            except OSError:
-                pass
-            os.close(fd)  # frees the flock
-
-    def close(self) -> None:
-        self._release()
-        if self._engine is not None:
-            self._engine.dispose()
 
 
 def retry(fn: Callable[..., T], *args: Any, what: str, **kwargs: Any) -> T:

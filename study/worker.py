@@ -2,7 +2,7 @@
 
 Several workers (processes on one machine, or on many machines against one server) share the
 study through its storage. A worker recovers stale trials, counts, asks and samples while holding
-the study lock (``store.StudyLock``, shared by every process of the study, and a process-local
+the study lock (``study_lock.StudyLock``, shared by every process of the study, and a process-local
 lock in front of it), so together they start exactly as many trials as are still needed. When the
 last trials needed are running elsewhere a worker waits for them (recovering any whose worker
 dies) rather than leave the study short. Workers of one run share a failure counter that stops
@@ -16,6 +16,7 @@ its parameters queued again); so a COMPLETE trial always has all its attributes 
 
 from __future__ import annotations
 
+import enum
 import logging
 import math
 import os
@@ -32,6 +33,7 @@ from study.job import Outcome, die_with_parent, run_job
 from study.optuna_store import SharedStudy, TrialWrittenOff
 from study.result import TrainResult
 from study.schema import TRIAL_ATTRS
+from study.study_lock import StudyLock
 from sweeps import load_sweep
 
 if TYPE_CHECKING:
@@ -53,7 +55,13 @@ log = logging.getLogger(__name__)
 PRUNERS = ("none", "median", "hyperband")
 TRAIN_COMMAND = (sys.executable, "-m", "study.train")
 WAIT_S = 1.0  # seconds between looks at the study while its last trials run elsewhere
-WAIT = object()  # _next_trial: no trial to start now, but the study is not done yet
+
+
+class _Wait(enum.Enum):
+    WAIT = "wait"
+
+
+WAIT = _Wait.WAIT  # _next_trial: no trial to start now, but the study is not done yet
 
 
 @dataclass(frozen=True)
@@ -142,8 +150,6 @@ def process_main(spec: WorkerSpec, lock: Lock, failures: Failures) -> None:
 
 def run_worker(spec: WorkerSpec, lock: Lock, failures: Failures) -> None:
     """Run trials until the study has ``spec.trials`` complete ones or too many failed."""
-    from study.store import StudyLock
-
     quiet_optuna()
     sweep = load_sweep(spec.sweep)
     shared = SharedStudy.load(
@@ -157,10 +163,10 @@ def run_worker(spec: WorkerSpec, lock: Lock, failures: Failures) -> None:
         while True:
             with lock, study_lock:
                 trial = _next_trial(spec, shared, failures)
-                config = None if trial is None or trial is WAIT else _configure(
-                    sweep, spec, shared, trial, failures)
-            if trial is None:
-                return
+                if trial is None:
+                    return
+                config = None if trial is WAIT else _configure(sweep, spec, shared, trial,
+                                                               failures)
             if trial is WAIT:
                 if not waiting:
                     progress.emit(f"[worker {spec.index}] the last trials needed are running "
@@ -211,7 +217,8 @@ def _train_and_record(spec: WorkerSpec, shared: SharedStudy, trial: optuna.Trial
                                       workers=spec.workers))
 
 
-def _next_trial(spec: WorkerSpec, shared: SharedStudy, failures: Failures) -> Any:
+def _next_trial(spec: WorkerSpec, shared: SharedStudy,
+                failures: Failures) -> optuna.Trial | _Wait | None:
     """Under the lock: recover stale trials; ask for a new one if more are still needed.
 
     Returns the new ``optuna.Trial`` (stamped with this worker and a heartbeat), ``WAIT`` while

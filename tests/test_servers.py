@@ -35,7 +35,7 @@ from studyrun import (
 )
 
 from study import schema
-from study.store import StudyLock
+from study.study_lock import StudyLock
 
 SERVERS = {"postgresql": "STUDY_TEST_POSTGRES_URL", "mysql": "STUDY_TEST_MYSQL_URL"}
 PROCESSES, WORKERS, TRIALS = 2, 2, 4
@@ -156,7 +156,7 @@ def test_an_existing_study_is_rerun_and_joined_late(server: tuple[str, str], tmp
 
 HOLDER = """
 import sys
-from study.store import StudyLock
+from study.study_lock import StudyLock
 lock = StudyLock(sys.argv[1], sys.argv[2])
 with lock:
     print("held", flush=True)
