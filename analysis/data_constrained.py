@@ -313,6 +313,7 @@ def choose_law(
     fresh_epochs: float = FRESH_EPOCHS,
     delta: float = 1e-3,
     grid: StartGrid = CHINCHILLA_GRID,
+    base: LossLawFit | None = None,
 ) -> ChosenLaw:
     """Fit the law that matches the points' regime and say which and why.
 
@@ -321,7 +322,8 @@ def choose_law(
     Chinchilla's law on the points within ``fresh_epochs`` only, the rest dropped and counted.
     Without ``unique`` (U not recorded) Chinchilla's law, with a warning that its fresh-data
     assumption went unchecked. The fresh-data law is never fitted to points beyond
-    ``fresh_epochs``.
+    ``fresh_epochs``. ``base`` (Chinchilla constants fitted elsewhere, on fresh data) lets the
+    data-constrained law be fitted where no point is fresh; it only fits R*_D and R*_N then.
 
     Raises:
         UsageError: bad values, or too few points for any law.
@@ -348,7 +350,7 @@ def choose_law(
     why = (f"{int(over.sum())} of {n.size} points beyond {fresh_epochs:g} epochs (up to "
            f"{top:.3g}): a fresh-data law would count their repeated tokens as new")
     try:
-        dc = fit_data_constrained(n, d, u, loss_arr, delta=delta, grid=grid)
+        dc = fit_data_constrained(n, d, u, loss_arr, delta=delta, grid=grid, base=base)
     except UsageError as exc:
         keep = ~over
         if keep.sum() < 5:

@@ -18,7 +18,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from analysis.data_constrained import FRESH_EPOCHS, ChosenLaw, choose_law
 from analysis.fits import fit_throughput, positive_finite
-from analysis.loss_law import CHINCHILLA_GRID, StartGrid, loss_optimal_n
+from analysis.loss_law import CHINCHILLA_GRID, LossLawFit, StartGrid, loss_optimal_n
 from study.errors import UsageError, first_line
 
 FloatArray = NDArray[np.float64]
@@ -107,6 +107,7 @@ def holdout_check(
     around_best: bool = False,
     fresh_epochs: float = FRESH_EPOCHS,
     grid: StartGrid = CHINCHILLA_GRID,
+    base: LossLawFit | None = None,
 ) -> HoldoutResult:
     """Fit :func:`~analysis.data_constrained.choose_law` on every point (curve and final) of all
     sizes but the held-out ones, and check its predictions on the held-out sizes' final points.
@@ -114,6 +115,8 @@ def holdout_check(
     Held out: the largest ``k`` sizes, or with ``around_best`` the measured best size and its
     better neighbour (the pair the optimum lies between). ``tokens_per_second`` (of the final
     points) and ``budget`` add the predicted optimum N; without them only the ladder pick.
+    ``base``: Chinchilla constants from elsewhere for the data-constrained law (see
+    :func:`~analysis.data_constrained.choose_law`).
 
     Raises:
         UsageError: bad values or lengths, no final point, or ``k`` outside 1..sizes - 1.
@@ -138,7 +141,7 @@ def holdout_check(
         try:
             law = choose_law(n[fit_mask], d[fit_mask], loss_arr[fit_mask],
                              unique=None if u is None else u[fit_mask],
-                             fresh_epochs=fresh_epochs, grid=grid)
+                             fresh_epochs=fresh_epochs, grid=grid, base=base)
         except UsageError as exc:
             untrusted.append(f"no law could be fitted: {first_line(exc)}")
         else:

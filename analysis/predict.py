@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 from analysis.args import add_study_args, setup_logging
 from analysis.holdout import HoldoutResult, holdout_check
+from analysis.load import DEFAULT_STORAGE, StudyData, load_study
+from analysis.loss_law import LossLawFit, fit_loss_law
 from analysis.output import check_output
 from analysis.scaling import grid_named
 from analysis.selection import (
@@ -30,8 +32,6 @@ from study.fileio import write_json
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from analysis.load import StudyData
 
 
 def ladder_points(data: StudyData, trials: pd.DataFrame) -> pd.DataFrame:
@@ -60,9 +60,11 @@ def predict_for(
     k: int = 2,
     around_best: bool = False,
     grid: str = "chinchilla",
+    base: LossLawFit | None = None,
 ) -> dict[str, HoldoutResult | str]:
     """Per device label, the held-out check, or the one-line reason it could not run there
-    (a ``k`` as large as that device's ladder, say).
+    (a ``k`` as large as that device's ladder, say). ``base``: Chinchilla constants for the
+    data-constrained law where a device's points are all repeated (:func:`fresh_constants`).
 
     Raises:
         UsageError: ``k`` below 1, an unknown grid or device, or no complete trial.
@@ -81,11 +83,28 @@ def predict_for(
                 unique=None if unique.isna().any() else unique,
                 tokens_per_second=points["tokens_per_second"].fillna(0.0).clip(lower=0.0),
                 budget=budget_of(frame, budget), k=k, around_best=around_best,
-                grid=start_grid,
+                grid=start_grid, base=base,
             )
         except UsageError as exc:
             out[label] = first_line(exc)
     return out
+
+
+def fresh_constants(data: StudyData, *, grid: str = "chinchilla") -> LossLawFit:
+    """Chinchilla's law fitted on the points of ``data`` (every device) that saw their data
+    at most once (D <= U).
+
+    Raises:
+        UsageError: U not recorded, or too few fresh points.
+    """
+    points = ladder_points(data, complete_trials(data))
+    if points["unique"].isna().any():
+        raise UsageError(f"study {data.study_name!r} does not record its trials' unique tokens")
+    fresh = points[points["tokens"] <= points["unique"]]
+    if len(fresh) < 5:
+        raise UsageError(f"study {data.study_name!r} has {len(fresh)} points that saw their "
+                         f"data at most once; the base constants need at least 5")
+    return fit_loss_law(fresh["params"], fresh["tokens"], fresh["loss"], grid=grid_named(grid))
 
 
 def predict_text(results: dict[str, HoldoutResult | str]) -> str:
@@ -129,6 +148,7 @@ def run_predict(
     k: int = 2,
     around_best: bool = False,
     grid: str = "chinchilla",
+    base_study: str | None = None,
     json_path: PathArg = None,
 ) -> str:
     """Check the output path, load, fit, then write ``json_path`` (if given); returns the text.
@@ -139,13 +159,20 @@ def run_predict(
     out = check_output(json_path, what="JSON", suffixes=("json",))
     data = open_source(storage, study_name, None)
     assert data is not None  # no CSV form: a held-out check needs the ladder's trials
+    base = None
+    if base_study is not None:
+        base = fresh_constants(load_study(storage or DEFAULT_STORAGE, base_study), grid=grid)
     results = predict_for(data, device=device, budget=budget, k=k, around_best=around_best,
-                          grid=grid)
+                          grid=grid, base=base)
     if out is not None:
-        write_json(out, {"study": data.study_name, "devices": {
+        write_json(out, {"study": data.study_name, "base_study": base_study, "devices": {
             label: ({"error": res} if isinstance(res, str) else res.as_dict())
             for label, res in results.items()}})
-    return predict_text(results)
+    text = predict_text(results)
+    if base is not None:
+        text = (f"Chinchilla constants for the data-constrained law: from study {base_study!r} "
+                f"({base.n_points} fresh points)\n{text}")
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="hold out the measured best size and its better neighbour instead")
     parser.add_argument("--grid", choices=("chinchilla", "coarse"), default="chinchilla",
                         help="L-BFGS starts: Chinchilla's full grid or a 243-start subset")
+    parser.add_argument("--base-study", default=None, metavar="NAME",
+                        help="fit Chinchilla's constants on this study's fresh points (same "
+                             "storage), for ladders whose every point repeats its data")
     parser.add_argument("--json", default=None, metavar="PATH", help="write the results")
     return parser
 
@@ -171,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     print(run_predict(storage=args.storage, study_name=args.study_name, device=args.device,
                       budget=args.budget, k=args.k, around_best=args.around_best,
-                      grid=args.grid, json_path=args.json))
+                      grid=args.grid, base_study=args.base_study, json_path=args.json))
 
 
 if __name__ == "__main__":

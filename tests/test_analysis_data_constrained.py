@@ -168,3 +168,14 @@ def test_best_size_works_with_the_data_constrained_law() -> None:
     assert not (scarce.at_bound or both.at_bound)
     with pytest.raises(UsageError, match="unique tokens must be positive"):
         with_r_stars(base, 15.4, 5.3).surface(0.0)
+
+
+def test_given_constants_fit_only_the_r_stars_on_all_repeated_points() -> None:
+    n, d, u, loss, _ = synthetic(np.random.default_rng(10), noise=0.002)
+    repeated = d > u
+    chosen = choose_law(n[repeated], d[repeated], loss[repeated], unique=u[repeated],
+                        base=make_law(**TRUTH), grid=SMALL_GRID)
+    assert chosen.form == "data-constrained" and "Chinchilla constants given" in chosen.reason
+    assert chosen.data_constrained is not None and chosen.data_constrained.n_fresh == 0
+    assert chosen.constants()["rd_star"] == pytest.approx(8.0, rel=0.1)
+    assert chosen.constants()["rn_star"] == pytest.approx(3.0, rel=0.2)

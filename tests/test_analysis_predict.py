@@ -66,3 +66,19 @@ def test_predict_bad_input_is_one_line_and_status_2(db: Path, tmp_path: Path) ->
     proc = run_cli("analysis.predict", "--storage", url(db),
                    "--json", str(tmp_path / "missing" / "x.json"))
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+def test_base_study_lets_an_all_repeated_ladder_be_checked(db: Path, tmp_path: Path) -> None:
+    # The same database as its own base: the constants come from its fresh (CPU) points, and
+    # the GPU ladder, every point repeated, gets the data-constrained law and predictions.
+    out = tmp_path / "predict.json"
+    text = predict.run_predict(storage=url(db), device="cuda", base_study="cpu-300s",
+                               grid="coarse", json_path=out)
+    assert text.startswith("Chinchilla constants for the data-constrained law: from study "
+                           "'cpu-300s'")
+    gpu = json.loads(out.read_text())["devices"][GPU]
+    assert gpu["trusted"] and gpu["law"]["form"] == "data-constrained"
+    assert "Chinchilla constants given" in gpu["law"]["reason"]
+    # The database's losses ignore repetition: R*_D runs to its bound (repeats as good as new).
+    assert gpu["law"]["constants"]["rd_star"] == pytest.approx(1e4, rel=0.02)
+    assert all(abs(h["relative_error"]) < 0.06 for h in gpu["held_out"])
