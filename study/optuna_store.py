@@ -32,9 +32,10 @@ than Optuna's (``RDBStorage(heartbeat_interval=...)``, ``fail_stale_trials``,
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Container, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Container, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from study import store
 
@@ -45,6 +46,9 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial, TrialState
 
     from study.result import TrainResult
+
+
+T = TypeVar("T")
 
 
 class TrialWrittenOff(Exception):
@@ -62,7 +66,10 @@ class SharedStudy:
         self.study = study
         self.storage = storage
         self.name = study.study_name
-        self._study_id = store.retry(storage.get_study_id_from_name, self.name,
+        # Unix time at which this process last saw the database come back after an outage:
+        # heartbeats missed while it was unreachable are not held against their trials.
+        self.reachable_since = -math.inf
+        self._study_id = self._call(storage.get_study_id_from_name, self.name,
                                      what="read the study")
         self._ids: dict[int, int] = {}  # trial number -> storage trial id (never changes)
 
@@ -93,11 +100,17 @@ class SharedStudy:
     def engine(self) -> sa.Engine:
         return self.storage.engine
 
+    def _call(self, fn: Callable[..., T], *args: Any, what: str, **kwargs: Any) -> T:
+        return store.retry(fn, *args, what=what, on_recovered=self._back, **kwargs)
+
+    def _back(self) -> None:
+        self.reachable_since = time.time()
+
     # ------------------------------------------------------------------------ the study
 
     def trials(self, states: Container[TrialState] | None = None) -> list[FrozenTrial]:
         """The study's trials as stored now (not copies: do not change them)."""
-        return store.retry(self.study.get_trials, deepcopy=False, states=states,
+        return self._call(self.study.get_trials, deepcopy=False, states=states,
                            what="read the study")
 
     def count(self, state: TrialState) -> int:
@@ -105,17 +118,17 @@ class SharedStudy:
 
     def tag(self, key: str, value: Any) -> None:
         """Set the study's user attribute ``key`` unless it is set already."""
-        attrs = store.retry(self.storage.get_study_user_attrs, self._study_id,
+        attrs = self._call(self.storage.get_study_user_attrs, self._study_id,
                             what="read the study")
         if key not in attrs:
-            store.retry(self.storage.set_study_user_attr, self._study_id, key, value,
+            self._call(self.storage.set_study_user_attr, self._study_id, key, value,
                         what="tag the study")
 
     def bump(self, key: str) -> int:
         """Under the study lock: the study system attribute ``key`` (0 if unset), then add one."""
-        found = store.retry(self.storage.get_study_system_attrs, self._study_id,
+        found = self._call(self.storage.get_study_system_attrs, self._study_id,
                             what="read the study").get(key, 0)
-        store.retry(self.storage.set_study_system_attr, self._study_id, key, int(found) + 1,
+        self._call(self.storage.set_study_system_attr, self._study_id, key, int(found) + 1,
                     what="count the run")
         return int(found)
 
@@ -124,19 +137,19 @@ class SharedStudy:
     def trial_id(self, number: int) -> int:
         """The storage's id of trial ``number`` (the key of its harness rows)."""
         if number not in self._ids:
-            self._ids[number] = store.retry(
+            self._ids[number] = self._call(
                 self.storage.get_trial_id_from_study_id_trial_number, self._study_id, number,
                 what=f"find trial {number}")
         return self._ids[number]
 
     def stored(self, number: int) -> FrozenTrial:
         """Trial ``number`` as stored now, system attributes (queued parameters) included."""
-        return store.retry(self.storage.get_trial, self.trial_id(number),
+        return self._call(self.storage.get_trial, self.trial_id(number),
                            what=f"read trial {number}")
 
     def ask(self) -> optuna.Trial:
         """A new trial: the oldest queued one, or one for the sampler."""
-        return store.retry(self.study.ask, what="start a trial")
+        return self._call(self.study.ask, what="start a trial")
 
     def set_attrs(self, number: int, attrs: dict[str, Any]) -> None:
         """Store user attributes on a trial this process runs.
@@ -149,7 +162,7 @@ class SharedStudy:
         trial_id = self.trial_id(number)
         try:
             for key, value in attrs.items():
-                store.retry(self.storage.set_trial_user_attr, trial_id, key, value,
+                self._call(self.storage.set_trial_user_attr, trial_id, key, value,
                             what=f"store {key} on trial {number}")
         except UpdateFinishedTrialError:
             raise TrialWrittenOff(number) from None
@@ -167,10 +180,10 @@ class SharedStudy:
         from optuna.exceptions import UpdateFinishedTrialError
 
         try:
-            store.retry(trial.report, value, step, what=f"report a point of trial {trial.number}")
+            self._call(trial.report, value, step, what=f"report a point of trial {trial.number}")
         except UpdateFinishedTrialError:
             raise TrialWrittenOff(trial.number) from None
-        return ask_pruner and bool(store.retry(trial.should_prune, what="ask the pruner"))
+        return ask_pruner and bool(self._call(trial.should_prune, what="ask the pruner"))
 
     def complete(self, trial: optuna.Trial, value: float, *, attrs: dict[str, Any],
                  result: TrainResult) -> None:
@@ -202,7 +215,7 @@ class SharedStudy:
 
     def _tell(self, trial: optuna.Trial, state: TrialState, value: float | None) -> None:
         try:
-            store.retry(self.study.tell, trial, value, state=state, what=f"finish trial "
+            self._call(self.study.tell, trial, value, state=state, what=f"finish trial "
                         f"{trial.number}")
         except ValueError:
             # ``tell`` refuses a finished trial. Our own earlier attempt may have landed before
@@ -224,7 +237,7 @@ class SharedStudy:
 
         try:
             self.set_attrs(number, {"fail_reason": reason})
-            store.retry(self.storage.set_trial_state_values, self.trial_id(number),
+            self._call(self.storage.set_trial_state_values, self.trial_id(number),
                         state=TrialState.FAIL, what=f"mark trial {number} failed")
         except (TrialWrittenOff, UpdateFinishedTrialError):
             return False
@@ -232,7 +245,7 @@ class SharedStudy:
 
     def enqueue(self, params: dict[str, Any], *, user_attrs: dict[str, Any]) -> None:
         """Queue a trial that will run ``params`` (those it does not sample stay queued)."""
-        store.retry(self.study.enqueue_trial, params, user_attrs=user_attrs,
+        self._call(self.study.enqueue_trial, params, user_attrs=user_attrs,
                     what="queue a trial")
 
     # ------------------------------------------------------------------------ harness rows

@@ -18,6 +18,7 @@ which the next recovery completes.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import time
@@ -45,11 +46,13 @@ def this_worker() -> dict[str, Any]:
 REQUEUED_REASONS = ("stale: ", "interrupted")  # fail reasons whose trial is queued again
 
 
-def stale_reason(trial: FrozenTrial, *, me: dict[str, Any], now: float,
-                 locked: bool = False) -> str | None:
+def stale_reason(trial: FrozenTrial, *, me: dict[str, Any], now: float, locked: bool = False,
+                 reachable_since: float = -math.inf) -> str | None:
     """Why ``trial`` (RUNNING) will never finish, or None while its worker may still be alive.
 
     ``locked``: the caller holds the study lock, under which every trial is started and stamped.
+    ``reachable_since``: unix time at which the caller saw the database come back after an
+    outage; heartbeats its workers could not write meanwhile are not held against them.
     """
     worker = trial.user_attrs.get("worker")
     if worker is None and locked:
@@ -66,7 +69,7 @@ def stale_reason(trial: FrozenTrial, *, me: dict[str, Any], now: float,
         # Killed between creating the trial and stamping it: its start time is the last sign.
         started = trial.datetime_start
         beat = started.timestamp() if started is not None else now
-    silent = now - float(beat)
+    silent = now - max(float(beat), reachable_since)
     if silent > GRACE_S:
         owner = f" from worker {worker.get('host')}:{worker.get('pid')}" if isinstance(
             worker, dict) else ""
@@ -89,7 +92,8 @@ def recover_stale(shared: SharedStudy, *, locked: bool = False) -> list[int]:
     for trial in trials:
         if trial.state != TrialState.RUNNING:
             continue
-        reason = stale_reason(trial, me=me, now=now, locked=locked)
+        reason = stale_reason(trial, me=me, now=now, locked=locked,
+                              reachable_since=shared.reachable_since)
         if reason is not None and fail_and_retry(shared, trial.number, reason=f"stale: {reason}"):
             recovered.append(trial.number)
     if recovered:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import sqlalchemy as sa
 
 from study import schema
-from study.errors import UsageError
+from study.errors import UsageError, first_line
 
 if TYPE_CHECKING:
     from optuna.storages import RDBStorage
@@ -32,7 +33,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SQLITE_TIMEOUT_S = 60  # seconds a SQLite connection waits for a lock before "database is locked"
-RETRIES = 8
+PATIENCE_S = 300.0  # default seconds ``retry`` rides out a database outage
+WARN_EVERY_S = 30.0  # seconds between warnings while it does
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ def inspect_storage(url: str, study_name: str) -> StorageState:
     try:
         engine = sa.create_engine(read_url, **engine_kwargs(url))
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
-        raise UsageError(f"cannot open storage {shown}: {_first_line(exc)}") from None
+        raise UsageError(f"cannot open storage {shown}: {first_line(exc)}") from None
     try:
         with engine.connect() as conn:
             tables = set(sa.inspect(conn).get_table_names())
@@ -102,7 +104,7 @@ def inspect_storage(url: str, study_name: str) -> StorageState:
                                 directions=(), study_attrs={})
         return _read_study(read_url, url, study_name, shown)
     except sa.exc.SQLAlchemyError as exc:
-        raise UsageError(f"cannot open storage {shown}: {_first_line(exc)}") from None
+        raise UsageError(f"cannot open storage {shown}: {first_line(exc)}") from None
     finally:
         engine.dispose()
 
@@ -120,7 +122,7 @@ def _read_study(read_url: str, url: str, study_name: str, shown: str) -> Storage
         storage = optuna.storages.RDBStorage(read_url, engine_kwargs=engine_kwargs(url),
                                              skip_table_creation=True)
     except (RuntimeError, ValueError) as exc:
-        raise UsageError(f"cannot open storage {shown}: {_first_line(exc)}") from None
+        raise UsageError(f"cannot open storage {shown}: {first_line(exc)}") from None
     try:
         try:
             study_id = storage.get_study_id_from_name(study_name)
@@ -167,7 +169,7 @@ def open_storage(url: str) -> RDBStorage:
     try:
         storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
     except (sa.exc.SQLAlchemyError, ImportError, RuntimeError, ValueError) as exc:
-        raise UsageError(f"cannot open storage {safe_url(url)}: {_first_line(exc)}") from None
+        raise UsageError(f"cannot open storage {safe_url(url)}: {first_line(exc)}") from None
     engine = storage.engine
 
     def create() -> None:
@@ -269,33 +271,61 @@ def _delete(conn: sa.Connection, trial_id: int) -> None:
     conn.execute(schema.sample.delete().where(schema.sample.c.trial_id == trial_id))
 
 
-def retry(fn: Callable[..., T], *args: Any, what: str, **kwargs: Any) -> T:
-    """Run ``fn(*args, **kwargs)``, retrying with backoff while the database reports a
-    transient lock or a lost connection.
+def retry(fn: Callable[..., T], *args: Any, what: str,
+          on_recovered: Callable[[], None] | None = None, **kwargs: Any) -> T:
+    """Run ``fn(*args, **kwargs)``, retrying with backoff (up to 5 s apart) while the database
+    reports a transient lock or a lost connection, for up to ``patience_s()`` seconds.
 
-    Optuna wraps driver errors in ``StorageInternalError``; those are retried when the cause is
-    an ``OperationalError`` (SQLite's "database is locked", a dropped server connection).
+    Optuna wraps driver errors in ``StorageInternalError`` (whose text blames "invalid data");
+    those are retried when the cause is an ``OperationalError`` (SQLite's "database is locked",
+    a server that went away), and the cause is what the warning names. SQLite errors that
+    waiting does not cure (a read-only file, a full disk) are raised at once.
+    ``on_recovered`` is called when a call succeeds after transient failures.
     """
-    delay = 0.1
-    for attempt in range(RETRIES):
+    delay, started, warned = 0.1, time.monotonic(), -math.inf
+    while True:
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
         except Exception as exc:
-            if attempt == RETRIES - 1 or not _transient(exc):
+            cause = _transient_cause(exc)
+            waited = time.monotonic() - started
+            if cause is None or waited + delay > patience_s():
                 raise
-            log.warning("could not %s (%s); retrying in %.1fs", what, _first_line(exc), delay)
+            if waited - warned >= WARN_EVERY_S:  # a long outage: a line now and then
+                warned = waited
+                log.warning("could not %s (%s); retrying for up to %.0fs more", what,
+                            first_line(cause), patience_s() - waited)
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
-    raise AssertionError("unreachable")
+        else:
+            if delay > 0.1 and on_recovered is not None:
+                on_recovered()
+            return result
 
 
-def _transient(exc: BaseException) -> bool:
+def patience_s() -> float:
+    """How long ``retry`` keeps trying: ``$STUDY_STORAGE_PATIENCE_S`` seconds, default
+    ``PATIENCE_S`` (a database server restarted or failed over is back within minutes)."""
+    text = os.environ.get("STUDY_STORAGE_PATIENCE_S", "").strip()
+    try:
+        return max(0.0, float(text)) if text else PATIENCE_S
+    except ValueError:
+        message = f"STUDY_STORAGE_PATIENCE_S must be a number of seconds, got {text!r}"
+        raise UsageError(message) from None
+
+
+def _transient_cause(exc: BaseException) -> BaseException | None:
+    """The ``OperationalError`` behind ``exc`` if waiting may cure it, else None."""
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, sa.exc.OperationalError):
-            return True
+            # sqlite3 names its errors; only a busy or locked database frees itself.
+            name = getattr(seen.orig, "sqlite_errorname", None)
+            if name is None or name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+                return seen
+            return None
         seen = seen.__cause__
-    return False
+    return None
 
 
 def _finite_or_none(value: Any) -> float | None:
@@ -303,11 +333,6 @@ def _finite_or_none(value: Any) -> float | None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
 
 
 def read_only_engine_kwargs(url: str) -> dict[str, Any]:

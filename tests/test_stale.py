@@ -51,6 +51,18 @@ def test_a_live_local_worker_that_stopped_beating_is_stale() -> None:
     assert stale.stale_reason(within, me=me, now=now) is None
 
 
+def test_heartbeats_missed_while_the_database_was_away_do_not_count() -> None:
+    """After an outage every worker's heartbeat is old; the recoverer that saw the database
+    come back judges silence from then on, so no live trial is written off for it."""
+    me, now = stale.this_worker(), time.time()
+    remote = {**me, "host": "elsewhere", "pid": 1}
+    old = running({"worker": remote, "heartbeat": now - stale.GRACE_S - 60})
+    assert stale.stale_reason(old, me=me, now=now) is not None
+    assert stale.stale_reason(old, me=me, now=now, reachable_since=now - 30) is None
+    assert stale.stale_reason(old, me=me, now=now,
+                              reachable_since=now - stale.GRACE_S - 1) is not None
+
+
 def test_recover_stale_fails_requeues_and_drops_rows(tmp_path: Path) -> None:
     shared = SharedStudy.create(f"sqlite:///{tmp_path / 'study.db'}", "s")
     study = shared.study

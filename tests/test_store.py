@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from studyrun import make_result
 
 from study import schema, store
+from study.errors import UsageError
 
 
 def test_retry_rides_out_transient_errors_only(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -32,6 +33,55 @@ def test_retry_rides_out_transient_errors_only(monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(ValueError):
         store.retry(broken, what="test")
     assert calls == [0]
+
+
+def test_retry_rides_out_an_outage_for_its_patience_then_gives_up(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server away for minutes (the old fixed 8 tries gave up after about 11 s): retried up
+    to ``$STUDY_STORAGE_PATIENCE_S`` seconds, at most 5 s apart, then the error is raised."""
+    clock = [0.0]
+    monkeypatch.setattr(store.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(store.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
+    gone = sa.exc.OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+    back_at, recovered = [60.0], []
+
+    def server() -> str:
+        if clock[0] < back_at[0]:
+            raise gone
+        return "up"
+
+    assert store.retry(server, what="test", on_recovered=lambda: recovered.append(clock[0])) \
+        == "up"
+    assert 60.0 <= recovered[0] <= 65.0  # came back within one 5-s step of the server
+
+    monkeypatch.setenv("STUDY_STORAGE_PATIENCE_S", "100")
+    clock[0], back_at[0] = 0.0, float("inf")
+    with pytest.raises(sa.exc.OperationalError):
+        store.retry(server, what="test")
+    assert 95.0 <= clock[0] <= 100.0
+    monkeypatch.setenv("STUDY_STORAGE_PATIENCE_S", "soon")
+    with pytest.raises(UsageError, match="STUDY_STORAGE_PATIENCE_S must be a number"):
+        store.retry(server, what="test")
+
+
+def test_retry_raises_at_once_what_waiting_does_not_cure(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read-only SQLite file is not "busy": no retries, no waiting."""
+    path = tmp_path / "study.db"
+    store.open_storage(f"sqlite:///{path}").engine.dispose()
+    engine = sa.create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
+    monkeypatch.setattr(store.time, "sleep", lambda s: pytest.fail("retried"))
+    calls = []
+
+    def write() -> None:
+        calls.append(1)
+        with engine.begin() as conn:
+            conn.execute(schema.meta.insert().values(key="k", value="v"))
+
+    with pytest.raises(sa.exc.OperationalError, match="readonly"):
+        store.retry(write, what="test")
+    assert calls == [1]
+    engine.dispose()
 
 
 def test_write_trial_rows_replaces_previous_rows(tmp_path: Path) -> None:
