@@ -25,6 +25,7 @@ from analysis.selection import (
 )
 from analysis.throughput import CrossoverOutcome, device_crossovers
 from study.errors import UsageError
+from study.fmt import fmt_count
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -52,7 +53,9 @@ class FrontierOutcome:
         return plots.frontier_figure(
             self.trials["params"], self.trials[column], self.trials[COLOR_BY[self.color_by]],
             list(self.frontier), metric_label=label, group_label=self.color_by,
-            n_stars={d: o.crossover.n_star for d, o in self.crossovers.items()},
+            n_stars={d: plots.NStar(o.crossover.n_star, o.crossover.extrapolated)
+                     for d, o in self.crossovers.items()},
+            numbers=self.trials["number"],
         )
 
 
@@ -89,13 +92,14 @@ def frontier_text(o: FrontierOutcome) -> str:
              f"{'pos':>8} {'mlp':>7} {'lr':>9}"]
     for _, r in rows.iterrows():
         lines.append(
-            f"{int(r['number']):>6} {r['params']:>10.4g} {r[column]:>9.4f} "
+            f"{int(r['number']):>6} {fmt_count(r['params']):>10} {r[column]:>9.4f} "
             f"{fmt_value(r['n_layer'], 'd'):>6} {fmt_value(r['d_model'], 'd'):>7} "
             f"{str(r['pos']):>8} {str(r['mlp']):>7} {fmt_value(r['lr'], '.3g'):>9}"
         )
     for device, c in o.crossovers.items():
+        beyond = " (extrapolated beyond the sizes measured)" if c.crossover.extrapolated else ""
         lines.append(f"N* ({c.crossover.ratio:g} tokens/param, {c.crossover.budget:g} s) "
-                     f"on {device}: {c.crossover.n_star:.4g}")
+                     f"on {device}: {fmt_count(c.crossover.n_star)}{beyond}")
     for device, why in o.skipped.items():
         lines.append(f"no N* for {device}: {why}")
     return "\n".join(lines)

@@ -8,39 +8,29 @@ is built.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import html
 import os
 import shlex
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from analysis import plots
+from analysis import law_plots, plots
 from analysis.groups import compare_for, compare_text
+from analysis.html_parts import CSS, e, figure, kv_table, note, plain_table, pre, section, table
 from analysis.load import DEFAULT_STORAGE, StudyData, load_study
 from analysis.loss_law import StartGrid
 from analysis.output import check_output
 from analysis.pareto import frontier_for, frontier_text
+from analysis.report_sections import curves_section, epoch_warnings, prediction_section, story
 from analysis.scaling import grid_named, scaling_law_for, scaling_law_text
-from analysis.selection import check_budget, complete_trials, fmt_value, loss_points
+from analysis.selection import check_budget, complete_trials, loss_points
 from analysis.throughput import crossover_text, device_crossovers
 from study.errors import UsageError
 from study.fileio import atomic_write_text
+from study.fmt import fmt_count
 
 if TYPE_CHECKING:
     import pandas as pd
-    from matplotlib.figure import Figure
-
-_CSS = """
-body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
-h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; margin-top: 2em; }
-table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.9em; }
-td, th { border: 1px solid #ddd; padding: 3px 8px; text-align: right; white-space: nowrap; }
-th { background: #f4f4f4; } td.text { text-align: left; white-space: pre-wrap; max-width: 700px; }
-pre { background: #f7f7f7; padding: 0.6em; white-space: pre-wrap; }
-img { max-width: 100%; } .note { color: #a33; }
-"""
 
 
 def run_report(
@@ -94,24 +84,27 @@ def build_report(
          lambda: _frontier(data, budget=budget, ratio=ratio)),
         ("Throughput and the Chinchilla crossover",
          lambda: _throughput(trials, budget=budget, ratio=ratio)),
+        ("Loss curves", lambda: curves_section(data)),
         ("Loss law L(N, D) and its prediction",
          lambda: _loss_law(data, trials, budget=budget, ratio=ratio, grid=grid)),
+        ("Predictions checked on held-out sizes",
+         lambda: prediction_section(data, budget=budget, grid=grid)),
         ("Positional scheme and MLP", lambda: _choices(data)),
         ("Samples from the best trials", lambda: _samples(data, trials, top=top)),
         ("Epochs per trial", lambda: _epochs(trials)),
         ("Trials that did not complete", lambda: _failures(data)),
-        ("Commands that made this page", lambda: [_pre("\n".join(commands))]),
+        ("Commands that made this page", lambda: [pre("\n".join(commands))]),
     ]
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>Study {_e(data.study_name)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>Five-minute study: {_e(data.study_name)}</h1>",
-        f"<p>Storage <code>{_e(data.storage)}</code>, generated "
+        f"<title>Study {e(data.study_name)}</title><style>{CSS}</style></head><body>",
+        f"<h1>Five-minute study: {e(data.study_name)}</h1>",
+        f"<p>Storage <code>{e(data.storage)}</code>, generated "
         f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}.</p>",
     ]
     for title, build in sections:
-        parts += _section(title, build)
+        parts += section(title, build)
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
@@ -135,6 +128,11 @@ def report_commands(
           for i, device in enumerate(devices)),
         shlex.join(py + ["analysis.scaling_law", *base, *extra, "--json", "loss_law.json",
                          "--plot", "loss_law.png"]),
+        shlex.join(py + ["analysis.curves", *base, "--plot", "curves.png"]),
+        shlex.join(py + ["analysis.predict", *base,
+                         *(["--budget", f"{budget:g}"] if budget is not None else []),
+                         "--json", "predict.json"]),
+        shlex.join(py + ["analysis.trials", *base, "--csv", "trials.csv"]),
     ]
 
 
@@ -151,16 +149,19 @@ def _summary(data: StudyData, trials: pd.DataFrame) -> list[str]:
         ("devices", ", ".join(f"{k} ({v})" for k, v in devices.items())),
         ("budgets (s)", ", ".join(f"{b:g}" for b in budgets) or "-"),
         ("direction", data.direction.lower()),
-        ("sizes (params)", f"{trials['params'].min():.3g} to {trials['params'].max():.3g}"),
+        ("sizes (params)",
+         f"{fmt_count(trials['params'].min())} to {fmt_count(trials['params'].max())}"),
     ]
-    out = [_kv_table(rows), "<h3>Best trials</h3>"]
+    out = [kv_table(rows)]
+    out += [note(w) for w in epoch_warnings(trials)]
+    out.append("<h3>Best trials</h3>")
     best = trials.sort_values("value").head(10)
-    out.append(_table(best, [
-        ("trial", "number", "d"), ("device", "device_label", "s"), ("params", "params", ".4g"),
+    out.append(table(best, [
+        ("trial", "number", "d"), ("device", "device_label", "s"), ("params", "params", "count"),
         ("ppl", "val_ppl", ".3f"), ("bpb", "val_bpb", ".4f"), ("layers", "n_layer", "d"),
         ("d_model", "d_model", "d"), ("heads", "n_head", "d"), ("pos", "pos", "s"),
-        ("mlp", "mlp", "s"), ("lr", "lr", ".3g"), ("tokens", "tokens_seen", ".4g"),
-        ("tok/s", "tokens_per_second", ".4g"), ("epochs", "epochs", ".3g"),
+        ("mlp", "mlp", "s"), ("lr", "lr", ".3g"), ("tokens", "tokens_seen", "count"),
+        ("tok/s", "tokens_per_second", "count"), ("epochs", "epochs", "count"),
     ]))
     return out
 
@@ -174,14 +175,14 @@ def _frontier(data: StudyData, *, budget: float | None, ratio: float) -> list[st
             o = frontier_for(data, metric=metric, color_by="depth", budget=budget, ratio=ratio,
                              device=None)
         except UsageError as exc:
-            out.append(_note(str(exc)))
+            out.append(note(str(exc)))
             continue
         drawn.add(metric)
-        out += [_figure(o.figure()), _pre(frontier_text(o))]
+        out += [figure(o.figure()), pre(frontier_text(o))]
     if "ppl" in drawn:
         pos = frontier_for(data, metric="ppl", color_by="pos", budget=budget, ratio=ratio,
                            device=None)
-        out += ["<p>The same points coloured by positional scheme:</p>", _figure(pos.figure())]
+        out += ["<p>The same points coloured by positional scheme:</p>", figure(pos.figure())]
     return out
 
 
@@ -190,17 +191,17 @@ def _throughput(trials: pd.DataFrame, *, budget: float | None, ratio: float) -> 
     out = ["<p>Steady-state tokens/s fitted as T(N) = c N<sup>-k</sup> per device; N* solves "
            f"T(N) &times; budget = {ratio:g} N, the size that sees {ratio:g} tokens per "
            "parameter in the budget. Intervals resample the trials (bootstrap).</p>"]
-    out += [_note(f"no fit for {d}: {why}") for d, why in skipped.items()]
+    out += [note(f"no fit for {d}: {why}") for d, why in skipped.items()]
     if not done:
         return out
     fits = {d: o.fit for d, o in done.items()}
     points = {d: (o.params, o.tokens_per_second) for d, o in done.items()}
-    out.append(_figure(plots.throughput_figure(fits, points)))
+    out.append(figure(plots.throughput_figure(fits, points)))
     for device, o in done.items():
         out += [
-            f"<h3>{_e(device)}</h3>",
-            _pre(crossover_text(o)),
-            _figure(plots.crossover_figure(o.fit, o.crossover, params=o.params,
+            f"<h3>{e(device)}</h3>",
+            pre(crossover_text(o)),
+            figure(law_plots.crossover_figure(o.fit, o.crossover, params=o.params,
                                            tokens_per_second=o.tokens_per_second,
                                            label=device)),
         ]
@@ -216,19 +217,20 @@ def _loss_law(
     out = ["<p>Chinchilla Approach 3 on every complete trial's final point and its curve "
            "points: Huber loss (&delta; = 10<sup>-3</sup>) on log loss, L-BFGS from a grid of "
            "starts. The predicted best size minimises L(N, T(N) &times; budget).</p>",
-           _pre(scaling_law_text(o)), _figure(o.figure())]
+           pre(scaling_law_text(o)), figure(o.figure())]
     rows = []
     for device, p in o.predictions.items():
         mine = trials[trials["device_label"] == device]
         best = mine.loc[mine["value"].idxmin()] if mine["value"].notna().any() else None
         rows.append((
-            device, f"{p.best.budget:g}", f"{p.best.n_opt:.4g}",
-            f"{p.crossover.crossover.n_star:.4g}",
-            f"{best['params']:.4g} (trial {int(best['number'])})" if best is not None else "-",
+            device, f"{p.best.budget:g}", fmt_count(p.best.n_opt),
+            fmt_count(p.crossover.crossover.n_star),
+            f"{fmt_count(best['params'])} (trial {int(best['number'])})" if best is not None
+            else "-",
             f"{p.best.n_opt / best['params']:.3g}" if best is not None else "-",
         ))
     if rows:
-        out.append(_plain_table(
+        out.append(plain_table(
             ["device", "budget (s)", "loss-optimal N", f"{ratio:g}x N*", "best measured N",
              "predicted / measured"], rows))
     return out
@@ -236,18 +238,18 @@ def _loss_law(
 
 def _samples(data: StudyData, trials: pd.DataFrame, *, top: int) -> list[str]:
     if data.samples.empty:
-        return [_note("the study stored no samples (table harness_sample)")]
+        return [note("the study stored no samples (table harness_sample)")]
     samples = data.samples.set_index("trial_number")
     rows: list[tuple[int, str, str, str, str]] = []
     for _, t in trials.sort_values("value").iterrows():
         if int(t["number"]) in samples.index and len(rows) < top:
             s = samples.loc[int(t["number"])]
-            rows.append((int(t["number"]), f"{t['params']:.3g}", f"{t['value']:.3f}",
-                         str(s["prompt"]), str(s["text"])))
+            rows.append((int(t["number"]), fmt_count(t["params"]), f"{t['value']:.3f}",
+                         str(s["prompt"]), story(str(s["text"]))))
     head = "<tr><th>trial</th><th>params</th><th>ppl</th><th>prompt</th><th>sample</th></tr>"
     body = "".join(
-        f"<tr><td>{n}</td><td>{p}</td><td>{v}</td><td class=text>{_e(pr)}</td>"
-        f"<td class=text>{_e(tx)}</td></tr>" for n, p, v, pr, tx in rows
+        f"<tr><td>{n}</td><td>{p}</td><td>{v}</td><td class=text>{e(pr)}</td>"
+        f"<td class=text>{e(tx)}</td></tr>" for n, p, v, pr, tx in rows
     )
     return [f"<table>{head}{body}</table>"]
 
@@ -263,10 +265,10 @@ def _choices(data: StudyData) -> list[str]:
         try:
             comparisons = compare_for(data, by=by)
         except UsageError as exc:
-            out.append(_note(str(exc)))
+            out.append(note(str(exc)))
             continue
         compared += 1
-        out += [_pre(compare_text(c)) for c in comparisons]
+        out += [pre(compare_text(c)) for c in comparisons]
     return out
 
 
@@ -274,13 +276,13 @@ def _epochs(trials: pd.DataFrame) -> list[str]:
     out = []
     epochs = trials["epochs"].dropna()
     if not epochs.empty and epochs.max() > 1:
-        out.append(_note(
+        out.append(note(
             f"{int((epochs > 1).sum())} of {len(trials)} trials saw the training data more "
-            f"than once (up to {epochs.max():.3g} epochs): their losses mix in repetition."
+            f"than once (up to {fmt_count(epochs.max())} epochs): their losses mix in repetition."
         ))
-    out.append(_table(trials.sort_values("params"), [
-        ("trial", "number", "d"), ("device", "device_label", "s"), ("params", "params", ".4g"),
-        ("tokens seen", "tokens_seen", ".4g"), ("epochs", "epochs", ".3g"),
+    out.append(table(trials.sort_values("params"), [
+        ("trial", "number", "d"), ("device", "device_label", "s"), ("params", "params", "count"),
+        ("tokens seen", "tokens_seen", "count"), ("epochs", "epochs", "count"),
         ("steps", "steps", "d"), ("train s", "train_seconds", ".1f"), ("ppl", "val_ppl", ".3f"),
     ]))
     return out
@@ -290,51 +292,5 @@ def _failures(data: StudyData) -> list[str]:
     rest = data.trials[data.trials["state"] != "COMPLETE"]
     if rest.empty:
         return ["<p>None.</p>"]
-    return [_table(rest, [("trial", "number", "d"), ("state", "state", "s"),
-                          ("params", "params", ".4g"), ("reason", "fail_reason", "s")])]
-
-
-# ---------------------------------------------------------------------------------------------
-
-
-def _section(title: str, build: Callable[[], list[str]]) -> list[str]:
-    try:
-        body = build()
-    except UsageError as exc:
-        body = [_note(str(exc))]
-    return [f"<h2>{_e(title)}</h2>", *body]
-
-
-def _figure(fig: Figure) -> str:
-    encoded = base64.b64encode(plots.render(fig, "png")).decode("ascii")
-    return f'<p><img alt="figure" src="data:image/png;base64,{encoded}"></p>'
-
-
-def _table(frame: pd.DataFrame, columns: list[tuple[str, str, str]]) -> str:
-    rows = [
-        tuple(fmt_value(r.get(col), spec) for _, col, spec in columns) for _, r in frame.iterrows()
-    ]
-    return _plain_table([h for h, _, _ in columns], rows)
-
-
-def _plain_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{_e(str(c))}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def _kv_table(rows: Sequence[tuple[str, str]]) -> str:
-    body = "".join(f"<tr><th>{_e(k)}</th><td class=text>{_e(v)}</td></tr>" for k, v in rows)
-    return f"<table>{body}</table>"
-
-
-def _pre(text: str) -> str:
-    return f"<pre>{_e(text)}</pre>"
-
-
-def _note(text: str) -> str:
-    return f'<p class="note">{_e(text)}</p>'
-
-
-def _e(text: str) -> str:
-    return html.escape(text, quote=True)
+    return [table(rest, [("trial", "number", "d"), ("state", "state", "s"),
+                          ("params", "params", "count"), ("reason", "fail_reason", "s")])]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from analysis import plots
+from analysis import law_plots, plots
 from analysis.load import StudyData, read_csv
 from analysis.loss_law import (
     CHINCHILLA_GRID,
@@ -25,6 +25,7 @@ from analysis.selection import PathArg, complete_trials, loss_points, open_sourc
 from analysis.throughput import CrossoverOutcome, device_crossovers
 from study.errors import UsageError
 from study.fileio import write_json
+from study.fmt import fmt_count
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -65,7 +66,7 @@ class ScalingLawOutcome:
     skipped: dict[str, str]
 
     def figure(self) -> Figure:
-        return plots.loss_law_figure(
+        return law_plots.loss_law_figure(
             self.law, params=self.points["params"], tokens=self.points["tokens"],
             loss=self.points["loss"],
             predictions={d: (p.crossover.fit, p.best, p.crossover.crossover)
@@ -113,9 +114,10 @@ def scaling_law_text(o: ScalingLawOutcome) -> str:
     for label, p in o.predictions.items():
         c, b = p.crossover.crossover, p.best
         lines.append(
-            f"{label}, budget {b.budget:g} s: loss-optimal N = {b.n_opt:.4g} "
-            f"(predicted loss {b.loss:.4f}, {b.tokens:.4g} tokens, {b.tokens_per_param:.3g} "
-            f"tokens/param) vs {c.ratio:g}x heuristic N* = {c.n_star:.4g}"
+            f"{label}, budget {b.budget:g} s: loss-optimal N = {fmt_count(b.n_opt)} "
+            f"(predicted loss {b.loss:.4f}, {fmt_count(b.tokens)} tokens, "
+            f"{b.tokens_per_param:.3g} tokens/param) vs {c.ratio:g}x heuristic N* = "
+            f"{fmt_count(c.n_star)}"
         )
         lines += [f"warning ({label}): {w}" for w in b.warnings]
     for label, why in o.skipped.items():

@@ -16,6 +16,7 @@ import numpy as np
 
 from analysis.load import DEFAULT_STORAGE, StudyData, load_study
 from study.errors import UsageError
+from study.fmt import fmt_count
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -169,11 +170,14 @@ def loss_points(
 
 
 def fmt_value(value: Any, spec: str) -> str:
-    """``value`` in ``spec`` (``d`` rounds to an integer); "-" when it is missing, and ``str``
-    of it when it is not a number."""
+    """``value`` in ``spec`` (``d`` rounds to an integer, ``count`` reads 754k or 1.23M as
+    everywhere a person reads a count); "-" when it is missing, and ``str`` of it when it is
+    not a number."""
     try:
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return "-"
+        if spec == "count":
+            return fmt_count(float(value))
         return format(int(value) if spec == "d" else float(value), spec)
     except (TypeError, ValueError):
         return str(value)

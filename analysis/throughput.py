@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from analysis import plots
+from analysis import law_plots, plots
 from analysis.fits import Crossover, ThroughputFit, fit_throughput, solve_crossover
 from analysis.load import read_csv
 from analysis.output import FIGURE_FORMATS, check_output
@@ -27,6 +27,7 @@ from analysis.selection import (
 )
 from study.errors import UsageError
 from study.fileio import write_json
+from study.fmt import fmt_count
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -91,13 +92,16 @@ def crossover_text(o: CrossoverOutcome) -> str:
     f, c = o.fit, o.crossover
     pct = f"{c.level:.0%}"
     lines = [
-        f"device: {o.device} ({f.n_points} points, sizes {f.n_min:.3g} to {f.n_max:.3g})",
-        f"throughput fit: tokens/s = {f.c:.4g} * N^-{f.k:.4f}  (R^2 {f.r2:.4f}; {pct} interval"
-        f" c {f.c_low:.3g} to {f.c_high:.3g}, k {f.k_low:.4f} to {f.k_high:.4f})",
+        f"device: {o.device} ({f.n_points} points, sizes {fmt_count(f.n_min)} to "
+        f"{fmt_count(f.n_max)})",
+        f"throughput fit: tokens/s = {fmt_count(f.c)} * N^-{f.k:.4f}  (R^2 {f.r2:.4f}; {pct} "
+        f"interval c {fmt_count(f.c_low)} to {fmt_count(f.c_high)}, k {f.k_low:.4f} to "
+        f"{f.k_high:.4f})",
         f"budget {c.budget:g} s, ratio {c.ratio:g} tokens per parameter",
-        f"N* = {c.n_star:.4g} parameters ({pct} interval {c.n_star_low:.4g} to "
-        f"{c.n_star_high:.4g})",
-        f"tokens at N*: {c.tokens_at_n_star:.4g} at {c.tokens_per_second_at_n_star:.4g} tokens/s",
+        f"N* = {fmt_count(c.n_star)} parameters ({pct} interval {fmt_count(c.n_star_low)} to "
+        f"{fmt_count(c.n_star_high)})",
+        f"tokens at N*: {fmt_count(c.tokens_at_n_star)} at "
+        f"{fmt_count(c.tokens_per_second_at_n_star)} tokens/s",
     ]
     lines += [f"warning: {w}" for w in c.warnings]
     if o.left_out:
@@ -168,6 +172,6 @@ def _save_figures(o: CrossoverOutcome, *, plot_out: Path | None,
                                            {o.device: (o.params, o.tokens_per_second)}),
                    throughput_out)
     if plot_out is not None:
-        plots.save(plots.crossover_figure(o.fit, o.crossover, params=o.params,
+        plots.save(law_plots.crossover_figure(o.fit, o.crossover, params=o.params,
                                           tokens_per_second=o.tokens_per_second,
                                           label=o.device), plot_out)

@@ -76,7 +76,8 @@ def populate_study(storage: str, *, study_name: str, seed: int = 0) -> None:
                            "tokens": seen, "train_loss": point * 0.98,
                            "val_loss": None if (i == 3 and j == 2) else point})
         samples.append({"trial_number": i, "prompt": "Once upon a time",
-                        "text": f"Once upon a time, model {i} said <b>hi</b> & left."})
+                        "text": f"Once upon a time, model {i} said <b>hi</b> & left.\n"
+                                "<|endoftext|>\nOne day a second story began"})
     study.add_trial(optuna.trial.create_trial(
         state=optuna.trial.TrialState.FAIL, params={"lr": 0.009, "pos": "rope"},
         distributions=dists,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from analysis_db import make_study_db, url
 
-from analysis import crossover, frontier, report, scaling_law
+from analysis import crossover, curves, frontier, predict, report, scaling_law, trials
 from analysis.load import load_study
 from analysis.report_html import build_report, report_commands, run_report
 from analysis.scaling import COARSE_GRID
@@ -27,14 +27,27 @@ def test_report_is_one_self_contained_page(db: Path, tmp_path: Path) -> None:
     report.main(["--storage", url(db), "--out", str(out), "--grid", "coarse"])
     page = out.read_text()
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
-    # Frontier (ppl, bpb, by pos), throughput, a crossover per device, the loss law.
-    assert page.count('src="data:image/png;base64,') == 7
+    # Frontier (ppl, bpb, by pos), throughput, a crossover per device, the curves, the loss
+    # law, and a held-out ladder per device.
+    assert page.count('src="data:image/png;base64,') == 10
     assert "src=\"http" not in page and "<script" not in page
     for heading in ("Summary", "Frontier", "Throughput and the Chinchilla crossover",
-                    "Loss law", "Samples from the best trials", "Epochs per trial",
+                    "Loss curves", "Loss law", "Predictions checked on held-out sizes",
+                    "Samples from the best trials", "Epochs per trial",
                     "Trials that did not complete", "Commands that made this page"):
         assert f"<h2>{heading}" in page, heading
-    assert "said &lt;b&gt;hi&lt;/b&gt; &amp; left." in page  # samples, escaped
+    assert "said &lt;b&gt;hi&lt;/b&gt; &amp; left.</td>" in page  # samples, escaped, and cut
+    assert "endoftext" not in page and "second story" not in page  # at the end-of-story marker
+    summary = page[page.index("<h2>Summary"):page.index("<h3>Best trials")]
+    assert ('<p class="note">Warning: 6 of 24 trials saw their training data more than 4 '
+            "times (up to ") in summary  # the GPU trials: billions of tokens of a 5.3M corpus
+    held_out = page[page.index("<h2>Predictions checked"):page.index("<h2>Positional")]
+    assert held_out.count("<h3>") == 2 and "<th>held-out N</th>" in held_out
+    assert "12.2M" in held_out
+    epochs = page[page.index("<h2>Epochs"):page.index("<h2>Trials that")]
+    best = page[page.index("<h3>Best trials"):page.index("<h2>Frontier")]
+    for part in (best, epochs):  # counts read 754k, 1.23M, not 7.54e+05
+        assert "e+0" not in part and "1.06M" in part
     assert "diverged: loss became nan at step 12" in page
     assert "python -m analysis.report --storage" in page
     assert "loss-optimal N" in page
@@ -51,7 +64,9 @@ def test_a_section_that_cannot_run_shows_why_and_the_page_is_still_built(db: Pat
     assert any(n.startswith("no fit for cpu: a throughput fit needs sizes spanning") for n in notes)
     assert "the loss law has 5 parameters and needs at least 5 points, got 2" in notes
     assert "the study stored no samples (table harness_sample)" in notes
-    assert page.count("<h2>") == 9 and page.rstrip().endswith("</html>")
+    assert any("stored no loss curves for its complete trials" in n for n in notes)
+    assert any(n.startswith("no held-out check: ") for n in notes)  # why: predict's words
+    assert page.count("<h2>") == 11 and page.rstrip().endswith("</html>")
     assert page.count('src="data:image/png;base64,') == 3  # the frontiers only
 
 
@@ -60,17 +75,23 @@ def test_report_commands_are_accepted_by_each_command(tmp_path: Path) -> None:
                                out="r.html", devices=["cpu", "NVIDIA H100"])
     parsers = {"analysis.report": report.build_parser(), "analysis.frontier":
                frontier.build_parser(), "analysis.crossover": crossover.build_parser(),
-               "analysis.scaling_law": scaling_law.build_parser()}
+               "analysis.scaling_law": scaling_law.build_parser(),
+               "analysis.curves": curves.build_parser(), "analysis.predict": predict.build_parser(),
+               "analysis.trials": trials.build_parser()}
     modules = []
     for command in commands:
         python, dash_m, module, *args = shlex.split(command)
         assert (python, dash_m) == ("python", "-m")
         parsed = parsers[module].parse_args(args)
-        assert (parsed.storage, parsed.study_name, parsed.budget, parsed.ratio) == (
-            "sqlite:///s.db", "s", 60.0, 10.0)
+        assert (parsed.storage, parsed.study_name) == ("sqlite:///s.db", "s")
+        if module not in ("analysis.curves", "analysis.trials"):
+            assert parsed.budget == 60.0
+        if module not in ("analysis.curves", "analysis.trials", "analysis.predict"):
+            assert parsed.ratio == 10.0
         modules.append(module)
     assert modules == ["analysis.report", "analysis.frontier", "analysis.frontier",
-                       "analysis.crossover", "analysis.crossover", "analysis.scaling_law"]
+                       "analysis.crossover", "analysis.crossover", "analysis.scaling_law",
+                       "analysis.curves", "analysis.predict", "analysis.trials"]
     assert "--device 'NVIDIA H100'" in commands[4]
     default = report_commands(storage="sqlite:///s.db", study_name="s", budget=None,
                               ratio=20.0, out="r.html")

@@ -12,6 +12,7 @@ from analysis_db import BUDGET, make_study_db, url
 
 from analysis import crossover
 from analysis.fits import crossover_n
+from study.fmt import fmt_count
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def test_crossover_on_study_writes_json_and_plot(db: Path, tmp_path: Path,
     assert result["n_star_low"] <= result["n_star"] <= result["n_star_high"]
     assert result["k"] == pytest.approx(0.7, abs=0.03)
     assert result["tokens_at_n_star"] == pytest.approx(20 * result["n_star"])
-    assert f"N* = {result['n_star']:.4g}" in printed
+    assert f"N* = {fmt_count(result['n_star'])} parameters" in printed
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out_png.stat().st_size > 10_000
 
 
@@ -53,7 +54,7 @@ def test_crossover_on_csv_matches_hand_solved_case(tmp_path: Path,
     result = json.loads(out_json.read_text())
     assert result["n_star"] == pytest.approx(1e6, rel=1e-9)
     assert result["tokens_at_n_star"] == pytest.approx(2e7, rel=1e-9)
-    assert "N* = 1e+06" in capsys.readouterr().out
+    assert "N* = 1M parameters" in capsys.readouterr().out
 
 
 def test_crossover_needs_a_device_when_the_study_has_several(
