@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import torch
@@ -61,6 +61,17 @@ class Events:
             self.stream.flush()
 
 
+@dataclass
+class ThreadChoice:
+    """The thread count chosen for one kind of work, and when to check it again."""
+
+    interval: float  # seconds until the next check, after a check
+    best: int | None = None
+    next_check: float = 0.0
+    times: dict[int, float] = field(default_factory=dict)  # of the check under way
+    pending: list[int] = field(default_factory=list)  # thread counts the check has yet to time
+
+
 class ThreadTuner:
     """On CPU, picks the faster of torch's thread count and one thread by timing real steps (or
     evaluation batches) with each, and checks again later. On a machine busy with other work,
@@ -68,7 +79,9 @@ class ThreadTuner:
     the 2-core machine under load, a training step took 3-16x longer with 2 threads than with 1,
     and an evaluation 5x; idle, 2 threads win. So the untimed first step runs on one thread, and
     while the same choice keeps winning the checks grow rarer (``recheck`` seconds, doubling up
-    to ``max_recheck``), which bounds what probing the slow choice costs. Elsewhere: nothing."""
+    to ``max_recheck``), which bounds what probing the slow choice costs. Each kind of work
+    (training steps, evaluation batches) has its own choice and its own checks: an evaluation's
+    choice never decides the training steps' threads. Elsewhere: nothing."""
 
     def __init__(
         self, device: torch.device, *, recheck: float = 20.0, max_recheck: float = 160.0
@@ -77,47 +90,50 @@ class ThreadTuner:
         self.options = [n, 1] if device.type == "cpu" and n > 1 else []
         self.recheck = recheck
         self.max_recheck = max_recheck
-        self.interval = recheck
-        self.best: int | None = None
-        self.times: dict[int, float] = {}
-        self.pending: list[int] = []
-        self.kind = ""
-        self.next_check = 0.0
+        self.choices: dict[str, ThreadChoice] = {}
         self.skip = 1  # the first step pays one-off costs: do not time it
-        self._started: float | None = None
+        self._timing: tuple[ThreadChoice, float] | None = None  # (choice, start) being timed
+
+    def choice(self, kind: str = "step") -> ThreadChoice:
+        """The state of ``kind``'s choice (made on first use)."""
+        return self.choices.setdefault(kind, ThreadChoice(interval=self.recheck))
 
     def before(self, kind: str = "step") -> None:
-        """Before a unit of work of ``kind``: only units of one kind are timed against each
-        other (a training step against a training step, an evaluation batch against one)."""
+        """Before a unit of work of ``kind``: run it on the kind's chosen thread count, or on the
+        next count its check has to time."""
         if not self.options:
             return
         if self.skip:
             self.skip -= 1
             torch.set_num_threads(1)
             return
+        choice = self.choice(kind)
         now = time.perf_counter()
-        if self.pending and kind != self.kind:
-            self.pending = []  # a check begun on other work: begin it again on this work
-        if not self.pending and now >= self.next_check:
-            self.pending, self.times, self.kind = list(self.options), {}, kind
-        if self.pending:
-            torch.set_num_threads(self.pending[0])
-            self._started = now
+        if not choice.pending and now >= choice.next_check:
+            choice.pending, choice.times = list(self.options), {}
+        if choice.pending:
+            torch.set_num_threads(choice.pending[0])
+            self._timing = (choice, now)
+        elif choice.best is not None:
+            torch.set_num_threads(choice.best)
 
     def after(self) -> None:
-        if self._started is None:
+        """After the unit of work ``before`` began: record its time if it was being timed."""
+        if self._timing is None:
             return
         now = time.perf_counter()
-        self.times[self.pending.pop(0)] = now - self._started
-        self._started = None
-        if not self.pending:
-            best = min(self.times, key=self.times.__getitem__)
-            same = best == self.best
-            self.interval = min(2 * self.interval, self.max_recheck) if same else self.recheck
-            self.best = best
+        choice, started = self._timing
+        self._timing = None
+        choice.times[choice.pending.pop(0)] = now - started
+        if not choice.pending:
+            best = min(choice.times, key=choice.times.__getitem__)
+            same = best == choice.best
+            choice.interval = min(2 * choice.interval, self.max_recheck) if same else self.recheck
+            choice.best = best
             torch.set_num_threads(best)
-            self.next_check = now + self.interval
-            log.debug("threads: %s -> %d, next check in %.0fs", self.times, best, self.interval)
+            choice.next_check = now + choice.interval
+            log.debug("threads: %s -> %d, next check in %.0fs", choice.times, best,
+                      choice.interval)
 
     @contextmanager
     def one_thread(self) -> Iterator[None]:
