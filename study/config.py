@@ -26,7 +26,8 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The network. ``d_model`` must divide by ``n_head`` for attention models."""
+    """The network. ``d_model`` must divide by ``n_head`` for attention models. ``dropout`` is
+    the probability of each dropout (off in evaluation; 0 builds the network without any)."""
 
     arch: str = "gpt"
     n_layer: int = 4
@@ -36,6 +37,7 @@ class ModelConfig:
     mlp: str = "swiglu"
     vocab_size: int = 4096
     seq_len: int = 256
+    dropout: float = 0.0
 
     def validate(self) -> None:
         _choice("arch", self.arch, ARCHS)
@@ -45,6 +47,8 @@ class ModelConfig:
         _at_least("d_model", self.d_model, 1)
         _at_least("n_head", self.n_head, 1)
         _at_least("seq_len", self.seq_len, 2)
+        if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
+            raise UsageError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if not 257 <= self.vocab_size <= 2**32 - 1:
             raise UsageError(
                 f"vocab_size must be between 257 (one id per byte and one special) and 2**32 - 1, "
@@ -74,6 +78,13 @@ class TrainConfig:
     ``batch_size`` of ``None`` lets the trainer pick one that fills the device; ``compile`` of
     ``None`` lets it decide per device; ``precision`` ``auto`` is bf16 autocast on CUDA and
     on CPUs with native bf16 instructions (AVX512-BF16, AMX), float32 elsewhere.
+
+    One evaluation protocol: every curve point and the final point are scored on the same
+    ``eval_tokens`` held-out targets (the same windows). ``curve_eval_tokens`` is deprecated and
+    ignored: older versions scored curve points on that many tokens and only the final point on
+    ``eval_tokens``. A config that names it still loads (from JSON, a sweep, the constructor),
+    and the field always reads None, so a stored config with a number there marks a trial of
+    the old, mixed protocol.
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -96,8 +107,12 @@ class TrainConfig:
     sample_tokens: int = 120
     eval_tokens: int = 32_768
     curve_points: int = 10
-    curve_eval_tokens: int = 1_024
+    curve_eval_tokens: int | None = None  # deprecated, ignored (see above)
     max_stories: int | str = "auto"  # training stories read; auto: see study.data.budget
+
+    def __post_init__(self) -> None:
+        # Deprecated: accepted so old configs load, dropped so no result claims to have used it.
+        object.__setattr__(self, "curve_eval_tokens", None)
 
     def validate(self) -> None:
         self.model.validate()
@@ -125,7 +140,6 @@ class TrainConfig:
         _at_least("sample_tokens", self.sample_tokens, 0)
         _at_least("eval_tokens", self.eval_tokens, self.model.seq_len)
         _at_least("curve_points", self.curve_points, 1)
-        _at_least("curve_eval_tokens", self.curve_eval_tokens, self.model.seq_len)
         if self.max_stories != "auto":
             _at_least("max_stories", self.max_stories, 1)  # type: ignore[arg-type]
 

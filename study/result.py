@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 # Exit statuses of ``python -m study.train`` that the study runner maps to a failed trial reason.
 EXIT_OK = 0
@@ -20,6 +20,9 @@ class CurvePoint(TypedDict):
     tokens: int  # training tokens seen so far
     train_loss: float  # mean training loss since the previous point
     val_loss: float | None  # held-out loss; the last point's is the final evaluation's
+    # Held-out targets the point was scored on: the final point's number in results of one
+    # protocol; absent in results of older versions, whose curve points used fewer.
+    eval_tokens: NotRequired[int]
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,10 @@ class TrainResult:
 
     ``val_bpb`` is total NLL in nats / (ln 2 * UTF-8 bytes of the evaluated targets).
     ``val_is_bound`` is True when the loss is an upper bound (diffusion ELBO), not an exact NLL.
-    ``curve`` holds ``{elapsed_s, tokens, train_loss, val_loss}`` at regular budget fractions.
+    ``curve`` holds ``CurvePoint`` s at regular budget fractions, each scored on the same
+    ``eval_tokens`` held-out targets as the final point (``eval_seconds``: the seconds all
+    evaluations took, outside the budget). ``unique_tokens`` is U, the distinct training tokens
+    the trial could draw from, and ``epochs`` is D / U (``tokens_seen`` / ``unique_tokens``).
     """
 
     config: dict[str, Any]
@@ -50,6 +56,9 @@ class TrainResult:
     sample: str
     curve: list[CurvePoint] = field(default_factory=list)
     val_is_bound: bool = False
+    unique_tokens: int | None = None  # None in results of versions before it was recorded
+    eval_tokens: int | None = None
+    eval_seconds: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

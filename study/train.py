@@ -32,6 +32,7 @@ FLAGS: dict[str, tuple[str, type, Any]] = {
     "mlp": ("model.mlp", str, MLP_TYPES),
     "vocab_size": ("model.vocab_size", int, None),
     "seq_len": ("model.seq_len", int, None),
+    "dropout": ("model.dropout", float, None),
     "batch_size": ("batch_size", int, None),
     "lr": ("lr", float, None),
     "warmup_frac": ("warmup_frac", float, None),

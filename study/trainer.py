@@ -99,8 +99,7 @@ class Job:
     counts: ParamCount
     batch_size: int
     step_fn: TrainStep
-    windows: torch.Tensor  # (n, seq_len + 1) held-out windows
-    curve_windows: torch.Tensor
+    windows: torch.Tensor  # (n, seq_len + 1): the held-out windows every point is scored on
     token_bytes: torch.Tensor  # UTF-8 bytes of each token id
     eval_batch: int
     amp: Callable[[], AbstractContextManager[Any]]
@@ -142,17 +141,23 @@ class Job:
             config=config, device=device, data=data, model=model,
             counts=count_params(mc, model), batch_size=batch_size, step_fn=step_fn,
             windows=windows,
-            curve_windows=windows[: max(1, config.curve_eval_tokens // mc.seq_len)],
             token_bytes=torch.from_numpy(data.token_bytes.astype(np.int64)).to(device),
             # Small batches on CPU: as fast per token, and they let the thread tuner time them.
             eval_batch=max(1, min(batch_size, 64 if device.type != "cpu" else 8)),
             amp=autocast(device, autocast_dtype(config.precision, device)),
         )
 
-    def held_out(self, windows: torch.Tensor, threads: ThreadTuner) -> tuple[float, float]:
-        """Held-out loss and bits per byte on ``windows`` (eager attention on CUDA)."""
+    @property
+    def eval_tokens(self) -> int:
+        """Held-out targets each evaluation scores (``config.eval_tokens`` or what the held-out
+        split holds, in whole windows)."""
+        return self.windows.size(0) * (self.windows.size(1) - 1)
+
+    def held_out(self, threads: ThreadTuner) -> tuple[float, float]:
+        """Held-out loss and bits per byte on the fixed windows (eager attention on CUDA): the
+        same windows at every call, so an unchanged model gets the same number."""
         with eager_attention(self.device):
-            return evaluate(self.model, windows, token_bytes=self.token_bytes,
+            return evaluate(self.model, self.windows, token_bytes=self.token_bytes,
                             batch_size=self.eval_batch, amp=self.amp, threads=threads)
 
 
@@ -180,7 +185,7 @@ class Run:
         self.rate_mark: tuple[float, int] | None = None  # (elapsed, tokens) of the steady rate
         self.last_train_loss = float("nan")
         self.curve: list[CurvePoint] = []
-        self.curve_seconds = 0.0  # evaluation while the clock was paused
+        self.eval_seconds = 0.0  # curve points and the final evaluation, clock paused
 
     def loop(self) -> None:
         """Train until the budget is spent; the clock is paused when this returns."""
@@ -244,8 +249,9 @@ class Run:
         self.next_log += interval * (math.floor((elapsed - self.next_log) / interval) + 1)
 
     def curve_point(self) -> None:
-        """The next curve point, with the clock paused (evaluation does not spend the budget).
-        The last point's held-out loss is the final evaluation's (``finish``)."""
+        """The next curve point, with the clock paused (evaluation does not spend the budget),
+        scored on the same windows as the final point. The last point's held-out loss is the
+        final evaluation itself (``finish``): one measurement, not two."""
         self.clock.pause()
         paused_at = time.perf_counter()
         self.job.step_fn.sync()
@@ -253,13 +259,13 @@ class Run:
         at = min(self.clock.elapsed, self.config.budget)
         val_loss = None
         if self.next_curve < self.config.curve_points:
-            val_loss, _ = self.job.held_out(self.job.curve_windows, self.threads)
+            val_loss, _ = self.job.held_out(self.threads)
         point = CurvePoint(elapsed_s=at, tokens=self.tokens_seen, train_loss=train_loss,
-                           val_loss=val_loss)
+                           val_loss=val_loss, eval_tokens=self.job.eval_tokens)
         self.curve.append(point)
         self.events.emit("curve", frac=self.next_curve / self.config.curve_points, **point)
         self.next_curve += 1
-        self.curve_seconds += time.perf_counter() - paused_at
+        self.eval_seconds += time.perf_counter() - paused_at
         self.clock.resume()
 
     def tokens_per_second(self) -> float:
@@ -273,7 +279,8 @@ class Run:
         """Evaluate on the held-out windows, sample, and gather the result."""
         job = self.job
         finished = time.perf_counter()
-        val_loss, val_bpb = job.held_out(job.windows, self.threads)
+        val_loss, val_bpb = job.held_out(self.threads)
+        self.eval_seconds += time.perf_counter() - finished
         log.info("overhead: final evaluation %.2fs", time.perf_counter() - finished)
         if not math.isfinite(val_loss):
             raise Diverged("held-out loss is NaN or infinite after training")
@@ -281,19 +288,21 @@ class Run:
             self.curve[-1]["val_loss"] = val_loss
         self.events.emit("final", val_loss=val_loss, val_bpb=val_bpb)
         sample = self.sample()
-        log.info("overhead: evaluation and sample %.2fs after training, %.2fs of curve "
-                 "evaluations while the clock was paused", time.perf_counter() - finished,
-                 self.curve_seconds)
+        log.info("overhead: evaluation and sample %.2fs after training, %.2fs of evaluation "
+                 "in all while the clock was paused", time.perf_counter() - finished,
+                 self.eval_seconds)
         return TrainResult(
             config=self.config.to_dict(), val_loss=val_loss, val_ppl=math.exp(val_loss),
             val_bpb=val_bpb, params=job.counts.total,
             params_nonembedding=job.counts.nonembedding,
             flops_per_token=job.counts.flops_per_token, tokens_seen=self.tokens_seen,
             tokens_per_second=self.tokens_per_second(), train_seconds=self.clock.elapsed,
-            steps=self.step, epochs=self.tokens_seen / len(job.data.train),
+            steps=self.step, unique_tokens=len(job.data.train),
+            epochs=self.tokens_seen / len(job.data.train),
             batch_size=job.batch_size, device=job.device.type,
             device_name=device_name(job.device), versions=versions(), sample=sample,
             curve=self.curve, val_is_bound=job.model.nll_is_bound,
+            eval_tokens=job.eval_tokens, eval_seconds=self.eval_seconds,
         )
 
     def sample(self) -> str:

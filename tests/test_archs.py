@@ -266,7 +266,7 @@ def test_each_arch_trains(arch: str, tinystories: Path, cache_dir: Path) -> None
         model=ModelConfig(arch=arch, n_layer=1, d_model=32, n_head=2, pos="rope",
                           vocab_size=1024, seq_len=32),
         budget=5.0, data=str(tinystories), device="cpu", batch_size=16, lr=1e-2,
-        eval_tokens=4096, curve_points=4, curve_eval_tokens=1024, sample_tokens=12,
+        eval_tokens=4096, curve_points=4, sample_tokens=12,
     )
     events: list[dict[str, float]] = []
 

@@ -34,6 +34,8 @@ from study.errors import UsageError
         ({"model.n_layer": 0}, "n_layer"),
         ({"model.seq_len": 1}, "seq_len"),
         ({"model.vocab_size": 256}, "vocab_size"),
+        ({"model.dropout": -0.1}, "dropout"),
+        ({"model.dropout": 1.0}, "dropout"),
         ({"model.d_model": 30, "model.n_head": 4}, "divisible"),
         ({"model.d_model": 36, "model.n_head": 4, "model.pos": "rope"}, "even head"),
         ({"model.arch": "diffusion", "model.pos": "none"}, "diffusion"),
@@ -98,3 +100,22 @@ def test_from_json_and_non_objects_are_refused() -> None:
     with pytest.raises(UsageError, match="object"):
         TrainConfig.from_dict([1, 2])  # type: ignore[arg-type]
     assert TrainConfig.from_json('{"model": {"arch": "lstm"}}').model == ModelConfig(arch="lstm")
+
+
+def test_curve_eval_tokens_of_old_configs_is_accepted_and_ignored() -> None:
+    """Old configs (stored with trials, sweep files) name curve_eval_tokens: they still load,
+    and the field reads None, so nothing claims curve points were scored on fewer tokens."""
+    old = TrainConfig().to_dict() | {"curve_eval_tokens": 1024}
+    config = TrainConfig.from_dict(old)
+    assert config.curve_eval_tokens is None and config == TrainConfig()
+    assert TrainConfig(curve_eval_tokens=512).curve_eval_tokens is None
+    assert TrainConfig().to_dict()["curve_eval_tokens"] is None
+    with pytest.raises(UsageError, match="curve_eval_tokens"):
+        TrainConfig.from_dict({"curve_eval_tokens": "many"})  # still typed at the edge
+
+
+def test_dropout_round_trips_and_old_model_configs_default_to_none() -> None:
+    config = TrainConfig().replace(dropout=0.1)
+    assert config.model.dropout == 0.1
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    assert TrainConfig.from_dict({"model": {"n_layer": 2}}).model.dropout == 0.0

@@ -63,8 +63,7 @@ def test_curriculum_run_trains_at_scheduled_lengths(
     config = TrainConfig(
         model=ModelConfig(n_layer=1, d_model=32, n_head=2, vocab_size=1024, seq_len=FULL),
         budget=6.0, data=str(tinystories), device="cpu", batch_size=BATCH, lr=1e-2,
-        grad_accum=ACCUM, curriculum=True, eval_tokens=2048, curve_points=2,
-        curve_eval_tokens=FULL, sample_tokens=4,
+        grad_accum=ACCUM, curriculum=True, eval_tokens=2048, curve_points=2, sample_tokens=4,
     )
     result = trainer.train(config, cache_dir=cache_dir, out=None)
 
@@ -91,7 +90,7 @@ def test_no_curriculum_trains_at_full_length(
     config = TrainConfig(
         model=ModelConfig(n_layer=1, d_model=32, n_head=2, vocab_size=1024, seq_len=128),
         budget=1.5, data=str(tinystories), device="cpu", batch_size=4, lr=1e-2,
-        eval_tokens=512, curve_points=1, curve_eval_tokens=128, sample_tokens=2,
+        eval_tokens=512, curve_points=1, sample_tokens=2,
     )
     result = trainer.train(config, cache_dir=cache_dir, out=None)
     assert len(shapes) == result.steps and set(shapes) == {(4, 128)}

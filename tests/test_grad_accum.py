@@ -109,7 +109,7 @@ def test_run_with_grad_accum_counts_tokens(tinystories: Path, cache_dir: Path) -
     config = TrainConfig(
         model=ModelConfig(n_layer=1, d_model=32, n_head=2, vocab_size=1024, seq_len=32),
         budget=3.0, data=str(tinystories), device="cpu", batch_size=8, lr=1e-2, grad_accum=3,
-        eval_tokens=2048, curve_points=2, curve_eval_tokens=512, sample_tokens=4,
+        eval_tokens=2048, curve_points=2, sample_tokens=4,
     )
     lines: list[str] = []
 

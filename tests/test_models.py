@@ -130,3 +130,31 @@ def test_generate_samples_the_last_positions_logits(arch: str) -> None:
     model.train()
     assert model.generate([1, 2, 3], n_tokens=20, seed=3) == expected
     assert model.training  # the mode it came in
+
+
+@pytest.mark.parametrize("arch", ["gpt", "lstm", "diffusion"])
+def test_dropout(arch: str) -> None:
+    """dropout 0: the network of before (same weights, train mode = eval mode, no random draw);
+    dropout > 0: the same weights, outputs that differ between training passes, and in eval mode
+    exactly the dropout-0 network's outputs."""
+    config = ModelConfig(arch=arch, n_layer=2, d_model=32, n_head=4, vocab_size=300, seq_len=16)
+    torch.manual_seed(0)
+    plain = build_model(config)
+    torch.manual_seed(0)
+    dropped = build_model(dataclasses.replace(config, dropout=0.2))
+    for p, q in zip(plain.parameters(), dropped.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    x = torch.randint(0, 300, (2, 16))
+    with torch.no_grad():
+        plain.train()
+        rng = torch.get_rng_state()
+        trained = plain(x)
+        assert torch.equal(torch.get_rng_state(), rng)  # no dropout drawn
+        plain.train(False)
+        reference = plain(x)
+        assert torch.equal(trained, reference)
+        dropped.train()
+        a, b = dropped(x), dropped(x)
+        assert not torch.allclose(a, b) and not torch.allclose(a, reference)
+        dropped.train(False)
+        assert torch.equal(dropped(x), reference) and torch.equal(dropped(x), dropped(x))

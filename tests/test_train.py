@@ -20,7 +20,7 @@ def tiny_config(data: Path, **changes: object) -> TrainConfig:
     base = TrainConfig(
         model=ModelConfig(n_layer=2, d_model=64, n_head=4, vocab_size=1024, seq_len=64),
         budget=4.0, data=str(data), device="cpu", batch_size=16, lr=3e-3,
-        eval_tokens=4096, curve_points=4, curve_eval_tokens=1024, sample_tokens=16,
+        eval_tokens=4096, curve_points=4, sample_tokens=16,
     )
     return base.replace(**changes)
 
@@ -55,8 +55,34 @@ def test_short_real_run(tinystories: Path, cache_dir: Path) -> None:
     assert result.tokens_seen == result.steps * 16 * 64
     assert [p["elapsed_s"] for p in curve] == sorted(p["elapsed_s"] for p in curve)
     assert all(p["val_loss"] is not None and math.isfinite(p["val_loss"]) for p in curve)
+    # One evaluation protocol: every point scored on the final point's 4,096 targets.
+    assert result.eval_tokens == 4096 and all(p["eval_tokens"] == 4096 for p in curve)
+    assert curve[-1]["val_loss"] == result.val_loss
+    assert result.eval_seconds is not None and result.eval_seconds > 0
+    # Repetition recorded: U and D / U.
+    assert result.unique_tokens is not None and result.unique_tokens > 100_000
+    assert result.epochs == pytest.approx(result.tokens_seen / result.unique_tokens)
     assert result.sample.startswith(config.prompt) and len(result.sample) > len(config.prompt)
     assert result.config == config.to_dict()
+
+
+def test_curve_point_and_final_point_agree_on_an_unchanged_model(
+    tinystories: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the optimizer's step a no-op the model never changes, so every curve point, taken
+    mid-run, must read exactly the final evaluation's number: the same windows, one protocol."""
+    monkeypatch.setattr("study.optim.ForeachAdamW.step", lambda self: None)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one reduction order for every evaluation
+    try:
+        result = train(tiny_config(tinystories, budget=2.0, curve_points=3, eval_tokens=2048),
+                       cache_dir=cache_dir, out=None)
+    finally:
+        torch.set_num_threads(threads)
+    values = [p["val_loss"] for p in result.curve]
+    assert len(values) == 3 and values == [result.val_loss] * 3
+    assert all(p["eval_tokens"] == 2048 for p in result.curve)
+    assert result.val_loss == pytest.approx(math.log(1024), rel=0.05)  # untrained: about ln V
 
 
 def run_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
@@ -73,7 +99,8 @@ def test_cli_writes_result_json(tinystories: Path, cache_dir: Path, tmp_path: Pa
         "--budget", "3", "--data", str(tinystories), "--device", "cpu", "--n-layer", "1",
         "--d-model", "32", "--n-head", "2", "--vocab-size", "1024", "--seq-len", "32",
         "--batch-size", "8", "--pos", "rope", "--mlp", "gelu", "--eval-tokens", "2048",
-        "--curve-points", "3", "--sample-tokens", "8", "--json", str(out), "--events",
+        "--curve-points", "3", "--sample-tokens", "8", "--dropout", "0.1", "--json", str(out),
+        "--events",
         str(events), "--cache-dir", str(cache_dir),
     )
     assert proc.returncode == 0, proc.stderr
@@ -83,6 +110,7 @@ def test_cli_writes_result_json(tinystories: Path, cache_dir: Path, tmp_path: Pa
                 "device", "curve", "sample", "config"):
         assert key in result
     assert result["config"]["model"]["pos"] == "rope"
+    assert result["config"]["model"]["dropout"] == 0.1
     assert result["device"] == "cpu"
     assert result["val_ppl"] == pytest.approx(math.exp(result["val_loss"]))
     assert result["tokens_seen"] == result["steps"] * 8 * 32 and result["steps"] > 0
@@ -123,6 +151,7 @@ def test_cli_diverged_and_oom(tinystories: Path, cache_dir: Path, tmp_path: Path
         (["--n-layer", "0"], "n_layer"),
         (["--lr", "-1"], "lr"),
         (["--pos", "sinusoid"], "sinusoid"),
+        (["--dropout", "1.5"], "dropout"),
         (["--device", "tpu"], "tpu"),
         (["--not-a-flag"], "not-a-flag"),
     ],

@@ -20,6 +20,12 @@ from study.config import ModelConfig
 from study.models.loss import ce_chunk_rows, linear_nll_sum
 
 
+def dropout(x: torch.Tensor, p: float, *, training: bool) -> torch.Tensor:
+    """Dropout with probability ``p`` while training; with ``p`` 0 the tensor itself (no draw
+    from the generator, so a network without dropout computes exactly what it did before)."""
+    return F.dropout(x, p, training=training) if p else x
+
+
 class LanguageModel(Protocol):
     """A language model as the harness sees it (and the few ``nn.Module`` methods it uses).
 

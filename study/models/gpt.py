@@ -2,7 +2,8 @@
 
 Components in dependency order: positional helpers, attention, MLP, block, the transformer body
 (embeddings, blocks, final norm; the diffusion denoiser uses it too), model. Tied input and
-output embeddings, no dropout, no biases, ``scaled_dot_product_attention`` for attention.
+output embeddings, no biases, ``scaled_dot_product_attention`` for attention; dropout (GPT-2's
+places: embeddings, attention weights, each residual branch) only when ``config.dropout`` > 0.
 Positional schemes: ``learned`` (absolute embedding), ``rope`` (rotary), ``alibi`` (linear
 attention bias) and ``none`` (causal masking alone carries position).
 """
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from study.config import ModelConfig
-from study.models.base import NextTokenModel
+from study.models.base import NextTokenModel, dropout
 
 
 def mlp_hidden(config: ModelConfig) -> int:
@@ -71,6 +72,7 @@ class Attention(nn.Module):
         self.n_head = config.n_head
         self.head_dim = config.d_model // config.n_head
         self.causal = causal
+        self.dropout = config.dropout
         self.qkv = nn.Linear(config.d_model, 3 * config.d_model, bias=False)
         self.proj = nn.Linear(config.d_model, config.d_model, bias=False)
 
@@ -83,10 +85,12 @@ class Attention(nn.Module):
         # q, k, v: (B, n_head, T, head_dim)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        p = self.dropout if self.training else 0.0  # on the attention weights
         if bias is not None:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[:, :T, :T].to(q.dtype))
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[:, :T, :T].to(q.dtype),
+                                               dropout_p=p)
         else:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal, dropout_p=p)
         y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, d_model)
         return self.proj(y)
 
@@ -116,13 +120,15 @@ class Block(nn.Module):
         self.attn = Attention(config, causal=causal)
         self.ln2 = nn.LayerNorm(config.d_model, bias=False)
         self.mlp = MLP(config)
+        self.dropout = config.dropout
 
     def forward(
         self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None,
         bias: torch.Tensor | None,
     ) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x), rope, bias)
-        return x + self.mlp(self.ln2(x))
+        p, training = self.dropout, self.training
+        x = x + dropout(self.attn(self.ln1(x), rope, bias), p, training=training)
+        return x + dropout(self.mlp(self.ln2(x)), p, training=training)
 
 
 class Transformer(nn.Module):
@@ -133,6 +139,7 @@ class Transformer(nn.Module):
     def __init__(self, config: ModelConfig, *, causal: bool, n_tokens: int) -> None:
         super().__init__()
         self.pos = config.pos
+        self.dropout = config.dropout
         self.wte = nn.Embedding(n_tokens, config.d_model)
         self.wpe = nn.Embedding(config.seq_len, config.d_model) if config.pos == "learned" else None
         self.blocks = nn.ModuleList(Block(config, causal=causal) for _ in range(config.n_layer))
@@ -151,6 +158,7 @@ class Transformer(nn.Module):
         x = self.wte(idx)  # (B, T, d_model)
         if self.wpe is not None:
             x = x + self.wpe.weight[:T]
+        x = dropout(x, self.dropout, training=self.training)
         rope = (self.rope_cos, self.rope_sin) if self.pos == "rope" else None
         bias = self.alibi if self.pos == "alibi" else None
         for block in self.blocks:

@@ -2,8 +2,10 @@
 
 Token embedding, ``n_layer`` stacked LSTM layers of width ``d_model``, a final LayerNorm and an
 output projection tied to the embedding (counted once). ``n_head``, ``pos`` and ``mlp`` do not
-apply: the recurrence carries position and there is no attention or MLP. A ``NextTokenModel`` like
-the GPT: loss, exact held-out NLL and sampling come from there; only ``hidden`` is its own.
+apply: the recurrence carries position and there is no attention or MLP. Dropout, when asked
+for, on the embeddings, between layers and on the outputs, never on the recurrence. A
+``NextTokenModel`` like the GPT: loss, exact held-out NLL and sampling come from there; only
+``hidden`` is its own.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from torch import nn
 
 from study.config import ModelConfig
 from study.device import cpu_has_bf16
-from study.models.base import NextTokenModel
+from study.models.base import NextTokenModel, dropout
 
 
 class LSTMLM(NextTokenModel):
@@ -28,7 +30,11 @@ class LSTMLM(NextTokenModel):
         self.config = config
         d = config.d_model
         self.wte = nn.Embedding(config.vocab_size, d)
-        self.lstm = nn.LSTM(d, d, num_layers=config.n_layer, batch_first=True)
+        # Dropout on the connections between time steps' inputs and outputs, never on the
+        # recurrence itself (Zaremba et al. 2014): the embeddings, between layers, the outputs.
+        self.dropout = config.dropout
+        between = config.dropout if config.n_layer > 1 else 0.0  # one layer: nothing between
+        self.lstm = nn.LSTM(d, d, num_layers=config.n_layer, batch_first=True, dropout=between)
         self.ln_f = nn.LayerNorm(d, bias=False)
         self.head = nn.Linear(d, config.vocab_size, bias=False)
         self.head.weight = self.wte.weight  # tied: counted once
@@ -43,7 +49,7 @@ class LSTMLM(NextTokenModel):
 
     def hidden(self, idx: torch.Tensor) -> torch.Tensor:
         """Normalised LSTM outputs (B, T, d_model), zero initial state."""
-        x = self.wte(idx)  # (B, T, d_model)
+        x = dropout(self.wte(idx), self.dropout, training=self.training)  # (B, T, d_model)
         if x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and (
             torch.get_autocast_dtype("cpu") == torch.float16 or not cpu_has_bf16()
         ):
@@ -53,7 +59,7 @@ class LSTMLM(NextTokenModel):
                 h, _ = self.lstm(x.float())
         else:
             h, _ = self.lstm(x)  # (B, T, d_model)
-        return self.ln_f(h)
+        return self.ln_f(dropout(h, self.dropout, training=self.training))
 
     @property
     def head_weight(self) -> torch.Tensor:
