@@ -10,6 +10,7 @@ name of its own and deletes it (and its harness rows) afterwards.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -48,7 +49,7 @@ def server(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
     url = os.environ.get(variable)
     if not url:
         pytest.skip(f"{variable} is not set (.ci/run sets it to the {request.param} server)")
-    engine = sa.create_engine(url)
+    engine = sa.create_engine(url, pool_pre_ping=True)  # outlives a server restart
     try:
         engine.connect().close()
     except sa.exc.SQLAlchemyError as exc:
@@ -152,6 +153,90 @@ def test_an_existing_study_is_rerun_and_joined_late(server: tuple[str, str], tmp
         assert_clean_output(text)
         assert f"best {TRIALS} of {TRIALS} complete trials" in text
     check_finished(view(url, name), target=TRIALS, name=name)
+
+
+MYSQLADMIN, MARIADBD = "mysqladmin", "/usr/sbin/mariadbd"
+
+
+def _server_control(url: str) -> tuple[list[str], list[str]] | None:
+    """Commands that stop and start the local server behind ``url`` (Debian's PostgreSQL
+    cluster tools; for MariaDB, ``mysqladmin shutdown`` and the server started detached, as
+    the machine started it), or None where this machine has no such control."""
+    parsed = sa.engine.make_url(url)
+    if parsed.host not in ("127.0.0.1", "localhost") or os.geteuid() != 0:
+        return None
+    if parsed.get_backend_name() == "postgresql" and shutil.which("pg_lsclusters"):
+        listed = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True).stdout
+        for line in listed.splitlines():
+            version, cluster, port = line.split()[:3]
+            if int(port) == (parsed.port or 5432):
+                return (["pg_ctlcluster", version, cluster, "stop", "-m", "fast"],
+                        ["pg_ctlcluster", version, cluster, "start"])
+    if (parsed.get_backend_name() == "mysql" and shutil.which("mysqladmin")
+            and Path(MARIADBD).exists()):
+        return ([MYSQLADMIN, f"--user={parsed.username}", f"--host={parsed.host}",
+                 f"--port={parsed.port or 3306}", "shutdown"],
+                ["sh", "-c", f"setsid {MARIADBD} --user=mysql </dev/null >/dev/null 2>&1 &"])
+    return None
+
+
+def _wait_reachable(url: str, timeout: float = 120.0) -> None:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                engine.connect().close()
+                return
+            except sa.exc.OperationalError:
+                assert time.monotonic() < deadline, f"{url} did not come back"
+                time.sleep(0.5)
+    finally:
+        engine.dispose()
+
+
+OUTAGE_S = 25.0  # longer than the 11 s the old fixed retries rode out
+
+
+def test_a_server_away_mid_trial_loses_nothing(server: tuple[str, str], tmp_path: Path,
+                                               cache_dir: Path) -> None:
+    """The server stops for OUTAGE_S while a trial trains, then starts again: the run rides it
+    out (warnings, no traceback), exits 0, and every trial completes once with its rows."""
+    url, name = server
+    control = _server_control(url)
+    if control is None:
+        pytest.skip(f"no way to stop and start the server behind {url} on this machine")
+    stop, start = control
+    mark = uuid.uuid4().hex
+    args = study_args(url, write_sweep(tmp_path), cache_dir, "--trials", "2", "--study-name",
+                      name, budget=4.0)
+    log = tmp_path / "run.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, "STUDY_TEST_MARK": mark})
+    try:
+        deadline = time.monotonic() + 120
+        while not trainer_children(mark):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        subprocess.run(stop, check=True, capture_output=True)
+        try:
+            time.sleep(OUTAGE_S)
+        finally:
+            subprocess.run(start, check=True, capture_output=True)  # never left stopped
+            _wait_reachable(url)
+        proc.wait(300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log.read_text()
+    assert proc.returncode == 0, text
+    assert_clean_output(text)
+    assert "retrying for up to" in text  # it did meet the outage
+    v = view(url, name)
+    check_finished(v, target=2, name=name, budget=4.0)
+    assert v.by_state() == {"COMPLETE": 2}  # none failed, none lost
 
 
 HOLDER = """
