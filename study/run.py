@@ -18,6 +18,7 @@ from study.config import DEVICES
 from study.data import max_stories_arg
 from study.errors import cli_main, stop_like_ctrl_c
 from study.runner import RunOptions, run_study
+from study.store import StorageGone
 from study.worker import PRUNERS
 
 
@@ -67,7 +68,12 @@ def main(argv: list[str] | None = None) -> int:
         max_failures=args.max_failures, max_stories=args.max_stories,
     )
     with stop_like_ctrl_c():
-        return run_study(opts)
+        try:
+            return run_study(opts)
+        except StorageGone as exc:
+            print(f"error: {exc}; run the same command to go on (trials left running are "
+                  f"queued again then)", file=sys.stderr)
+            return 1
 
 
 if __name__ == "__main__":

@@ -271,6 +271,10 @@ def _delete(conn: sa.Connection, trial_id: int) -> None:
     conn.execute(schema.sample.delete().where(schema.sample.c.trial_id == trial_id))
 
 
+class StorageGone(Exception):
+    """The database stayed unreachable for longer than ``patience_s()``."""
+
+
 def retry(fn: Callable[..., T], *args: Any, what: str,
           on_recovered: Callable[[], None] | None = None, **kwargs: Any) -> T:
     """Run ``fn(*args, **kwargs)``, retrying with backoff (up to 5 s apart) while the database
@@ -281,6 +285,9 @@ def retry(fn: Callable[..., T], *args: Any, what: str,
     a server that went away), and the cause is what the warning names. SQLite errors that
     waiting does not cure (a read-only file, a full disk) are raised at once.
     ``on_recovered`` is called when a call succeeds after transient failures.
+
+    Raises:
+        StorageGone: still unreachable after ``patience_s()`` seconds.
     """
     delay, started, warned = 0.1, time.monotonic(), -math.inf
     while True:
@@ -289,8 +296,11 @@ def retry(fn: Callable[..., T], *args: Any, what: str,
         except Exception as exc:
             cause = _transient_cause(exc)
             waited = time.monotonic() - started
-            if cause is None or waited + delay > patience_s():
+            if cause is None:
                 raise
+            if waited + delay > patience_s():
+                raise StorageGone(f"could not {what}: the database did not answer for "
+                                  f"{waited:.0f}s ({first_line(cause)})") from exc
             if waited - warned >= WARN_EVERY_S:  # a long outage: a line now and then
                 warned = waited
                 log.warning("could not %s (%s); retrying for up to %.0fs more", what,

@@ -33,6 +33,7 @@ from study.job import Outcome, die_with_parent, run_job
 from study.optuna_store import SharedStudy, TrialWrittenOff
 from study.result import TrainResult
 from study.schema import TRIAL_ATTRS
+from study.store import StorageGone
 from study.study_lock import StudyLock
 from sweeps import load_sweep
 
@@ -146,6 +147,9 @@ def process_main(spec: WorkerSpec, lock: Lock, failures: Failures) -> None:
             run_worker(spec, lock, failures)
     except KeyboardInterrupt:
         pass  # the trial in hand was already failed and queued again
+    except StorageGone as exc:  # its trial stays RUNNING; the next run queues it again
+        print(f"error: worker {spec.index}: {exc}", file=sys.stderr)
+        sys.exit(1)
 
 
 def run_worker(spec: WorkerSpec, lock: Lock, failures: Failures) -> None:

@@ -11,7 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
+import pytest
 from studyrun import check_finished, records, run, study_args, view, write_sweep
+
+from study import run as run_module
+from study import store
 
 
 def test_study_completes_then_resume_adds_exactly_one(tmp_path: Path, cache_dir: Path) -> None:
@@ -50,3 +54,17 @@ def test_study_completes_then_resume_adds_exactly_one(tmp_path: Path, cache_dir:
     check_finished(v, target=4, name="tiny")
     assert v.by_state() == {"COMPLETE": 4}
     assert {n: r for n, r in records(v).items() if n in before} == before
+
+
+def test_a_database_gone_for_good_ends_the_run_with_one_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    def gone(opts: object) -> int:
+        raise store.StorageGone("could not read the study: the database did not answer for "
+                                "300s (connection refused)")
+
+    monkeypatch.setattr(run_module, "run_study", gone)
+    assert run_module.main(["--trials", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err == ("error: could not read the study: the database did not answer for 300s "
+                   "(connection refused); run the same command to go on (trials left running "
+                   "are queued again then)\n")

@@ -56,7 +56,8 @@ def test_retry_rides_out_an_outage_for_its_patience_then_gives_up(
 
     monkeypatch.setenv("STUDY_STORAGE_PATIENCE_S", "100")
     clock[0], back_at[0] = 0.0, float("inf")
-    with pytest.raises(sa.exc.OperationalError):
+    with pytest.raises(store.StorageGone, match=r"could not test: the database did not answer "
+                       r"for 9\ds \(.*server closed the connection\)"):
         store.retry(server, what="test")
     assert 95.0 <= clock[0] <= 100.0
     monkeypatch.setenv("STUDY_STORAGE_PATIENCE_S", "soon")
