@@ -22,7 +22,7 @@ def make_parser(prog: str, doc: str | None, *, examples: Sequence[str]) -> argpa
 
 def add_study_args(parser: argparse.ArgumentParser, *, csv_columns: str | None = None) -> None:
     parser.add_argument(
-        "--storage", default=None,
+        "--storage", default=None, metavar="URL",
         help=f"study database, any SQLAlchemy URL Optuna accepts (default {DEFAULT_STORAGE})",
     )
     parser.add_argument(
@@ -48,7 +48,7 @@ def add_budget_args(parser: argparse.ArgumentParser, *, device: bool = True) -> 
     )
     if device:
         parser.add_argument(
-            "--device", default=None,
+            "--device", default=None, metavar="NAME",
             help="only trials from this device (its kind, e.g. cpu, or its full name)",
         )
 

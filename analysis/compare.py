@@ -10,22 +10,27 @@ from __future__ import annotations
 
 import argparse
 
-from analysis.args import add_study_args, setup_logging
+from analysis.args import add_study_args, make_parser, setup_logging
 from analysis.groups import COMPARE_BY, run_compare
 from analysis.selection import METRICS
 from study.errors import cli_main
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m analysis.compare", description=__doc__)
+    parser = make_parser("python -m analysis.compare", __doc__, examples=[
+        "python -m analysis.compare --by pos",
+        "python -m analysis.compare --study-name default --by cell --metric bpb --json cmp.json",
+    ])
     add_study_args(parser)
     parser.add_argument("--by", choices=list(COMPARE_BY), default="pos",
                         help="what to compare (default pos)")
     parser.add_argument("--metric", choices=sorted(METRICS), default="ppl",
-                        help="ppl: per-token perplexity; bpb: bits per byte (tokenizer-free)")
+                        help="ppl: per-token perplexity (default); bpb: bits per byte "
+                             "(tokenizer-free)")
     parser.add_argument("--device", default=None,
                         help="only trials from this device (its kind, e.g. cpu, or its full name)")
-    parser.add_argument("--json", default=None, metavar="PATH", help="also write it as JSON")
+    parser.add_argument("--json", default=None, metavar="PATH",
+                        help="also write the comparison as JSON")
     return parser
 
 

@@ -9,23 +9,31 @@ from __future__ import annotations
 
 import argparse
 
-from analysis.args import add_budget_args, add_study_args, setup_logging
+from analysis.args import add_budget_args, add_study_args, make_parser, setup_logging
 from analysis.throughput import run_crossover
 from study.errors import cli_main
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m analysis.crossover", description=__doc__)
+    parser = make_parser("python -m analysis.crossover", __doc__, examples=[
+        "python -m analysis.crossover --device cpu --plot crossover.png",
+        "python -m analysis.crossover --study-name default --json crossover.json",
+        "python -m analysis.crossover --csv machine.csv --budget 300   # columns "
+        "params,tokens_per_second",
+    ])
     add_study_args(parser, csv_columns="params,tokens_per_second")
     add_budget_args(parser)
     parser.add_argument("--json", default=None, metavar="PATH",
-                        help="write n_star, tokens_at_n_star, c, k, n_star_low, n_star_high, ...")
+                        help="write n_star (parameters), tokens_at_n_star, c, k, n_star_low, "
+                             "n_star_high, ... as JSON")
     parser.add_argument("--plot", default=None, metavar="PATH",
                         help="draw tokens in budget against N beside ratio x N (.png/.svg/.pdf)")
     parser.add_argument("--throughput-plot", default=None, metavar="PATH",
-                        help="draw measured tokens/s against N with the fitted power law")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+                        help="draw measured tokens/s against N with the fitted power law "
+                             "(.png/.svg/.pdf)")
+    parser.add_argument("--bootstrap", type=int, default=1000,
+                        help="bootstrap resamples for the intervals (default 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     return parser
 
 

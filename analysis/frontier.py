@@ -8,20 +8,25 @@ from __future__ import annotations
 
 import argparse
 
-from analysis.args import add_budget_args, add_study_args, setup_logging
+from analysis.args import add_budget_args, add_study_args, make_parser, setup_logging
 from analysis.pareto import COLOR_BY, run_frontier
 from analysis.selection import METRICS
 from study.errors import cli_main
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m analysis.frontier", description=__doc__)
+    parser = make_parser("python -m analysis.frontier", __doc__, examples=[
+        "python -m analysis.frontier --plot frontier.png",
+        "python -m analysis.frontier --study-name default --metric bpb --color-by pos "
+        "--plot frontier_bpb.svg",
+    ])
     add_study_args(parser)
     add_budget_args(parser)
     parser.add_argument("--plot", default=None, metavar="PATH",
                         help="write the figure here (.png/.svg/.pdf)")
     parser.add_argument("--metric", choices=sorted(METRICS), default="ppl",
-                        help="ppl: per-token perplexity; bpb: bits per byte (tokenizer-free)")
+                        help="ppl: per-token perplexity (default); bpb: bits per byte "
+                             "(tokenizer-free)")
     parser.add_argument("--color-by", choices=sorted(COLOR_BY), default="depth",
                         help="what the point colours show (default depth)")
     return parser

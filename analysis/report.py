@@ -1,27 +1,35 @@
 """``python -m analysis.report --out report.html``: one self-contained HTML page for a study.
 
-Study summary, frontier, throughput fit, crossover, loss-law fit and prediction, the best
-trials' samples, epochs per trial and the commands that made it; figures embedded as PNG.
+Study summary (with a warning when trials saw their data more than 4 times), frontier,
+throughput fit, crossover, loss curves, loss-law fit and prediction, the prediction checked on
+held-out sizes, positional scheme and MLP compared, the best trials' samples, epochs per trial,
+the trials that failed and the commands that made it; figures embedded as PNG. Sizes are
+parameters, tokens are tokens seen in the budget, loss is nats per token.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from analysis.args import add_budget_args, add_study_args, setup_logging
+from analysis.args import add_budget_args, add_study_args, make_parser, setup_logging
 from analysis.report_html import run_report
 from study.errors import cli_main
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__)
+    parser = make_parser("python -m analysis.report", __doc__, examples=[
+        "python -m analysis.report                      # newest study, writes report.html",
+        "python -m analysis.report --study-name default --out default.html --grid coarse",
+    ])
     add_study_args(parser)
     add_budget_args(parser, device=False)
     parser.add_argument("--out", default="report.html", metavar="PATH",
                         help="the HTML file to write (default report.html)")
-    parser.add_argument("--top", type=int, default=5, help="samples from this many best trials")
+    parser.add_argument("--top", type=int, default=5,
+                        help="samples from this many best trials (default 5)")
     parser.add_argument("--grid", choices=("chinchilla", "coarse"), default="chinchilla",
-                        help="L-BFGS starts for the loss law (see analysis.scaling_law)")
+                        help="L-BFGS starts for the loss law: chinchilla (5400, default) or "
+                             "coarse (243, quicker)")
     return parser
 
 

@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import argparse
 
-from analysis.args import add_budget_args, add_study_args, setup_logging
+from analysis.args import add_budget_args, add_study_args, make_parser, setup_logging
 from analysis.scaling import run_scaling_law
 from study.errors import cli_main
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m analysis.scaling_law", description=__doc__)
+    parser = make_parser("python -m analysis.scaling_law", __doc__, examples=[
+        "python -m analysis.scaling_law --plot loss_law.png --json loss_law.json",
+        "python -m analysis.scaling_law --grid coarse --max-epochs 4   # quick look, fresh data",
+        "python -m analysis.scaling_law --csv points.csv --budget 300  # columns "
+        "params,tokens,loss",
+    ])
     add_study_args(parser, csv_columns="params,tokens,loss")
     add_budget_args(parser)
     parser.add_argument("--json", default=None, metavar="PATH",
@@ -24,8 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--plot", default=None, metavar="PATH",
                         help="draw the fit and the prediction (.png/.svg/.pdf)")
     parser.add_argument("--grid", choices=("chinchilla", "coarse"), default="chinchilla",
-                        help="starts for L-BFGS: Chinchilla's full grid (5400) or a 243-start "
-                             "subset for quick looks")
+                        help="starts for L-BFGS: Chinchilla's full grid (5400, default) or a "
+                             "243-start subset for quick looks")
     parser.add_argument("--max-epochs", type=float, default=None, metavar="E",
                         help="leave out points that had seen the training data more than E "
                              "times (the law assumes fresh data; default: keep all)")
