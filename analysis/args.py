@@ -47,10 +47,14 @@ def add_budget_args(parser: argparse.ArgumentParser, *, device: bool = True) -> 
         help="tokens per parameter at the crossover (default 20, Chinchilla's heuristic)",
     )
     if device:
-        parser.add_argument(
-            "--device", default=None, metavar="NAME",
-            help="only trials from this device (its kind, e.g. cpu, or its full name)",
-        )
+        add_device_arg(parser)
+
+
+def add_device_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device", default=None, metavar="NAME",
+        help="only trials from this device (its kind, e.g. cpu, or its full name)",
+    )
 
 
 def setup_logging(verbose: bool = False) -> None:

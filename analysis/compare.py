@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from analysis.args import add_study_args, make_parser, setup_logging
+from analysis.args import add_device_arg, add_study_args, make_parser, setup_logging
 from analysis.groups import COMPARE_BY, run_compare
 from analysis.selection import METRICS
 from study.errors import cli_main
@@ -27,8 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--metric", choices=sorted(METRICS), default="ppl",
                         help="ppl: per-token perplexity (default); bpb: bits per byte "
                              "(tokenizer-free)")
-    parser.add_argument("--device", default=None,
-                        help="only trials from this device (its kind, e.g. cpu, or its full name)")
+    add_device_arg(parser)
     parser.add_argument("--json", default=None, metavar="PATH",
                         help="also write the comparison as JSON")
     return parser

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from analysis.args import add_study_args, make_parser, setup_logging
+from analysis.args import add_device_arg, add_study_args, make_parser, setup_logging
 from analysis.loss_curves import run_curves
 from study.errors import cli_main
 
@@ -22,8 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_study_args(parser)
     parser.add_argument("--plot", default="curves.png", metavar="PATH",
                         help="the figure to write, .png/.svg/.pdf (default curves.png)")
-    parser.add_argument("--device", default=None,
-                        help="only trials from this device (its kind, e.g. cpu, or its full name)")
+    add_device_arg(parser)
     return parser
 
 

@@ -32,8 +32,8 @@ def ladder_figure(finals: pd.DataFrame, result: HoldoutResult, *, label: str) ->
                edgecolors="#d62728", linewidths=1.8, zorder=4, label="held out: measured")
     pred = [(h.params, h.predicted) for h in result.held_out if h.predicted is not None]
     if pred:
-        ax.scatter(*zip(*pred, strict=True), marker="x", s=60, color="#d62728", zorder=5,
-                   label="held out: predicted")
+        ax.scatter([p for p, _ in pred], [v for _, v in pred], marker="x", s=60,
+                   color="#d62728", zorder=5, label="held out: predicted")
     if result.law is not None and result.trusted:
         _law_curve(ax, finals, result)
     title = f"Held-out check ({label})" if result.trusted else (

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -80,9 +80,10 @@ def curves_figure(curves: pd.DataFrame) -> Figure:
     fig = new_figure(width=11.0, height=7.5)
     fig.clear()
     axes = fig.subplots(2, 2, sharey="row")
-    norm = LogNorm(vmin=float(curves["params"].min()), vmax=float(curves["params"].max()))
-    if norm.vmin == norm.vmax:  # one size: any colour will do, but LogNorm needs a span
-        norm = LogNorm(vmin=norm.vmin / 1.5, vmax=norm.vmax * 1.5)
+    lo, hi = float(curves["params"].min()), float(curves["params"].max())
+    if lo == hi:  # one size: any colour will do, but LogNorm needs a span
+        lo, hi = lo / 1.5, hi * 1.5
+    norm = LogNorm(vmin=lo, vmax=hi)
     cmap = colormaps["viridis"]
     for row, (column, what) in enumerate((("val_loss", "held-out"), ("train_loss", "training"))):
         for col, (x, xlabel) in enumerate((("elapsed_s", "elapsed training seconds"),
@@ -106,13 +107,13 @@ def curves_figure(curves: pd.DataFrame) -> Figure:
     return fig
 
 
-def size_colorbar(fig: Figure, mappable: ScalarMappable, axes: object) -> None:
+def size_colorbar(fig: Figure, mappable: ScalarMappable, axes: Axes | Iterable[Axes]) -> None:
     """A colorbar of parameters N on a log scale, five ticks labelled 754k, 1.23M (a log
     colorbar's own minor labels crowd each other when the sizes span under two decades)."""
     bar = fig.colorbar(mappable, ax=axes, label="parameters N")
     norm = mappable.norm
     assert norm.vmin is not None and norm.vmax is not None
-    ticks = np.geomspace(norm.vmin, norm.vmax, 5)
+    ticks = [float(t) for t in np.geomspace(norm.vmin, norm.vmax, 5)]
     bar.ax.minorticks_off()
     bar.set_ticks(ticks, labels=[fmt_count(t) for t in ticks])
 
