@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter
 
+# Round elapsed times for a seconds axis: each at least 1.5x the one before, so labels never meet.
+_SECONDS = (1, 2, 5, 10, 20, 30, 60, 120, 180, 300, 600, 1200, 1800, 3600, 7200)
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf")
 
@@ -76,6 +78,7 @@ def curves_figure(curves: pd.DataFrame) -> Figure:
     from matplotlib import colormaps
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import LogNorm
+    from matplotlib.ticker import NullFormatter
 
     fig = new_figure(width=11.0, height=7.5)
     fig.clear()
@@ -98,8 +101,10 @@ def curves_figure(curves: pd.DataFrame) -> Figure:
                    ylabel=f"{what} loss (nats/token)" if col == 0 else None)
             plain_log_ticks(ax)
             count_ticks(ax)
-            if x == "elapsed_s":  # often under a decade: label 60, 200, 300 too
-                ax.xaxis.set_minor_formatter(count_formatter())
+            if x == "elapsed_s":  # often under a decade: a few round seconds, spaced apart
+                lo, hi = float(curves[x].min()), float(curves[x].max())
+                ax.set_xticks([t for t in _SECONDS if lo * 0.95 <= t <= hi * 1.05] or [lo, hi])
+                ax.xaxis.set_minor_formatter(NullFormatter())
             ax.grid(True, which="both", alpha=0.3)
     size_colorbar(fig, ScalarMappable(norm=norm, cmap=cmap), axes)
     n = curves["trial"].nunique()
