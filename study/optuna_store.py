@@ -3,8 +3,9 @@
 Workers, the runner and stale-trial recovery reach Optuna only through :class:`SharedStudy`,
 which adds to ``optuna.Study`` what a study shared over a database needs:
 
-- every storage call is retried while the database reports a transient error
-  (``store.retry``: SQLite busy, a server connection dropped);
+- every storage call is retried while the database reports a transient error (``store.retry``:
+  SQLite busy, a server gone for up to ``$STUDY_STORAGE_PATIENCE_S``), and the time it came
+  back is kept (``reachable_since``) so heartbeats missed meanwhile do not condemn trials;
 - trials are addressed by their public ``number``; the storage's trial id, which the harness
   rows are keyed by, comes from the storage's public
   ``get_trial_id_from_study_id_trial_number``, never from Optuna's private ``Trial._trial_id``;
