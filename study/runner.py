@@ -65,6 +65,8 @@ class RunOptions:
             raise UsageError(f"--pruner must be one of {', '.join(PRUNERS)}, got {self.pruner!r}")
         if self.study_name is not None and not self.study_name.strip():
             raise UsageError("--study-name must not be empty")
+        stale.grace_s()  # the environment's settings, refused here before anything is written
+        store.patience_s()
 
     @property
     def failure_limit(self) -> int:

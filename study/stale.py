@@ -2,9 +2,9 @@
 
 Each running trial carries two user attributes: ``worker`` (host, boot id, pid and process start
 time of the worker process that owns it) and ``heartbeat`` (unix time, refreshed every
-``HEARTBEAT_S`` while the trial trains). A trial is stale when its worker is on this host and that
+``heartbeat_s()`` while the trial trains). A trial is stale when its worker is on this host and that
 process is gone (checked at once, no waiting: Optuna's own heartbeat cannot see a dead process and
-would wait out its grace period), or when its heartbeat is older than ``GRACE_S`` wherever its
+would wait out its grace period), or when its heartbeat is older than ``grace_s()`` wherever its
 worker runs (a worker stopped or cut off from the database; host clocks must agree to well within
 that, as NTP keeps them). ``study.optuna_store`` says why this is not Optuna's heartbeat.
 
@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from study.errors import UsageError
+
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
@@ -32,8 +34,34 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_S = 20.0
-GRACE_S = 120.0
+HEARTBEAT_S = 20.0  # seconds between heartbeats (at most; see heartbeat_s)
+GRACE_S = 120.0  # default seconds of silence after which a trial is written off
+
+
+def grace_s() -> float:
+    """Seconds of heartbeat silence after which a trial is stale: ``$STUDY_HEARTBEAT_GRACE_S``,
+    default ``GRACE_S``. Every machine of a study should use the same value.
+
+    Raises:
+        UsageError: the variable is set but is not a positive number.
+    """
+    text = os.environ.get("STUDY_HEARTBEAT_GRACE_S", "").strip()
+    if not text:
+        return GRACE_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise UsageError(f"STUDY_HEARTBEAT_GRACE_S must be a positive number of seconds, "
+                         f"got {text!r}")
+    return value
+
+
+def heartbeat_s() -> float:
+    """Seconds between a running trial's heartbeats: six to a grace period, at most
+    ``HEARTBEAT_S``."""
+    return min(HEARTBEAT_S, grace_s() / 6)
 
 
 def this_worker() -> dict[str, Any]:
@@ -70,7 +98,7 @@ def stale_reason(trial: FrozenTrial, *, me: dict[str, Any], now: float, locked: 
         started = trial.datetime_start
         beat = started.timestamp() if started is not None else now
     silent = now - max(float(beat), reachable_since)
-    if silent > GRACE_S:
+    if silent > grace_s():
         owner = f" from worker {worker.get('host')}:{worker.get('pid')}" if isinstance(
             worker, dict) else ""
         return f"no heartbeat{owner} for {silent:.0f}s"

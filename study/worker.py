@@ -258,12 +258,12 @@ def _run(spec: WorkerSpec, shared: SharedStudy, trial: optuna.Trial, config: Tra
     Raises:
         TrialWrittenOff: another worker failed the trial meanwhile (the child is stopped).
     """
-    last_beat = time.monotonic()
+    last_beat, every = time.monotonic(), stale.heartbeat_s()
     prune = spec.pruner != "none"
 
     def on_tick() -> None:
         nonlocal last_beat
-        if time.monotonic() - last_beat >= stale.HEARTBEAT_S:
+        if time.monotonic() - last_beat >= every:
             last_beat = time.monotonic()
             shared.heartbeat(trial.number)
 

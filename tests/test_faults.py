@@ -179,6 +179,49 @@ def test_sigterm_fails_and_requeues_the_running_trials(tmp_path: Path, cache_dir
     assert len(v.trials) == 2 * workers  # the queued retries, no new draws
 
 
+STOP_GRACE = 6.0  # STUDY_HEARTBEAT_GRACE_S for the stopped-worker test: a run beats each 1 s
+
+
+def test_a_stopped_worker_written_off_drops_its_trial_when_it_comes_back(
+        tmp_path: Path, cache_dir: Path) -> None:
+    """A study process stopped (SIGSTOP) mid-trial for longer than the grace period: a second
+    run on the same host writes its trial off (the process is alive but silent), queues it
+    again and finishes the study; resumed (SIGCONT), the first run drops the written-off trial
+    quietly and exits 0. Nothing is counted twice or lost."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    mark = uuid.uuid4().hex
+    env = {**os.environ, "STUDY_TEST_MARK": mark, "STUDY_HEARTBEAT_GRACE_S": str(STOP_GRACE)}
+    args = study_args(url, write_sweep(tmp_path), cache_dir, "--trials", "2", budget=3.0)
+    log = tmp_path / "stopped.log"
+    with open(log, "wb") as out:
+        first = subprocess.Popen(args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not trainer_children(mark):
+            assert first.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        first.send_signal(signal.SIGSTOP)
+        try:
+            second = run(args, env={"STUDY_HEARTBEAT_GRACE_S": str(STOP_GRACE)})
+        finally:
+            first.send_signal(signal.SIGCONT)
+        first.wait(120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    text = log.read_text()
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert first.returncode == 0, text
+    assert_clean_output(text + second.stdout + second.stderr)
+    assert "trial 0 was failed as stale by another worker and queued again" in text
+    v = view(url, "tiny")
+    check_finished(v, target=2, name="tiny", budget=3.0)
+    assert v.by_state() == {"FAIL": 1, "COMPLETE": 2}
+    assert v.trials[0].user_attrs["fail_reason"].startswith(
+        f"stale: no heartbeat from worker {v.trials[0].user_attrs['worker']['host']}:")
+
+
 # --------------------------------------------------------------------- many workers, readers
 
 WORKERS, MANY = 4, 12
