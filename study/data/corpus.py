@@ -32,6 +32,7 @@ from itertools import chain, islice
 from pathlib import Path
 from typing import Protocol
 
+from study.data.sample import SAMPLE, sample_dir
 from study.errors import UsageError, first_line
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,13 @@ READER_VERSION = 2
 # so a tiny corpus still gets one story on each side; above it the hash rule streams, and an
 # empty held-out slice (odds 0.97**1000) is an error.
 SMALL_CORPUS = 1000
+# The reading rule: a corpus file of any size streams in bounded memory, and no one story (or
+# line) may exceed this many characters, so a file with no separators (a sparse or binary file,
+# a text never split into stories) is refused with one line instead of read whole. The longest
+# TinyStories story is under 10k characters; 8 Mi characters is a long novel's worth.
+MAX_STORY_CHARS = 8 * 2**20
+# A parquet row group is decompressed whole by the reader: refuse text columns larger than this.
+MAX_ROW_GROUP_BYTES = 1 << 30
 
 _VALID_NAME = re.compile(r"^(valid|validation)([-_.].*)?$")  # valid, validation-00000-of-00001
 _TRAIN_NAME = re.compile(r"^train([-_.].*)?$")
@@ -131,7 +139,8 @@ class LocalCorpus:
 def find_local_corpus(data: str) -> LocalCorpus:
     """Resolve ``data`` (a supported file or a folder of them) to its training and held-out files.
 
-    In a folder, files named ``valid*`` / ``validation*`` are held out, files named ``test*`` are
+    ``sample`` names the bundled TinyStories sample (:mod:`study.data.sample`). In a folder,
+    files named ``valid*`` / ``validation*`` are held out, files named ``test*`` are
     ignored, and every other supported file (searched recursively, hidden ones skipped) is
     training text. A single file named ``train.*`` takes a ``valid.*`` beside it as held-out.
 
@@ -139,7 +148,7 @@ def find_local_corpus(data: str) -> LocalCorpus:
         UsageError: the path does not exist, has an unsupported type, or the folder holds no
             supported file.
     """
-    path = Path(data).expanduser()
+    path = sample_dir() if data == SAMPLE else Path(data).expanduser()
     if not path.exists():
         raise UsageError(f"data path does not exist: {data}")
     if path.is_dir():
@@ -275,11 +284,12 @@ def _file_stories(path: Path) -> Iterator[str]:
         if suffix == ".parquet":
             yield from _parquet_stories(path)
             return
-        with _open_text(path, suffix or "") as lines:
+        with _open_text(path, suffix or "") as f:
+            lines = _bounded_lines(path, f)
             if suffix and suffix.startswith(".jsonl"):
                 yield from _jsonl_stories(path, lines)
             else:
-                yield from _text_stories(lines)
+                yield from _text_stories(path, lines)
     except _READ_ERRORS as exc:
         if isinstance(exc, UnicodeDecodeError):
             reason = f"not UTF-8 text (bad byte at offset {exc.start})"
@@ -301,16 +311,46 @@ def _open_text(path: Path, suffix: str) -> io.TextIOWrapper:
     return io.TextIOWrapper(raw, encoding="utf-8")
 
 
-def _text_stories(lines: Iterable[str]) -> Iterator[str]:
+def _bounded_lines(path: Path, f: io.TextIOWrapper) -> Iterator[str]:
+    """The lines of ``f``, each read with a cap of MAX_STORY_CHARS, so memory stays bounded
+    whatever the file holds.
+
+    Raises:
+        UsageError: a line over the cap, or a NUL character (binary data, e.g. a sparse file).
+    """
+    lineno = 0
+    while line := f.readline(MAX_STORY_CHARS + 1):
+        lineno += 1
+        if "\0" in line:
+            raise UsageError(f"cannot read {path}: binary data (a NUL byte on line {lineno}), "
+                             f"not UTF-8 text")
+        if len(line) > MAX_STORY_CHARS:
+            raise _too_long(path, f"line {lineno}")
+        yield line
+
+
+def _too_long(path: Path, what: str) -> UsageError:
+    return UsageError(
+        f"cannot read {path}: {what} is longer than {MAX_STORY_CHARS:,} characters, the most "
+        f"one story may hold (separate stories with a line holding exactly {EOT})"
+    )
+
+
+def _text_stories(path: Path, lines: Iterable[str]) -> Iterator[str]:
     separator = EOT + "\n"
     story: list[str] = []
-    for line in lines:
+    size = 0
+    for lineno, line in enumerate(lines, 1):
         if line == separator or line == EOT:
             if text := "".join(story).strip():
                 yield text
             story.clear()
+            size = 0
         else:
             story.append(line)
+            size += len(line)
+            if size > MAX_STORY_CHARS:
+                raise _too_long(path, f"the story ending on line {lineno}")
     if text := "".join(story).strip():
         yield text
 
@@ -343,6 +383,15 @@ def _parquet_stories(path: Path) -> Iterator[str]:
     kind = schema.field("text").type
     if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
         raise UsageError(f"cannot read {path}: column \"text\" holds {kind}, not strings")
+    meta = parquet.metadata
+    for group in range(meta.num_row_groups):
+        chunks = (meta.row_group(group).column(i) for i in range(meta.num_columns))
+        size = sum(c.total_uncompressed_size for c in chunks if c.path_in_schema == "text")
+        if size > MAX_ROW_GROUP_BYTES:
+            raise UsageError(
+                f"cannot read {path}: row group {group} holds {size:,} bytes of text, over the "
+                f"{MAX_ROW_GROUP_BYTES:,} one group may hold (write it with smaller row groups)"
+            )
     for batch in parquet.iter_batches(columns=["text"], batch_size=8192):
         for text in batch.column(0).to_pylist():
             if text and (story := text.strip()):

@@ -11,8 +11,10 @@ import hashlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from study.data.corpus import READER_VERSION, Splits
+from study.data.online import quiet_hub
 from study.errors import UsageError, first_line
 
 log = logging.getLogger(__name__)
@@ -22,6 +24,8 @@ HUB_DATASET = "roneneldan/TinyStories"
 # (roneneldan/TinyStories: train 2,119,719 examples, 1,911,420,483 bytes), so sizing the corpus
 # to a budget (study.data.budget) needs no pass over a 1.9 GB download.
 KNOWN_TRAIN_SIZE = {"roneneldan/TinyStories": (2_119_719, 1_911_420_483)}
+
+ROW_BATCH = 1000  # rows per read: the quiet context is entered once per batch, not per row
 
 
 @dataclass(frozen=True)
@@ -54,13 +58,13 @@ class HubCorpus:
         yield from (("valid", s) for s in self._split(self.valid_split, max_stories))
 
     def _split(self, split: str, limit: int | None) -> Iterator[str]:
-        import datasets  # only this path needs it, and it is slow to import
+        import datasets  # only this path needs it, and it is slow to import (before quiet_hub:
+        # its import resets its own logger's level)
 
         log.info("streaming %s stories of %s [%s]", limit or "all", self.name, split)
         taken = 0
-        try:
-            for row in datasets.load_dataset(self.name, split=split, streaming=True):
-                text = row.get(self.text_field)
+        for texts in self._batches(datasets, split):
+            for text in texts:
                 if not isinstance(text, str):
                     raise UsageError(f"dataset {self.name} [{split}]: rows need a string "
                                      f"{self.text_field!r} field")
@@ -68,11 +72,30 @@ class HubCorpus:
                     taken += 1
                     yield story
                     if limit is not None and taken >= limit:
-                        break
-        except (OSError, ValueError) as exc:  # ConnectionError, DatasetNotFoundError, bad split
-            raise UsageError(
-                f"cannot load dataset {self.name} [{split}]: {first_line(exc)} (pass a local "
-                f"corpus path as data to work offline)"
-            ) from None
+                        return
         if not taken:
             raise UsageError(f"empty corpus: dataset {self.name} [{split}] holds no stories")
+
+    def _batches(self, datasets: Any, split: str) -> Iterator[list[object]]:
+        """The text field of ROW_BATCH rows at a time, every hub call made quietly.
+
+        Raises:
+            UsageError: the dataset or split cannot be loaded or read (one line).
+        """
+        try:
+            with quiet_hub():
+                rows = iter(datasets.load_dataset(self.name, split=split, streaming=True)
+                            .iter(batch_size=ROW_BATCH))
+            while True:
+                with quiet_hub():
+                    batch = next(rows, None)
+                if batch is None:
+                    return
+                yield batch.get(self.text_field) or [None]
+        # The client raises its own types (httpx, fsspec, datasets errors) for what are the
+        # user's network or dataset problems: all of them become one line, never a traceback.
+        except Exception as exc:  # noqa: BLE001
+            raise UsageError(
+                f"cannot load dataset {self.name} [{split}]: {first_line(exc)} (choose another "
+                f"corpus with --data PATH, or --data sample for the bundled one)"
+            ) from None

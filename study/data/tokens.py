@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from study.data import bpe, build, cache, corpus, hub
+from study.data import bpe, build, cache, corpus, hub, online
 from study.data.budget import auto_max_stories
 from study.errors import UsageError, first_line
 from study.fileio import write_json
@@ -73,12 +73,38 @@ def default_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "five-minute-study"
 
 
+def resolve_data(data: str | None) -> str | None:
+    """The corpus ``data`` means on this machine, decided once per process and study: ``data``
+    itself when given; for ``None`` (TinyStories on the hub) ``None`` when the hub answers or the
+    dataset is cached, else ``"sample"``, the bundled sample (:func:`online.choose_corpus`, a
+    few seconds at most). The first decision of a kind prints its one line (on stdout, whatever
+    logging is set up: it says what the run trains on). Call it before the first trial and store
+    the result in the config, so the trials read and record the corpus actually used.
+    """
+    if data is not None:
+        return data
+    key = (hub.HUB_DATASET, online.hub_endpoint())
+    choice = _CHOICES.get(key)
+    if choice is None:
+        choice = _CHOICES[key] = online.choose_corpus(None, dataset=hub.HUB_DATASET)
+        if choice.note:
+            print(choice.note, flush=True)
+    return choice.data
+
+
+# Decisions made in this process, by dataset and endpoint: one probe each.
+_CHOICES: dict[tuple[str, str], online.CorpusChoice] = {}
+
+
 def open_source(data: str | None) -> corpus.Source:
-    """``None``: TinyStories through ``datasets`` (``hub.HUB_DATASET``); else a local corpus.
+    """``None``: TinyStories through ``datasets`` (``hub.HUB_DATASET``), or the bundled sample
+    when the hub cannot be reached (:func:`resolve_data`); ``"sample"``: the bundled sample;
+    else a local corpus.
 
     Raises:
         UsageError: a missing or unsupported local path.
     """
+    data = resolve_data(data)
     return hub.HubCorpus(hub.HUB_DATASET) if data is None else corpus.find_local_corpus(data)
 
 
@@ -95,7 +121,9 @@ def load_tokens(
 
     Args:
         data: a local ``.txt``, ``.txt.xz``, ``.txt.gz``, ``.jsonl`` or ``.parquet`` file or a
-            folder of them; ``None`` streams TinyStories (``hub.HUB_DATASET``) with ``datasets``.
+            folder of them; ``"sample"``, the bundled TinyStories sample; ``None`` streams
+            TinyStories (``hub.HUB_DATASET``) with ``datasets``, or reads the sample when the
+            hub cannot be reached (:func:`resolve_data`).
         vocab_size: ids in the BPE, 257 (256 bytes and end-of-text) to 2**32 - 1.
         cache_dir: where tokenizers and token files are kept (default: default_cache_dir()).
         max_stories: at most this many training stories are read (and, from the hub, at most
