@@ -150,7 +150,8 @@ def _finish_recoveries(shared: SharedStudy, trials: list[FrozenTrial]) -> None:
 
 def fail_and_retry(shared: SharedStudy, number: int, *, reason: str) -> bool:
     """Mark trial ``number`` FAIL with ``fail_reason`` and enqueue its intended parameters as a
-    new trial.
+    new trial. Call under the study lock: a recovery run meanwhile would see the trial failed
+    but not yet queued again, and queue it too.
 
     Returns False when the trial had already finished (another worker got there first).
     """

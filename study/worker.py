@@ -180,7 +180,7 @@ def run_worker(spec: WorkerSpec, lock: Lock, failures: Failures) -> None:
                 continue
             waiting = False
             if config is not None:
-                _train_and_record(spec, shared, trial, config, env, failures)
+                _train_and_record(spec, shared, trial, config, env, failures, study_lock)
     finally:
         study_lock.close()
 
@@ -201,14 +201,18 @@ def _configure(sweep: Sweep, spec: WorkerSpec, shared: SharedStudy, trial: optun
 
 
 def _train_and_record(spec: WorkerSpec, shared: SharedStudy, trial: optuna.Trial,
-                      config: TrainConfig, env: dict[str, str], failures: Failures) -> None:
+                      config: TrainConfig, env: dict[str, str], failures: Failures,
+                      study_lock: StudyLock) -> None:
     progress.emit(progress.start_line(trial.number, spec.index, trial.params))
     try:
         outcome = _run(spec, shared, trial, config, env)
         progress.emit(progress.end_line(trial.number, outcome))
         _record(shared, trial, outcome, failures)
     except KeyboardInterrupt:
-        stale.fail_and_retry(shared, trial.number, reason="interrupted")
+        # Under the study lock, as every recovery is: another worker finishing recoveries
+        # must not see this trial failed but not yet queued again, and queue it a second time.
+        with study_lock:
+            stale.fail_and_retry(shared, trial.number, reason="interrupted")
         raise
     except TrialWrittenOff:
         # Another worker judged this trial stale (no heartbeat within the grace period, e.g.

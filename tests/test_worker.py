@@ -14,6 +14,7 @@ from studyrun import fake_trainer, make_result, view, write_sweep
 
 from study import schema, stale
 from study.optuna_store import SharedStudy
+from study.study_lock import StudyLock
 from study.worker import WorkerSpec, run_worker, trial_attrs
 
 
@@ -62,7 +63,9 @@ def test_a_trial_written_off_underneath_its_worker_is_dropped_and_the_study_goes
     _wait_for(fake.pidfile.exists, "the trainer child")
     other = SharedStudy.load(url, name)  # another machine's view of the study
     assert other.trials()[0].state == TrialState.RUNNING
-    assert stale.fail_and_retry(other, 0, reason="stale: no heartbeat from worker h:1 for 130s")
+    with StudyLock(url, name):  # as every recoverer does
+        assert stale.fail_and_retry(other, 0,
+                                    reason="stale: no heartbeat from worker h:1 for 130s")
     if noticed_by == "heartbeat":
         time.sleep(1.0)  # the child is still waiting: only a heartbeat can notice
     go.touch()
