@@ -37,8 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SQLAlchemy URL of the study database (default %(default)s)")
     p.add_argument("--study-name", default=None, help="study name (default: the sweep's name)")
     p.add_argument("--data", default=None,
-                   help="corpus: a file or folder of .txt/.txt.xz/.jsonl/.parquet "
-                        "(default: TinyStories via datasets)")
+                   help="corpus: a file or folder of .txt/.txt.xz/.txt.gz/.jsonl/.parquet, or "
+                        "sample (the bundled TinyStories sample) (default: TinyStories via "
+                        "datasets; the bundled sample when the hub cannot be reached)")
     p.add_argument("--device", default=d.device, choices=DEVICES, help="(default %(default)s)")
     p.add_argument("--workers", type=int, default=d.workers,
                    help="worker processes on this machine, one CUDA device each where there are "

@@ -46,6 +46,9 @@ FLAGS: dict[str, tuple[str, type, Any]] = {
     "eval_tokens": ("eval_tokens", int, None),
     "curve_points": ("curve_points", int, None),
 }
+DATA_HELP = ("corpus: a file or folder of .txt/.txt.xz/.txt.gz/.jsonl/.parquet, or sample (the "
+             "bundled TinyStories sample) (default: TinyStories via datasets; the bundled sample "
+             "when the hub cannot be reached)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         shown = getattr(default, key.removeprefix("model."))
         p.add_argument(
             "--" + dest.replace("_", "-"), dest=dest, type=typ, choices=choices, default=None,
-            help=f"(default: {'TinyStories via datasets' if dest == 'data' else shown})",
+            help=DATA_HELP if dest == "data" else f"(default: {shown})",
         )
     p.add_argument("--max-stories", type=max_stories_arg, default=None,
                    help="training stories to read: auto (enough that the job sees its training "
