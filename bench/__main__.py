@@ -22,6 +22,7 @@ from bench.table import COLUMN_KEYS, format_table
 from study.cli import ArgumentParser
 from study.device import resolve_device
 from study.errors import UsageError, cli_main
+from study.models.loss import CE_KERNELS
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COLUMNS = tuple(COLUMN_KEYS)
@@ -30,8 +31,8 @@ PLAN_BOOLS = ("compile", "cuda_graph", "fused_adamw")
 
 
 def parse_variant(text: str) -> Variant:
-    """``name:key=value,...`` with keys ce_chunk, compile, cuda_graph, fused_adamw, autocast
-    (fp32|bf16), batch, sdpa (flash|cudnn|efficient|math)."""
+    """``name:key=value,...`` with keys ce_chunk, ce_kernel (torch|rows|fused), compile,
+    cuda_graph, fused_adamw, autocast (fp32|bf16), batch, sdpa (flash|cudnn|efficient|math)."""
     name, _, spec = text.partition(":")
     if not name:
         raise UsageError(f"variant {text!r} needs a name: NAME:key=value,...")
@@ -49,6 +50,8 @@ def parse_variant(text: str) -> Variant:
                 plan[key] = value.lower() in ("1", "true", "on", "yes")
             elif key == "autocast":
                 plan[key] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[value]
+            elif key == "ce_kernel" and value in CE_KERNELS:
+                plan[key] = value
             elif key == "batch":
                 batch = int(value)
             elif key == "sdpa" and value in ("flash", "cudnn", "efficient", "math"):

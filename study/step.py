@@ -42,11 +42,11 @@ from study.config import TrainConfig
 from study.device import autocast, autocast_dtype
 from study.models import LanguageModel
 from study.models.loss import (
-    SoftmaxGrad,
+    CeKernel,
     ce_chunk_rows,
+    head_kernels,
     linear_cross_entropy,
-    softmax_grad_eager,
-    softmax_grad_fusable,
+    triton_ready,
 )
 from study.optim import make_optimizer
 
@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 3  # optimizer steps the host may queue ahead of the device
 GRAPH_WARMUP = 3  # eager steps at a new batch shape before its CUDA graph is captured
+CUDA_CE_KERNEL: CeKernel = "fused"  # at d_model <= 128; else "rows" (bench.kernels measures)
 
 
 # --------------------------------------------------------------------------- the plan
@@ -63,7 +64,8 @@ GRAPH_WARMUP = 3  # eager steps at a new batch shape before its CUDA graph is ca
 class StepPlan:
     """How the step runs on one device. ``plan_step`` picks it; the benchmark can override it.
 
-    ``ce_chunk`` is rows per chunk of the fused projection + cross-entropy (0: not fused).
+    ``ce_chunk`` is rows per chunk of the fused projection + cross-entropy (0: not fused);
+    ``ce_kernel`` how a chunk's gradient is made (``study.models.loss.head_kernels``).
     """
 
     compile: bool
@@ -71,13 +73,18 @@ class StepPlan:
     ce_chunk: int
     autocast: torch.dtype | None
     fused_adamw: bool
+    ce_kernel: CeKernel = "torch"
 
     def describe(self) -> str:
         dtype = "fp32" if self.autocast is None else str(self.autocast).removeprefix("torch.")
         parts = [dtype, "compile" if self.compile else "eager"]
         if self.cuda_graph:
             parts.append("cuda-graph")
-        parts.append(f"fused-ce/{self.ce_chunk}" if self.ce_chunk else "plain-ce")
+        if self.ce_chunk:
+            kernel = "" if self.ce_kernel == "torch" else f"-{self.ce_kernel}"
+            parts.append(f"fused-ce{kernel}/{self.ce_chunk}")
+        else:
+            parts.append("plain-ce")
         parts.append("fused-adamw" if self.fused_adamw else "foreach-adamw")
         return " ".join(parts)
 
@@ -90,7 +97,8 @@ def plan_step(config: TrainConfig, device: torch.device, model: LanguageModel) -
     with fp16, whose loss scaler syncs the host), fused capturable AdamW. CPU: eager (compiling
     did not pay on the 2-core machine measured, and took 30-60 s of budget), the fused head in
     cache-sized chunks where ``step_fusable``, bf16 autocast where the CPU has native bf16,
-    ``ForeachAdamW``. MPS: eager, ``ForeachAdamW``.
+    ``ForeachAdamW``. MPS: eager, ``ForeachAdamW``. The head's gradient by Triton
+    (``CUDA_CE_KERNEL``) where Triton is installed.
     """
     dtype = autocast_dtype(config.precision, device)
     fusable = model.step_fusable
@@ -103,6 +111,7 @@ def plan_step(config: TrainConfig, device: torch.device, model: LanguageModel) -
         ce_chunk=chunk if fusable and device.type != "mps" else 0,
         autocast=dtype,
         fused_adamw=cuda,
+        ce_kernel=CUDA_CE_KERNEL if triton_ready(device) else "torch",
     )
 
 
@@ -165,16 +174,17 @@ def make_loss(model: LanguageModel, plan: StepPlan) -> Loss:
         return cast(Loss, torch.compile(model.loss, dynamic=False)) if plan.compile else model.loss
     dtype = plan.autocast or torch.float32
     trunk: Callable[[torch.Tensor], torch.Tensor] = _Trunk(model, dtype)
-    softmax_grad: SoftmaxGrad = softmax_grad_eager
     if plan.compile:
         trunk = torch.compile(trunk, dynamic=False)
-        softmax_grad = torch.compile(softmax_grad_fusable, dynamic=False)
     head = model.head_weight
+    softmax_grad, logits_grad = head_kernels(
+        plan.ce_kernel if dtype is not torch.float32 else "torch", device=head.device,
+        vocab_size=head.size(0), d_model=head.size(1), compile=plan.compile)
 
     def loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         h = trunk(x)
         return linear_cross_entropy(h.flatten(0, 1), head, y.flatten(), chunk=plan.ce_chunk,
-                                    softmax_grad=softmax_grad)
+                                    softmax_grad=softmax_grad, logits_grad=logits_grad)
 
     return loss
 

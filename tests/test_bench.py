@@ -26,7 +26,9 @@ def test_parse_variant() -> None:
     assert v.name == "big" and v.batch == 512 and v.sdpa == "flash"
     assert v.plan == {"ce_chunk": 4096, "cuda_graph": False, "autocast": torch.bfloat16}
     assert parse_variant("plain:").plan == {}
-    for bad in (":ce_chunk=1", "x:ce_chunk", "x:ce_chunk=many", "x:colour=red", "x:sdpa=magic"):
+    assert parse_variant("rows:ce_kernel=rows").plan == {"ce_kernel": "rows"}
+    for bad in (":ce_chunk=1", "x:ce_chunk", "x:ce_chunk=many", "x:colour=red", "x:sdpa=magic",
+                "x:ce_kernel=cuda"):
         with pytest.raises(UsageError):
             parse_variant(bad)
 

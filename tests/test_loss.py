@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from study.models.loss import (
+    CUDA_CE_CHUNK_BYTES,
     ce_chunk_rows,
     linear_cross_entropy,
     linear_nll_sum,
@@ -40,5 +41,5 @@ def test_chunk_rows_per_device() -> None:
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert ce_chunk_rows(cpu, vocab_size=4096, half=False) == 2 * 2**20 // (4096 * 4)
     assert ce_chunk_rows(cpu, vocab_size=4096, half=True) == 2 * 2**20 // (4096 * 2)
-    assert ce_chunk_rows(cuda, vocab_size=4096, half=True) == 64 * 2**20 // (4096 * 2)
+    assert ce_chunk_rows(cuda, vocab_size=4096, half=True) == CUDA_CE_CHUNK_BYTES // (4096 * 2)
     assert ce_chunk_rows(cpu, vocab_size=2**20, half=False) == 16  # never fewer rows

@@ -3,22 +3,29 @@
 The (tokens x vocab) logits are the biggest tensor of a tiny model. ``linear_cross_entropy``
 makes them, turns them into their gradient and consumes them chunk by chunk in the forward pass
 (training); ``linear_nll_sum`` sums the held-out NLL the same way without gradients
-(evaluation). ``ce_chunk_rows`` sizes the chunks for the device.
+(evaluation). ``ce_chunk_rows`` sizes the chunks for the device; ``head_kernels`` picks how a
+chunk's gradient is made (PyTorch, or the Triton kernels of ``study.triton_ce`` on CUDA).
 """
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 # Logits bytes per chunk of the fused head. On an H100 at d_model 128, 16 MiB chunks (L2-sized)
-# lost to 64 MiB ones by 7%: per-kernel overhead, not memory traffic, sets the cost there.
-CUDA_CE_CHUNK_BYTES = 64 * 2**20
+# lost to 64 MiB ones by 7%, and on an H200 64 MiB lost to 512 MiB (the whole 256 x 256 batch at
+# vocab 4096) by 4-5% at 1-2 M parameters: per-kernel overhead, not memory traffic, sets the cost.
+CUDA_CE_CHUNK_BYTES = 512 * 2**20
 CPU_CE_CHUNK_BYTES = 2 * 2**20  # about a core's share of last-level cache
 
 SoftmaxGrad = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]
+# (h chunk, 16-bit weight, targets) -> (softmax - onehot, per-row NLL): the logits never made.
+LogitsGrad = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]
+CeKernel = Literal["torch", "rows", "fused"]
+CE_KERNELS: tuple[CeKernel, ...] = ("torch", "rows", "fused")
 
 
 def ce_chunk_rows(device: torch.device, *, vocab_size: int, half: bool) -> int:
@@ -52,6 +59,34 @@ def softmax_grad_fusable(
     return g.to(logits.dtype), nll
 
 
+def triton_ready(device: torch.device) -> bool:
+    """Whether the Triton kernels can run on ``device`` (CUDA, Triton installed)."""
+    return device.type == "cuda" and importlib.util.find_spec("triton") is not None
+
+
+def head_kernels(
+    kind: CeKernel, *, device: torch.device, vocab_size: int, d_model: int, compile: bool
+) -> tuple[SoftmaxGrad, LogitsGrad | None]:
+    """How the fused head turns a chunk into its logits' gradient: ``torch`` (cuBLAS logits, the
+    softmax gradient compiled when ``compile``, else eager), ``rows`` (cuBLAS logits, the
+    gradient in one Triton pass over them) or ``fused`` (one Triton kernel from ``h`` and the
+    weight; no logits in memory). Off CUDA or without Triton every kind is ``torch``; ``fused``
+    is ``rows`` above ``triton_ce.FUSED_MAX_D``, where it was measured slower; ``rows`` is
+    ``torch`` where a row is too wide for the kernel."""
+    softmax_grad: SoftmaxGrad = softmax_grad_eager
+    if compile:
+        softmax_grad = torch.compile(softmax_grad_fusable, dynamic=False)
+    if kind == "torch" or not triton_ready(device):
+        return softmax_grad, None
+    from study import triton_ce  # imports triton: only here, on CUDA
+
+    if kind == "fused" and d_model <= triton_ce.FUSED_MAX_D:
+        return softmax_grad, triton_ce.linear_softmax_grad
+    if vocab_size <= triton_ce.MAX_ROW:
+        return triton_ce.softmax_grad_rows, None
+    return softmax_grad, None
+
+
 class _LinearCrossEntropy(torch.autograd.Function):
     """Mean cross-entropy of ``h @ weight.T`` against ``targets``, gradients made in the forward
     pass chunk by chunk, so the (N, V) logits exist one chunk at a time."""
@@ -59,7 +94,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(  # type: ignore[override]
         ctx: Any, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int,
-        softmax_grad: SoftmaxGrad,
+        softmax_grad: SoftmaxGrad, logits_grad: LogitsGrad | None,
     ) -> torch.Tensor:
         # h (N, d) in the compute dtype; weight (V, d) float32 master; targets (N,) int64.
         with torch.autocast(h.device.type, enabled=False):
@@ -69,9 +104,11 @@ class _LinearCrossEntropy(torch.autograd.Function):
             grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=h.device)
             nll = []
             for s in range(0, n, chunk):
-                hs = h[s : s + chunk]
-                logits = hs @ w.t()  # (chunk, V)
-                g, nll_rows = softmax_grad(logits, targets[s : s + chunk])
+                hs, ts = h[s : s + chunk], targets[s : s + chunk]
+                if logits_grad is not None:
+                    g, nll_rows = logits_grad(hs, w, ts)
+                else:
+                    g, nll_rows = softmax_grad(hs @ w.t(), ts)  # logits (chunk, V)
                 nll.append(nll_rows)
                 torch.mm(g, w, out=grad_h[s : s + chunk])
                 if g.dtype == torch.float32:
@@ -86,16 +123,19 @@ class _LinearCrossEntropy(torch.autograd.Function):
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         grad_h, grad_w = ctx.saved_tensors  # of the summed loss
         scale = grad_out / ctx.n
-        return grad_h * scale.to(grad_h.dtype), grad_w * scale, None, None, None
+        return grad_h * scale.to(grad_h.dtype), grad_w * scale, None, None, None, None
 
 
 def linear_cross_entropy(
     h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, *, chunk: int,
-    softmax_grad: SoftmaxGrad = softmax_grad_eager,
+    softmax_grad: SoftmaxGrad = softmax_grad_eager, logits_grad: LogitsGrad | None = None,
 ) -> torch.Tensor:
     """``F.cross_entropy(h @ weight.T, targets)`` (mean, float32) without materialising the
-    logits: ``chunk`` rows at a time. Differentiable in ``h`` and ``weight``."""
-    out: torch.Tensor = _LinearCrossEntropy.apply(h, weight, targets, chunk, softmax_grad)
+    logits: ``chunk`` rows at a time, each chunk's gradient by ``logits_grad`` from ``h`` and
+    the weight when given, else by ``softmax_grad`` from its logits. Differentiable in ``h``
+    and ``weight``."""
+    out: torch.Tensor = _LinearCrossEntropy.apply(h, weight, targets, chunk, softmax_grad,
+                                                  logits_grad)
     return out
 
 

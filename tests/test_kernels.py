@@ -1,0 +1,89 @@
+"""The head's Triton kernels (study.triton_ce, chosen by study.models.loss.head_kernels) compute
+what PyTorch does: against float64 references on fresh random inputs on a GPU (``-m gpu``), and
+off CUDA every kind falls back to PyTorch."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from study.config import ModelConfig, TrainConfig
+from study.models import build_model
+from study.models.loss import CE_KERNELS, head_kernels, linear_cross_entropy, softmax_grad_eager
+from study.step import make_loss, plan_step
+
+gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.parametrize("kind", CE_KERNELS)
+def test_every_kind_falls_back_to_pytorch_off_cuda(kind: str) -> None:
+    softmax_grad, logits_grad = head_kernels(kind, device=torch.device("cpu"),  # type: ignore[arg-type]
+                                             vocab_size=300, d_model=8, compile=False)
+    assert softmax_grad is softmax_grad_eager and logits_grad is None
+    torch.manual_seed(0)
+    h = torch.randn(20, 8, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(300, 8, dtype=torch.float64, requires_grad=True)
+    t = torch.randint(0, 300, (20,))
+    out = linear_cross_entropy(h, w, t, chunk=7, softmax_grad=softmax_grad,
+                               logits_grad=logits_grad)
+    torch.testing.assert_close(out, F.cross_entropy(h @ w.t(), t).float(), check_dtype=False)
+
+
+def _reference(h: torch.Tensor, w: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    x = h.double() @ w.double().t()
+    nll = torch.logsumexp(x, 1) - x.gather(1, t[:, None]).squeeze(1)
+    return torch.softmax(x, 1) - F.one_hot(t, w.size(0)).double(), nll
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    assert torch.isfinite(a).all()
+    return float((a.double() - b).norm() / b.norm())
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize(("n", "d", "v"), [(300, 160, 1000), (1024, 128, 4096), (77, 384, 515)])
+def test_triton_kernels_match_float64(n: int, d: int, v: int, dtype: torch.dtype) -> None:
+    from study import triton_ce
+
+    h = torch.randn(n, d, device="cuda").to(dtype)
+    w = (torch.randn(v, d, device="cuda") * 0.2).to(dtype)
+    t = torch.randint(0, v, (n,), device="cuda")
+    ref_g, ref_nll = _reference(h, w, t)
+    g, nll = triton_ce.linear_softmax_grad(h, w, t)
+    assert g.dtype == dtype and nll.dtype == torch.float32
+    assert _rel(g, ref_g) < 1e-2 and _rel(nll, ref_nll) < 1e-4
+    logits = (h @ w.t()).contiguous()
+    g2, nll2 = triton_ce.softmax_grad_rows(logits, t)
+    assert g2.data_ptr() == logits.data_ptr()  # written over the logits
+    assert _rel(g2, ref_g) < 2e-2 and _rel(nll2, ref_nll) < 1e-2
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("kind", CE_KERNELS)
+def test_fast_step_loss_and_gradients_match_the_plain_model(kind: str) -> None:
+    """The trainer's CUDA loss (compiled trunk, bf16, fused head with each kernel) against the
+    plain model's ``loss`` in float32: the same loss and gradients up to bf16 rounding."""
+    mc = ModelConfig(n_layer=2, d_model=96, n_head=3, vocab_size=1000, seq_len=64)
+    config = TrainConfig(model=mc, device="cuda", batch_size=8)
+    device = torch.device("cuda")
+    torch.manual_seed(0)
+    model = build_model(mc).to(device)
+    plain = copy.deepcopy(model)
+    x, y = torch.randint(0, 1000, (2, 8, 64), device=device)
+    ref = plain.loss(x, y)
+    ref_grads = torch.autograd.grad(ref, list(plain.parameters()))
+    plan = plan_step(config, device, model)
+    assert plan.ce_chunk and plan.autocast is torch.bfloat16
+    plan = type(plan)(**{**plan.__dict__, "ce_kernel": kind, "ce_chunk": 100})
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss = make_loss(model, plan)(x, y)
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-2)
+    for g, r in zip(grads, ref_grads, strict=True):
+        assert _rel(g, r.double()) < 3e-2
