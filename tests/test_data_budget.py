@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from study.data import budget, build, hub, resolve_max_stories
+from study.data import budget, build, hub, online, resolve_max_stories, tokens
 from study.errors import UsageError
 from tests.datastories import make_stories, write_text
 
@@ -53,6 +53,11 @@ def test_resolve_on_the_hub_needs_no_pass(monkeypatch: pytest.MonkeyPatch) -> No
         raise AssertionError("counted a dataset whose size is known")
 
     monkeypatch.setattr(build, "count_training_stories", fail)
+    # A hub that answers (this machine has no route to it, which would choose the sample).
+    monkeypatch.setattr(online, "hub_reachable", lambda **_: True)
+    monkeypatch.setattr(tokens, "_CHOICES", {})
+    for var in online.OFFLINE_VARS:
+        monkeypatch.delenv(var, raising=False)
     assert hub.HUB_DATASET in hub.KNOWN_TRAIN_SIZE
     assert resolve_max_stories(None, max_stories="auto", budget=300.0,
                                device="cuda") == 2_119_719
