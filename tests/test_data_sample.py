@@ -168,8 +168,13 @@ def test_hub_that_answers_but_fails_gives_one_line_and_exit_2(
     tmp_path: Path,
 ) -> None:
     import datasets
+    from huggingface_hub.utils import are_progress_bars_disabled as hub_bars_off
+
+    bars_before = (datasets.utils.are_progress_bars_disabled(), hub_bars_off())
+    bars_during = []
 
     def failing_load(name: str, **_: object) -> object:
+        bars_during.append((datasets.utils.are_progress_bars_disabled(), hub_bars_off()))
         # What the client does on its way to failing: log retries on its own loggers, warn.
         logging.getLogger("huggingface_hub.utils._http").warning("Retrying in 1s [Retry 1/5].")
         logging.getLogger("datasets.load").warning("Using the latest cached version")
@@ -187,9 +192,23 @@ def test_hub_that_answers_but_fails_gives_one_line_and_exit_2(
     finally:
         root.removeHandler(handler)
     assert exit_.value.code == 2
+    assert bars_during == [(True, True)]  # off while the client works, then as they were
+    assert (datasets.utils.are_progress_bars_disabled(), hub_bars_off()) == bars_before
     out, err = capfd.readouterr()
     assert out == ""
     assert err.splitlines() == [
         "error: cannot load dataset roneneldan/TinyStories [train]: Couldn't reach "
         "'roneneldan/TinyStories' on the Hub (LocalEntryNotFoundError) (choose another corpus "
         "with --data PATH, or --data sample for the bundled one)"]
+
+
+def test_train_startup_without_a_hub_reads_the_sample_quietly(
+    no_hub: str, capfd: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    args = train.build_parser().parse_args(
+        ["--budget", "300", "--device", "cuda", "--cache-dir", str(tmp_path / "k")])
+    # auto sizes the corpus actually read: the sample's 27,283 training stories (SOURCES.md).
+    assert train.config_from_args(args).max_stories == 27_283
+    out, err = capfd.readouterr()
+    assert len(out.splitlines()) == 1 and "bundled TinyStories sample" in out
+    assert err == ""

@@ -130,9 +130,6 @@ def go_offline() -> None:
 def quiet_hub() -> Iterator[None]:
     """Keep the hub client's log lines, Python warnings and progress bars off the terminal while
     it works. Its failures still come out as exceptions, which the caller words as one line."""
-    # Read when the client is imported: set before, unless the user chose otherwise.
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     loggers = [logging.getLogger(name) for name in _HUB_LOGGERS]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
@@ -140,7 +137,25 @@ def quiet_hub() -> Iterator[None]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            yield
+            with _no_progress_bars():
+                yield
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
+
+
+@contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """The progress bars of ``datasets`` and the hub client off, as their
+    ``HF_DATASETS_DISABLE_PROGRESS_BARS`` / ``HF_HUB_DISABLE_PROGRESS_BARS`` would (a user's
+    explicit ``=0`` still wins), and back as they were after."""
+    switches = [m for m in (sys.modules.get("datasets.utils.tqdm"),
+                            sys.modules.get("huggingface_hub.utils.tqdm"))
+                if m is not None and not m.are_progress_bars_disabled()]
+    for module in switches:
+        module.disable_progress_bars()
+    try:
+        yield
+    finally:
+        for module in switches:
+            module.enable_progress_bars()
