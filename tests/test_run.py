@@ -1,6 +1,6 @@
 """End-to-end test of ``python -m study.run`` on the real corpus with tiny models and budgets:
 a study completes with everything recorded, and running it again with more trials adds exactly
-the difference.
+the difference; and a database that stays away past the patience ends the command with one line.
 
 Kills and resume, many workers, readers, database servers and numerical faults are in
 tests/test_faults.py and tests/test_servers.py; bad input in tests/test_bad_input.py.
