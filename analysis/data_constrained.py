@@ -29,6 +29,7 @@ from numpy.typing import ArrayLike, NDArray
 from analysis.fits import positive_finite
 from analysis.loss_law import CHINCHILLA_GRID, LossLawFit, StartGrid, fit_loss_law, huber
 from study.errors import UsageError
+from study.fmt import fmt_count
 
 FloatArray = NDArray[np.float64]
 
@@ -192,7 +193,8 @@ def fit_data_constrained(
     for name, value, free, what in (("R*_D", rd_star, True, "repeated tokens"),
                                     ("R*_N", rn_star, rn_free, "excess parameters")):
         if free and not R_STAR_BOUNDS[0] * 1.01 < value < R_STAR_BOUNDS[1] / 1.01:
-            warnings.append(f"{name} = {value:.3g} sits at its bound {R_STAR_BOUNDS}: the "
+            lo, hi = (fmt_count(v) for v in R_STAR_BOUNDS)
+            warnings.append(f"{name} = {fmt_count(value)} sits at a bound of [{lo}, {hi}]: the "
                             f"points do not resolve how fast {what} lose value")
     return DataConstrainedFit(
         base=base, rd_star=rd_star, rn_star=rn_star, rd_constrained=True,
@@ -344,11 +346,12 @@ def choose_law(
     over = epochs > fresh_epochs
     if not over.any():
         law = fit_loss_law(n, d, loss_arr, delta=delta, grid=grid)
-        reason = (f"every point within {fresh_epochs:g} epochs (at most {top:.3g}): repeated "
-                  f"tokens are worth nearly as much as fresh ones there, so Chinchilla's law")
+        reason = (f"every point within {fresh_epochs:g} epochs (at most {fmt_count(top)}): "
+                  "repeated tokens are worth nearly as much as fresh ones there, so "
+                  "Chinchilla's law")
         return ChosenLaw("chinchilla", reason, law, None, top, int(n.size), 0, law.warnings)
     why = (f"{int(over.sum())} of {n.size} points beyond {fresh_epochs:g} epochs (up to "
-           f"{top:.3g}): a fresh-data law would count their repeated tokens as new")
+           f"{fmt_count(top)}): a fresh-data law would count their repeated tokens as new")
     try:
         dc = fit_data_constrained(n, d, u, loss_arr, delta=delta, grid=grid, base=base)
     except UsageError as exc:

@@ -21,6 +21,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from study.errors import UsageError
+from study.fmt import fmt_count
 
 FloatArray = NDArray[np.float64]
 
@@ -89,7 +90,8 @@ def fit_throughput(
     if n.max() < MIN_SIZE_SPAN * n.min():
         raise UsageError(
             f"a throughput fit needs sizes spanning at least {MIN_SIZE_SPAN:g}x, got "
-            f"{n.min():.4g} to {n.max():.4g}" + (f" on device {device}" if device else "")
+            f"{fmt_count(n.min())} to {fmt_count(n.max())}"
+            + (f" on device {device}" if device else "")
             + " (a study at one size, such as the positions sweep, has no size axis)"
         )
     if not 0 < level < 1:
@@ -205,8 +207,8 @@ def solve_crossover(fit: ThroughputFit, *, budget: float, ratio: float = 20.0) -
     extrapolated = not fit.n_min <= n_star <= fit.n_max
     if extrapolated:
         warnings.append(
-            f"N* = {n_star:.3g} lies outside the measured sizes "
-            f"[{fit.n_min:.3g}, {fit.n_max:.3g}]: an extrapolation"
+            f"N* = {fmt_count(n_star)} lies outside the measured sizes "
+            f"[{fmt_count(fit.n_min)}, {fmt_count(fit.n_max)}]: an extrapolation"
         )
     tps = float(fit.tokens_per_second(n_star))
     return Crossover(

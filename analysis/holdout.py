@@ -20,6 +20,7 @@ from analysis.data_constrained import FRESH_EPOCHS, ChosenLaw, choose_law
 from analysis.fits import fit_throughput, positive_finite
 from analysis.loss_law import CHINCHILLA_GRID, LossLawFit, StartGrid, loss_optimal_n
 from study.errors import UsageError, first_line
+from study.fmt import fmt_count
 
 FloatArray = NDArray[np.float64]
 
@@ -245,7 +246,7 @@ def _best_size(
     opt = loss_optimal_n(law.surface(unique), throughput, budget=budget)
     if opt.at_bound:
         return BestSize(measured, pick, None, None,
-                        (f"the optimum sits on the search bound ({opt.n_opt:.3g}): the law "
+                        (f"the optimum sits on the search bound ({fmt_count(opt.n_opt)}): the law "
                          f"has no interior best size",))
     loss = opt.loss if math.isfinite(opt.loss) else None
     return BestSize(measured, pick, opt.n_opt, loss, opt.warnings)

@@ -21,6 +21,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from analysis.fits import ThroughputFit, positive_finite
 from study.errors import UsageError
+from study.fmt import fmt_count
 
 FloatArray = NDArray[np.float64]
 
@@ -330,14 +331,15 @@ def loss_optimal_n(
     warnings: list[str] = []
     at_bound = abs(res.x - math.log(lo)) < 1e-3 or abs(res.x - math.log(hi)) < 1e-3
     if at_bound:
-        warnings.append(f"the optimum sits at the search bound ({n_opt:.3g}): no interior minimum")
+        warnings.append(f"the optimum sits at the search bound ({fmt_count(n_opt)}): "
+                        "no interior minimum")
     if not res.success:
         warnings.append("the 1-D minimisation did not converge")
     extrapolated = not (law.n_range[0] <= n_opt <= law.n_range[1])
     if extrapolated:
         warnings.append(
-            f"N_opt = {n_opt:.3g} lies outside the sizes the loss law saw "
-            f"[{law.n_range[0]:.3g}, {law.n_range[1]:.3g}]"
+            f"N_opt = {fmt_count(n_opt)} lies outside the sizes the loss law saw "
+            f"[{fmt_count(law.n_range[0])}, {fmt_count(law.n_range[1])}]"
         )
     return LossOptimal(
         n_opt=n_opt,

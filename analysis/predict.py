@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from analysis.args import add_study_args, setup_logging
+from analysis.args import add_device_arg, add_study_args, make_parser, setup_logging
 from analysis.holdout import HoldoutResult, holdout_check
 from analysis.load import DEFAULT_STORAGE, StudyData, load_study
 from analysis.loss_law import LossLawFit, fit_loss_law
@@ -29,6 +29,7 @@ from analysis.selection import (
 )
 from study.errors import UsageError, cli_main, first_line
 from study.fileio import write_json
+from study.fmt import fmt_count
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -107,6 +108,12 @@ def fresh_constants(data: StudyData, *, grid: str = "chinchilla") -> LossLawFit:
     return fit_loss_law(fresh["params"], fresh["tokens"], fresh["loss"], grid=grid_named(grid))
 
 
+def _constant(name: str, value: float) -> str:
+    """``name = value``: R*_D and R*_N count epochs, so read as counts (10k at their bound, not
+    1e+04); E, A, B and the exponents are coefficients and keep four significant digits."""
+    return f"{name} = {fmt_count(value) if name.endswith('_star') else format(value, '.4g')}"
+
+
 def predict_text(results: dict[str, HoldoutResult | str]) -> str:
     """What the command prints: per device the law, each held-out size and the best size."""
     lines: list[str] = []
@@ -115,12 +122,12 @@ def predict_text(results: dict[str, HoldoutResult | str]) -> str:
         if isinstance(res, str):
             lines.append(f"  no check: {res}")
             continue
-        sizes = ", ".join(f"{s:.3g}" for s in res.fit_sizes)
+        sizes = ", ".join(fmt_count(s) for s in res.fit_sizes)
         lines.append(f"  fit on {len(res.fit_sizes)} sizes ({sizes}), {res.n_fit_points} "
                      f"points (final and curve); held out: {res.mode}")
         if res.law is not None:
             lines.append(f"  law: {res.law.form} - {res.law.reason}")
-            constants = ", ".join(f"{k} = {v:.4g}" for k, v in res.law.constants().items())
+            constants = ", ".join(_constant(k, v) for k, v in res.law.constants().items())
             lines.append(f"  constants: {constants}")
             lines.extend(f"  warning: {w}" for w in res.law.warnings)
         for why in res.untrusted:
@@ -128,12 +135,12 @@ def predict_text(results: dict[str, HoldoutResult | str]) -> str:
         for h in res.held_out:
             shown = ("no prediction" if h.predicted is None or h.relative_error is None else
                      f"predicted {h.predicted:.4f} ({h.relative_error:+.1%})")
-            lines.append(f"  N = {h.params:.4g} (D = {h.tokens:.3g}): measured {h.measured:.4f}"
-                         f", {shown}")
+            lines.append(f"  N = {fmt_count(h.params)} (D = {fmt_count(h.tokens)}): measured "
+                         f"{h.measured:.4f}, {shown}")
         b = res.best
-        pick = "-" if b.ladder_pick is None else f"{b.ladder_pick:.4g}"
-        opt = "-" if b.optimum is None else f"{b.optimum:.4g}"
-        lines.append(f"  best size: measured {b.measured:.4g}, law's ladder pick {pick}, "
+        pick = "-" if b.ladder_pick is None else fmt_count(b.ladder_pick)
+        opt = "-" if b.optimum is None else fmt_count(b.optimum)
+        lines.append(f"  best size: measured {fmt_count(b.measured)}, law's ladder pick {pick}, "
                      f"law's optimum {opt}")
         lines.extend(f"    ({why})" for why in b.why_not)
     return "\n".join(lines)
@@ -176,22 +183,32 @@ def run_predict(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m analysis.predict", description=__doc__)
+    parser = make_parser("python -m analysis.predict", __doc__, examples=[
+        "python -m analysis.predict --study-name ladder --device cpu",
+        "python -m analysis.predict --k 1 --json predict.json",
+        "python -m analysis.predict --around-best --budget 300 --grid coarse",
+        "python -m analysis.predict --study-name repeated --base-study ladder",
+    ])
     add_study_args(parser)
-    parser.add_argument("--device", default=None,
-                        help="only trials from this device (its kind, e.g. cpu, or full name)")
+    add_device_arg(parser)
     parser.add_argument("--budget", type=float, default=None, metavar="SECONDS",
-                        help="training budget (default: the one the device's trials share)")
-    parser.add_argument("--k", type=int, default=2,
-                        help="hold out the largest K sizes (default 2)")
+                        help="training budget in seconds for the best-size prediction "
+                             "(default: the budget the device's trials share)")
+    parser.add_argument("--k", type=int, default=2, metavar="K",
+                        help="hold out the largest K model sizes, fit on the rest (default 2)")
     parser.add_argument("--around-best", action="store_true",
-                        help="hold out the measured best size and its better neighbour instead")
+                        help="hold out the measured best size and its better neighbour "
+                             "instead of the largest K (default: off)")
     parser.add_argument("--grid", choices=("chinchilla", "coarse"), default="chinchilla",
-                        help="L-BFGS starts: Chinchilla's full grid or a 243-start subset")
+                        help="L-BFGS starts: Chinchilla's full grid or a 243-start subset "
+                             "(default chinchilla)")
     parser.add_argument("--base-study", default=None, metavar="NAME",
                         help="fit Chinchilla's constants on this study's fresh points (same "
-                             "storage), for ladders whose every point repeats its data")
-    parser.add_argument("--json", default=None, metavar="PATH", help="write the results")
+                             "storage), for ladders whose every point repeats its data "
+                             "(default: fitted on the ladder's own fresh points)")
+    parser.add_argument("--json", default=None, metavar="PATH",
+                        help="write per device the fit sizes, law, held-out losses (nats per "
+                             "token; measured, predicted, relative error) and best size as JSON")
     return parser
 
 

@@ -132,7 +132,8 @@ def test_choose_law_uses_chinchilla_within_four_epochs() -> None:
     loss = make_law(**TRUTH).predict(n, d) * np.exp(rng.normal(0, 0.003, n.size))
     chosen = choose_law(n, d, loss, unique=d / 3.5, grid=SMALL_GRID)
     assert chosen.form == "chinchilla" and chosen.data_constrained is None
-    assert "within 4 epochs" in chosen.reason and chosen.max_epochs == pytest.approx(3.5)
+    assert "within 4 epochs (at most 3.5)" in chosen.reason
+    assert chosen.max_epochs == pytest.approx(3.5)
     unknown = choose_law(n, d, loss, unique=None, grid=SMALL_GRID)
     assert unknown.form == "chinchilla" and "not recorded" in unknown.reason
     assert any("could not be checked" in w for w in unknown.warnings)
@@ -148,6 +149,11 @@ def test_choose_law_never_fits_fresh_data_law_to_heavy_repetition() -> None:
     few = choose_law(n[keep], d[keep], loss[keep], unique=u[keep], grid=SMALL_GRID)
     assert few.form == "chinchilla" and few.n_dropped == int((d[keep] / u[keep] > 4).sum())
     assert "within 4 epochs" in few.reason and "cannot be fitted" in few.reason
+    # Thousands of epochs read as a count (2k), never 2e+03.
+    d6 = np.full(6, 1e8)
+    with pytest.raises(UsageError, match=r"^2 of 6 points beyond 4 epochs \(up to 2k\): a "):
+        choose_law(np.full(6, 1e6), d6, np.full(6, 3.0),
+                   unique=d6 / np.array([0.5, 0.5, 0.5, 0.5, 1500.0, 2000.0]), grid=SMALL_GRID)
 
 
 def test_best_size_works_with_the_data_constrained_law() -> None:

@@ -18,6 +18,7 @@ from analysis.fits import (
     solve_crossover,
 )
 from study.errors import UsageError
+from study.fmt import fmt_count
 
 # --------------------------------------------------------------------------------- throughput
 
@@ -89,7 +90,11 @@ def test_crossover_interval_covers_truth_and_flags_extrapolation() -> None:
     small = np.geomspace(1e4, 1e5, 12)
     far = solve_crossover(fit_throughput(small, 2e8 * small**-0.5 * noise), budget=100.0)
     assert far.extrapolated
-    assert any("extrapolation" in w for w in far.warnings)
+    # Sizes read as a person reads them (study.fmt), never 1.03e+06.
+    assert far.warnings == (
+        f"N* = {fmt_count(far.n_star)} lies outside the measured sizes [10k, 100k]: "
+        "an extrapolation",)
+    assert fmt_count(far.n_star) == "1.03M"
     with pytest.raises(UsageError, match="no crossover"):
         crossover_n(1e3, -1.5, budget=100.0, ratio=20.0)
 
@@ -99,7 +104,7 @@ def test_throughput_hard_errors() -> None:
         fit_throughput([1e6, 1e6, 1e6], [1e4, 1.1e4, 0.9e4])
     # The positions sweep: one shape, sizes 3% apart by scheme, speeds apart by kernel. Fitted,
     # the noise gave a slope of k = -5.8 and no crossover; it is refused as having no size axis.
-    with pytest.raises(UsageError, match="spanning at least 1.5x, got 1.31e\\+06 to 1.35e\\+06"):
+    with pytest.raises(UsageError, match="spanning at least 1.5x, got 1.31M to 1.35M "):
         fit_throughput([1.31e6, 1.32e6, 1.35e6], [2.4e4, 1.9e4, 2.8e4])
     assert fit_throughput([1e6, 1.5e6], [2e4, 1.5e4], n_boot=10).n_points == 2
     with pytest.raises(UsageError, match="positive"):

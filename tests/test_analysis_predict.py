@@ -13,6 +13,7 @@ from analysis_db import make_study_db, run_cli, url
 from analysis import predict
 from analysis.load import load_study
 from analysis.selection import complete_trials
+from study.fmt import fmt_count
 
 CPU, GPU = "cpu", "NVIDIA H100 80GB HBM3"
 
@@ -43,6 +44,14 @@ def test_predict_checks_the_held_out_sizes(db: Path, tmp_path: Path) -> None:
     assert not gpu["trusted"] and all(h["predicted"] is None for h in gpu["held_out"])
     assert "beyond 4 epochs" in gpu["untrusted"][0]
     assert f"device {CPU}:" in text and "NOT TRUSTED" in text and "predicted " in text
+    # Sizes, tokens and epochs read as k/M/G with 3 significant digits, never 7.257e+05.
+    fit_sizes = ", ".join(fmt_count(s) for s in cpu["fit_sizes"])
+    assert f"  fit on {len(sizes) - 2} sizes ({fit_sizes}), " in text and "377k, " in text
+    for held in cpu["held_out"]:
+        assert (f"  N = {fmt_count(held['params'])} (D = {fmt_count(held['tokens'])}): "
+                f"measured {held['measured']:.4f}, predicted ") in text
+    assert f"  best size: measured {fmt_count(cpu['best']['measured'])}, law's ladder " in text
+    assert "beyond 4 epochs (up to 2.4k)" in text and "e+" not in text
 
 
 def test_predict_around_best_and_one_device(db: Path) -> None:
@@ -76,6 +85,9 @@ def test_base_study_lets_an_all_repeated_ladder_be_checked(db: Path, tmp_path: P
                                grid="coarse", json_path=out)
     assert text.startswith("Chinchilla constants for the data-constrained law: from study "
                            "'cpu-300s'")
+    # R*_D at its bound reads as an epoch count, in the constants and in the warning.
+    assert "rd_star = 10k, rn_star = 5.31" in text
+    assert "warning: R*_D = 10k sits at a bound of [0.1, 10k]: " in text and "e+" not in text
     gpu = json.loads(out.read_text())["devices"][GPU]
     assert gpu["trusted"] and gpu["law"]["form"] == "data-constrained"
     assert "Chinchilla constants given" in gpu["law"]["reason"]
