@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from study.data import corpus
+from study.data import corpus, readers
 from study.errors import UsageError
 from tests.datastories import make_stories, read_splits, stripped, write_corpus, write_text
 
@@ -30,7 +30,7 @@ def test_text_stories_keep_inner_lines_and_skip_empty_ones(tmp_path: Path) -> No
         f"not a separator: {corpus.EOT}\r\nsecond\r\n{corpus.EOT}",
         encoding="utf-8",
     )
-    stories = list(corpus._file_stories(path))
+    stories = list(readers.file_stories(path))
     assert stories == ["first\n\nstill first", f"not a separator: {corpus.EOT}\nsecond"]
 
 

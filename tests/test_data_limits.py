@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from study.data import corpus
+from study.data import corpus, readers
 from study.errors import UsageError
 from tests.datastories import make_stories, read_splits, write_corpus
 
@@ -56,7 +56,7 @@ def test_a_2gb_sparse_file_beside_real_text_is_refused_in_bounded_memory(tmp_pat
 def test_a_line_over_the_limit_is_refused_in_every_text_format(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
 ) -> None:
-    monkeypatch.setattr(corpus, "MAX_STORY_CHARS", 1000)
+    monkeypatch.setattr(readers, "MAX_STORY_CHARS", 1000)
     path = write_corpus(tmp_path / f"train{suffix}", [*make_stories(3), "word " * 300])
     with pytest.raises(UsageError, match=rf"cannot read {path}: line \d+ is longer than 1,000 "
                                          rf"characters, the most one story may hold"):
@@ -66,7 +66,7 @@ def test_a_line_over_the_limit_is_refused_in_every_text_format(
 def test_a_story_of_many_short_lines_over_the_limit_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(corpus, "MAX_STORY_CHARS", 1000)
+    monkeypatch.setattr(readers, "MAX_STORY_CHARS", 1000)
     path = write_corpus(tmp_path / "train.txt", [*make_stories(3), "a short line\n" * 100])
     with pytest.raises(UsageError, match=r"the story ending on line \d+ is longer than 1,000"):
         read_splits(corpus.find_local_corpus(str(path)), max_stories=None)
@@ -81,7 +81,7 @@ def test_oversized_parquet_row_group_and_sparse_parquet_are_refused(
 ) -> None:
     path = write_corpus(tmp_path / "train.parquet", make_stories(40))
     assert len(read_splits(corpus.find_local_corpus(str(path)), max_stories=None)[0]) > 30
-    monkeypatch.setattr(corpus, "MAX_ROW_GROUP_BYTES", 100)
+    monkeypatch.setattr(readers, "MAX_ROW_GROUP_BYTES", 100)
     with pytest.raises(UsageError, match=r"row group 0 holds [\d,]+ bytes of text, over the 100"):
         read_splits(corpus.find_local_corpus(str(path)), max_stories=None)
     sparse = tmp_path / "big" / "train.parquet"

@@ -3,7 +3,8 @@
 A story is one document. Text files hold stories separated by a line holding exactly
 ``<|endoftext|>``; ``.jsonl`` files hold one story per line in a ``"text"`` field; ``.parquet``
 files hold one story per row in a ``"text"`` column. Stories are stripped of leading and trailing
-whitespace and empty ones are dropped.
+whitespace and empty ones are dropped. Files are read by :mod:`study.data.readers`, in bounded
+memory whatever their size.
 
 Held-out split, in order of preference: files named ``valid.*`` / ``validation.*`` (beside a
 ``train.*`` file, or anywhere in a folder), the hub dataset's own validation split
@@ -18,28 +19,22 @@ or an empty split when it gets there.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
-import json
 import logging
-import lzma
 import re
-import zlib
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass
 from itertools import chain, islice
 from pathlib import Path
 from typing import Protocol
 
+from study.data.readers import EOT as EOT  # the separator, named here with the formats
+from study.data.readers import SUFFIXES, file_stories, suffix
 from study.data.sample import SAMPLE, sample_dir
 from study.errors import UsageError, first_line
 
 log = logging.getLogger(__name__)
 
-EOT = "<|endoftext|>"
-# Longest first, so "x.txt.xz" is read as .txt.xz, not .xz.
-SUFFIXES = (".jsonl.xz", ".jsonl.gz", ".txt.xz", ".txt.gz", ".parquet", ".jsonl", ".txt")
 HELD_OUT_PER_MILLE = 30
 # Part of every fingerprint: bump it when the reading rules change, so old caches are not reused.
 # 2: the held-out hash slice of a corpus of SMALL_CORPUS stories or more is streamed.
@@ -48,18 +43,10 @@ READER_VERSION = 2
 # so a tiny corpus still gets one story on each side; above it the hash rule streams, and an
 # empty held-out slice (odds 0.97**1000) is an error.
 SMALL_CORPUS = 1000
-# The reading rule: a corpus file of any size streams in bounded memory, and no one story (or
-# line) may exceed this many characters, so a file with no separators (a sparse or binary file,
-# a text never split into stories) is refused with one line instead of read whole. The longest
-# TinyStories story is under 10k characters; 8 Mi characters is a long novel's worth.
-MAX_STORY_CHARS = 8 * 2**20
-# A parquet row group is decompressed whole by the reader: refuse text columns larger than this.
-MAX_ROW_GROUP_BYTES = 1 << 30
 
 _VALID_NAME = re.compile(r"^(valid|validation)([-_.].*)?$")  # valid, validation-00000-of-00001
 _TRAIN_NAME = re.compile(r"^train([-_.].*)?$")
 _TEST_NAME = re.compile(r"^test([-_.].*)?$")
-_READ_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error, UnicodeDecodeError, ValueError)
 
 Split = tuple[str, str]  # ("train" | "valid", story)
 Splits = Generator[Split, None, None]  # close() stops reading and closes the files
@@ -103,7 +90,7 @@ class LocalCorpus:
             for path in files:
                 try:
                     with path.open("rb") as f:
-                        digest.update(f"{role} {_suffix(path)} {path.stat().st_size}\n".encode())
+                        digest.update(f"{role} {suffix(path)} {path.stat().st_size}\n".encode())
                         while chunk := f.read(1 << 20):
                             digest.update(chunk)
                 except OSError as exc:
@@ -117,7 +104,7 @@ class LocalCorpus:
         Raises:
             UsageError: a file is unreadable or corrupt, or a split holds no stories.
         """
-        stories = chain.from_iterable(_file_stories(p) for p in self.train_files)
+        stories = chain.from_iterable(file_stories(p) for p in self.train_files)
         if not self.valid_files:
             yield from split_stream(stories, max_stories=max_stories, where=self.given)
             return
@@ -128,7 +115,7 @@ class LocalCorpus:
         if not train:
             raise UsageError(f"empty corpus: no stories in the training files of {self.given}")
         valid = 0
-        for story in chain.from_iterable(_file_stories(p) for p in self.valid_files):
+        for story in chain.from_iterable(file_stories(p) for p in self.valid_files):
             valid += 1
             yield "valid", story
         if not valid:
@@ -154,7 +141,7 @@ def find_local_corpus(data: str) -> LocalCorpus:
     if path.is_dir():
         files = sorted(
             p for p in path.rglob("*")
-            if p.is_file() and _suffix(p)
+            if p.is_file() and suffix(p)
             and not any(part.startswith(".") for part in p.relative_to(path).parts)
         )
         if not files:
@@ -169,7 +156,7 @@ def find_local_corpus(data: str) -> LocalCorpus:
         if not train:
             raise UsageError(f"folder {data} holds no training files, only held-out or test files")
         return LocalCorpus(given=data, train_files=tuple(train), valid_files=tuple(valid))
-    if not _suffix(path):
+    if not suffix(path):
         raise UsageError(
             f"unsupported data file {data}: expected one of {', '.join(sorted(SUFFIXES))} "
             f"or a folder of them"
@@ -178,7 +165,7 @@ def find_local_corpus(data: str) -> LocalCorpus:
     if _TRAIN_NAME.match(_stem(path)):
         valid = sorted(
             p for p in path.parent.iterdir()
-            if p.is_file() and _suffix(p) and _VALID_NAME.match(_stem(p))
+            if p.is_file() and suffix(p) and _VALID_NAME.match(_stem(p))
         )
     return LocalCorpus(given=data, train_files=(path,), valid_files=tuple(valid))
 
@@ -259,140 +246,14 @@ def split_stream(
             f"put its held-out stories in a valid.* file beside it)"
         )
 
-
-# ------------------------------------------------------------------------------ file readers
-
-
-def _suffix(path: Path) -> str | None:
-    name = path.name.lower()
-    return next((s for s in SUFFIXES if name.endswith(s)), None)
+# ------------------------------------------------------------------------------ names
 
 
 def _stem(path: Path) -> str:
-    suffix = _suffix(path) or ""
-    return path.name[: len(path.name) - len(suffix)].lower()
+    kind = suffix(path) or ""
+    return path.name[: len(path.name) - len(kind)].lower()
 
 
 def _story_hash(story: str) -> int:
     # The first 32 bits of sha256, as in ../shared/data/tinystories/SOURCES.md.
     return int.from_bytes(hashlib.sha256(story.encode("utf-8")).digest()[:4], "big")
-
-
-def _file_stories(path: Path) -> Iterator[str]:
-    suffix = _suffix(path)
-    try:
-        if suffix == ".parquet":
-            yield from _parquet_stories(path)
-            return
-        with _open_text(path, suffix or "") as f:
-            lines = _bounded_lines(path, f)
-            if suffix and suffix.startswith(".jsonl"):
-                yield from _jsonl_stories(path, lines)
-            else:
-                yield from _text_stories(path, lines)
-    except _READ_ERRORS as exc:
-        if isinstance(exc, UnicodeDecodeError):
-            reason = f"not UTF-8 text (bad byte at offset {exc.start})"
-        elif isinstance(exc, EOFError):
-            reason = f"truncated ({first_line(exc)})"
-        else:
-            reason = first_line(exc)
-        raise UsageError(f"cannot read {path}: {reason}") from None
-
-
-def _open_text(path: Path, suffix: str) -> io.TextIOWrapper:
-    raw: io.BufferedIOBase
-    if suffix.endswith(".xz"):
-        raw = lzma.open(path, "rb")
-    elif suffix.endswith(".gz"):
-        raw = gzip.open(path, "rb")
-    else:
-        raw = path.open("rb")
-    return io.TextIOWrapper(raw, encoding="utf-8")
-
-
-def _bounded_lines(path: Path, f: io.TextIOWrapper) -> Iterator[str]:
-    """The lines of ``f``, each read with a cap of MAX_STORY_CHARS, so memory stays bounded
-    whatever the file holds.
-
-    Raises:
-        UsageError: a line over the cap, or a NUL character (binary data, e.g. a sparse file).
-    """
-    lineno = 0
-    while line := f.readline(MAX_STORY_CHARS + 1):
-        lineno += 1
-        if "\0" in line:
-            raise UsageError(f"cannot read {path}: binary data (a NUL byte on line {lineno}), "
-                             f"not UTF-8 text")
-        if len(line) > MAX_STORY_CHARS:
-            raise _too_long(path, f"line {lineno}")
-        yield line
-
-
-def _too_long(path: Path, what: str) -> UsageError:
-    return UsageError(
-        f"cannot read {path}: {what} is longer than {MAX_STORY_CHARS:,} characters, the most "
-        f"one story may hold (separate stories with a line holding exactly {EOT})"
-    )
-
-
-def _text_stories(path: Path, lines: Iterable[str]) -> Iterator[str]:
-    separator = EOT + "\n"
-    story: list[str] = []
-    size = 0
-    for lineno, line in enumerate(lines, 1):
-        if line == separator or line == EOT:
-            if text := "".join(story).strip():
-                yield text
-            story.clear()
-            size = 0
-        else:
-            story.append(line)
-            size += len(line)
-            if size > MAX_STORY_CHARS:
-                raise _too_long(path, f"the story ending on line {lineno}")
-    if text := "".join(story).strip():
-        yield text
-
-
-def _jsonl_stories(path: Path, lines: Iterable[str]) -> Iterator[str]:
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"cannot read {path}: line {lineno} is not JSON ({exc.msg})") from None
-        text = record.get("text") if isinstance(record, dict) else None
-        if not isinstance(text, str):
-            raise UsageError(
-                f"cannot read {path}: line {lineno} is not an object with a string \"text\" field"
-            )
-        if story := text.strip():
-            yield story
-
-
-def _parquet_stories(path: Path) -> Iterator[str]:
-    import pyarrow as pa  # only parquet corpora need it
-    import pyarrow.parquet as pq
-
-    parquet = pq.ParquetFile(path)
-    schema = parquet.schema_arrow
-    if "text" not in schema.names:
-        raise UsageError(f"cannot read {path}: no \"text\" column (columns: {schema.names})")
-    kind = schema.field("text").type
-    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
-        raise UsageError(f"cannot read {path}: column \"text\" holds {kind}, not strings")
-    meta = parquet.metadata
-    for group in range(meta.num_row_groups):
-        chunks = (meta.row_group(group).column(i) for i in range(meta.num_columns))
-        size = sum(c.total_uncompressed_size for c in chunks if c.path_in_schema == "text")
-        if size > MAX_ROW_GROUP_BYTES:
-            raise UsageError(
-                f"cannot read {path}: row group {group} holds {size:,} bytes of text, over the "
-                f"{MAX_ROW_GROUP_BYTES:,} one group may hold (write it with smaller row groups)"
-            )
-    for batch in parquet.iter_batches(columns=["text"], batch_size=8192):
-        for text in batch.column(0).to_pylist():
-            if text and (story := text.strip()):
-                yield story
