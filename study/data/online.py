@@ -78,7 +78,9 @@ def hub_endpoint() -> str:
 
 def hub_reachable(*, timeout: float = PROBE_TIMEOUT_S) -> bool:
     """True when the hub endpoint answers a HEAD request (any HTTP status) within ``timeout``
-    seconds. The request runs in a daemon thread, so a slow DNS lookup cannot hold it longer."""
+    seconds. The request runs in a daemon thread, so a slow DNS lookup cannot hold it longer.
+    Over https the certificate is verified, so a transparent proxy that answers for every
+    address (as on this project's machines) does not pass for the hub."""
     answered: list[bool] = []
 
     def probe() -> None:
