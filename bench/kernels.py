@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from functools import partial
 
 import torch
 
@@ -43,9 +44,9 @@ def timings(*, rows: int, d: int, vocab: int) -> dict[str, float]:
         "torch compiled softmax grad": lambda: compiled(logits, t),
     }
     for c in ROWS_CONFIGS:
-        cases[f"rows {c}"] = lambda c=c: triton_ce.softmax_grad_rows(logits, t, c)
+        cases[f"rows {c}"] = partial(triton_ce.softmax_grad_rows, logits, t, c)
     for f in FUSED_CONFIGS:
-        cases[f"fused {f}"] = lambda f=f: triton_ce.linear_softmax_grad(h, w, t, f)
+        cases[f"fused {f}"] = partial(triton_ce.linear_softmax_grad, h, w, t, f)
     out: dict[str, float] = {}
     for name, fn in cases.items():
         try:

@@ -14,7 +14,9 @@ arithmetic (each lever measured by ``python -m bench``):
 * **A fused output projection and cross-entropy** for the GPT: the (tokens x vocab) logits, the
   biggest tensor of a tiny model, are made, turned into their gradient and consumed chunk by chunk
   in the forward pass, so the full logits never exist and no float32 copy or second pass over
-  them is made (on a CPU the chunks are cache-sized).
+  them is made (on a CPU the chunks are cache-sized). On CUDA the gradient comes from Triton
+  (``study.triton_ce``): at d_model <= 128 straight from the hidden states and the head, so the
+  logits never reach memory at all; wider, in one pass over cuBLAS's logits.
 * **torch.compile** of the transformer trunk and of the chunk's softmax gradient, bf16 autocast on
   CUDA. Without the graph the compiled step is host-bound; without compile the graph replays
   unfused kernels: each alone is 2.8-4x slower than both together at 1 M parameters on an H100.
@@ -44,6 +46,7 @@ from study.models import LanguageModel
 from study.models.loss import (
     CeKernel,
     ce_chunk_rows,
+    cuda_ce_kernel,
     head_kernels,
     linear_cross_entropy,
     triton_ready,
@@ -54,7 +57,6 @@ log = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 3  # optimizer steps the host may queue ahead of the device
 GRAPH_WARMUP = 3  # eager steps at a new batch shape before its CUDA graph is captured
-CUDA_CE_KERNEL: CeKernel = "fused"  # at d_model <= 128; else "rows" (bench.kernels measures)
 
 
 # --------------------------------------------------------------------------- the plan
@@ -97,8 +99,8 @@ def plan_step(config: TrainConfig, device: torch.device, model: LanguageModel) -
     with fp16, whose loss scaler syncs the host), fused capturable AdamW. CPU: eager (compiling
     did not pay on the 2-core machine measured, and took 30-60 s of budget), the fused head in
     cache-sized chunks where ``step_fusable``, bf16 autocast where the CPU has native bf16,
-    ``ForeachAdamW``. MPS: eager, ``ForeachAdamW``. The head's gradient by Triton
-    (``CUDA_CE_KERNEL``) where Triton is installed.
+    ``ForeachAdamW``. MPS: eager, ``ForeachAdamW``. On CUDA with Triton installed the head's
+    gradient by a Triton kernel (``study.models.loss.cuda_ce_kernel``).
     """
     dtype = autocast_dtype(config.precision, device)
     fusable = model.step_fusable
@@ -111,7 +113,8 @@ def plan_step(config: TrainConfig, device: torch.device, model: LanguageModel) -
         ce_chunk=chunk if fusable and device.type != "mps" else 0,
         autocast=dtype,
         fused_adamw=cuda,
-        ce_kernel=CUDA_CE_KERNEL if triton_ready(device) else "torch",
+        ce_kernel=cuda_ce_kernel(d_model=config.model.d_model) if triton_ready(device)
+        else "torch",
     )
 
 
@@ -179,7 +182,7 @@ def make_loss(model: LanguageModel, plan: StepPlan) -> Loss:
     head = model.head_weight
     softmax_grad, logits_grad = head_kernels(
         plan.ce_kernel if dtype is not torch.float32 else "torch", device=head.device,
-        vocab_size=head.size(0), d_model=head.size(1), compile=plan.compile)
+        vocab_size=head.size(0), compile=plan.compile)
 
     def loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         h = trunk(x)

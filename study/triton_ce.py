@@ -120,9 +120,7 @@ def _linear_softmax_grad_kernel(h_ptr, w_ptr, t_ptr, g_ptr, nll_ptr, N, V: tl.co
 # (BLOCK_M, BLOCK_V, num_warps, num_stages) of the fused kernel; bench.kernels times others.
 # H200, 65536 rows, vocab 4096, d 128: 0.465 ms, against 0.181 (cuBLAS logits) + 0.423 (rows).
 FUSED_CONFIG = (128, 64, 8, 3)
-# Widest d_model the fused kernel is used for: its cost grows with d padded to a power of two
-# (0.82 ms at d 160 and 224), where cuBLAS logits + the row kernel cost 0.64-0.68 ms.
-FUSED_MAX_D = 128
+
 
 
 def linear_softmax_grad(

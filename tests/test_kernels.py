@@ -12,7 +12,14 @@ import torch.nn.functional as F
 
 from study.config import ModelConfig, TrainConfig
 from study.models import build_model
-from study.models.loss import CE_KERNELS, head_kernels, linear_cross_entropy, softmax_grad_eager
+from study.models.loss import (
+    CE_KERNELS,
+    cuda_ce_kernel,
+    head_kernels,
+    linear_cross_entropy,
+    softmax_grad_eager,
+    triton_ready,
+)
 from study.step import make_loss, plan_step
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -21,7 +28,7 @@ gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA dev
 @pytest.mark.parametrize("kind", CE_KERNELS)
 def test_every_kind_falls_back_to_pytorch_off_cuda(kind: str) -> None:
     softmax_grad, logits_grad = head_kernels(kind, device=torch.device("cpu"),  # type: ignore[arg-type]
-                                             vocab_size=300, d_model=8, compile=False)
+                                             vocab_size=300, compile=False)
     assert softmax_grad is softmax_grad_eager and logits_grad is None
     torch.manual_seed(0)
     h = torch.randn(20, 8, dtype=torch.float64, requires_grad=True)
@@ -30,6 +37,18 @@ def test_every_kind_falls_back_to_pytorch_off_cuda(kind: str) -> None:
     out = linear_cross_entropy(h, w, t, chunk=7, softmax_grad=softmax_grad,
                                logits_grad=logits_grad)
     torch.testing.assert_close(out, F.cross_entropy(h @ w.t(), t).float(), check_dtype=False)
+
+
+def test_cuda_plan_picks_the_fused_kernel_only_where_it_was_faster() -> None:
+    assert cuda_ce_kernel(d_model=64) == cuda_ce_kernel(d_model=128) == "fused"
+    assert cuda_ce_kernel(d_model=160) == cuda_ce_kernel(d_model=384) == "rows"
+    mc = ModelConfig(n_layer=1, d_model=128, n_head=4, vocab_size=300, seq_len=16)
+    model = build_model(mc)
+    cuda = torch.device("cuda")
+    plan = plan_step(TrainConfig(model=mc, device="cuda", batch_size=4), cuda, model)
+    assert plan.ce_kernel == ("fused" if triton_ready(cuda) else "torch")
+    cpu = plan_step(TrainConfig(model=mc, device="cpu", batch_size=4), torch.device("cpu"), model)
+    assert cpu.ce_kernel == "torch" and "fused-ce/" in cpu.describe()
 
 
 def _reference(h: torch.Tensor, w: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, ...]:

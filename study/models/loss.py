@@ -26,6 +26,15 @@ SoftmaxGrad = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]
 LogitsGrad = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]
 CeKernel = Literal["torch", "rows", "fused"]
 CE_KERNELS: tuple[CeKernel, ...] = ("torch", "rows", "fused")
+# Widest d_model the fused kernel pays at: its cost grows with d padded to a power of two (H200,
+# 65536 rows, vocab 4096: 0.47 ms at d 128, 0.82 at d 160 and 224), where cuBLAS logits and the
+# row kernel cost 0.60 ms at d 128 and 0.64-0.68 ms at d 160-224 (python -m bench.kernels).
+FUSED_MAX_D = 128
+
+
+def cuda_ce_kernel(*, d_model: int) -> CeKernel:
+    """The fastest measured kernel for the head's gradient on CUDA at ``d_model``."""
+    return "fused" if d_model <= FUSED_MAX_D else "rows"
 
 
 def ce_chunk_rows(device: torch.device, *, vocab_size: int, half: bool) -> int:
@@ -65,14 +74,13 @@ def triton_ready(device: torch.device) -> bool:
 
 
 def head_kernels(
-    kind: CeKernel, *, device: torch.device, vocab_size: int, d_model: int, compile: bool
+    kind: CeKernel, *, device: torch.device, vocab_size: int, compile: bool
 ) -> tuple[SoftmaxGrad, LogitsGrad | None]:
     """How the fused head turns a chunk into its logits' gradient: ``torch`` (cuBLAS logits, the
     softmax gradient compiled when ``compile``, else eager), ``rows`` (cuBLAS logits, the
     gradient in one Triton pass over them) or ``fused`` (one Triton kernel from ``h`` and the
-    weight; no logits in memory). Off CUDA or without Triton every kind is ``torch``; ``fused``
-    is ``rows`` above ``triton_ce.FUSED_MAX_D``, where it was measured slower; ``rows`` is
-    ``torch`` where a row is too wide for the kernel."""
+    weight; no logits in memory). Off CUDA or without Triton every kind is ``torch``, and
+    ``rows`` is ``torch`` where a row is too wide for the kernel."""
     softmax_grad: SoftmaxGrad = softmax_grad_eager
     if compile:
         softmax_grad = torch.compile(softmax_grad_fusable, dynamic=False)
@@ -80,7 +88,7 @@ def head_kernels(
         return softmax_grad, None
     from study import triton_ce  # imports triton: only here, on CUDA
 
-    if kind == "fused" and d_model <= triton_ce.FUSED_MAX_D:
+    if kind == "fused":
         return softmax_grad, triton_ce.linear_softmax_grad
     if vocab_size <= triton_ce.MAX_ROW:
         return triton_ce.softmax_grad_rows, None
