@@ -6,7 +6,10 @@ import hashlib
 import http.server
 import logging
 import os
+import shutil
 import socket
+import ssl
+import subprocess
 import sys
 import threading
 import warnings
@@ -132,19 +135,19 @@ def test_given_data_and_a_local_dataset_folder_need_no_probe(
     assert online.choose_corpus(None, dataset=str(tmp_path)) == online.CorpusChoice(None)
 
 
+class _Answers404(http.server.BaseHTTPRequestHandler):
+    def do_HEAD(self) -> None:  # noqa: N802 (the stdlib's name)
+        self.send_response(404)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
 @pytest.fixture
 def http_server() -> Iterator[str]:
     """A local server that answers every HEAD with 404: a hub that is there."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_HEAD(self) -> None:  # noqa: N802 (the stdlib's name)
-            self.send_response(404)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Answers404)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
@@ -161,6 +164,28 @@ def test_probe_tells_an_answer_from_silence(
         silent.listen(1)
         monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{silent.getsockname()[1]}")
         assert not online.hub_reachable(timeout=0.5)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_an_https_answer_without_a_valid_certificate_is_not_the_hub(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A transparent proxy answers for every address, but cannot show the hub's certificate.
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Answers404)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("HF_ENDPOINT", f"https://127.0.0.1:{server.server_address[1]}")
+        assert not online.hub_reachable(timeout=5.0)
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_hub_that_answers_but_fails_gives_one_line_and_exit_2(
