@@ -11,7 +11,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Versions this code upgrades in place (``store.migrate``): 1 lacked ``harness_curve.eval_tokens``.
+MIGRATES_FROM = frozenset({1})
 
 # MySQL's FLOAT is 4 bytes and its TEXT holds 64 KB; ask it for what the other backends give.
 FLOAT = sa.Float().with_variant(mysql.DOUBLE(asdecimal=False), "mysql", "mariadb")
@@ -37,6 +39,8 @@ curve = sa.Table(
     sa.Column("tokens", sa.BigInteger, nullable=False),
     sa.Column("train_loss", FLOAT, nullable=True),
     sa.Column("val_loss", FLOAT, nullable=True),
+    # Held-out targets the point was scored on; NULL in studies of schema 1 and older results.
+    sa.Column("eval_tokens", sa.BigInteger, nullable=True),
 )
 
 sample = sa.Table(
@@ -60,10 +64,15 @@ TRIAL_ATTRS = (
     "tokens_per_second",  # steady state
     "train_seconds",
     "steps",
-    "epochs",  # tokens_seen / training tokens available
+    "epochs",  # tokens_seen / unique_tokens
+    "unique_tokens",  # U: distinct training tokens the trial could draw from
+    "eval_tokens",  # held-out targets of every evaluation (the final one and each curve point)
+    "eval_seconds",  # seconds all evaluations took, outside the budget
     "val_loss", "val_ppl", "val_bpb", "val_is_bound",
     "device",  # e.g. "cuda", "cpu"
     "device_name",  # e.g. "NVIDIA H100 80GB HBM3", "Apple MPS (arm64)", "cpu x86_64"
     "versions",  # {"python", "torch", "numpy", "tokenizers", "study"}
     "seed",
+    "compile_seconds",  # budgeted seconds of the steps that compiled or captured a CUDA graph
+    "outside_seconds",  # the trial process's wall time minus train_seconds (parent-measured)
 )

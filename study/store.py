@@ -87,6 +87,7 @@ def inspect_storage(url: str, study_name: str) -> StorageState:
                                 study_attrs={})
         if not path.is_file():
             raise UsageError(f"cannot open storage {shown}: {path} is not a file")
+        check_writable(path, shown)
         # Read-only, so a file that is not ours is never touched.
         read_url = f"sqlite:///file:{path.resolve()}?mode=ro&uri=true"
     else:
@@ -99,6 +100,7 @@ def inspect_storage(url: str, study_name: str) -> StorageState:
         with engine.connect() as conn:
             tables = set(sa.inspect(conn).get_table_names())
             check_harness_version(conn, tables, shown, allow_older=False)
+            check_tables_are_ours(tables, shown, sqlite=parsed.get_backend_name() == "sqlite")
         if "studies" not in tables:
             return StorageState(url=shown, has_optuna=False, study_exists=False,
                                 directions=(), study_attrs={})
@@ -107,6 +109,51 @@ def inspect_storage(url: str, study_name: str) -> StorageState:
         raise UsageError(f"cannot open storage {shown}: {first_line(exc)}") from None
     finally:
         engine.dispose()
+
+
+# Optuna's own tables, any one of which marks a database Optuna has written.
+OPTUNA_TABLES = frozenset({"studies", "trials", "version_info", "alembic_version"})
+
+
+def check_tables_are_ours(tables: set[str], shown: str, *, sqlite: bool) -> None:
+    """Refuse a database whose tables are another application's: Optuna would add its own
+    tables beside them (on SQLite, which is a file of its own, any foreign table refuses it; a
+    server database may hold others beside a study), and a table named ``studies`` that is not
+    Optuna's would fail deep inside Optuna.
+
+    Raises:
+        UsageError: one line naming the storage and some of the tables found.
+    """
+    ours = OPTUNA_TABLES | set(schema.metadata.tables)
+    if sqlite and tables and tables.isdisjoint(ours):
+        listed = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise UsageError(f"storage {shown} holds another application's tables ({listed}), no "
+                         f"study; give a new file, e.g. sqlite:///study.db")
+    if "studies" in tables and "version_info" not in tables:
+        raise UsageError(f"storage {shown} has a table named studies that is not Optuna's; "
+                         f"give a database of its own")
+
+
+def check_writable(path: Path, shown: str) -> None:
+    """Refuse an SQLite file that the study could not write: read-only by its mode (even to
+    root, who could write it anyway: the mode says it is not to change), its folder (SQLite
+    writes a journal beside it) or its file system. A run always writes (it counts itself),
+    even on a complete study.
+
+    Raises:
+        UsageError: one line naming the storage and why.
+    """
+    for where in (path, path.parent):
+        try:
+            read_only_fs = bool(os.statvfs(where).f_flag & os.ST_RDONLY)
+            mode_read_only = where.stat().st_mode & 0o222 == 0
+        except OSError as exc:
+            raise UsageError(f"cannot open storage {shown}: {first_line(exc)}") from None
+        if read_only_fs or mode_read_only or not os.access(where, os.W_OK):
+            why = ("is on a read-only file system" if read_only_fs else
+                   "is read-only" if where == path else f"is in a read-only folder ({where})")
+            raise UsageError(f"storage {shown} {why}; a study run records itself in its "
+                             f"database (copy it somewhere writable to go on)")
 
 
 def _read_study(read_url: str, url: str, study_name: str, shown: str) -> StorageState:
@@ -141,8 +188,9 @@ def check_harness_version(conn: sa.Connection, tables: set[str], shown: str, *,
                           allow_older: bool) -> None:
     """Refuse a storage whose harness tables (``tables``: the names it holds) another version of
     the harness wrote. A newer schema is always refused: this code cannot know its layout. An
-    older one is refused unless ``allow_older``: the study writes, and must not mix two layouts
-    in one database, while the analysis only reads, and old studies are what it is for.
+    older one is refused unless ``allow_older`` or the study can upgrade it in place
+    (``schema.MIGRATES_FROM``): the study writes, and must not mix two layouts in one database,
+    while the analysis only reads, and old studies are what it is for.
 
     Raises:
         UsageError: one line naming ``shown`` (the storage), the version found and the one read.
@@ -156,62 +204,34 @@ def check_harness_version(conn: sa.Connection, tables: set[str], shown: str, *,
     if found.isdigit() and int(found) > schema.SCHEMA_VERSION:
         raise UsageError(f"storage {shown} was written by a newer version of this harness "
                          f"(schema {found}, this one reads {schema.SCHEMA_VERSION}); upgrade it")
-    if allow_older and found.isdigit():
-        return
+    if found.isdigit() and (allow_older or int(found) in schema.MIGRATES_FROM):
+        return  # the study upgrades it in place as it opens it (``harness_tables``)
     raise UsageError(f"storage {shown} holds harness schema version {found}; this version "
                      f"reads {schema.SCHEMA_VERSION}")
 
 
 def open_storage(url: str) -> RDBStorage:
-    """Open (creating where missing) Optuna's tables and the harness tables at ``url``."""
+    """Open (creating where missing, upgrading an older harness schema in place) Optuna's
+    tables and the harness tables at ``url``. Safe when several processes open a new database
+    at once: on SQLite they take turns (``creation_lock``); on a server the loser of a creation
+    race tries again once the winner's tables exist (``harness_tables``).
+
+    Raises:
+        UsageError: the storage cannot be opened or its tables cannot be made.
+    """
     import optuna
 
+    from study.harness_tables import create_or_upgrade, creation_lock, second_chance
+
     try:
-        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
-    except (sa.exc.SQLAlchemyError, ImportError, RuntimeError, ValueError) as exc:
+        with creation_lock(url):
+            storage = second_chance(
+                lambda: optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url)))
+            second_chance(lambda: retry(create_or_upgrade, storage.engine,
+                                        what="create the harness tables"))
+    except (sa.exc.SQLAlchemyError, ImportError, RuntimeError, ValueError, OSError) as exc:
         raise UsageError(f"cannot open storage {safe_url(url)}: {first_line(exc)}") from None
-    engine = storage.engine
-
-    def create() -> None:
-        schema.metadata.create_all(engine)
-        with engine.begin() as conn:
-            found = conn.execute(sa.select(schema.meta.c.value)
-                                 .where(schema.meta.c.key == "schema_version")).scalar()
-            if found is None:
-                conn.execute(schema.meta.insert().values(key="schema_version",
-                                                         value=str(schema.SCHEMA_VERSION)))
-        _widen_mysql_columns(engine)
-
-    try:
-        retry(create, what="create the harness tables")
-    except sa.exc.SQLAlchemyError:
-        # Another machine may be creating the same tables this moment; by now they exist.
-        time.sleep(1.0)
-        retry(create, what="create the harness tables")
     return storage
-
-
-def _widen_mysql_columns(engine: sa.Engine) -> None:
-    """Tables made before ``study.schema`` asked MySQL for DOUBLE and MEDIUMTEXT hold curve
-    points as 4-byte FLOAT and samples in 64 KB TEXT; widen them in place (lossless)."""
-    if engine.dialect.name not in ("mysql", "mariadb"):
-        return
-    quote = engine.dialect.identifier_preparer.quote
-    with engine.begin() as conn:
-        inspector = sa.inspect(conn)
-        for table in (schema.curve, schema.sample):
-            found = {c["name"]: c["type"].compile(dialect=engine.dialect)
-                     for c in inspector.get_columns(table.name)}
-            changes = [
-                f"MODIFY {quote(col.name)} {col.type.compile(dialect=engine.dialect)} "
-                f"{'NULL' if col.nullable else 'NOT NULL'}"
-                for col in table.columns
-                if col.name in found and not col.primary_key
-                and found[col.name] != col.type.compile(dialect=engine.dialect)
-            ]
-            if changes:
-                log.info("widening %s: %s", table.name, ", ".join(changes))
-                conn.execute(sa.text(f"ALTER TABLE {quote(table.name)} " + ", ".join(changes)))
 
 
 def write_trial_rows(engine: sa.Engine, *, trial_id: int, study_name: str, trial_number: int,
@@ -223,6 +243,7 @@ def write_trial_rows(engine: sa.Engine, *, trial_id: int, study_name: str, trial
             "trial_number": trial_number, "elapsed_s": float(p["elapsed_s"]),
             "tokens": int(p["tokens"]), "train_loss": _finite_or_none(p.get("train_loss")),
             "val_loss": _finite_or_none(p.get("val_loss")),
+            "eval_tokens": _int_or_none(p.get("eval_tokens")),
         }
         for i, p in enumerate(result.curve)
     ]
@@ -336,6 +357,10 @@ def _transient_cause(exc: BaseException) -> BaseException | None:
             return None
         seen = seen.__cause__
     return None
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def _finite_or_none(value: Any) -> float | None:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from study import progress, stale
 from study.errors import UsageError, stop_like_ctrl_c
-from study.job import Outcome, die_with_parent, run_job
+from study.job import Outcome, WarmPool, die_with_parent, prestart_enabled, run_job
 from study.optuna_store import SharedStudy, TrialWrittenOff
 from study.result import TrainResult
 from study.schema import TRIAL_ATTRS
@@ -96,8 +96,10 @@ def trial_attrs(result: TrainResult) -> dict[str, Any]:
         "batch_size": result.batch_size,
         **{k: getattr(result, k) for k in (
             "params", "params_nonembedding", "flops_per_token", "tokens_seen",
-            "tokens_per_second", "train_seconds", "steps", "epochs", "val_loss", "val_ppl",
-            "val_bpb", "val_is_bound", "device", "device_name", "versions")},
+            "tokens_per_second", "train_seconds", "steps", "epochs", "unique_tokens",
+            "eval_tokens", "eval_seconds", "val_loss", "val_ppl", "val_bpb", "val_is_bound",
+            "device", "device_name", "versions")},
+        **{k: getattr(result, k) for k in ("compile_seconds", "outside_seconds")},
     }
     assert set(attrs) == set(TRIAL_ATTRS), set(attrs) ^ set(TRIAL_ATTRS)
     return attrs
@@ -162,6 +164,8 @@ def run_worker(spec: WorkerSpec, lock: Lock, failures: Failures) -> None:
         pruner=make_pruner(spec.pruner, curve_points=spec.curve_points))
     env = {**os.environ, **spec.env}
     study_lock = StudyLock(spec.storage, spec.study_name)
+    pool = WarmPool(spec.train_command, cache_dir=spec.cache_dir, env=env,
+                    enabled=prestart_enabled(str(spec.base.get("device", "auto"))))
     waiting = False
     try:
         while True:
@@ -180,8 +184,9 @@ def run_worker(spec: WorkerSpec, lock: Lock, failures: Failures) -> None:
                 continue
             waiting = False
             if config is not None:
-                _train_and_record(spec, shared, trial, config, env, failures, study_lock)
+                _train_and_record(spec, shared, trial, config, env, failures, study_lock, pool)
     finally:
+        pool.close()
         study_lock.close()
 
 
@@ -202,10 +207,10 @@ def _configure(sweep: Sweep, spec: WorkerSpec, shared: SharedStudy, trial: optun
 
 def _train_and_record(spec: WorkerSpec, shared: SharedStudy, trial: optuna.Trial,
                       config: TrainConfig, env: dict[str, str], failures: Failures,
-                      study_lock: StudyLock) -> None:
+                      study_lock: StudyLock, pool: WarmPool | None = None) -> None:
     progress.emit(progress.start_line(trial.number, spec.index, trial.params))
     try:
-        outcome = _run(spec, shared, trial, config, env)
+        outcome = _run(spec, shared, trial, config, env, pool)
         progress.emit(progress.end_line(trial.number, outcome))
         _record(shared, trial, outcome, failures)
     except KeyboardInterrupt:
@@ -256,7 +261,7 @@ def _next_trial(spec: WorkerSpec, shared: SharedStudy,
 
 
 def _run(spec: WorkerSpec, shared: SharedStudy, trial: optuna.Trial, config: TrainConfig,
-         env: dict[str, str]) -> Outcome:
+         env: dict[str, str], pool: WarmPool | None = None) -> Outcome:
     """Train ``trial`` in a child, beating its heartbeat and reporting its curve.
 
     Raises:
@@ -284,7 +289,7 @@ def _run(spec: WorkerSpec, shared: SharedStudy, trial: optuna.Trial, config: Tra
     return run_job(
         config, command=spec.train_command, cache_dir=spec.cache_dir, env=env,
         on_progress=lambda e: progress.emit(progress.progress_line(trial.number, e)),
-        on_curve=on_curve, on_tick=on_tick,
+        on_curve=on_curve, on_tick=on_tick, pool=pool,
     )
 
 

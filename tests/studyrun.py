@@ -43,7 +43,7 @@ def suggest(trial):
     lr = {{lr}}
     return TrainConfig(
         model=ModelConfig(n_layer=n_layer, d_model=d_model, n_head=2, vocab_size=512, seq_len=64),
-        lr=lr, batch_size=16, eval_tokens=4096, curve_eval_tokens=1024,
+        lr=lr, batch_size=16, eval_tokens=4096,
         curve_points={CURVE_POINTS}, max_stories=2000, sample_tokens=8)
 """
 NORMAL_LR = 'trial.suggest_float("lr", 1e-3, 1e-2, log=True)'
@@ -290,8 +290,11 @@ def make_result(**changes: Any) -> TrainResult:
         params_nonembedding=40_000, flops_per_token=2_000_000, tokens_seen=1024,
         tokens_per_second=512.0, train_seconds=2.0, steps=10, epochs=0.01, batch_size=4,
         device="cpu", device_name="cpu x86_64", versions={"python": "3", "torch": "2"},
-        sample="Once upon a time there was", curve=[
-            {"elapsed_s": 1.0, "tokens": 512, "train_loss": 5.0, "val_loss": 5.1},
-            {"elapsed_s": 2.0, "tokens": 1024, "train_loss": 4.0, "val_loss": 4.2}])
+        sample="Once upon a time there was", unique_tokens=102_400, eval_tokens=4096,
+        eval_seconds=0.5, curve=[
+            {"elapsed_s": 1.0, "tokens": 512, "train_loss": 5.0, "val_loss": 5.1,
+             "eval_tokens": 4096},
+            {"elapsed_s": 2.0, "tokens": 1024, "train_loss": 4.0, "val_loss": 4.2,
+             "eval_tokens": 4096}])
     values.update(changes)
     return TrainResult(**values)

@@ -92,7 +92,8 @@ def test_write_trial_rows_replaces_previous_rows(tmp_path: Path) -> None:
                                result=make_result())
     with engine.connect() as conn:
         rows = conn.execute(sa.select(schema.curve).order_by(schema.curve.c.idx)).all()
-        assert [(r.idx, r.tokens, r.val_loss) for r in rows] == [(0, 512, 5.1), (1, 1024, 4.2)]
+        assert [(r.idx, r.tokens, r.val_loss, r.eval_tokens) for r in rows] == [
+            (0, 512, 5.1, 4096), (1, 1024, 4.2, 4096)]
         assert conn.execute(sa.select(schema.sample.c.text)).scalars().all() == [
             "Once upon a time there was"]
     assert store.trial_numbers_with_rows(engine, "s") == {3}
@@ -119,3 +120,106 @@ def test_inspect_storage_reads_a_study_without_writing(tmp_path: Path) -> None:
     other = store.inspect_storage(url, "other")
     assert other.has_optuna and not other.study_exists and other.study_attrs == {}
     assert path.read_bytes() == before
+
+
+def _as_schema_1(url: str) -> None:
+    """Turn a new database into one the harness of schema 1 made: no curve ``eval_tokens``."""
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE harness_curve DROP COLUMN eval_tokens"))
+        conn.execute(sa.update(schema.meta).where(schema.meta.c.key == "schema_version")
+                     .values(value="1"))
+    engine.dispose()
+
+
+def _version_and_columns(engine: sa.Engine) -> tuple[str, set[str]]:
+    with engine.connect() as conn:
+        version = conn.execute(sa.select(schema.meta.c.value)).scalar_one()
+        return version, {c["name"] for c in sa.inspect(conn).get_columns("harness_curve")}
+
+
+def upgrade_in_place(url: str) -> None:
+    """A schema-1 study with rows, opened by two processes' worth of threads at once: upgraded
+    to the current schema once, its old rows kept, new rows carrying ``eval_tokens``."""
+    import threading
+
+    engine = store.open_storage(url).engine
+    old = make_result(curve=[{"elapsed_s": 1.0, "tokens": 512, "train_loss": 5.0,
+                              "val_loss": 5.1}])
+    store.write_trial_rows(engine, trial_id=1, study_name="s", trial_number=0, result=old)
+    _as_schema_1(url)
+    engine.dispose()
+    assert store.inspect_storage(url, "s").has_optuna  # a study of schema 1 is not refused
+    errors: list[BaseException] = []
+
+    def open_it() -> None:
+        try:
+            store.open_storage(url).engine.dispose()
+        except BaseException as exc:  # noqa: BLE001 - reported by the assert below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    engine = store.open_storage(url).engine
+    assert _version_and_columns(engine) == (str(schema.SCHEMA_VERSION),
+                                            {c.name for c in schema.curve.columns})
+    store.write_trial_rows(engine, trial_id=2, study_name="s", trial_number=1,
+                           result=make_result())
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(schema.curve.c.trial_number, schema.curve.c.eval_tokens)
+                            .order_by(schema.curve.c.trial_id, schema.curve.c.idx)).all()
+    assert [tuple(r) for r in rows] == [(0, None), (1, 4096), (1, 4096)]
+    engine.dispose()
+
+
+def test_a_study_of_schema_1_is_upgraded_in_place(tmp_path: Path) -> None:
+    upgrade_in_place(f"sqlite:///{tmp_path / 'study.db'}")
+
+
+def test_a_newer_or_unknown_schema_is_not_upgraded(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    store.open_storage(url).engine.dispose()
+    engine = sa.create_engine(url)
+    for version, message in ((str(schema.SCHEMA_VERSION + 1), "newer version"),
+                             ("0", "holds harness schema version 0")):
+        with engine.begin() as conn:
+            conn.execute(sa.update(schema.meta).values(value=version))
+        with pytest.raises(UsageError, match=message):
+            store.inspect_storage(url, "s")
+    engine.dispose()
+
+
+def test_another_applications_database_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "app.db"
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)"))
+    before = path.read_bytes()
+    with pytest.raises(UsageError, match=r"holds another application's tables \(customers\)"):
+        store.inspect_storage(f"sqlite:///{path}", "s")
+    assert path.read_bytes() == before
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE studies (id INTEGER PRIMARY KEY)"))
+    with pytest.raises(UsageError, match="a table named studies that is not Optuna's"):
+        store.inspect_storage(f"sqlite:///{path}", "s")
+    engine.dispose()
+
+
+def test_a_read_only_file_or_folder_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "study.db"
+    url = f"sqlite:///{path}"
+    store.open_storage(url).engine.dispose()
+    path.chmod(0o444)
+    with pytest.raises(UsageError, match=r"study\.db is read-only; a study run records"):
+        store.inspect_storage(url, "s")
+    path.chmod(0o644)
+    tmp_path.chmod(0o555)
+    try:
+        with pytest.raises(UsageError, match="is in a read-only folder"):
+            store.inspect_storage(url, "s")
+    finally:
+        tmp_path.chmod(0o755)
