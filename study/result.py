@@ -35,6 +35,13 @@ class TrainResult:
     ``eval_tokens`` held-out targets as the final point (``eval_seconds``: the seconds all
     evaluations took, outside the budget). ``unique_tokens`` is U, the distinct training tokens
     the trial could draw from, and ``epochs`` is D / U (``tokens_seen`` / ``unique_tokens``).
+
+    Where the seconds went: ``compile_seconds`` are the budgeted seconds of the steps that
+    compiled or captured a CUDA graph (inside ``train_seconds``; 0 for an eager step); outside
+    the budget, the child's own phases are ``import_seconds`` (torch and the trainer),
+    ``setup_seconds`` (device, data, model, step; before the clock), ``eval_seconds`` and
+    ``sample_seconds``; ``outside_seconds`` is what the parent measured from spawning the
+    process to its exit, minus ``train_seconds`` (None when the job ran without a parent).
     """
 
     config: dict[str, Any]
@@ -59,6 +66,11 @@ class TrainResult:
     unique_tokens: int | None = None  # None in results of versions before it was recorded
     eval_tokens: int | None = None
     eval_seconds: float | None = None
+    compile_seconds: float | None = None
+    import_seconds: float | None = None
+    setup_seconds: float | None = None
+    sample_seconds: float | None = None
+    outside_seconds: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from study import progress, stale, store
 from study.errors import UsageError
+from study.job import compile_cache_env
 from study.optuna_store import SharedStudy
 from study.study_lock import StudyLock
 from study.worker import PRUNERS, WorkerSpec, process_main, quiet_optuna, run_worker
@@ -110,7 +111,8 @@ def run_study(opts: RunOptions) -> int:
             pruner=opts.pruner, curve_points=probe.curve_points,
             sampler_seed=sampler_seed(opts.seed, run_index, i),
             cache_dir=opts.cache_dir, index=i, workers=opts.workers,
-            env=child_env(i, opts.workers, device=opts.device),
+            env={**compile_cache_env(opts.cache_dir),
+                 **child_env(i, opts.workers, device=opts.device)},
             parent_pid=os.getpid() if opts.workers > 1 else None,
         )
         for i in range(opts.workers)

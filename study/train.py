@@ -1,23 +1,34 @@
 """``python -m study.train``: train one model for a wall-clock budget and report how good it got.
 
     python -m study.train --budget 60 --data ../shared/data/tinystories --d-model 128 --json r.json
+
+With ``--config-from-stdin`` the process warms up first (imports torch and the trainer, opens the
+device, CUDA context included, and maps the token cache of ``--warm-config``, a config of the same
+study), then blocks until its TrainConfig arrives as JSON on stdin: a study starts its next
+trial's process this way while the current one trains (``study.job.WarmPool``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from study.cli import ArgumentParser
 from study.config import ARCHS, DEVICES, MLP_TYPES, POS_SCHEMES, PRECISIONS, TrainConfig
 from study.data import max_stories_arg, resolve_max_stories
 from study.errors import UsageError, cli_main
 from study.fileio import write_json
+from study.fmt import fmt_count
 from study.result import EXIT_DIVERGED, EXIT_OOM
+
+if TYPE_CHECKING:
+    from study.data import TokenData
 
 # CLI flag -> config key (``model.`` keys live in ModelConfig).
 FLAGS: dict[str, tuple[str, type, Any]] = {
@@ -73,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
                    default=None, help="torch.compile the model (default: on for CUDA only)")
     p.add_argument("--curriculum", dest="curriculum", action=argparse.BooleanOptionalAction,
                    default=None, help="grow the sequence length from 64 to full by mid-budget")
+    p.add_argument("--config-from-stdin", action="store_true",
+                   help="warm up, then read the TrainConfig JSON from stdin (flags override it)")
+    p.add_argument("--warm-config", type=Path,
+                   help="with --config-from-stdin: a config whose device and tokens to warm up")
     p.add_argument("--json", type=Path, help="write the result object here")
     p.add_argument("--events", type=Path, help="append progress and curve points as JSON lines")
     p.add_argument("--cache-dir", type=Path, help="tokenizer and token cache folder")
@@ -81,17 +96,35 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    base: dict[str, Any] = {}
-    if args.config is not None:
-        try:
-            base = json.loads(args.config.read_text())
-        except FileNotFoundError:
-            raise UsageError(f"config file not found: {args.config}") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise UsageError(f"cannot read config {args.config}: {exc}") from None
-        if not isinstance(base, dict):
-            raise UsageError(f"config {args.config} must hold a JSON object")
+def read_config(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``.
+
+    Raises:
+        UsageError: a missing or unreadable file, or JSON that is not an object.
+    """
+    try:
+        return parse_config(path.read_text(), source=f"config {path}")
+    except FileNotFoundError:
+        raise UsageError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read config {path}: {exc}") from None
+
+
+def parse_config(text: str, *, source: str) -> dict[str, Any]:
+    """The JSON object in ``text`` (read from ``source``, named in the error)."""
+    try:
+        base = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"cannot read {source}: {exc}") from None
+    if not isinstance(base, dict):
+        raise UsageError(f"{source} must hold a JSON object")
+    return base
+
+
+def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = None) -> TrainConfig:
+    """``base`` (else ``--config``, else the defaults) with the flags applied on top."""
+    if base is None:
+        base = read_config(args.config) if args.config is not None else {}
     base = {**base, "model": dict(base.get("model") or {})}
     for dest, (key, _, _) in FLAGS.items():
         value = getattr(args, dest)
@@ -113,17 +146,33 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
+    started = time.perf_counter()
     args = build_parser().parse_args(argv)
-    config = config_from_args(args)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    data: TokenData | None = None
+    if args.config_from_stdin:
+        hint, data = warm_up(args)
+        import_seconds = time.perf_counter() - started  # the warm-up, before the trial came
+        text = sys.stdin.read()
+        if not text.strip():
+            return 0  # the study ended before it had a trial for this process
+        config = config_from_args(args, parse_config(text, source="the config on stdin"))
+        if hint is None or _tokens_key(hint) != _tokens_key(config):
+            data = None
+    else:
+        config = config_from_args(args)
+        import study.trainer  # noqa: F401  (timed: torch and the trainer)
+
+        import_seconds = time.perf_counter() - started
     from study.trainer import Diverged, OutOfMemory, train
 
     events = open(args.events, "a") if args.events else None  # noqa: SIM115
     try:
         result = train(
             config, cache_dir=args.cache_dir, events=events, log_interval=args.log_interval,
-            out=None if args.quiet else sys.stdout,
+            out=None if args.quiet else sys.stdout, data=data,
         )
+        result = dataclasses.replace(result, import_seconds=import_seconds)
     except Diverged as exc:
         return _failed(args.json, "diverged", str(exc), EXIT_DIVERGED)
     except OutOfMemory as exc:
@@ -134,15 +183,40 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quiet:
         print(
             f"val loss {result.val_loss:.4f} | val ppl {result.val_ppl:.2f} | "
-            f"val bpb {result.val_bpb:.4f} | params {result.params:,} | "
-            f"{result.tokens_seen:,} tokens ({result.epochs:.2f} epochs) | "
-            f"{result.tokens_per_second:,.0f} tok/s | {result.steps} steps in "
+            f"val bpb {result.val_bpb:.4f} | params {fmt_count(result.params)} | "
+            f"{fmt_count(result.tokens_seen)} tokens ({result.epochs:.2f} epochs) | "
+            f"{fmt_count(result.tokens_per_second)} tok/s | {result.steps} steps in "
             f"{result.train_seconds:.1f}s on {result.device_name}"
         )
         print(f"sample: {result.sample}")
     if args.json is not None:
         write_json(args.json, result.to_dict())
     return 0
+
+
+def warm_up(args: argparse.Namespace) -> tuple[TrainConfig | None, TokenData | None]:
+    """Import torch and the trainer, open the device (a CUDA context costs seconds) and map
+    the tokens of ``--warm-config``; returns that config and its tokens (None, None without it).
+
+    Raises:
+        UsageError: an unreadable ``--warm-config``, a device not present.
+    """
+    import torch
+
+    from study.device import resolve_device
+    from study.trainer import load_config_tokens
+
+    hint = config_from_args(args, read_config(args.warm_config)) if args.warm_config else None
+    device = resolve_device(hint.device if hint is not None else args.device or "auto")
+    torch.empty(1, device=device)  # creates the CUDA context now, not when the trial starts
+    if hint is None:
+        return None, None
+    return hint, load_config_tokens(hint, cache_dir=args.cache_dir)
+
+
+def _tokens_key(config: TrainConfig) -> tuple[Any, ...]:
+    """What decides a config's tokens: warm tokens serve a trial only when these match."""
+    return (config.data, config.model.vocab_size, config.max_stories)
 
 
 def _failed(path: Path | None, kind: str, reason: str, status: int) -> int:

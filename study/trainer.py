@@ -34,6 +34,7 @@ from study.device import (
 )
 from study.errors import UsageError
 from study.evaluate import eval_windows, evaluate
+from study.fmt import fmt_count
 from study.models import LanguageModel, ParamCount, build_model, count_params
 from study.result import CurvePoint, TrainResult
 from study.schedule import lr_at, seq_len_at
@@ -241,7 +242,7 @@ class Run:
         budget = self.config.budget
         if self.out is not None:
             print(f"{elapsed:7.1f}/{budget:.0f}s | step {self.step:6d} | "
-                  f"loss {train_loss:.4f} | lr {lr:.2e} | {tok_s:,.0f} tok/s",
+                  f"loss {train_loss:.4f} | lr {lr:.2e} | {fmt_count(tok_s)} tok/s",
                   file=self.out, flush=True)
         self.events.emit("progress", elapsed_s=elapsed, budget=budget, step=self.step,
                          train_loss=train_loss, lr=lr, tok_s=tok_s)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from study.config import ModelConfig, TrainConfig
+from study.fmt import fmt_count
 from study.models import build_model
 from study.trainer import train
 
@@ -119,6 +121,17 @@ def test_cli_writes_result_json(tinystories: Path, cache_dir: Path, tmp_path: Pa
     kinds = [json.loads(line)["kind"] for line in events.read_text().splitlines()]
     assert kinds.count("curve") == 3 and "progress" in kinds and kinds[-1] == "final"
     assert "| step" in proc.stdout and "sample:" in proc.stdout
+    # One number format (study.fmt): counts read 45.2k, never 45,213 or 4.52e+04.
+    lines = proc.stdout.splitlines()
+    progress = [line for line in lines if "| step" in line]
+    assert progress and all(re.fullmatch(
+        r" *\d+\.\d/3s \| step +\d+ \| loss \d+\.\d{4} \| lr \d\.\d\de[+-]\d\d \| "
+        r"\d+(\.\d+)?[kMG] tok/s", line) for line in progress), progress
+    summary = next(line for line in lines if line.startswith("val loss"))
+    assert (f"| params {fmt_count(result['params'])} | {fmt_count(result['tokens_seen'])} "
+            f"tokens (") in summary, summary
+    assert f"| {fmt_count(result['tokens_per_second'])} tok/s |" in summary, summary
+    assert re.search(r"params \d+(\.\d+)?k \|", summary), summary  # a tiny model: tens of k
 
 
 def test_cli_diverged_and_oom(tinystories: Path, cache_dir: Path, tmp_path: Path) -> None:
