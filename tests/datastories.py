@@ -38,12 +38,12 @@ def write_text(path: Path, stories: list[str]) -> Path:
 
 def _write(path: Path, body: str) -> None:
     """``body`` as UTF-8, compressed as the suffix (.xz, .gz) says."""
-    opener = {".xz": lzma.open, ".gz": gzip.open}.get(path.suffix)
-    if opener:
-        with opener(path, "wt", encoding="utf-8") as f:
-            f.write(body)
-    else:
-        path.write_text(body, encoding="utf-8")
+    data = body.encode("utf-8")
+    if path.suffix == ".xz":
+        data = lzma.compress(data)
+    elif path.suffix == ".gz":
+        data = gzip.compress(data)
+    path.write_bytes(data)
 
 
 def write_corpus(path: Path, stories: list[str]) -> Path:
