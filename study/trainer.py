@@ -38,7 +38,7 @@ from study.fmt import fmt_count
 from study.models import LanguageModel, ParamCount, build_model, count_params
 from study.result import CurvePoint, TrainResult
 from study.schedule import lr_at, seq_len_at
-from study.step import TrainStep
+from study.step import GRAPH_WARMUP, TrainStep
 
 if TYPE_CHECKING:
     from study.data import TokenData
@@ -61,8 +61,10 @@ def train(
     events: TextIO | None = None,
     log_interval: float | None = None,
     out: TextIO | None = sys.stdout,
+    data: TokenData | None = None,
 ) -> TrainResult:
-    """Train ``config`` for its budget and evaluate it.
+    """Train ``config`` for its budget and evaluate it. ``data``: the tokens of ``config``'s
+    corpus, tokenizer and story limit, already loaded (a warm process); else they are loaded.
 
     Raises:
         UsageError: bad config or data (before the clock starts).
@@ -70,11 +72,13 @@ def train(
         OutOfMemory: the device ran out of memory.
     """
     threads = torch.get_num_threads()
+    started = time.perf_counter()
     try:
-        job = Job.prepare(config, cache_dir=cache_dir)
+        job = Job.prepare(config, cache_dir=cache_dir, data=data)
         if log_interval is None:
             log_interval = min(10.0, max(1.0, config.budget / 10))
         run = Run(job, events=Events(events), log_interval=log_interval, out=out)
+        run.setup_seconds = time.perf_counter() - started
         try:
             run.loop()
         except torch.OutOfMemoryError as exc:
@@ -106,7 +110,8 @@ class Job:
     amp: Callable[[], AbstractContextManager[Any]]
 
     @classmethod
-    def prepare(cls, config: TrainConfig, *, cache_dir: Path | None) -> Job:
+    def prepare(cls, config: TrainConfig, *, cache_dir: Path | None,
+                data: TokenData | None = None) -> Job:
         """Validate, load the tokens (tokenizer and cache: before the clock), build the model
         and its step.
 
@@ -116,10 +121,8 @@ class Job:
         config.validate()
         started = time.perf_counter()
         device = resolve_device(config.device)
-        from study.data import load_tokens
-
-        data = load_tokens(config.data, vocab_size=config.model.vocab_size,
-                           cache_dir=cache_dir, max_stories=config.max_stories)
+        if data is None:
+            data = load_config_tokens(config, cache_dir=cache_dir)
         log.info("overhead: data loaded in %.2fs", time.perf_counter() - started)
         mc = config.model
         if len(data.train) < mc.seq_len + 2:
@@ -162,6 +165,14 @@ class Job:
                             batch_size=self.eval_batch, amp=self.amp, threads=threads)
 
 
+def load_config_tokens(config: TrainConfig, *, cache_dir: Path | None) -> TokenData:
+    """The tokens of ``config``'s corpus, tokenizer and story limit (built once, then mapped)."""
+    from study.data import load_tokens
+
+    return load_tokens(config.data, vocab_size=config.model.vocab_size, cache_dir=cache_dir,
+                       max_stories=config.max_stories)
+
+
 # --------------------------------------------------------------------------- the loop
 
 
@@ -187,6 +198,10 @@ class Run:
         self.last_train_loss = float("nan")
         self.curve: list[CurvePoint] = []
         self.eval_seconds = 0.0  # curve points and the final evaluation, clock paused
+        self.setup_seconds: float | None = None  # before the clock: set by ``train``
+        self.compile_seconds = 0.0  # budgeted seconds of the steps that compiled or captured
+        self._shape: tuple[int, int] | None = None
+        self._compile_steps_left = 0
 
     def loop(self) -> None:
         """Train until the budget is spent; the clock is paused when this returns."""
@@ -198,9 +213,16 @@ class Run:
             lr = lr_at(frac, peak=config.lr, warmup_frac=config.warmup_frac)
             seq_len = seq_len_at(frac, full=config.model.seq_len, curriculum=config.curriculum)
             _check_fault_hook(self.step)
+            compiling = self.compiles((step_fn.rows_at(seq_len), seq_len))
+            if compiling:  # the device's queue drained before and after: only this step counts
+                step_fn.sync()
+                began = time.perf_counter()
             self.threads.before()
             self.tokens_seen += step_fn(lr=lr, seq_len=seq_len)
             self.threads.after()
+            if compiling:
+                step_fn.sync()
+                self.compile_seconds += time.perf_counter() - began
             self.step += 1
             # The flag is a few steps behind on CUDA (no sync); the first steps wait for it.
             self.check_finite(wait=self.step <= 2)
@@ -219,6 +241,24 @@ class Run:
         step_fn.sync()
         self.clock.pause()
         self.read_loss()
+
+    def compiles(self, shape: tuple[int, int]) -> bool:
+        """Whether the next step, at batch ``shape`` (rows, seq_len), compiles or captures.
+
+        A compiled step compiles on its first call at each new shape (``dynamic=False``); a
+        CUDA-graphed one runs ``GRAPH_WARMUP`` eager steps (where compile and autotuning happen)
+        and then captures (``study.step.TrainStep._graph_step``). Eager steps never compile.
+        """
+        plan = self.job.step_fn.plan
+        if not (plan.compile or plan.cuda_graph):
+            return False
+        if shape != self._shape:
+            self._shape = shape
+            self._compile_steps_left = GRAPH_WARMUP + 1 if plan.cuda_graph else 1
+        if self._compile_steps_left <= 0:
+            return False
+        self._compile_steps_left -= 1
+        return True
 
     def read_loss(self) -> float:
         """Mean training loss since the last read (the last finite one if no step since)."""
@@ -288,7 +328,9 @@ class Run:
         if self.curve:
             self.curve[-1]["val_loss"] = val_loss
         self.events.emit("final", val_loss=val_loss, val_bpb=val_bpb)
+        sampled = time.perf_counter()
         sample = self.sample()
+        sample_seconds = time.perf_counter() - sampled
         log.info("overhead: evaluation and sample %.2fs after training, %.2fs of evaluation "
                  "in all while the clock was paused", time.perf_counter() - finished,
                  self.eval_seconds)
@@ -304,6 +346,8 @@ class Run:
             device_name=device_name(job.device), versions=versions(), sample=sample,
             curve=self.curve, val_is_bound=job.model.nll_is_bound,
             eval_tokens=job.eval_tokens, eval_seconds=self.eval_seconds,
+            compile_seconds=self.compile_seconds, setup_seconds=self.setup_seconds,
+            sample_seconds=sample_seconds,
         )
 
     def sample(self) -> str:
