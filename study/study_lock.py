@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import tempfile
+import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 import sqlalchemy as sa
 
@@ -30,10 +31,13 @@ class StudyLock:
     ``flock`` on a file in the temporary folder named after the database and study, freed by the
     kernel when the holder dies (the file is removed when it lets go). Other backends get no
     lock beyond the caller's own. Held only for the short step that recovers orphaned trials,
-    counts, and starts the next trial.
+    counts, and starts the next trial. Waiting for it never blocks where a signal cannot reach
+    (``_acquire``), so a run waiting behind a frozen holder can be stopped and says why it waits.
     """
 
-    POLL_S = 5  # seconds one MySQL GET_LOCK call waits before asking again
+    POLL_S = 0.5  # at most this many seconds between attempts while another process holds it
+    FIRST_REPORT_S = 5.0  # a wait this long says what it waits for, and again every REPORT_S
+    REPORT_S = 30.0
 
     def __init__(self, url: str, study_name: str) -> None:
         parsed = sa.engine.make_url(url)
@@ -46,6 +50,7 @@ class StudyLock:
         self._conn: sa.Connection | None = None
         self._fd: int | None = None
         self._path: Path | None = None
+        self._what = f"study {study_name!r} on {store.safe_url(url)}"
         if self.backend in ("postgresql", "mysql", "mariadb"):
             self._engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
         elif self.backend == "sqlite":
@@ -62,40 +67,61 @@ class StudyLock:
         self._release()
 
     def _acquire(self) -> None:
+        """Take the lock, asking again (soon, then every ``POLL_S`` seconds) rather than
+        blocking in the database or the kernel: the wait stays interruptible (Ctrl-C, SIGTERM),
+        and after
+        ``FIRST_REPORT_S`` and every ``REPORT_S`` seconds more it says what it waits for."""
+        started, reported, delay = time.monotonic(), -math.inf, 0.02
+        conn = None
         if self._engine is not None:
             conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            try:
-                if self.backend == "postgresql":
-                    conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": self._key})
-                else:  # 1: taken, 0: still held elsewhere after POLL_S seconds, NULL: an error
-                    got: Any = 0
-                    while got == 0:
-                        got = conn.execute(sa.text("SELECT GET_LOCK(:name, :wait)"),
-                                           {"name": self._name, "wait": self.POLL_S}).scalar()
-                    if got != 1:
-                        raise RuntimeError(f"MySQL GET_LOCK({self._name!r}) failed")
-            except BaseException:
+        try:
+            while not self._try(conn):
+                waited = time.monotonic() - started
+                if waited >= self.FIRST_REPORT_S and waited - reported >= self.REPORT_S:
+                    reported = waited
+                    log.warning("waiting %.0fs for the study lock of %s, held by another run "
+                                "of this study (a process stopped while holding it keeps every "
+                                "run waiting: resume or end it)", waited, self._what)
+                time.sleep(delay)
+                delay = min(2 * delay, self.POLL_S)
+        except BaseException:
+            if conn is not None:
                 conn.close()
-                raise
-            self._conn = conn
-        elif self._path is not None:
-            import fcntl
+            raise
+        self._conn = conn
 
-            while True:
-                fd = os.open(self._path, os.O_RDONLY | os.O_CREAT, 0o666)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX)
-                    # The holder before us removes the file as it lets go: lock the file that
-                    # is there now, not one already unlinked.
-                    if os.fstat(fd).st_ino == os.stat(self._path).st_ino:
-                        self._fd = fd
-                        return
-                except FileNotFoundError:
-                    pass
-                except BaseException:
-                    os.close(fd)
-                    raise
-                os.close(fd)
+    def _try(self, conn: sa.Connection | None) -> bool:
+        """One attempt at the lock, without waiting; True if this process now holds it."""
+        if conn is not None:
+            if self.backend == "postgresql":
+                return bool(conn.execute(sa.text("SELECT pg_try_advisory_lock(:key)"),
+                                         {"key": self._key}).scalar())
+            # 1: taken, 0: held elsewhere, NULL: an error
+            got = conn.execute(sa.text("SELECT GET_LOCK(:name, 0)"),
+                               {"name": self._name}).scalar()
+            if got is None:
+                raise RuntimeError(f"MySQL GET_LOCK({self._name!r}) failed")
+            return bool(got == 1)
+        if self._path is None:
+            return True
+        import fcntl
+
+        fd = os.open(self._path, os.O_RDONLY | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # The holder before us removes the file as it lets go: lock the file that is
+            # there now, not one already unlinked.
+            if os.fstat(fd).st_ino == os.stat(self._path).st_ino:
+                self._fd = fd
+                return True
+        except (BlockingIOError, FileNotFoundError):
+            pass
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+        return False
 
     def _release(self) -> None:
         if self._conn is not None:

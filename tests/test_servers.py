@@ -288,3 +288,48 @@ def test_study_lock_on_sqlite(tmp_path: Path) -> None:
         assert lock._path.exists()
     assert not lock._path.exists()  # removed when let go
     assert sorted(tmp_path.iterdir()) == []  # nothing beside the (unopened) database
+
+
+def _a_run_behind_a_frozen_holder_says_so_and_stops(url: str, name: str, tmp_path: Path,
+                                                    cache_dir: Path) -> None:
+    """A process stopped (SIGSTOP) while holding the study lock: a run of the study waits,
+    says what it waits for, and still stops at SIGTERM, one line and no traceback (issue 18 #4:
+    ``pg_advisory_lock`` waited in the server, deaf to signals)."""
+    import signal
+
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, url, name], cwd=REPO, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    runner = None
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        holder.send_signal(signal.SIGSTOP)
+        args = study_args(url, write_sweep(tmp_path), cache_dir, "--trials", "1",
+                          "--study-name", name)
+        runner = subprocess.Popen(args, cwd=REPO, text=True, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE)
+        assert runner.stderr is not None
+        seen = []
+        for line in runner.stderr:  # ends if the run exits: then the assert below says why
+            seen.append(line)
+            if "for the study lock" in line:
+                break
+        assert f"study {name!r}" in seen[-1] and "held by another run" in seen[-1], seen
+        runner.send_signal(signal.SIGTERM)
+        rest = runner.communicate(timeout=60)[1]
+        assert runner.returncode != 0 and "Traceback" not in rest, rest
+    finally:
+        for proc in (runner, holder):
+            if proc is not None and proc.poll() is None:
+                proc.kill()  # SIGKILL ends a stopped process too
+                proc.wait()
+
+
+def test_a_frozen_lock_holder_leaves_a_server_run_stoppable(
+        server: tuple[str, str], tmp_path: Path, cache_dir: Path) -> None:
+    _a_run_behind_a_frozen_holder_says_so_and_stops(*server, tmp_path, cache_dir)
+
+
+def test_a_frozen_lock_holder_leaves_an_sqlite_run_stoppable(tmp_path: Path,
+                                                            cache_dir: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    _a_run_behind_a_frozen_holder_says_so_and_stops(url, "tiny", tmp_path, cache_dir)
