@@ -166,6 +166,8 @@ def run_worker(spec: WorkerSpec, lock: Lock, failures: Failures) -> None:
     study_lock = StudyLock(spec.storage, spec.study_name)
     pool = WarmPool(spec.train_command, cache_dir=spec.cache_dir, env=env,
                     enabled=prestart_enabled(str(spec.base.get("device", "auto"))))
+    display = progress.Display(spec.study_name, target=spec.trials, workers=spec.workers,
+                               done=_complete(shared), budget=float(spec.base["budget"]))
     waiting = False
     try:
         while True:
@@ -177,15 +179,17 @@ def run_worker(spec: WorkerSpec, lock: Lock, failures: Failures) -> None:
                                                                failures)
             if trial is WAIT:
                 if not waiting:
-                    progress.emit(f"[worker {spec.index}] the last trials needed are running "
-                                  f"elsewhere; waiting for them")
+                    display.line(f"[worker {spec.index}] the last trials needed are running "
+                                 f"elsewhere; waiting for them")
                 waiting = True
                 time.sleep(WAIT_S)
                 continue
             waiting = False
             if config is not None:
-                _train_and_record(spec, shared, trial, config, env, failures, study_lock, pool)
+                _train_and_record(spec, shared, trial, config, env, failures, study_lock, pool,
+                                  display)
     finally:
+        display.close()
         pool.close()
         study_lock.close()
 
@@ -207,11 +211,10 @@ def _configure(sweep: Sweep, spec: WorkerSpec, shared: SharedStudy, trial: optun
 
 def _train_and_record(spec: WorkerSpec, shared: SharedStudy, trial: optuna.Trial,
                       config: TrainConfig, env: dict[str, str], failures: Failures,
-                      study_lock: StudyLock, pool: WarmPool | None = None) -> None:
-    progress.emit(progress.start_line(trial.number, spec.index, trial.params))
+                      study_lock: StudyLock, pool: WarmPool, display: progress.Display) -> None:
+    display.trial_started(trial.number, spec.index, trial.params)
     try:
-        outcome = _run(spec, shared, trial, config, env, pool)
-        progress.emit(progress.end_line(trial.number, outcome))
+        outcome = _run(spec, shared, trial, config, env, pool, display)
         _record(shared, trial, outcome, failures)
     except KeyboardInterrupt:
         # Under the study lock, as every recovery is: another worker finishing recoveries
@@ -223,11 +226,16 @@ def _train_and_record(spec: WorkerSpec, shared: SharedStudy, trial: optuna.Trial
         # Another worker judged this trial stale (no heartbeat within the grace period, e.g.
         # this process was stopped) and queued it again: drop it, so each configuration
         # counts once, and go on with the study.
-        progress.emit(f"trial {trial.number} was failed as stale by another worker and queued "
-                      f"again; dropping it here")
+        display.line(f"trial {trial.number} was failed as stale by another worker and queued "
+                     f"again; dropping it here")
         return
-    progress.emit(progress.study_line(spec.study_name, shared.trials(), target=spec.trials,
-                                      workers=spec.workers))
+    display.trial_ended(trial.number, outcome, shared.trials())
+
+
+def _complete(shared: SharedStudy) -> int:
+    from optuna.trial import TrialState
+
+    return shared.count(TrialState.COMPLETE)
 
 
 def _next_trial(spec: WorkerSpec, shared: SharedStudy,
@@ -261,7 +269,7 @@ def _next_trial(spec: WorkerSpec, shared: SharedStudy,
 
 
 def _run(spec: WorkerSpec, shared: SharedStudy, trial: optuna.Trial, config: TrainConfig,
-         env: dict[str, str], pool: WarmPool | None = None) -> Outcome:
+         env: dict[str, str], pool: WarmPool, display: progress.Display) -> Outcome:
     """Train ``trial`` in a child, beating its heartbeat and reporting its curve.
 
     Raises:
@@ -288,7 +296,7 @@ def _run(spec: WorkerSpec, shared: SharedStudy, trial: optuna.Trial, config: Tra
 
     return run_job(
         config, command=spec.train_command, cache_dir=spec.cache_dir, env=env,
-        on_progress=lambda e: progress.emit(progress.progress_line(trial.number, e)),
+        on_progress=lambda e: display.trial_progress(trial.number, e),
         on_curve=on_curve, on_tick=on_tick, pool=pool,
     )
 
