@@ -116,7 +116,7 @@ def scaling_law_text(o: ScalingLawOutcome) -> str:
         lines.append(
             f"{label}, budget {b.budget:g} s: loss-optimal N = {fmt_count(b.n_opt)} "
             f"(predicted loss {b.loss:.4f}, {fmt_count(b.tokens)} tokens, "
-            f"{b.tokens_per_param:.3g} tokens/param) vs {c.ratio:g}x heuristic N* = "
+            f"{fmt_count(b.tokens_per_param)} tokens/param) vs {c.ratio:g}x heuristic N* = "
             f"{fmt_count(c.n_star)}"
         )
         lines += [f"warning ({label}): {w}" for w in b.warnings]

@@ -4,6 +4,7 @@ CSV file, and its prediction per device."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,10 @@ def test_scaling_law_on_study_uses_finals_and_curves(db: Path, tmp_path: Path) -
     assert result["a"] == pytest.approx(result["beta"] / (result["alpha"] + result["beta"]))
     # A prediction per device, beside the 20x heuristic.
     assert text.count("loss-optimal N = ") == 2 and "20x heuristic N* = " in text
+    # Sizes and tokens read as k/M/G, in the warnings too (the GPU's N_opt, not 4.47e+08).
+    assert "e+" not in text, text
+    assert re.search(r"N_opt = \d+(\.\d+)?M lies outside the sizes the loss law saw \[377k, "
+                     r"12\.2M\]", text), text
     assert out_png.stat().st_size > 10_000
 
 
