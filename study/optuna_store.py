@@ -117,6 +117,10 @@ class SharedStudy:
     def count(self, state: TrialState) -> int:
         return len(self.trials(states=(state,)))
 
+    def user_attrs(self) -> dict[str, Any]:
+        """The study's user attributes as stored now."""
+        return self._call(self.storage.get_study_user_attrs, self._study_id, what="read the study")
+
     def tag(self, key: str, value: Any) -> None:
         """Set the study's user attribute ``key`` unless it is set already."""
         attrs = self._call(self.storage.get_study_user_attrs, self._study_id,

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from study import progress, stale, store
+from study.comparability import check_terms, heldout_digest, search_space
 from study.errors import UsageError
 from study.job import compile_cache_env
 from study.optuna_store import SharedStudy
@@ -31,6 +32,7 @@ from sweeps import Sweep, load_sweep
 
 if TYPE_CHECKING:
     from study.config import TrainConfig
+    from study.data import TokenData
     from study.worker import Failures, Lock
 
 log = logging.getLogger(__name__)
@@ -90,15 +92,19 @@ def run_study(opts: RunOptions) -> int:
     study_name = opts.study_name or sweep.name
     base = {"budget": float(opts.budget), "data": opts.data, "device": opts.device,
             "seed": opts.seed}
-    probe = probe_config(sweep, base)
+    probe, space = probe_config(sweep, base)
     check_device(opts.device)
     state = store.inspect_storage(opts.storage, study_name)
     check_existing(state, study_name, budget=opts.budget)
-    max_stories = prepare_tokens(probe, cache_dir=opts.cache_dir, max_stories=opts.max_stories,
-                                 stored=state.study_attrs.get("max_stories"))
-    base["max_stories"] = max_stories
+    tokens = study_tokens(probe, cache_dir=opts.cache_dir, max_stories=opts.max_stories,
+                          stored=state.study_attrs.get("max_stories"))
+    base["max_stories"] = tokens.max_stories
+    terms = {"budget": float(opts.budget), "corpus": tokens.fingerprint,
+             "heldout": heldout_digest(tokens.valid), "max_stories": tokens.max_stories,
+             "eval_tokens": probe.eval_tokens, "sweep": sweep.name, "search_space": space}
+    del tokens  # the workers' trainers map the cache themselves
 
-    shared, run_index = open_study(opts, study_name, sweep, max_stories=max_stories)
+    shared, run_index = open_study(opts, study_name, terms)
     progress.emit(f"[{study_name}] {state.url}: {shared.count(TrialState.COMPLETE)}/"
                   f"{opts.trials} complete; sweep {sweep.name}, budget {opts.budget:g}s, "
                   f"{opts.workers} worker(s)")
@@ -155,23 +161,27 @@ def check_existing(state: store.StorageState, study_name: str, *, budget: float)
             f"budgets do not compare (use --budget {found:g} or another --study-name)")
 
 
-def open_study(
-    opts: RunOptions, study_name: str, sweep: Sweep, *, max_stories: int | None = None
-) -> tuple[SharedStudy, int]:
-    """Under the study lock: create or load the study, tag it, recover trials orphaned by a
-    killed run, and count this run.
+def open_study(opts: RunOptions, study_name: str,
+               terms: dict[str, Any]) -> tuple[SharedStudy, int]:
+    """Under the study lock: create or load the study, check this run's ``terms`` against the
+    ones it was made with (``study.comparability``) and record any it lacks, recover trials
+    orphaned by a killed run, and count this run.
 
     Returns:
         The study, and this run's index among all runs of it (0 for the first), so runs at the
         same time, even on one host, seed their samplers apart.
+
+    Raises:
+        UsageError: a term differs from the study's (checked under the lock, so of two runs
+            started together on a new study the one that comes second is refused).
     """
     study_lock = StudyLock(opts.storage, study_name)
     try:
         with study_lock:
             shared = SharedStudy.create(opts.storage, study_name)
-            shared.tag("budget", float(opts.budget))
-            shared.tag("sweep", sweep.name)
-            shared.tag("max_stories", max_stories)
+            missing = check_terms(shared.user_attrs(), terms, study_name=study_name)
+            for key, value in missing.items():
+                shared.tag(key, value)
             recovered = stale.recover_stale(shared, locked=True)
             run_index = shared.bump(RUNS_ATTR)
     finally:
@@ -211,14 +221,16 @@ def run_workers(specs: list[WorkerSpec], lock: Lock, failures: Failures) -> list
     return [(p.name, p.exitcode or 0) for p in procs if p.exitcode != 0]
 
 
-def probe_config(sweep: Sweep, base: dict[str, Any]) -> TrainConfig:
+def probe_config(sweep: Sweep, base: dict[str, Any]) -> tuple[TrainConfig, dict[str, str]]:
     """One suggestion from a throwaway in-memory study: proves the sweep works before the
-    database is touched, and gives the tokenizer settings to prepare."""
+    database is touched, and gives the tokenizer settings to prepare and the search space
+    (``comparability.search_space``). Seeded, so every run of a sweep sees the same branch."""
     import optuna
 
-    scratch = optuna.create_study(
-        sampler=sweep.sampler(seed=0) if sweep.sampler is not None else None)
-    return sweep.build(scratch.ask(), **base)
+    scratch = optuna.create_study(sampler=sweep.sampler(seed=0) if sweep.sampler is not None
+                                  else optuna.samplers.RandomSampler(seed=0))
+    trial = scratch.ask()
+    return sweep.build(trial, **base), search_space(trial)
 
 
 def check_device(device: str) -> None:
@@ -237,10 +249,19 @@ def prepare_tokens(
     config: TrainConfig, *, cache_dir: str | None, max_stories: int | str = "auto",
     stored: Any = None,
 ) -> int | None:
+    """``study_tokens``' number of training stories every trial reads."""
+    return study_tokens(config, cache_dir=cache_dir, max_stories=max_stories,
+                        stored=stored).max_stories
+
+
+def study_tokens(
+    config: TrainConfig, *, cache_dir: str | None, max_stories: int | str = "auto",
+    stored: Any = None,
+) -> TokenData:
     """Resolve ``max_stories`` (the flag's number, else the sweep's ``config.max_stories``) once
     for the whole study (a study keeps the number it stored first), then build the tokenizer and
-    token cache before workers start (the trainer reuses it). Returns the number of training
-    stories every trial reads.
+    token cache before workers start (the trainer reuses it). Returns the study's tokens (their
+    ``max_stories``: the training stories every trial reads).
 
     Raises:
         UsageError: a number other than the one the study stored; bad data.
@@ -258,9 +279,8 @@ def prepare_tokens(
                          f"corpora do not compare (use {stored} or another --study-name)")
     progress.emit(f"preparing tokens ({config.data or 'TinyStories'}, vocab "
                   f"{config.model.vocab_size}, {limit} training stories)")
-    load_tokens(config.data, vocab_size=config.model.vocab_size, cache_dir=folder,
-                max_stories=limit)
-    return limit
+    return load_tokens(config.data, vocab_size=config.model.vocab_size, cache_dir=folder,
+                       max_stories=limit)
 
 
 RUNS_ATTR = "five_minute_study:runs"  # study system attribute: runs started so far
