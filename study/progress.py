@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import shlex
 import sys
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -33,6 +34,7 @@ ANALYSES = (
     ("report", "--out report.html"),
 )
 ETA_WINDOW = 10  # recent complete trials whose mean duration predicts the rest
+REDRAW_S = 1.0  # seconds between redraws of the bar while nothing else changes
 MAX_EPOCHS = 4.0  # beyond this, repeated data weakens a fit that assumes fresh tokens
 
 
@@ -184,6 +186,7 @@ class Display:
         self.overheads: list[float] = []  # measured seconds outside the budget, per trial
         self.best = ""
         self.running_elapsed: float | None = None
+        self._drawn = 0.0  # time.monotonic() of the last redraw
         if bar is None:
             bar = workers == 1 and _is_terminal(self.out)
         self._bar: tqdm[Any] | None = None
@@ -249,6 +252,12 @@ class Display:
             self._status.set_description_str("", refresh=False)
         self._refresh()
 
+    def tick(self) -> None:
+        """Called often (each poll of the running trial): redraws the bar about once a second,
+        so its elapsed time moves between the trainer's progress events."""
+        if self._bar is not None and time.monotonic() - self._drawn >= REDRAW_S:
+            self._refresh()
+
     def close(self) -> None:
         for bar in (self._status, self._bar):
             if bar is not None:
@@ -265,6 +274,7 @@ class Display:
         parts = [p for p in (self.best, f"~{fmt_duration(left)} left") if p]
         self._bar.set_postfix_str(" | ".join(parts), refresh=False)
         self._bar.refresh()
+        self._drawn = time.monotonic()
         if self._status is not None:
             self._status.refresh()
 

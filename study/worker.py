@@ -283,6 +283,7 @@ def _run(spec: WorkerSpec, shared: SharedStudy, trial: optuna.Trial, config: Tra
         if time.monotonic() - last_beat >= every:
             last_beat = time.monotonic()
             shared.heartbeat(trial.number)
+        display.tick()
 
     def on_curve(event: dict[str, Any]) -> bool:
         # Fixed budget fractions as steps, so pruners compare trials at the same point.

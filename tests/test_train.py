@@ -197,3 +197,62 @@ def test_cuda_short_run(tinystories: Path, cache_dir: Path) -> None:
     result = train(tiny_config(tinystories, device="cuda", budget=5.0), cache_dir=cache_dir,
                    out=None)
     assert result.device == "cuda" and math.isfinite(result.val_loss)
+
+
+# ----------------------------------------------------------------------------- warm start
+
+
+@pytest.mark.parametrize(("stdin", "needle"), [
+    ("{not json", "the config on stdin"),
+    ("[1, 2]", "must hold a JSON object"),
+    ('{"budget": -1}', "budget"),
+])
+def test_config_from_stdin_refuses_bad_input_in_one_line(stdin: str, needle: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "study.train", "--config-from-stdin", "--device", "cpu"],
+        input=stdin, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], proc.stderr
+
+
+def test_config_from_stdin_exits_0_when_no_trial_comes() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "study.train", "--config-from-stdin", "--device", "cpu"],
+        input="", capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0 and proc.stdout == "" and proc.stderr == ""
+
+
+def compile_steps(*, compile: bool, cuda_graph: bool, shapes: list[tuple[int, int]]) -> list[bool]:
+    """``Run.compiles`` for a sequence of step shapes under a plan of the given kind."""
+    from types import SimpleNamespace
+
+    from study.trainer import Run
+
+    run = Run.__new__(Run)  # only the fields compiles() reads
+    plan = SimpleNamespace(compile=compile, cuda_graph=cuda_graph)
+    run.job = SimpleNamespace(step_fn=SimpleNamespace(plan=plan))  # type: ignore[assignment]
+    run._shape, run._compile_steps_left = None, 0
+    return [run.compiles(shape) for shape in shapes]
+
+
+def test_compile_steps_are_the_first_at_each_shape() -> None:
+    from study.step import GRAPH_WARMUP
+
+    a, b = (16, 64), (32, 32)
+    shapes = [a] * 6 + [b] * 6
+    assert compile_steps(compile=False, cuda_graph=False, shapes=shapes) == [False] * 12
+    assert compile_steps(compile=True, cuda_graph=False, shapes=shapes) == (
+        [True] + [False] * 5 + [True] + [False] * 5)
+    graphed = [True] * (GRAPH_WARMUP + 1) + [False] * (5 - GRAPH_WARMUP)
+    assert compile_steps(compile=True, cuda_graph=True, shapes=shapes) == graphed * 2
+
+
+def test_result_records_where_the_seconds_went(tinystories: Path, cache_dir: Path) -> None:
+    result = train(tiny_config(tinystories, budget=2.0, curve_points=2), cache_dir=cache_dir,
+                   out=None)
+    assert result.compile_seconds == 0.0  # an eager CPU step
+    assert result.setup_seconds is not None and result.setup_seconds > 0
+    assert result.sample_seconds is not None and result.sample_seconds > 0
+    assert result.eval_seconds is not None and result.eval_seconds > 0
+    assert result.outside_seconds is None  # only a parent that timed the process knows it
