@@ -48,9 +48,8 @@ class Sweep:
             config = self.suggest(trial)
         except UsageError as exc:
             raise UsageError(f"sweep {self.name}: {exc}") from None
-        except Exception as exc:  # the user's code: one line, not our traceback
-            raise UsageError(f"sweep {self.name}: suggest failed: {type(exc).__name__}: {exc}") \
-                from None
+        except (Exception, SystemExit) as exc:  # the user's code: one line, not our traceback
+            raise UsageError(f"sweep {self.name}: suggest failed: {_what(exc)}") from None
         if not isinstance(config, TrainConfig):
             raise UsageError(f"sweep {self.name}: suggest must return a TrainConfig, got "
                              f"{type(config).__name__}")
@@ -109,10 +108,18 @@ def _load_file(path: Path) -> ModuleType:
     sys.modules[module_name] = module  # dataclasses and pickling look modules up here
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:  # the user's file: report it on one line, not as our traceback
+    except (Exception, SystemExit) as exc:  # the user's file: one line, not our traceback
         sys.modules.pop(module_name, None)
-        raise UsageError(f"sweep file {path} failed to load: {type(exc).__name__}: {exc}") from None
+        raise UsageError(f"sweep file {path} failed to load: {_what(exc)}") from None
     return module
+
+
+def _what(exc: BaseException) -> str:
+    """One line for what the user's code raised; ``sys.exit(n)`` in a sweep is no way to end
+    the study (its status would pass for the harness's own), so it is named as such."""
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r})"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def balanced_sampler(param: str, *, seed: int) -> Any:

@@ -143,6 +143,12 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ("sweep that raises", lambda t: ["--sweep", str(_sweep(
         t, "raises", "def suggest(trial):\n    raise KeyError('width')\n"))],
      "suggest failed: KeyError: 'width'"),
+    ("sweep that exits on import", lambda t: ["--sweep", str(_sweep(
+        t, "exits", "import sys\nsys.exit(3)\n"))],
+     "exits.py failed to load: it called sys.exit(3)"),
+    ("sweep whose suggest exits", lambda t: ["--sweep", str(_sweep(
+        t, "quits", "import sys\ndef suggest(trial):\n    sys.exit(3)\n"))],
+     "sweep quits: suggest failed: it called sys.exit(3)"),
     ("negative learning rate", lambda t: ["--sweep", str(_sweep(
         t, "neg_lr", "def suggest(trial):\n    return TrainConfig(lr=-1e-3)\n"))],
      "lr must be a positive finite number, got -0.001"),
@@ -278,3 +284,79 @@ def test_study_db_fixture_is_a_real_study(study_db: Path, tmp_path: Path) -> Non
         assert conn.execute("SELECT COUNT(*) FROM harness_sample").fetchone() == (1,)
     trial = optuna.load_study(study_name="tiny", storage=f"sqlite:///{copy}").best_trial
     assert trial.user_attrs["val_ppl"] == trial.value
+
+
+def test_a_read_only_database_is_refused_even_when_complete(
+        study_db: Path, tmp_path: Path, cache_dir: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """study.run on a read-only study.db (its study complete: nothing to train, but a run
+    records itself): one line, exit 2, no retries (issue 18 #8); so in a read-only folder."""
+    folder = tmp_path / FOLDER
+    folder.mkdir()
+    path = folder / "study.db"
+    shutil.copy(study_db, path)
+    argv = ["--storage", f"sqlite:///{path}", "--sweep", str(write_sweep(tmp_path)),
+            "--study-name", "tiny", "--trials", "1", "--data", str(DATA), "--budget", "1",
+            "--device", "cpu", "--cache-dir", str(cache_dir)]
+    path.chmod(0o444)
+    before = folder_bytes(folder)
+    assert "study.db is read-only; a study run records itself" in refused(run_main, argv, capsys)
+    path.chmod(0o644)
+    folder.chmod(0o555)
+    try:
+        assert "is in a read-only folder" in refused(run_main, argv, capsys)
+    finally:
+        folder.chmod(0o755)
+    assert folder_bytes(folder) == before
+
+
+def test_a_database_on_a_read_only_file_system(study_db: Path, tmp_path: Path,
+                                               cache_dir: Path) -> None:
+    """The same on a file system mounted read-only (a real process; root may write a file of
+    mode 0444, not one on a read-only mount)."""
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        shutil.copy(study_db, mount / "study.db")
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "study.run", "--storage", f"sqlite:///{mount / 'study.db'}",
+             "--sweep", str(write_sweep(tmp_path)), "--study-name", "tiny", "--trials", "1",
+             "--data", str(DATA), "--budget", "1", "--device", "cpu", "--cache-dir",
+             str(cache_dir)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == f"error: storage sqlite:///{mount / 'study.db'} is on a read-only " \
+                          f"file system; a study run records itself in its database (copy it " \
+                          f"somewhere writable to go on)\n"
+
+
+def test_another_applications_database_is_refused(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Another application's SQLite file is not given Optuna's tables; one whose own table is
+    named ``studies`` is refused by the study and by the analysis (issue 18 #10)."""
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+    conn.close()
+    before = folder_bytes(tmp_path)
+    argv = ["--storage", f"sqlite:///{path}", "--data", str(DATA), "--budget", "1",
+            "--device", "cpu"]
+    assert "holds another application's tables (customers), no study" in refused(
+        run_main, argv, capsys)
+    assert folder_bytes(tmp_path) == before
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE studies (id INTEGER PRIMARY KEY, title TEXT)")
+    conn.close()
+    before = folder_bytes(tmp_path)
+    assert "a table named studies that is not Optuna's" in refused(run_main, argv, capsys)
+    from analysis.report import main as report_main
+
+    assert "holds no Optuna study" in refused(
+        report_main, ["--storage", f"sqlite:///{path}", "--out", str(tmp_path / "r.html")],
+        capsys)
+    assert folder_bytes(tmp_path) == before
