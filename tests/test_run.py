@@ -8,11 +8,21 @@ tests/test_faults.py and tests/test_servers.py; bad input in tests/test_bad_inpu
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import optuna
 import pytest
-from studyrun import check_finished, records, run, study_args, view, write_sweep
+from studyrun import (
+    REPO,
+    assert_clean_output,
+    check_finished,
+    records,
+    run,
+    study_args,
+    view,
+    write_sweep,
+)
 
 from study import run as run_module
 from study import store
@@ -68,3 +78,20 @@ def test_a_database_gone_for_good_ends_the_run_with_one_line(
     assert err == ("error: could not read the study: the database did not answer for 300s "
                    "(connection refused); run the same command to go on (trials left running "
                    "are queued again then)\n")
+
+
+def test_two_identical_runs_started_together_on_a_new_file_both_succeed(
+        tmp_path: Path, cache_dir: Path) -> None:
+    """Issue 18 #6: one of them used to fail creating the tables; together they finish the
+    study, each trial once."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    args = study_args(url, write_sweep(tmp_path), cache_dir, "--trials", "2")
+    procs = [subprocess.Popen(args, cwd=REPO, text=True, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT) for _ in range(2)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    for out in outs:
+        assert_clean_output(out)
+    v = view(url, "tiny")
+    check_finished(v, target=2, name="tiny")
+    assert v.by_state() == {"COMPLETE": 2}

@@ -333,3 +333,42 @@ def test_a_frozen_lock_holder_leaves_an_sqlite_run_stoppable(tmp_path: Path,
                                                             cache_dir: Path) -> None:
     url = f"sqlite:///{tmp_path / 'study.db'}"
     _a_run_behind_a_frozen_holder_says_so_and_stops(url, "tiny", tmp_path, cache_dir)
+
+
+@pytest.fixture
+def fresh_database(server: tuple[str, str]) -> Iterator[str]:
+    """The URL of a new, empty database on the server, dropped afterwards."""
+    url = sa.engine.make_url(server[0])
+    name = f"study_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            if admin.dialect.name == "postgresql":  # connections left by killed processes
+                conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                     "WHERE datname = :name"), {"name": name})
+            conn.execute(sa.text(f"DROP DATABASE {name}"))
+        admin.dispose()
+
+
+def test_processes_creating_a_new_server_database_at_once_all_succeed(
+        fresh_database: str) -> None:
+    """Four processes make Optuna's and the harness tables in one new database at the same
+    moment (issue 18 #6 on a server): the losers of the race find the winner's tables."""
+    from test_store import OPENER
+
+    go = time.time() + 3.0
+    procs = [subprocess.Popen([sys.executable, "-c", OPENER, fresh_database, f"s{i}", str(go)],
+                              cwd=REPO, text=True, stderr=subprocess.PIPE) for i in range(4)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, errors
+    assert set(optuna.get_all_study_names(storage=fresh_database)) == {f"s{i}" for i in range(4)}
+
+
+def test_a_server_study_of_schema_1_is_upgraded_in_place(fresh_database: str) -> None:
+    from test_store import upgrade_in_place
+
+    upgrade_in_place(fresh_database)

@@ -223,3 +223,33 @@ def test_a_read_only_file_or_folder_is_refused(tmp_path: Path) -> None:
             store.inspect_storage(url, "s")
     finally:
         tmp_path.chmod(0o755)
+
+
+OPENER = """
+import os, sys, time
+from study import store
+import optuna
+go = float(sys.argv[3])
+time.sleep(max(0.0, go - time.time()))  # all start creating at the same moment
+optuna.create_study(storage=store.open_storage(sys.argv[1]), study_name=sys.argv[2])
+"""
+
+
+def test_processes_creating_one_new_sqlite_file_at_once_all_succeed(tmp_path: Path) -> None:
+    """Optuna's table creation (alembic) on a new file is not safe when processes race (issue
+    18 #6: "UNIQUE constraint failed: alembic_version.version_num", "table trial_params already
+    exists"); ``open_storage`` makes them take turns. Different study names, so no study lock
+    orders them."""
+    import subprocess
+    import sys
+    import time
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    go = time.time() + 3.0  # past every process's import time
+    procs = [subprocess.Popen([sys.executable, "-c", OPENER, url, f"s{i}", str(go)],
+                              cwd=Path(__file__).resolve().parents[1], text=True,
+                              stderr=subprocess.PIPE) for i in range(4)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, errors
+    names = set(optuna.get_all_study_names(storage=url))
+    assert names == {f"s{i}" for i in range(4)}
