@@ -42,7 +42,7 @@ def search_space(trial: optuna.Trial) -> dict[str, str]:
 
 def heldout_digest(valid: np.ndarray) -> str:
     """sha256 of the held-out token ids (the corpus, tokenizer and story limit all show in it)."""
-    return hashlib.sha256(memoryview(valid).cast("B")).hexdigest()
+    return hashlib.sha256(valid.tobytes()).hexdigest()  # one copy: megabytes, not more
 
 
 def check_terms(stored: dict[str, Any], ours: dict[str, Any], *, study_name: str) -> dict[str, Any]:

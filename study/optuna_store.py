@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Container, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -50,6 +51,8 @@ if TYPE_CHECKING:
 
 
 T = TypeVar("T")
+
+METRIC_NAME = "held-out perplexity"  # the objective: exp(mean held-out loss per token)
 
 
 class TrialWrittenOff(Exception):
@@ -77,12 +80,18 @@ class SharedStudy:
     @classmethod
     def create(cls, url: str, name: str) -> SharedStudy:
         """Open ``url`` (creating Optuna's and the harness tables) and create or load ``name``,
-        a study that minimises. Call under the study lock."""
+        a study that minimises ``METRIC_NAME`` (named for Optuna's dashboard). Intermediate
+        values are reported by budget second (``worker.curve_step``). Call under the study
+        lock."""
         import optuna
 
         storage = store.open_storage(url)
         study = store.retry(optuna.create_study, storage=storage, study_name=name,
                             direction="minimize", load_if_exists=True, what="create the study")
+        if study.metric_names is None:  # what Optuna's dashboard calls the objective
+            with warnings.catch_warnings():  # "experimental" since Optuna 3.2; still there in 5
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                store.retry(study.set_metric_names, [METRIC_NAME], what="name the objective")
         return cls(study, storage)
 
     @classmethod

@@ -105,17 +105,31 @@ def trial_attrs(result: TrainResult) -> dict[str, Any]:
     return attrs
 
 
-def make_pruner(name: str, *, curve_points: int) -> optuna.pruners.BasePruner:
-    """``median`` waits for a quarter of the curve points: early on, small models always lead."""
+def curve_step(index: int, *, budget: float, curve_points: int) -> int:
+    """The step under which curve point ``index`` (1 .. ``curve_points``, at budget fraction
+    ``index / curve_points``) is reported: its elapsed budget in whole seconds, which is what
+    Optuna's dashboard plots, or the index itself where the budget has fewer seconds than points
+    (so steps never repeat). The same for every trial of a study, so pruners compare trials at
+    the same point of their budget."""
+    return max(round(index * budget / curve_points), index)
+
+
+def make_pruner(name: str, *, curve_points: int, budget: float) -> optuna.pruners.BasePruner:
+    """``median`` waits for a quarter of the budget: early on, small models always lead.
+    Steps are ``curve_step`` s (budget seconds)."""
     import optuna
+
+    def step(index: int) -> int:
+        return curve_step(index, budget=budget, curve_points=curve_points)
 
     if name == "none":
         return optuna.pruners.NopPruner()
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=5,
-                                           n_warmup_steps=max(1, curve_points // 4))
+                                           n_warmup_steps=step(max(1, curve_points // 4)))
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=curve_points)
+        return optuna.pruners.HyperbandPruner(min_resource=step(1),
+                                              max_resource=step(curve_points))
     raise UsageError(f"unknown pruner {name!r}; use {', '.join(PRUNERS)}")
 
 
@@ -161,7 +175,8 @@ def run_worker(spec: WorkerSpec, lock: Lock, failures: Failures) -> None:
     shared = SharedStudy.load(
         spec.storage, spec.study_name,
         sampler=make_sampler(sweep.sampler, seed=spec.sampler_seed),
-        pruner=make_pruner(spec.pruner, curve_points=spec.curve_points))
+        pruner=make_pruner(spec.pruner, curve_points=spec.curve_points,
+                           budget=float(spec.base["budget"])))
     env = {**os.environ, **spec.env}
     study_lock = StudyLock(spec.storage, spec.study_name)
     pool = WarmPool(spec.train_command, cache_dir=spec.cache_dir, env=env,
@@ -286,14 +301,15 @@ def _run(spec: WorkerSpec, shared: SharedStudy, trial: optuna.Trial, config: Tra
         display.tick()
 
     def on_curve(event: dict[str, Any]) -> bool:
-        # Fixed budget fractions as steps, so pruners compare trials at the same point.
-        step = round(float(event.get("frac", 0.0)) * config.curve_points)
+        # Fixed budget fractions, so pruners compare trials at the same point.
+        index = round(float(event.get("frac", 0.0)) * config.curve_points)
+        step = curve_step(index, budget=config.budget, curve_points=config.curve_points)
         val_loss = event.get("val_loss")
         if not isinstance(val_loss, (int, float)) or not math.isfinite(val_loss):
             return False
         # The last point is the result itself: never prune there.
         return shared.report(trial, math.exp(min(val_loss, 700.0)), step,
-                             ask_pruner=prune and step < config.curve_points)
+                             ask_pruner=prune and index < config.curve_points)
 
     return run_job(
         config, command=spec.train_command, cache_dir=spec.cache_dir, env=env,

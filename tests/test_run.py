@@ -14,6 +14,7 @@ from pathlib import Path
 import optuna
 import pytest
 from studyrun import (
+    CURVE_POINTS,
     REPO,
     assert_clean_output,
     check_finished,
@@ -52,7 +53,12 @@ def test_study_completes_then_resume_adds_exactly_one(tmp_path: Path, cache_dir:
         assert 0.25 * average < a["tokens_per_second"] < 4 * average, (a, average)
         assert a["config"]["budget"] == 1.0 and a["device"] == "cpu"
         assert {"python", "torch"} <= set(a["versions"])
-    assert optuna.load_study(study_name="tiny", storage=url).user_attrs["budget"] == 1.0
+    study = optuna.load_study(study_name="tiny", storage=url)
+    assert study.user_attrs["budget"] == 1.0
+    assert study.metric_names == ["held-out perplexity"]  # Optuna's dashboard shows this name
+    for trial in v.trials:  # reported by budget second (1 s, 4 points: the point's index)
+        assert set(trial.intermediate_values) == set(range(1, CURVE_POINTS + 1))
+        assert trial.intermediate_values[CURVE_POINTS] == pytest.approx(trial.value)
     assert "trial 0 complete: ppl" in first.stdout and "    #0 | step" in first.stdout
     assert "3/3 complete" in first.stdout
     assert f"python -m analysis.frontier --storage {url} --study-name tiny" in first.stdout

@@ -8,6 +8,7 @@ import threading
 import time
 from pathlib import Path
 
+import optuna
 import pytest
 from optuna.trial import TrialState
 from studyrun import fake_trainer, make_result, view, write_sweep
@@ -15,7 +16,7 @@ from studyrun import fake_trainer, make_result, view, write_sweep
 from study import schema, stale
 from study.optuna_store import SharedStudy
 from study.study_lock import StudyLock
-from study.worker import WorkerSpec, run_worker, trial_attrs
+from study.worker import WorkerSpec, curve_step, make_pruner, run_worker, trial_attrs
 
 
 def test_trial_attrs_are_exactly_the_schema() -> None:
@@ -82,3 +83,42 @@ def test_a_trial_written_off_underneath_its_worker_is_dropped_and_the_study_goes
     out = capsys.readouterr().out
     assert "trial 0 was failed as stale by another worker and queued again" in out
     assert "trial 1 complete: ppl 66.70" in out
+
+
+def test_curve_steps_are_budget_seconds_and_never_repeat() -> None:
+    assert [curve_step(k, budget=300.0, curve_points=20) for k in (1, 2, 20)] == [15, 30, 300]
+    assert [curve_step(k, budget=1.0, curve_points=4) for k in range(1, 5)] == [1, 2, 3, 4]
+    assert [curve_step(k, budget=6.0, curve_points=4) for k in range(1, 5)] == [2, 3, 4, 6]
+
+
+def _pruned_at(name: str, *, trials: int, bad: set[int]) -> dict[int, int | None]:
+    """Run ``trials`` trials of 4 curve points over a 300 s budget through pruner ``name``, the
+    ``bad`` ones ten times worse; the step each was pruned at (None: ran to the end)."""
+    steps = [curve_step(k, budget=300.0, curve_points=4) for k in range(1, 5)]
+    study = optuna.create_study(pruner=make_pruner(name, curve_points=4, budget=300.0))
+    pruned_at: dict[int, int | None] = {}
+    for i in range(trials):
+        trial, scale = study.ask(), (100.0 if i in bad else 10.0) - 0.01 * i
+        pruned_at[i] = None
+        for k, step in enumerate(steps[:-1], 1):
+            trial.report(scale / k, step)
+            if trial.should_prune():
+                pruned_at[i] = step
+                break
+        if pruned_at[i] is None:
+            trial.report(scale / 4, steps[-1])
+            study.tell(trial, scale / 4)
+        else:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    return pruned_at
+
+
+def test_pruners_compare_trials_at_the_same_budget_second() -> None:
+    """Intermediate values are keyed by budget seconds (what Optuna's dashboard plots); the
+    median pruner still waits a quarter of the budget and then stops the bad trials, and
+    hyperband's rungs fall on those steps."""
+    bad = {10, 12, 14, 16, 18}
+    median = _pruned_at("median", trials=20, bad=bad)
+    assert median == {i: 75 if i in bad else None for i in range(20)}
+    hyperband = _pruned_at("hyperband", trials=20, bad=bad)
+    assert all(hyperband[i] in (75, 150, 225) for i in bad), hyperband
