@@ -12,8 +12,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -22,6 +20,9 @@ import sqlalchemy as sa
 
 from study import schema
 from study.errors import UsageError, first_line
+from study.retry import StorageFull, StorageGone, patience_s, retry
+
+__all__ = ["StorageFull", "StorageGone", "patience_s", "retry"]  # where callers find them
 
 if TYPE_CHECKING:
     from optuna.storages import RDBStorage
@@ -33,8 +34,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SQLITE_TIMEOUT_S = 60  # seconds a SQLite connection waits for a lock before "database is locked"
-PATIENCE_S = 300.0  # default seconds ``retry`` rides out a database outage
-WARN_EVERY_S = 30.0  # seconds between warnings while it does
 
 
 @dataclass(frozen=True)
@@ -290,73 +289,6 @@ def trial_numbers_with_rows(engine: sa.Engine, study_name: str) -> set[int]:
 def _delete(conn: sa.Connection, trial_id: int) -> None:
     conn.execute(schema.curve.delete().where(schema.curve.c.trial_id == trial_id))
     conn.execute(schema.sample.delete().where(schema.sample.c.trial_id == trial_id))
-
-
-class StorageGone(Exception):
-    """The database stayed unreachable for longer than ``patience_s()``."""
-
-
-def retry(fn: Callable[..., T], *args: Any, what: str,
-          on_recovered: Callable[[], None] | None = None, **kwargs: Any) -> T:
-    """Run ``fn(*args, **kwargs)``, retrying with backoff (up to 5 s apart) while the database
-    reports a transient lock or a lost connection, for up to ``patience_s()`` seconds.
-
-    Optuna wraps driver errors in ``StorageInternalError`` (whose text blames "invalid data");
-    those are retried when the cause is an ``OperationalError`` (SQLite's "database is locked",
-    a server that went away), and the cause is what the warning names. SQLite errors that
-    waiting does not cure (a read-only file, a full disk) are raised at once.
-    ``on_recovered`` is called when a call succeeds after transient failures.
-
-    Raises:
-        StorageGone: still unreachable after ``patience_s()`` seconds.
-    """
-    delay, started, warned = 0.1, time.monotonic(), -math.inf
-    while True:
-        try:
-            result = fn(*args, **kwargs)
-        except Exception as exc:
-            cause = _transient_cause(exc)
-            waited = time.monotonic() - started
-            if cause is None:
-                raise
-            if waited + delay > patience_s():
-                raise StorageGone(f"could not {what}: the database did not answer for "
-                                  f"{waited:.0f}s ({first_line(cause)})") from exc
-            if waited - warned >= WARN_EVERY_S:  # a long outage: a line now and then
-                warned = waited
-                log.warning("could not %s (%s); retrying for up to %.0fs more", what,
-                            first_line(cause), patience_s() - waited)
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
-        else:
-            if delay > 0.1 and on_recovered is not None:
-                on_recovered()
-            return result
-
-
-def patience_s() -> float:
-    """How long ``retry`` keeps trying: ``$STUDY_STORAGE_PATIENCE_S`` seconds, default
-    ``PATIENCE_S`` (a database server restarted or failed over is back within minutes)."""
-    text = os.environ.get("STUDY_STORAGE_PATIENCE_S", "").strip()
-    try:
-        return max(0.0, float(text)) if text else PATIENCE_S
-    except ValueError:
-        message = f"STUDY_STORAGE_PATIENCE_S must be a number of seconds, got {text!r}"
-        raise UsageError(message) from None
-
-
-def _transient_cause(exc: BaseException) -> BaseException | None:
-    """The ``OperationalError`` behind ``exc`` if waiting may cure it, else None."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, sa.exc.OperationalError):
-            # sqlite3 names its errors; only a busy or locked database frees itself.
-            name = getattr(seen.orig, "sqlite_errorname", None)
-            if name is None or name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
-                return seen
-            return None
-        seen = seen.__cause__
-    return None
 
 
 def _int_or_none(value: Any) -> int | None:

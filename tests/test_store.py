@@ -1,4 +1,5 @@
-"""``study.store``: reading a storage without writing, the harness rows, storage retries."""
+"""``study.store`` and ``study.retry``: reading a storage without writing, the harness rows,
+upgrading older harness tables, creating tables from several processes at once, retries."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import pytest
 import sqlalchemy as sa
 from studyrun import make_result
 
+from study import retry as retry_module
 from study import schema, store
 from study.errors import UsageError
 
 
 def test_retry_rides_out_transient_errors_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(store.time, "sleep", lambda s: None)
+    monkeypatch.setattr(retry_module.time, "sleep", lambda s: None)
     calls = []
 
     def locked_twice(x: int) -> int:
@@ -40,8 +42,8 @@ def test_retry_rides_out_an_outage_for_its_patience_then_gives_up(
     """A server away for minutes (the old fixed 8 tries gave up after about 11 s): retried up
     to ``$STUDY_STORAGE_PATIENCE_S`` seconds, at most 5 s apart, then the error is raised."""
     clock = [0.0]
-    monkeypatch.setattr(store.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(store.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
+    monkeypatch.setattr(retry_module.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(retry_module.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
     gone = sa.exc.OperationalError("SELECT 1", {}, Exception("server closed the connection"))
     back_at, recovered = [60.0], []
 
@@ -71,7 +73,7 @@ def test_retry_raises_at_once_what_waiting_does_not_cure(tmp_path: Path,
     path = tmp_path / "study.db"
     store.open_storage(f"sqlite:///{path}").engine.dispose()
     engine = sa.create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
-    monkeypatch.setattr(store.time, "sleep", lambda s: pytest.fail("retried"))
+    monkeypatch.setattr(retry_module.time, "sleep", lambda s: pytest.fail("retried"))
     calls = []
 
     def write() -> None:
