@@ -55,6 +55,15 @@ T = TypeVar("T")
 METRIC_NAME = "held-out perplexity"  # the objective: exp(mean held-out loss per token)
 
 
+def curve_step(index: int, *, budget: float, curve_points: int) -> int:
+    """The step under which curve point ``index`` (1 .. ``curve_points``, at budget fraction
+    ``index / curve_points``) is reported: its elapsed budget in whole seconds, which is what
+    Optuna's dashboard plots, or the index itself where the budget has fewer seconds than points
+    (so steps never repeat). The same for every trial of a study, so pruners compare trials at
+    the same point of their budget."""
+    return max(round(index * budget / curve_points), index)
+
+
 class TrialWrittenOff(Exception):
     """A trial this process runs was finished by another one (failed as stale, queued again)."""
 
@@ -198,6 +207,27 @@ class SharedStudy:
         except UpdateFinishedTrialError:
             raise TrialWrittenOff(trial.number) from None
         return ask_pruner and bool(self._call(trial.should_prune, what="ask the pruner"))
+
+    def report_point(self, trial: optuna.Trial, index: int, val_loss: Any, *, budget: float,
+                     curve_points: int, ask_pruner: bool) -> bool:
+        """Report curve point ``index`` (1 .. ``curve_points``) of ``trial``: its held-out
+        perplexity, under step ``curve_step(index)``. A point without a finite loss is skipped,
+        and one already reported is kept as it was.
+
+        Returns:
+            True if ``ask_pruner`` and the pruner says stop (never asked at the last point,
+            which is the result itself).
+
+        Raises:
+            TrialWrittenOff: another process has finished the trial.
+        """
+        if not isinstance(val_loss, int | float) or not math.isfinite(val_loss):
+            return False
+        step = curve_step(index, budget=budget, curve_points=curve_points)
+        if step in self.stored(trial.number).intermediate_values:
+            return False
+        return self.report(trial, math.exp(min(val_loss, 700.0)), step,
+                           ask_pruner=ask_pruner and index < curve_points)
 
     def complete(self, trial: optuna.Trial, value: float, *, attrs: dict[str, Any],
                  result: TrainResult) -> None:

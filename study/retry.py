@@ -58,9 +58,10 @@ def retry(fn: Callable[..., T], *args: Any, what: str,
             cause = _transient_cause(exc)
             waited = time.monotonic() - started
             if cause is None:
-                if _disk_full(exc):
+                full = _disk_full(exc)
+                if full is not None:
                     raise StorageFull(f"could not {what}: the database's disk is full "
-                                      f"({first_line(exc)})") from exc
+                                      f"({first_line(full)})") from exc
                 raise
             if waited + delay > patience_s():
                 raise StorageGone(f"could not {what}: the database did not answer for "
@@ -107,7 +108,8 @@ def _transient_cause(exc: BaseException) -> BaseException | None:
 DISK_FULL = ({"SQLITE_FULL"}, {"53100"}, {1021, 1114})
 
 
-def _disk_full(exc: BaseException) -> bool:
+def _disk_full(exc: BaseException) -> BaseException | None:
+    """The driver's error behind ``exc`` that says the disk is full, else None."""
     seen: BaseException | None = exc
     while seen is not None:
         orig = getattr(seen, "orig", None) or seen
@@ -116,6 +118,6 @@ def _disk_full(exc: BaseException) -> bool:
                 or getattr(orig, "pgcode", None) in DISK_FULL[1]
                 or (args and args[0] in DISK_FULL[2])
                 or "No space left on device" in str(orig)):
-            return True
+            return orig
         seen = seen.__cause__
-    return False
+    return None

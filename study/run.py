@@ -18,7 +18,7 @@ from study.config import DEVICES
 from study.data import max_stories_arg
 from study.errors import cli_main, stop_like_ctrl_c
 from study.runner import RunOptions, run_study
-from study.store import StorageGone
+from study.store import StorageFull, StorageGone
 from study.worker import PRUNERS
 
 
@@ -74,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         except StorageGone as exc:
             print(f"error: {exc}; run the same command to go on (trials left running are "
                   f"queued again then)", file=sys.stderr)
+            return 1
+        except StorageFull as exc:
+            print(f"error: {exc}; make room and run the same command to go on",
+                  file=sys.stderr)
             return 1
 
 

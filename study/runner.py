@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from study import progress, stale, store
+from study import pending, progress, stale, store
 from study.comparability import check_terms, heldout_digest, search_space
 from study.errors import UsageError
 from study.job import compile_cache_env
@@ -165,7 +165,8 @@ def open_study(opts: RunOptions, study_name: str,
                terms: dict[str, Any]) -> tuple[SharedStudy, int]:
     """Under the study lock: create or load the study, check this run's ``terms`` against the
     ones it was made with (``study.comparability``) and record any it lacks, recover trials
-    orphaned by a killed run, and count this run.
+    orphaned by a killed run (after recording results kept while the disk was full,
+    ``study.pending``), and count this run.
 
     Returns:
         The study, and this run's index among all runs of it (0 for the first), so runs at the
@@ -182,10 +183,14 @@ def open_study(opts: RunOptions, study_name: str,
             missing = check_terms(shared.user_attrs(), terms, study_name=study_name)
             for key, value in missing.items():
                 shared.tag(key, value)
+            kept = pending.record(shared, opts.storage, cache_dir=opts.cache_dir)
             recovered = stale.recover_stale(shared, locked=True)
             run_index = shared.bump(RUNS_ATTR)
     finally:
         study_lock.close()
+    if kept:
+        progress.emit(f"[{study_name}] recorded the kept result of trial(s) "
+                      + ", ".join(f"#{n}" for n in kept))
     if recovered:
         progress.emit(f"[{study_name}] {len(recovered)} trial(s) left running by a dead worker "
                       f"failed and queued again: " + ", ".join(f"#{n}" for n in recovered))

@@ -16,24 +16,24 @@ its parameters queued again); so a COMPLETE trial always has all its attributes 
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
-import math
 import os
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from study import progress, stale
-from study.errors import UsageError, stop_like_ctrl_c
+from study import pending, progress, stale
+from study.errors import UsageError, first_line, stop_like_ctrl_c
 from study.job import Outcome, WarmPool, die_with_parent, prestart_enabled, run_job
-from study.optuna_store import SharedStudy, TrialWrittenOff
+from study.optuna_store import SharedStudy, TrialWrittenOff, curve_step
 from study.result import TrainResult
 from study.schema import TRIAL_ATTRS
-from study.store import StorageGone
+from study.store import StorageFull, StorageGone
 from study.study_lock import StudyLock
 from sweeps import load_sweep
 
@@ -105,15 +105,6 @@ def trial_attrs(result: TrainResult) -> dict[str, Any]:
     return attrs
 
 
-def curve_step(index: int, *, budget: float, curve_points: int) -> int:
-    """The step under which curve point ``index`` (1 .. ``curve_points``, at budget fraction
-    ``index / curve_points``) is reported: its elapsed budget in whole seconds, which is what
-    Optuna's dashboard plots, or the index itself where the budget has fewer seconds than points
-    (so steps never repeat). The same for every trial of a study, so pruners compare trials at
-    the same point of their budget."""
-    return max(round(index * budget / curve_points), index)
-
-
 def make_pruner(name: str, *, curve_points: int, budget: float) -> optuna.pruners.BasePruner:
     """``median`` waits for a quarter of the budget: early on, small models always lead.
     Steps are ``curve_step`` s (budget seconds)."""
@@ -163,7 +154,7 @@ def process_main(spec: WorkerSpec, lock: Lock, failures: Failures) -> None:
             run_worker(spec, lock, failures)
     except KeyboardInterrupt:
         pass  # the trial in hand was already failed and queued again
-    except StorageGone as exc:  # its trial stays RUNNING; the next run queues it again
+    except (StorageGone, StorageFull) as exc:  # its trial stays RUNNING (see _record)
         print(f"error: worker {spec.index}: {exc}", file=sys.stderr)
         sys.exit(1)
 
@@ -230,7 +221,7 @@ def _train_and_record(spec: WorkerSpec, shared: SharedStudy, trial: optuna.Trial
     display.trial_started(trial.number, spec.index, trial.params)
     try:
         outcome = _run(spec, shared, trial, config, env, pool, display)
-        _record(shared, trial, outcome, failures)
+        _record(spec, shared, trial, outcome, failures)
     except KeyboardInterrupt:
         # Under the study lock, as every recovery is: another worker finishing recoveries
         # must not see this trial failed but not yet queued again, and queue it a second time.
@@ -264,6 +255,9 @@ def _next_trial(spec: WorkerSpec, shared: SharedStudy,
     from optuna.trial import TrialState
 
     while True:
+        # Results kept while the disk was full first: their trials are RUNNING, and recovery
+        # would throw the trained result away and queue the configuration again.
+        pending.record(shared, spec.storage, cache_dir=spec.cache_dir)
         stale.recover_stale(shared, locked=True)
         trials = shared.trials()
         complete = sum(t.state == TrialState.COMPLETE for t in trials)
@@ -297,19 +291,18 @@ def _run(spec: WorkerSpec, shared: SharedStudy, trial: optuna.Trial, config: Tra
         nonlocal last_beat
         if time.monotonic() - last_beat >= every:
             last_beat = time.monotonic()
-            shared.heartbeat(trial.number)
+            with _unless_full("a heartbeat"):  # the trial trains on; its result is kept
+                shared.heartbeat(trial.number)
         display.tick()
 
     def on_curve(event: dict[str, Any]) -> bool:
         # Fixed budget fractions, so pruners compare trials at the same point.
         index = round(float(event.get("frac", 0.0)) * config.curve_points)
-        step = curve_step(index, budget=config.budget, curve_points=config.curve_points)
-        val_loss = event.get("val_loss")
-        if not isinstance(val_loss, (int, float)) or not math.isfinite(val_loss):
-            return False
-        # The last point is the result itself: never prune there.
-        return shared.report(trial, math.exp(min(val_loss, 700.0)), step,
-                             ask_pruner=prune and index < config.curve_points)
+        with _unless_full(f"point {index} of the curve"):
+            return shared.report_point(trial, index, event.get("val_loss"),
+                                       budget=config.budget,
+                                       curve_points=config.curve_points, ask_pruner=prune)
+        return False
 
     return run_job(
         config, command=spec.train_command, cache_dir=spec.cache_dir, env=env,
@@ -318,20 +311,44 @@ def _run(spec: WorkerSpec, shared: SharedStudy, trial: optuna.Trial, config: Tra
     )
 
 
-def _record(shared: SharedStudy, trial: optuna.Trial, outcome: Outcome,
+def _record(spec: WorkerSpec, shared: SharedStudy, trial: optuna.Trial, outcome: Outcome,
             failures: Failures) -> None:
     """Store how the trial ended.
 
     Raises:
         TrialWrittenOff: another worker failed the trial meanwhile (nothing of it is kept).
+        StorageFull: the database's disk is full (a complete result is kept on disk first).
     """
     if outcome.state == "complete" and outcome.result is not None:
-        result = outcome.result
-        shared.complete(trial, result.val_ppl, attrs=trial_attrs(result), result=result)
+        result, attrs = outcome.result, trial_attrs(outcome.result)
+        try:
+            shared.complete(trial, result.val_ppl, attrs=attrs, result=result)
+        except StorageFull as exc:
+            # Nothing of the trial is half-written (each write is one transaction, COMPLETE
+            # last) and it stays RUNNING; keep the result to record at the next chance.
+            try:
+                kept = pending.keep(spec.storage, shared.name, cache_dir=spec.cache_dir,
+                                    number=trial.number, value=result.val_ppl, attrs=attrs,
+                                    result=result)
+            except OSError as why:
+                raise StorageFull(f"{exc}; trial {trial.number}'s result could not be kept "
+                                  f"either ({first_line(why)})") from None
+            raise StorageFull(f"{exc}; trial {trial.number}'s result is kept in {kept} and "
+                              f"recorded by the next run") from None
     elif outcome.state == "pruned":
         shared.prune(trial)
     else:
         _fail(shared, trial.number, outcome.reason, failures)
+
+
+@contextlib.contextmanager
+def _unless_full(what: str) -> Iterator[None]:
+    """Skip a write made while a trial trains if the disk is full, with a warning: the trial
+    goes on, and its result is kept on disk if it cannot be written either (``_record``)."""
+    try:
+        yield
+    except StorageFull as exc:
+        log.warning("skipped %s: %s", what, first_line(exc))
 
 
 def _fail(shared: SharedStudy, number: int, reason: str, failures: Failures) -> None:

@@ -6,6 +6,7 @@ Each test runs the real command on the shared corpus with tiny models and 1-seco
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -359,3 +360,76 @@ def test_nan_and_oom_fail_their_trial_and_the_study_goes_on(tmp_path: Path,
     assert v.by_state() == {"FAIL": 3, "COMPLETE": 1}
     assert v.trials[3].user_attrs["fail_reason"].startswith("diverged: ")
     assert optuna.load_study(study_name="tiny", storage=url).best_trial.number == 2
+
+
+# ------------------------------------------------------------------------------ a full disk
+
+def _fill(folder: Path) -> Path:
+    """Write zeros into ``folder`` until its file system is full; returns the filler."""
+    filler = folder / "filler"
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    return filler
+
+
+def _training(db: Path) -> bool:
+    """True once a trial of the study in ``db`` is RUNNING with its config stored (training)."""
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            return bool(conn.execute(
+                "SELECT COUNT(*) FROM trials JOIN trial_user_attributes USING (trial_id) "
+                "WHERE state = 'RUNNING' AND key = 'config'").fetchone()[0])
+    except sqlite3.Error:
+        return False
+
+
+def test_a_full_disk_keeps_the_trained_result_and_a_rerun_records_it(
+        tmp_path: Path, cache_dir: Path) -> None:
+    """The database's disk fills while a trial trains (a 4 MB tmpfs): the run ends with one
+    line, exit 1, the trained result kept in a pending file; a rerun on the still-full disk
+    says the same in one line; a rerun with room records the kept result without training it
+    again (issue 18 #7)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        url = f"sqlite:///{disk / 'study.db'}"
+        args = study_args(url, write_sweep(tmp_path), cache_dir, "--trials", "1", budget=3.0)
+        proc = subprocess.Popen(args, cwd=REPO, text=True, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT)
+        while not _training(disk / "study.db") and proc.poll() is None:
+            time.sleep(0.05)
+        filler = _fill(disk)
+        out = proc.communicate(timeout=300)[0]
+        assert proc.returncode == 1 and "Traceback" not in out, out
+        errors = [line for line in out.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "the database's disk is full" in errors[0], out
+        assert "trial 0's result is kept in " in errors[0], out
+        kept = sorted((cache_dir / "pending-results").glob("*/trial-0.json"))
+        assert len(kept) == 1 and kept[0].parent.name in errors[0]
+        assert view(url, "tiny").by_state() == {"RUNNING": 1}
+
+        again = run(args)
+        assert again.returncode == 1 and "Traceback" not in again.stderr, again.stderr
+        assert again.stderr.count("\n") == 1 and "disk is full" in again.stderr, again.stderr
+        value = json.loads(kept[0].read_text())["value"]
+
+        filler.unlink()
+        final = run(args)
+        assert final.returncode == 0, final.stderr
+        assert "recorded the kept result of trial(s) #0" in final.stdout + final.stderr
+        v = view(url, "tiny")
+        check_finished(v, target=1, name="tiny", budget=3.0)
+        assert v.by_state() == {"COMPLETE": 1}  # recorded, not trained again
+        assert v.trials[0].value == value and not kept[0].exists()
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)

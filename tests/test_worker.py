@@ -14,9 +14,9 @@ from optuna.trial import TrialState
 from studyrun import fake_trainer, make_result, view, write_sweep
 
 from study import schema, stale
-from study.optuna_store import SharedStudy
+from study.optuna_store import SharedStudy, curve_step
 from study.study_lock import StudyLock
-from study.worker import WorkerSpec, curve_step, make_pruner, run_worker, trial_attrs
+from study.worker import WorkerSpec, make_pruner, run_worker, trial_attrs
 
 
 def test_trial_attrs_are_exactly_the_schema() -> None:
