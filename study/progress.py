@@ -91,9 +91,10 @@ def study_line(name: str, trials: Sequence[FrozenTrial], *, target: int, workers
     if complete:
         best = min(complete, key=lambda t: t.value if t.value is not None else math.inf)
         size = best.user_attrs.get("params")
-        size_text = f"{fmt_count(size)} params; " if isinstance(size, (int, float)) else ""
-        parts.append(f"best ppl {best.value:.2f} #{best.number} ({size_text}"
-                     f"{fmt_params(best.params)})")
+        about = [f"{fmt_count(size)} params"] if isinstance(size, (int, float)) else []
+        about += [fmt_params(best.params)] if best.params else []  # a fixed sweep has none
+        parts.append(f"best ppl {best.value:.2f} #{best.number}"
+                     + (f" ({'; '.join(about)})" if about else ""))
         durations = [t.duration.total_seconds() for t in complete[-ETA_WINDOW:]
                      if t.duration is not None]
         remaining = max(0, target - len(complete))

@@ -77,6 +77,9 @@ def test_summary_shows_time_outside_budget_compile_and_repetition() -> None:
     assert "seconds per trial compiling inside the budget: mean 2.0, max 3.0" in lines
     warning = next(line for line in lines if line.startswith("warning:"))
     assert "1 trial(s)" in warning and "more than 4 times (#1)" in warning
+    # A sweep without parameters and a trial without a size: nothing empty in brackets.
+    line = progress.study_line("s", study.trials, target=2, workers=1)
+    assert line == "[s] 2/2 complete, 0 failed, 0 pruned | best ppl 20.00 #1", line
     quiet = optuna.create_study()
     complete_trial(quiet, 30.0, epochs=4.0)  # at the limit: no warning, no timing lines
     assert not progress.budget_lines(quiet.trials)
