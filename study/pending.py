@@ -1,7 +1,8 @@
-"""Trial results that could not be written to a full database, kept on disk until they can.
+"""Trial results that could not be written to the database, kept on disk until they can.
 
-When the database's disk is full as a trained trial is recorded, the worker keeps the result
-in a pending-results file (one JSON per trial, written atomically) and the run ends with one
+When the database's disk is full, or the database stays unreachable past the patience
+(``study.retry``), as a trained trial is recorded, the worker keeps the result in a
+pending-results file (one JSON per trial, written atomically) and the run ends with one
 line; the trial stays RUNNING. The next worker of the study on this machine (the same run's, or
 a rerun's) records it before it recovers stale trials, so the trained result is not thrown away
 and trained again. A pending trial that another machine has meanwhile written off is dropped:
@@ -96,10 +97,12 @@ def record(shared: SharedStudy, url: str, *, cache_dir: str | None) -> list[int]
             if running:
                 trial = optuna.Trial(shared.study, shared.trial_id(number))
                 try:
-                    for index, point in enumerate(result.curve, 1):  # those the full disk lost
+                    # The curve points the database did not take (point i at fraction i/P).
+                    points = int(result.config.get("curve_points", len(result.curve)))
+                    for index, point in enumerate(result.curve, 1):
                         shared.report_point(trial, index, point.get("val_loss"),
                                             budget=float(result.config["budget"]),
-                                            curve_points=len(result.curve), ask_pruner=False)
+                                            curve_points=points, ask_pruner=False)
                     shared.complete(trial, float(kept["value"]), attrs=kept["attrs"],
                                     result=result)
                     done.append(number)

@@ -291,14 +291,14 @@ def _run(spec: WorkerSpec, shared: SharedStudy, trial: optuna.Trial, config: Tra
         nonlocal last_beat
         if time.monotonic() - last_beat >= every:
             last_beat = time.monotonic()
-            with _unless_full("a heartbeat"):  # the trial trains on; its result is kept
+            with _unless_unwritable("a heartbeat"):  # the trial trains on; its result is kept
                 shared.heartbeat(trial.number)
         display.tick()
 
     def on_curve(event: dict[str, Any]) -> bool:
         # Fixed budget fractions, so pruners compare trials at the same point.
         index = round(float(event.get("frac", 0.0)) * config.curve_points)
-        with _unless_full(f"point {index} of the curve"):
+        with _unless_unwritable(f"point {index} of the curve"):
             return shared.report_point(trial, index, event.get("val_loss"),
                                        budget=config.budget,
                                        curve_points=config.curve_points, ask_pruner=prune)
@@ -317,13 +317,14 @@ def _record(spec: WorkerSpec, shared: SharedStudy, trial: optuna.Trial, outcome:
 
     Raises:
         TrialWrittenOff: another worker failed the trial meanwhile (nothing of it is kept).
-        StorageFull: the database's disk is full (a complete result is kept on disk first).
+        StorageFull, StorageGone: the database's disk is full or it is unreachable past the
+            patience (a complete result is kept on disk first, ``study.pending``).
     """
     if outcome.state == "complete" and outcome.result is not None:
         result, attrs = outcome.result, trial_attrs(outcome.result)
         try:
             shared.complete(trial, result.val_ppl, attrs=attrs, result=result)
-        except StorageFull as exc:
+        except (StorageFull, StorageGone) as exc:
             # Nothing of the trial is half-written (each write is one transaction, COMPLETE
             # last) and it stays RUNNING; keep the result to record at the next chance.
             try:
@@ -331,10 +332,10 @@ def _record(spec: WorkerSpec, shared: SharedStudy, trial: optuna.Trial, outcome:
                                     number=trial.number, value=result.val_ppl, attrs=attrs,
                                     result=result)
             except OSError as why:
-                raise StorageFull(f"{exc}; trial {trial.number}'s result could not be kept "
-                                  f"either ({first_line(why)})") from None
-            raise StorageFull(f"{exc}; trial {trial.number}'s result is kept in {kept} and "
-                              f"recorded by the next run") from None
+                raise type(exc)(f"{exc}; trial {trial.number}'s result could not be kept "
+                                f"either ({first_line(why)})") from None
+            raise type(exc)(f"{exc}; trial {trial.number}'s result is kept in {kept} and "
+                            f"recorded by the next run") from None
     elif outcome.state == "pruned":
         shared.prune(trial)
     else:
@@ -342,12 +343,13 @@ def _record(spec: WorkerSpec, shared: SharedStudy, trial: optuna.Trial, outcome:
 
 
 @contextlib.contextmanager
-def _unless_full(what: str) -> Iterator[None]:
-    """Skip a write made while a trial trains if the disk is full, with a warning: the trial
-    goes on, and its result is kept on disk if it cannot be written either (``_record``)."""
+def _unless_unwritable(what: str) -> Iterator[None]:
+    """Skip a write made while a trial trains if the disk is full or the database stayed away
+    past the patience, with a warning: the trial trains on, and its result is kept on disk if
+    it cannot be written either (``_record``)."""
     try:
         yield
-    except StorageFull as exc:
+    except (StorageFull, StorageGone) as exc:
         log.warning("skipped %s: %s", what, first_line(exc))
 
 

@@ -3,6 +3,7 @@ off while it trained (it drops that trial quietly and goes on with the study).""
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import threading
 import time
@@ -13,8 +14,10 @@ import pytest
 from optuna.trial import TrialState
 from studyrun import fake_trainer, make_result, view, write_sweep
 
-from study import schema, stale
+from study import pending, schema, stale
 from study.optuna_store import SharedStudy, curve_step
+from study.schema import TRIAL_ATTRS
+from study.store import StorageGone
 from study.study_lock import StudyLock
 from study.worker import WorkerSpec, make_pruner, run_worker, trial_attrs
 
@@ -122,3 +125,45 @@ def test_pruners_compare_trials_at_the_same_budget_second() -> None:
     assert median == {i: 75 if i in bad else None for i in range(20)}
     hyperband = _pruned_at("hyperband", trials=20, bad=bad)
     assert all(hyperband[i] in (75, 150, 225) for i in bad), hyperband
+
+
+def test_a_result_the_database_cannot_take_is_kept_and_recorded_later(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database stays away past the patience just as a trained trial is recorded: the
+    worker keeps the result in a pending file and stops with StorageGone, the trial RUNNING;
+    the next worker (here ``pending.record``, as ``_next_trial`` and ``open_study`` call it)
+    records it whole - value, attributes, rows, curve steps - without training it again."""
+    url, name = f"sqlite:///{tmp_path / 'study.db'}", "tiny"
+    SharedStudy.create(url, name)
+    fake = fake_trainer(tmp_path)
+    spec = WorkerSpec(storage=url, study_name=name, sweep=str(write_sweep(tmp_path)),
+                      base={"budget": 2.0, "data": None, "device": "cpu", "seed": 0},
+                      trials=1, max_failures=1, pruner="none", curve_points=2, sampler_seed=0,
+                      train_command=fake.command, cache_dir=str(tmp_path / "cache"),
+                      env={**fake.env, "FAKE_MODE": "ok"})
+
+    def away(self: SharedStudy, *args: object, **kwargs: object) -> None:
+        raise StorageGone("could not write the rows of trial 0: the database did not answer "
+                          "for 300s (connection refused)")
+
+    monkeypatch.setattr(SharedStudy, "complete", away)
+    monkeypatch.setattr(SharedStudy, "report_point", away)  # away while it trained, too
+    ctx = multiprocessing.get_context("spawn")
+    with pytest.raises(StorageGone, match=r"trial 0's result is kept in .*trial-0\.json and "
+                                          r"recorded by the next run"):
+        run_worker(spec, ctx.Lock(), ctx.Value("i", 0))
+    monkeypatch.undo()
+    kept = list((tmp_path / "cache" / "pending-results").glob("*/trial-0.json"))
+    assert len(kept) == 1 and view(url, name).by_state() == {"RUNNING": 1}
+
+    shared = SharedStudy.load(url, name)
+    with StudyLock(url, name):
+        assert pending.record(shared, url, cache_dir=str(tmp_path / "cache")) == [0]
+    v = view(url, name)
+    assert v.by_state() == {"COMPLETE": 1} and not kept[0].exists()
+    trial = v.trials[0]
+    assert trial.value == make_result().val_ppl and set(TRIAL_ATTRS) <= set(trial.user_attrs)
+    # The kept curve's points (of 20 over 2 s: steps 1, 2), which the database did not take.
+    assert trial.intermediate_values == {1: pytest.approx(math.exp(5.1)),
+                                         2: pytest.approx(math.exp(4.2))}
+    assert set(v.curve) == set(v.sample) == {0}
