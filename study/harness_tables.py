@@ -3,7 +3,10 @@
 Every step here is idempotent and safe when several processes (machines) do it at once: tables
 are created only where missing, a column is added only where missing (and another process
 adding it first is not an error), and the recorded schema version only ever moves up. The
-caller (``store.open_storage``) retries the whole on transient database errors.
+caller (``store.open_storage``) retries the whole on transient database errors, holds
+``creation_lock`` (SQLite) around it, and gives a creation race on a server a
+``second_chance``: Optuna's own table creation is not safe when two processes make one new
+database's tables at once.
 """
 
 from __future__ import annotations

@@ -1,11 +1,14 @@
 """The Optuna study: validate everything, create the study once, run the workers, summarise.
 
 Bad input (unknown sweep, a sweep file without ``suggest``, a storage that cannot be opened,
-``--trials 0``, a study of the same name that maximises or ran with another budget, data that
-cannot be read, a device this machine lacks) is refused before anything is written to the
-database. Then the token cache is built once, the study and the harness tables are created,
-trials orphaned by a killed run are failed and queued again, and ``workers`` processes train
-trials until the study holds ``trials`` complete ones.
+is read-only or is another application's, ``--trials 0``, a study of the same name that
+maximises or ran with another budget, data that cannot be read, a device this machine lacks) is
+refused before anything is written to the database. Then the token cache is built once, the
+study and the harness tables are created (or upgraded), the study's terms are checked under the
+study lock (``study.comparability``: a run whose trials would not compare is refused), results
+kept while the database could not take them are recorded, trials orphaned by a killed run are
+failed and queued again, and ``workers`` processes train trials until the study holds
+``trials`` complete ones.
 """
 
 from __future__ import annotations
