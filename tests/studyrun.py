@@ -9,11 +9,13 @@ test needs an exit status or a timing the real one cannot be made to produce on 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,6 +68,22 @@ def run(args: list[str], env: dict[str, str] | None = None,
         timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
+
+
+@contextlib.contextmanager
+def tmpfs(folder: Path, *, size: str = "4m") -> Iterator[Path]:
+    """A small tmpfs mounted on new ``folder`` for the block (a disk to fill, or to remount
+    read-only); the test is skipped where mounting is not allowed (not root)."""
+    import pytest
+
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
 
 
 def assert_clean_output(text: str) -> None:

@@ -21,7 +21,7 @@ import optuna
 import pytest
 import sqlalchemy as sa
 import torch
-from studyrun import DATA, REPO, write_sweep
+from studyrun import DATA, REPO, tmpfs, write_sweep
 
 from study import schema, store
 from study.result import TrainResult
@@ -314,12 +314,7 @@ def test_a_database_on_a_read_only_file_system(study_db: Path, tmp_path: Path,
                                                cache_dir: Path) -> None:
     """The same on a file system mounted read-only (a real process; root may write a file of
     mode 0444, not one on a read-only mount)."""
-    mount = tmp_path / "ro"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    try:
+    with tmpfs(tmp_path / "ro") as mount:
         shutil.copy(study_db, mount / "study.db")
         subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
         proc = subprocess.run(
@@ -327,8 +322,6 @@ def test_a_database_on_a_read_only_file_system(study_db: Path, tmp_path: Path,
              "--sweep", str(write_sweep(tmp_path)), "--study-name", "tiny", "--trials", "1",
              "--data", str(DATA), "--budget", "1", "--device", "cpu", "--cache-dir",
              str(cache_dir)], cwd=REPO, capture_output=True, text=True, timeout=120)
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr == f"error: storage sqlite:///{mount / 'study.db'} is on a read-only " \
                           f"file system; a study run records itself in its database (copy it " \

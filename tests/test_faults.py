@@ -29,6 +29,7 @@ from studyrun import (
     records,
     run,
     study_args,
+    tmpfs,
     trainer_children,
     view,
     wait_for_no_marked,
@@ -396,12 +397,7 @@ def test_a_full_disk_keeps_the_trained_result_and_a_rerun_records_it(
     line, exit 1, the trained result kept in a pending file; a rerun on the still-full disk
     says the same in one line; a rerun with room records the kept result without training it
     again (issue 18 #7)."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    try:
+    with tmpfs(tmp_path / "disk") as disk:
         url = f"sqlite:///{disk / 'study.db'}"
         args = study_args(url, write_sweep(tmp_path), cache_dir, "--trials", "1", budget=3.0)
         proc = subprocess.Popen(args, cwd=REPO, text=True, stdout=subprocess.PIPE,
@@ -431,5 +427,3 @@ def test_a_full_disk_keeps_the_trained_result_and_a_rerun_records_it(
         check_finished(v, target=1, name="tiny", budget=3.0)
         assert v.by_state() == {"COMPLETE": 1}  # recorded, not trained again
         assert v.trials[0].value == value and not kept[0].exists()
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=True)
