@@ -26,6 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from study import schema
 from study.config import ModelConfig, TrainConfig
+from study.optuna_store import curve_step
 from study.result import TrainResult
 from study.schema import TRIAL_ATTRS
 from study.stale import intended_params
@@ -157,7 +158,10 @@ def check_records(v: View, *, target: int, name: str, budget: float = BUDGET) ->
         assert set(TRIAL_ATTRS) <= set(a), set(TRIAL_ATTRS) - set(a)
         assert t.value == a["val_ppl"] and a["budget"] == budget
         assert a["config"]["model"]["d_model"] == t.params["d_model"] == a["d_model"]
-        assert sorted(t.intermediate_values) == list(range(1, CURVE_POINTS + 1))
+        # Reported by budget second (the dashboard's axis), one step per curve point.
+        assert sorted(t.intermediate_values) == [
+            curve_step(k, budget=budget, curve_points=CURVE_POINTS)
+            for k in range(1, CURVE_POINTS + 1)]
         curve = v.curve.get(t.number, [])
         assert [row[1] for row in curve] == list(range(CURVE_POINTS)), curve
         assert all(row[2] == name and row[3] == t.number for row in curve)
