@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -209,6 +210,15 @@ def warm_up(args: argparse.Namespace) -> tuple[TrainConfig | None, TokenData | N
     hint = config_from_args(args, read_config(args.warm_config)) if args.warm_config else None
     device = resolve_device(hint.device if hint is not None else args.device or "auto")
     torch.empty(1, device=device)  # creates the CUDA context now, not when the trial starts
+    if device.type == "cuda":
+        # The compiler stack is seconds of imports, and Inductor starts a pool of compile workers
+        # on first use: both done here, while the previous trial still trains.
+        import torch._dynamo  # noqa: F401
+        import torch._inductor.async_compile as async_compile
+
+        warm_pool = getattr(async_compile.AsyncCompile, "warm_pool", None)
+        if warm_pool is not None:  # not in every PyTorch release
+            warm_pool()
     if hint is None:
         return None, None
     return hint, load_config_tokens(hint, cache_dir=args.cache_dir)
@@ -226,5 +236,14 @@ def _failed(path: Path | None, kind: str, reason: str, status: int) -> int:
     return status
 
 
+def _exit_now(status: int) -> None:
+    """End the process without Python's teardown: once the result JSON is on disk (written
+    whole, fsync'd) nothing is left to do, and unwinding a CUDA context and Inductor's compile
+    workers costs seconds that a study would count outside the budget."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit_now(main())
