@@ -8,6 +8,7 @@ import re
 from collections.abc import Sequence
 
 from analysis.load import DEFAULT_STORAGE
+from study.cli import ArgumentParser
 
 
 def make_parser(prog: str, doc: str | None, *, examples: Sequence[str]) -> argparse.ArgumentParser:
@@ -16,8 +17,9 @@ def make_parser(prog: str, doc: str | None, *, examples: Sequence[str]) -> argpa
     text = re.sub(r":\w+:`~?([^`]+)`", r"\1", doc or "")
     text = text.replace("``", "")
     epilog = "examples:\n" + "\n".join(f"  {line}" for line in examples)
-    return argparse.ArgumentParser(prog=prog, description=text, epilog=epilog,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    # study.cli's parser: a bad flag is one line and exit 2 under cli_main, not the usage text
+    return ArgumentParser(prog=prog, description=text, epilog=epilog,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def add_study_args(parser: argparse.ArgumentParser, *, csv_columns: str | None = None) -> None:

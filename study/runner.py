@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from study import pending, progress, stale, store
 from study.comparability import check_terms, heldout_digest, search_space
+from study.data import resolve_data
 from study.errors import UsageError
 from study.job import compile_cache_env
 from study.optuna_store import SharedStudy
@@ -93,8 +94,10 @@ def run_study(opts: RunOptions) -> int:
     quiet_optuna()
     sweep = load_sweep(opts.sweep)
     study_name = opts.study_name or sweep.name
-    base = {"budget": float(opts.budget), "data": opts.data, "device": opts.device,
-            "seed": opts.seed}
+    # Which corpus "no --data" means here (the hub, or the bundled sample when the hub cannot
+    # be reached) is decided once, so the trials neither probe again nor record None.
+    base = {"budget": float(opts.budget), "data": resolve_data(opts.data),
+            "device": opts.device, "seed": opts.seed}
     probe, space = probe_config(sweep, base)
     check_device(opts.device)
     state = store.inspect_storage(opts.storage, study_name)

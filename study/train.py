@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from study.cli import ArgumentParser
 from study.config import ARCHS, DEVICES, MLP_TYPES, POS_SCHEMES, PRECISIONS, TrainConfig
-from study.data import max_stories_arg, resolve_max_stories
+from study.data import max_stories_arg, resolve_data, resolve_max_stories
 from study.errors import UsageError, cli_main
 from study.fileio import write_json
 from study.fmt import fmt_count
@@ -139,6 +139,7 @@ def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = Non
         if getattr(args, flag) is not None:
             base[flag] = getattr(args, flag)
     config = TrainConfig.from_dict(base)
+    config = config.replace(data=resolve_data(config.data))  # the corpus actually read, recorded
     # auto becomes a number once, at startup, from the budget and the device (study.data.budget)
     return config.replace(max_stories=resolve_max_stories(
         config.data, max_stories=config.max_stories, budget=config.budget, device=config.device,

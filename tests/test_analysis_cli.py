@@ -24,6 +24,7 @@ BAD_INPUTS = {
                          "{tmp}/r.html", "no study database"),
     "csv_and_storage": ("analysis.crossover", "--csv", "{tmp}/bad.csv", "--storage", "{db}",
                         "--budget", "1", "either --csv or --storage"),
+    "unknown_flag": ("analysis.report", "--storage", "{db}", "--bogus", "unrecognized arguments"),
     "bad_plot_suffix": ("analysis.crossover", "--storage", "{db}", "--device", "cpu", "--plot",
                         "{tmp}/cross.txt", "must end in one of: .png, .svg, .pdf"),
 }

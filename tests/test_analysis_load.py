@@ -136,8 +136,9 @@ def test_newer_harness_schema_is_refused_in_one_line(tmp_path: Path) -> None:
     assert digest(path) == before
 
 
-def test_older_harness_schema_loads_for_analysis_but_not_for_a_study(tmp_path: Path) -> None:
-    """The analysis reads old studies; the study refuses to add rows of a new layout to them."""
+def test_older_harness_schema_loads_for_analysis_and_upgrades_for_a_study(tmp_path: Path) -> None:
+    """The analysis reads old studies untouched; a study run accepts the versions it upgrades in
+    place (``schema.MIGRATES_FROM``) and refuses older ones."""
     from study.schema import SCHEMA_VERSION
     from study.store import inspect_storage
 
@@ -147,7 +148,9 @@ def test_older_harness_schema_loads_for_analysis_but_not_for_a_study(tmp_path: P
     data = load_study(url(path))
     assert len(data.complete()) == 24 and len(data.curves) == 120
     assert digest(path) == before
-    with pytest.raises(UsageError, match=f"holds harness schema version {SCHEMA_VERSION - 1}"):
+    assert inspect_storage(url(path), "cpu-300s").study_exists
+    set_schema_version(path, "0")
+    with pytest.raises(UsageError, match="holds harness schema version 0"):
         inspect_storage(url(path), "cpu-300s")
     set_schema_version(path, "v2-draft")  # not a version number: neither older nor newer
     with pytest.raises(UsageError, match="holds harness schema version v2-draft"):
