@@ -20,28 +20,41 @@ from study.errors import cli_main, stop_like_ctrl_c
 from study.runner import RunOptions, run_study
 from study.store import StorageFull, StorageGone
 from study.worker import PRUNERS
+from sweeps import available
+
+EXAMPLES = """examples:
+  python -m study.run --trials 40                      # the five-minute study: 40 x 300 s of
+                                                       # training (3.3 h) plus each trial's
+                                                       # start-up and evaluation
+  python -m study.run --trials 3 --budget 60 --data sample        # a first look, ~4 min
+  python -m study.run --sweep ladder --trials 9 --study-name ladder-cpu-300s
+  python -m study.run --workers 2 --storage postgresql+psycopg2://study@db/study"""
 
 
 def build_parser() -> argparse.ArgumentParser:
     d = RunOptions()
-    p = ArgumentParser(prog="python -m study.run", description=__doc__.splitlines()[0])
-    p.add_argument("--trials", type=int, default=d.trials,
+    summary = __doc__.splitlines()[0].replace("``", "")
+    p = ArgumentParser(prog="python -m study.run", description=summary, epilog=EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--trials", type=int, default=d.trials, metavar="N",
                    help=f"complete trials the study should hold, earlier runs included "
                         f"(default {d.trials})")
-    p.add_argument("--budget", type=float, default=d.budget,
-                   help=f"training seconds per trial (default {d.budget:g})")
-    p.add_argument("--sweep", default=d.sweep,
-                   help="search space: a name in sweeps/ (default, ladder) or a .py file that "
-                        "defines suggest(trial) -> TrainConfig (default %(default)s)")
-    p.add_argument("--storage", default=d.storage,
+    p.add_argument("--budget", type=float, default=d.budget, metavar="SECONDS",
+                   help=f"training seconds per trial; a study keeps one budget "
+                        f"(default {d.budget:g})")
+    p.add_argument("--sweep", default=d.sweep, metavar="NAME|FILE.py",
+                   help=f"search space: a sweep of the package ({', '.join(available())}) or a "
+                        f".py file that defines suggest(trial) -> TrainConfig "
+                        f"(default %(default)s)")
+    p.add_argument("--storage", default=d.storage, metavar="URL",
                    help="SQLAlchemy URL of the study database (default %(default)s)")
     p.add_argument("--study-name", default=None, help="study name (default: the sweep's name)")
-    p.add_argument("--data", default=None,
+    p.add_argument("--data", default=None, metavar="PATH|sample",
                    help="corpus: a file or folder of .txt/.txt.xz/.txt.gz/.jsonl/.parquet, or "
                         "sample (the bundled TinyStories sample) (default: TinyStories via "
                         "datasets; the bundled sample when the hub cannot be reached)")
     p.add_argument("--device", default=d.device, choices=DEVICES, help="(default %(default)s)")
-    p.add_argument("--workers", type=int, default=d.workers,
+    p.add_argument("--workers", type=int, default=d.workers, metavar="N",
                    help="worker processes on this machine, one CUDA device each where there are "
                         "several (default %(default)s)")
     p.add_argument("--seed", type=int, default=d.seed,
@@ -52,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training stories every trial reads: auto (enough that the fastest trial "
                         "sees its training tokens at most ~4 times on this device, up to the "
                         "whole corpus; see study.data.budget) or a number (default %(default)s)")
-    p.add_argument("--max-failures", type=int, default=None,
+    p.add_argument("--max-failures", type=int, default=None, metavar="N",
                    help="stop after this many failed trials in this run "
                         "(default: --trials, at least 10)")
     return p

@@ -67,6 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
         prog="python -m study.train",
         description="Train one tiny language model for a wall-clock budget and evaluate it.",
+        epilog="units: --budget and --log-interval in seconds, --eval-tokens and "
+               "--sample-tokens in tokens, --dropout and --warmup-frac as fractions\n"
+               "examples:\n"
+               "  python -m study.train --budget 60 --data sample\n"
+               "  python -m study.train --budget 300 --n-layer 4 --d-model 128 --n-head 4 "
+               "--pos rope --mlp swiglu --json result.json\n"
+               "  python -m study.train --config config.json --dropout 0.1 "
+               "--weight-decay 1.0",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", type=Path, help="JSON file holding a TrainConfig; flags override it")
     defaults = TrainConfig()
