@@ -126,10 +126,16 @@ def second_chance(fn: Callable[[], T]) -> T:
 
 @contextlib.contextmanager
 def creation_lock(url: str) -> Iterator[None]:
-    """On SQLite, an ``flock`` on a file in the temporary folder named after the database file,
-    held while its tables are created: Optuna's table creation (alembic) is not safe when two
-    processes make a new file's tables at once. Servers need none (``second_chance``)."""
+    """Held while a database's tables are created: Optuna's table creation (alembic) is not safe
+    when two processes make a new database's tables at once. On SQLite an ``flock`` on a file in
+    the temporary folder named after the database file; on a server a lock the server holds
+    (``server_creation_lock``), since MySQL's DDL is not transactional and a loser can meet half
+    of the winner's tables (``second_chance`` stays as the fallback)."""
     parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() in ("postgresql", "mysql", "mariadb"):
+        with server_creation_lock(url):
+            yield
+        return
     if parsed.get_backend_name() != "sqlite":
         yield
         return
@@ -146,3 +152,38 @@ def creation_lock(url: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # frees the flock; the file stays (removing it would race a waiter)
+
+
+@contextlib.contextmanager
+def server_creation_lock(url: str, *, patience: float = 60.0) -> Iterator[None]:
+    """A PostgreSQL advisory lock or a MySQL/MariaDB ``GET_LOCK`` named after the database, taken
+    by polling (so Ctrl-C stops a waiter) for at most ``patience`` seconds: creation takes a few
+    seconds, and a holder frozen longer than that is left to ``second_chance``."""
+    import hashlib
+
+    parsed = sa.engine.make_url(url)
+    tag = hashlib.sha256(f"create {parsed.database}".encode()).digest()
+    postgres = parsed.get_backend_name() == "postgresql"
+    key = int.from_bytes(tag[:8], "big", signed=True)
+    name = f"five-minute-study-create-{tag.hex()[:24]}"
+    take, free, args = (
+        ("SELECT pg_try_advisory_lock(:k)", "SELECT pg_advisory_unlock(:k)", {"k": key})
+        if postgres else ("SELECT GET_LOCK(:n, 0)", "SELECT RELEASE_LOCK(:n)", {"n": name}))
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            deadline = time.monotonic() + patience
+            held = False
+            while not held and time.monotonic() < deadline:
+                held = bool(conn.execute(sa.text(take), args).scalar())
+                conn.commit()
+                if not held:
+                    time.sleep(0.2)
+            try:
+                yield
+            finally:
+                if held:
+                    conn.execute(sa.text(free), args)
+                    conn.commit()
+    finally:
+        engine.dispose()

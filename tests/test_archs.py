@@ -265,7 +265,9 @@ def test_each_arch_trains(arch: str, tinystories: Path, cache_dir: Path) -> None
     config = TrainConfig(
         model=ModelConfig(arch=arch, n_layer=1, d_model=32, n_head=2, pos="rope",
                           vocab_size=1024, seq_len=32),
-        budget=5.0, data=str(tinystories), device="cpu", batch_size=16, lr=1e-2,
+        # 8 s: the diffusion model's training loss is noisy (a random masking rate per batch);
+        # at 5 s its fall measured 0.26 in one CI run, under the 0.3 asked for
+        budget=8.0, data=str(tinystories), device="cpu", batch_size=16, lr=1e-2,
         eval_tokens=4096, curve_points=4, sample_tokens=12,
     )
     events: list[dict[str, float]] = []

@@ -98,7 +98,10 @@ def _pruned_at(name: str, *, trials: int, bad: set[int]) -> dict[int, int | None
     """Run ``trials`` trials of 4 curve points over a 300 s budget through pruner ``name``, the
     ``bad`` ones ten times worse; the step each was pruned at (None: ran to the end)."""
     steps = [curve_step(k, budget=300.0, curve_points=4) for k in range(1, 5)]
-    study = optuna.create_study(pruner=make_pruner(name, curve_points=4, budget=300.0))
+    # A fixed name: Hyperband assigns trials to brackets by a hash of the study name and the
+    # trial number, and an unnamed study gets a random name.
+    study = optuna.create_study(study_name="pruner-steps",
+                                pruner=make_pruner(name, curve_points=4, budget=300.0))
     pruned_at: dict[int, int | None] = {}
     for i in range(trials):
         trial, scale = study.ask(), (100.0 if i in bad else 10.0) - 0.01 * i
