@@ -1,7 +1,12 @@
-"""The five-minute study's search space: width, depth, learning rate, positional scheme, MLP.
+"""The five-minute study's search space: width, depth, learning rate, positional scheme, MLP,
+weight decay and dropout.
 
 Widths step roughly by 1.5x so size is searched on a log scale; heads are 32 wide below 256 and
-64 wide from there, which keeps every width valid for rope (even head dimension).
+64 wide from there, which keeps every width valid for rope (even head dimension). Regularisation
+is searched because a fast device repeats a small corpus many times in five minutes, and there
+the best model is the best regularised one (``sweeps.ladder_gpu``): AdamW weight decay on a log
+scale from 0.01 to 3 (decoupled: each step shrinks weights by lr x weight decay) and dropout from
+0 to 0.3.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ def suggest(trial: Any) -> TrainConfig:
     lr = trial.suggest_float("lr", 1e-4, 1e-2, log=True)
     pos = trial.suggest_categorical("pos", ["learned", "rope"])
     mlp = trial.suggest_categorical("mlp", ["swiglu", "gelu"])
+    weight_decay = trial.suggest_float("weight_decay", 0.01, 3.0, log=True)
+    dropout = trial.suggest_float("dropout", 0.0, 0.3)
     model = ModelConfig(n_layer=n_layer, d_model=d_model, n_head=n_head_for(d_model), pos=pos,
-                        mlp=mlp)
-    return TrainConfig(model=model, lr=lr)
+                        mlp=mlp, dropout=dropout)
+    return TrainConfig(model=model, lr=lr, weight_decay=weight_decay)

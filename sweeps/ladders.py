@@ -1,11 +1,12 @@
 """The one size-ladder factory: a fixed list of GPT sizes, each a complete config, walked evenly.
 
-Every size ladder in the project is a ``Ladder``: the sweeps ``ladder`` (CPU) and
-``ladder_large`` (GPU), and the sizes ``python -m bench`` measures. A ladder names its rungs
-(name -> (n_layer, d_model)) and fills in the rest from one template, so a rung means the same
-model wherever it is used. As a sweep, a ladder's ``suggest`` draws the categorical parameter
-``size`` (a rung name) and its ``sampler`` gives each trial the least-tried rung, smallest first
-on ties; studies already stored in a database hold ``size`` with exactly these names.
+Every size ladder in the project is a ``Ladder``: the sweeps ``ladder`` and ``ladder_dense``
+(CPU), ``ladder_large`` and ``ladder_gpu`` (GPU), and the sizes ``python -m bench`` measures. A
+ladder names its rungs (name -> (n_layer, d_model)) and fills in the rest from one template, so a
+rung means the same model wherever it is used. As a sweep, a ladder's ``suggest`` draws the
+categorical parameter ``size`` (a rung name) and its ``sampler`` gives each trial the least-tried
+rung, smallest first on ties; studies already stored in a database hold ``size`` with exactly
+these names.
 """
 
 from __future__ import annotations
@@ -36,12 +37,15 @@ class Ladder:
     ``head_dim`` fixes the head width (``n_head = d_model // head_dim``); without it heads follow
     ``sweeps.default.n_head_for`` (32 wide below width 256, 64 from there). The learning rate of
     a rung follows its width (``lr_for``) rather than being searched, so every trial of a ladder
-    is one point of it, not a tuning run.
+    is one point of it, not a tuning run. ``weight_decay`` and ``dropout`` are the ladder's
+    regularisation, the same on every rung.
     """
 
     sizes: Mapping[str, tuple[int, int]]
     base: ModelConfig = field(default_factory=lambda: ModelConfig(pos="rope", mlp="swiglu"))
     head_dim: int | None = None
+    weight_decay: float = TrainConfig.weight_decay
+    dropout: float = 0.0
 
     @property
     def names(self) -> list[str]:
@@ -58,12 +62,14 @@ class Ladder:
             raise UsageError(f"unknown size {name!r}; sizes: {', '.join(self.sizes)}")
         n_layer, d_model = self.sizes[name]
         n_head = d_model // self.head_dim if self.head_dim else n_head_for(d_model)
-        return dataclasses.replace(self.base, n_layer=n_layer, d_model=d_model, n_head=n_head)
+        return dataclasses.replace(self.base, n_layer=n_layer, d_model=d_model, n_head=n_head,
+                                   dropout=self.dropout)
 
     def config(self, name: str) -> TrainConfig:
-        """Rung ``name`` as a training config: its network and the learning rate of its width."""
+        """Rung ``name`` as a training config: its network, the learning rate of its width and
+        the ladder's weight decay."""
         model = self.model(name)
-        return TrainConfig(model=model, lr=lr_for(model.d_model))
+        return TrainConfig(model=model, lr=lr_for(model.d_model), weight_decay=self.weight_decay)
 
     def suggest(self, trial: Any) -> TrainConfig:
         """The sweep's ``suggest``: the rung the trial's sampler picks for ``size``."""

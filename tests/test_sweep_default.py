@@ -25,6 +25,17 @@ def test_default_space_covers_its_ranges_with_valid_configs() -> None:
     assert min(lrs) < -3.3 and max(lrs) > -2.7  # log-uniform: both decades reached
 
 
+def test_default_space_searches_weight_decay_and_dropout() -> None:
+    """A fast device repeats its data many times: regularisation is part of the answer."""
+    found = sample_configs("default", 60)
+    decays = [math.log10(c.weight_decay) for c in found]
+    assert all(-2 <= d <= math.log10(3.0) for d in decays)
+    assert min(decays) < -1.3 and max(decays) > 0.0  # log-uniform over 0.01-3
+    dropouts = [c.model.dropout for c in found]
+    assert all(0.0 <= p <= 0.3 for p in dropouts)
+    assert min(dropouts) < 0.05 and max(dropouts) > 0.25
+
+
 def test_heads_are_32_wide_below_256_and_64_from_there() -> None:
     assert [n_head_for(d) for d in WIDTHS] == [2, 3, 4, 6, 4, 6, 8]
     for d in WIDTHS:

@@ -31,7 +31,8 @@ def sample_configs(name: str, n: int) -> list[TrainConfig]:
 
 
 def test_shipped_sweeps_are_listed_and_load() -> None:
-    assert set(available()) == {"archs", "default", "ladder", "ladder_large", "positions"}
+    assert set(available()) == {"archs", "default", "ladder", "ladder_dense", "ladder_gpu",
+                                "ladder_large", "positions", "regularise"}
     assert load_sweep("default").name == "default" and load_sweep("default").sampler is None
     ladder = load_sweep("ladder")
     assert ladder.sampler is not None
