@@ -1,5 +1,6 @@
 """``python -m analysis.compare``: held-out quality by positional scheme (``--by pos``), MLP
-(``--by mlp``) or both (``--by cell``), per device.
+(``--by mlp``), both (``--by cell``) or regularisation (``--by reg``: weight decay and dropout, for
+a grid of settings such as the sweep ``regularise``), per device.
 
 For each choice: its number of trials, its best trial (size, learning rate) and its median. Then,
 since a sweep draws the choice together with size and learning rate, the comparison at equal size:
@@ -20,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = make_parser("python -m analysis.compare", __doc__, examples=[
         "python -m analysis.compare --by pos",
         "python -m analysis.compare --study-name default --by cell --metric bpb --json cmp.json",
+        "python -m analysis.compare --study-name regularise-h200-300s --by reg --metric bpb",
     ])
     add_study_args(parser)
     parser.add_argument("--by", choices=list(COMPARE_BY), default="pos",

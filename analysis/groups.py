@@ -1,4 +1,5 @@
-"""Held-out quality by positional scheme or MLP: which choice did better, and at equal size.
+"""Held-out quality by positional scheme, MLP or regularisation: which choice did better, and at
+equal size.
 
 A sweep draws the scheme together with size and learning rate, so the best trial of each scheme
 mixes all three. The fairer reading is at equal size: for every model shape (architecture,
@@ -29,7 +30,10 @@ from study.fileio import write_json
 if TYPE_CHECKING:
     import pandas as pd
 
-COMPARE_BY = {"pos": "positional scheme", "mlp": "MLP", "cell": "positional scheme + MLP"}
+COMPARE_BY = {"pos": "positional scheme", "mlp": "MLP", "cell": "positional scheme + MLP",
+              "reg": "regularisation (weight decay, dropout)"}
+# Where a stored config lacks them (trials from before dropout existed): the defaults then.
+REG_DEFAULTS = {"config.weight_decay": 0.1, "config.model.dropout": 0.0}
 SHAPE = ("arch", "n_layer", "d_model")
 
 
@@ -98,7 +102,26 @@ def _group_values(frame: pd.DataFrame, by: str) -> pd.Series:
     if by == "cell":
         both = frame["pos"].notna() & frame["mlp"].notna()
         return (frame["pos"].astype(str) + "+" + frame["mlp"].astype(str)).where(both)
+    if by == "reg":
+        return _regularisation(frame)
     return frame[by].astype(str).where(frame[by].notna())
+
+
+def _regularisation(frame: pd.DataFrame) -> pd.Series:
+    """``wd<weight decay> do<dropout>`` of each trial, read from its stored config (trials with no
+    config stored: none)."""
+    import pandas as pd
+
+    if "config.weight_decay" not in frame:
+        return pd.Series(None, index=frame.index, dtype=object)
+    values = {key: pd.to_numeric(frame.get(key, pd.Series(default, index=frame.index)),
+                                 errors="coerce")
+              for key, default in REG_DEFAULTS.items()}
+    known = values["config.weight_decay"].notna()
+    dropout = values["config.model.dropout"].fillna(REG_DEFAULTS["config.model.dropout"])
+    label = [f"wd{wd:g} do{do:g}" for wd, do in zip(values["config.weight_decay"], dropout,
+                                                    strict=True)]
+    return pd.Series(label, index=frame.index, dtype=object).where(known)
 
 
 def _compare(frame: pd.DataFrame, device: str, *, by: str, metric: str,

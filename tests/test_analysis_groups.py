@@ -93,3 +93,38 @@ def test_compare_cli_on_a_study_writes_json(db: Path, tmp_path: Path) -> None:
     bad = run_cli("analysis.compare", "--storage", url(db), "--by", "pos", "--json",
                   str(tmp_path / "missing" / "x.json"))
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+
+
+class RegData:
+    """Two shapes, each tried at three regularisation settings; trial 4's config predates
+    dropout (read as 0) and trial 5 stored no config at all (left out)."""
+
+    study_name = "reg"
+
+    def complete(self) -> Any:
+        import pandas as pd
+
+        # (number, width, weight decay, dropout, val_bpb)
+        cells = [(0, 128, 1.0, 0.0, 0.668), (1, 128, 1.0, 0.1, 0.650), (2, 128, 3.0, 0.0, 0.690),
+                 (3, 192, 1.0, 0.0, 0.825), (4, 192, 0.1, None, 1.100), (5, 192, None, None, 0.5),
+                 (6, 192, 1.0, 0.1, 0.700)]
+        rows = [{"number": n, "arch": "gpt", "n_layer": 4, "d_model": d, "pos": "rope",
+                 "mlp": "swiglu", "val_bpb": bpb, "value": bpb, "params": 1e4 * d,
+                 "lr": 3e-3, "device": "cuda", "device_name": "NVIDIA H200",
+                 "config.weight_decay": wd, "config.model.dropout": do}
+                for n, d, wd, do, bpb in cells]
+        return pd.DataFrame(rows)
+
+
+def test_compare_by_regularisation_reads_weight_decay_and_dropout_from_the_config() -> None:
+    from analysis.groups import compare_for, compare_text
+
+    [reg] = compare_for(RegData(), by="reg", metric="bpb")  # type: ignore[arg-type]
+    assert [(g.value, g.trials, g.best, g.best_trial) for g in reg.groups] == [
+        ("wd1 do0.1", 2, 0.650, 1), ("wd1 do0", 2, 0.668, 0), ("wd3 do0", 1, 0.690, 2),
+        ("wd0.1 do0", 1, 1.100, 4)]
+    assert dict(reg.shapes) == {
+        "gpt 4x128": {"wd1 do0": 0.668, "wd1 do0.1": 0.650, "wd3 do0": 0.690},
+        "gpt 4x192": {"wd0.1 do0": 1.100, "wd1 do0": 0.825, "wd1 do0.1": 0.700}}
+    assert reg.wins == {"wd1 do0.1": 2, "wd1 do0": 0, "wd3 do0": 0, "wd0.1 do0": 0}
+    assert "by regularisation (weight decay, dropout)" in compare_text(reg)
