@@ -32,8 +32,6 @@ if TYPE_CHECKING:
 
 COMPARE_BY = {"pos": "positional scheme", "mlp": "MLP", "cell": "positional scheme + MLP",
               "reg": "regularisation (weight decay, dropout)"}
-# Where a stored config lacks them (trials from before dropout existed): the defaults then.
-REG_DEFAULTS = {"config.weight_decay": 0.1, "config.model.dropout": 0.0}
 SHAPE = ("arch", "n_layer", "d_model")
 
 
@@ -114,14 +112,12 @@ def _regularisation(frame: pd.DataFrame) -> pd.Series:
 
     if "config.weight_decay" not in frame:
         return pd.Series(None, index=frame.index, dtype=object)
-    values = {key: pd.to_numeric(frame.get(key, pd.Series(default, index=frame.index)),
-                                 errors="coerce")
-              for key, default in REG_DEFAULTS.items()}
-    known = values["config.weight_decay"].notna()
-    dropout = values["config.model.dropout"].fillna(REG_DEFAULTS["config.model.dropout"])
-    label = [f"wd{wd:g} do{do:g}" for wd, do in zip(values["config.weight_decay"], dropout,
-                                                    strict=True)]
-    return pd.Series(label, index=frame.index, dtype=object).where(known)
+    decay = pd.to_numeric(frame["config.weight_decay"], errors="coerce")
+    # Trials stored before dropout existed had none.
+    dropout = (pd.to_numeric(frame["config.model.dropout"], errors="coerce").fillna(0.0)
+               if "config.model.dropout" in frame else pd.Series(0.0, index=frame.index))
+    label = [f"wd{wd:g} do{do:g}" for wd, do in zip(decay, dropout, strict=True)]
+    return pd.Series(label, index=frame.index, dtype=object).where(decay.notna())
 
 
 def _compare(frame: pd.DataFrame, device: str, *, by: str, metric: str,

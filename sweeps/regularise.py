@@ -36,11 +36,10 @@ CELLS: dict[str, tuple[str, float, float]] = {
 
 
 def config_for(cell: str) -> TrainConfig:
-    """The training config of grid cell ``cell`` (a key of ``CELLS``)."""
+    """The training config of grid cell ``cell`` (a key of ``CELLS``): its rung of the GPU
+    ladder, regularised as the cell says."""
     rung, weight_decay, dropout = CELLS[cell]
-    config = LADDER.config(rung)
-    return config.replace(model=dataclasses.replace(config.model, dropout=dropout),
-                          weight_decay=weight_decay)
+    return dataclasses.replace(LADDER, weight_decay=weight_decay, dropout=dropout).config(rung)
 
 
 def suggest(trial: Any) -> TrainConfig:
