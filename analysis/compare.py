@@ -1,6 +1,8 @@
 """``python -m analysis.compare``: held-out quality by positional scheme (``--by pos``), MLP
 (``--by mlp``), both (``--by cell``) or regularisation (``--by reg``: weight decay and dropout, for
-a grid of settings such as the sweep ``regularise``), per device.
+a grid of settings such as the sweep ``regularise``), per device. ``--with STUDY`` adds another
+study's trials (from the same storage) to the comparison: the ladder that ran without the grid's
+settings, say.
 
 For each choice: its number of trials, its best trial (size, learning rate) and its median. Then,
 since a sweep draws the choice together with size and learning rate, the comparison at equal size:
@@ -21,9 +23,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = make_parser("python -m analysis.compare", __doc__, examples=[
         "python -m analysis.compare --by pos",
         "python -m analysis.compare --study-name default --by cell --metric bpb --json cmp.json",
-        "python -m analysis.compare --study-name regularise-h200-300s --by reg --metric bpb",
+        "python -m analysis.compare --study-name regularise-h200-300s --with ladder-gpu-h200-300s "
+        "--by reg --metric bpb",
     ])
     add_study_args(parser)
+    parser.add_argument("--with", dest="also", action="append", default=[], metavar="STUDY",
+                        help="another study of the same storage whose trials join the "
+                             "comparison (repeatable)")
     parser.add_argument("--by", choices=list(COMPARE_BY), default="pos",
                         help="what to compare (default pos)")
     parser.add_argument("--metric", choices=sorted(METRICS), default="ppl",
@@ -40,7 +46,8 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     setup_logging()
     print(run_compare(storage=args.storage, study_name=args.study_name, by=args.by,
-                      metric=args.metric, device=args.device, json_path=args.json))
+                      metric=args.metric, device=args.device, json_path=args.json,
+                      also=args.also))
 
 
 if __name__ == "__main__":

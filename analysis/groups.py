@@ -10,6 +10,7 @@ often each choice won there. Each device is compared on its own.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +38,7 @@ SHAPE = ("arch", "n_layer", "d_model")
 
 @dataclass(frozen=True)
 class Group:
-    """One choice's trials: how many, the best (its trial, size and lr) and the median."""
+    """One choice's trials: how many, the best (its study, trial, size and lr) and the median."""
 
     value: str
     trials: int
@@ -46,6 +47,7 @@ class Group:
     best_params: float
     best_lr: float
     median: float
+    best_study: str
 
 
 @dataclass(frozen=True)
@@ -58,30 +60,42 @@ class Comparison:
     groups: tuple[Group, ...]
     shapes: tuple[tuple[str, dict[str, float]], ...]  # (shape, best metric per choice tried)
     wins: dict[str, int]  # shapes at which each choice was the best
+    studies: tuple[str, ...]  # the studies whose trials were compared
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "device": self.device, "by": self.by, "metric": METRICS[self.metric][0],
+            "studies": list(self.studies),
             "groups": [g.__dict__ for g in self.groups],
             "equal_size": [{"shape": s, "best": best} for s, best in self.shapes],
             "wins": self.wins,
         }
 
 
-def compare_for(data: StudyData, *, by: str, metric: str = "ppl",
-                device: str | None = None) -> list[Comparison]:
-    """Compare the values of ``by`` (pos, mlp or cell) on each device of the study that tried
-    more than one; a device that tried one only is left out.
+def compare_for(data: StudyData, *, by: str, metric: str = "ppl", device: str | None = None,
+                also: Sequence[StudyData] = ()) -> list[Comparison]:
+    """Compare the values of ``by`` (pos, mlp, cell or reg) on each device of the study that
+    tried more than one; a device that tried one only is left out. The complete trials of the
+    studies ``also`` join in (a grid of regularisation settings against the ladder that ran
+    without them, say), each trial named by its study.
 
     Raises:
-        UsageError: unknown ``by`` or metric, no complete trials, or no device with two values of
-            ``by`` among them.
+        UsageError: unknown ``by`` or metric, a study without complete trials, or no device with
+            two values of ``by`` among them.
     """
+    import pandas as pd
+
     if by not in COMPARE_BY:
         raise UsageError(f"--by must be one of {', '.join(COMPARE_BY)}, got {by!r}")
     column = metric_column(metric)
+    studies = [data, *also]
+    names = tuple(dict.fromkeys(d.study_name for d in studies))
+    if len(names) < len(studies):
+        raise UsageError(f"a study is named twice among {', '.join(d.study_name for d in studies)}")
+    trials = pd.concat([complete_trials(d).assign(study=d.study_name) for d in studies],
+                       ignore_index=True)
     out, alike = [], []
-    for label, frame in by_device(complete_trials(data), device).items():
+    for label, frame in by_device(trials, device).items():
         frame = frame.copy()
         frame[column] = metric_values(frame, metric)
         frame["group"] = _group_values(frame, by)
@@ -89,7 +103,8 @@ def compare_for(data: StudyData, *, by: str, metric: str = "ppl",
         if frame["group"].nunique() < 2:
             alike.append(f"{label} ({', '.join(sorted(set(frame['group']))) or 'none recorded'})")
         else:
-            out.append(_compare(frame, label, by=by, metric=metric, column=column))
+            out.append(_compare(frame, label, by=by, metric=metric, column=column,
+                                studies=names))
     if not out:
         raise UsageError(f"no {COMPARE_BY[by]} to compare: each device's trials all have the "
                          f"same one ({'; '.join(alike)})")
@@ -120,8 +135,8 @@ def _regularisation(frame: pd.DataFrame) -> pd.Series:
     return pd.Series(label, index=frame.index, dtype=object).where(decay.notna())
 
 
-def _compare(frame: pd.DataFrame, device: str, *, by: str, metric: str,
-             column: str) -> Comparison:
+def _compare(frame: pd.DataFrame, device: str, *, by: str, metric: str, column: str,
+             studies: tuple[str, ...]) -> Comparison:
     groups = []
     for value, g in frame.groupby("group", sort=True):
         best = g.loc[g[column].idxmin()]
@@ -129,6 +144,7 @@ def _compare(frame: pd.DataFrame, device: str, *, by: str, metric: str,
             value=str(value), trials=len(g), best=float(best[column]),
             best_trial=int(best["number"]), best_params=float(best["params"]),
             best_lr=float(best["lr"]), median=float(g[column].median()),
+            best_study=str(best["study"]),
         ))
     shapes = []
     wins = {g.value: 0 for g in groups}
@@ -143,19 +159,23 @@ def _compare(frame: pd.DataFrame, device: str, *, by: str, metric: str,
         wins[str(best.idxmin())] += 1
     shapes.sort(key=lambda s: min(s[1].values()))
     return Comparison(device, by, metric, tuple(sorted(groups, key=lambda g: g.best)),
-                      tuple(shapes), wins)
+                      tuple(shapes), wins, studies)
 
 
 def compare_text(c: Comparison) -> str:
     _, label = METRICS[c.metric]
     n = sum(g.trials for g in c.groups)
     width = max(8, *(len(g.value) for g in c.groups))
-    lines = [f"{label.capitalize()} by {COMPARE_BY[c.by]} on {c.device} ({n} complete trials):",
+    several = len(c.studies) > 1
+    source = f" of {len(c.studies)} studies" if several else ""
+    lines = [f"{label.capitalize()} by {COMPARE_BY[c.by]} on {c.device} ({n} complete "
+             f"trials{source}):",
              f"{c.by:>{width}} {'trials':>6} {'best':>9} {'trial':>6} {'params':>9} {'lr':>9} "
-             f"{'median':>9}"]
+             f"{'median':>9}" + ("  study" if several else "")]
     for g in c.groups:
         lines.append(f"{g.value:>{width}} {g.trials:>6} {g.best:>9.4g} {g.best_trial:>6} "
-                     f"{g.best_params:>9.3g} {fmt_value(g.best_lr, '.3g'):>9} {g.median:>9.4g}")
+                     f"{g.best_params:>9.3g} {fmt_value(g.best_lr, '.3g'):>9} {g.median:>9.4g}"
+                     + (f"  {g.best_study}" if several else ""))
     if not c.shapes:
         lines.append(f"No model shape was tried with more than one {c.by}: the best trials above "
                      f"differ in size and learning rate too.")
@@ -175,11 +195,13 @@ def compare_text(c: Comparison) -> str:
 
 def run_compare(*, storage: str | None = None, study_name: str | None = None,
                 by: str = "pos", metric: str = "ppl", device: str | None = None,
-                json_path: PathArg = None) -> str:
-    """The comparison's text for each device; ``json_path`` also gets it as JSON."""
+                json_path: PathArg = None, also: Sequence[str] = ()) -> str:
+    """The comparison's text for each device; ``json_path`` also gets it as JSON. The studies
+    named in ``also`` (same storage) join the comparison."""
     json_out = check_output(json_path, what="--json", suffixes=("json",))
     data = load_study(storage or DEFAULT_STORAGE, study_name)
-    comparisons = compare_for(data, by=by, metric=metric, device=device)
+    more = [load_study(storage or DEFAULT_STORAGE, name) for name in also]
+    comparisons = compare_for(data, by=by, metric=metric, device=device, also=more)
     if json_out is not None:
         write_json(json_out, {"study": data.study_name,
                               "comparisons": [c.as_dict() for c in comparisons]})

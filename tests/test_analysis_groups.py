@@ -128,3 +128,48 @@ def test_compare_by_regularisation_reads_weight_decay_and_dropout_from_the_confi
         "gpt 4x192": {"wd0.1 do0": 1.100, "wd1 do0": 0.825, "wd1 do0.1": 0.700}}
     assert reg.wins == {"wd1 do0.1": 2, "wd1 do0": 0, "wd3 do0": 0, "wd0.1 do0": 0}
     assert "by regularisation (weight decay, dropout)" in compare_text(reg)
+
+
+class LadderData:
+    """The ladder the grid is compared against: the same two shapes without dropout, and one
+    shape the grid never tried."""
+
+    study_name = "ladder"
+
+    def complete(self) -> Any:
+        import pandas as pd
+
+        cells = [(0, 128, 0.640), (1, 192, 0.900), (2, 256, 0.400)]  # (number, width, val_bpb)
+        rows = [{"number": n, "arch": "gpt", "n_layer": 4, "d_model": d, "pos": "rope",
+                 "mlp": "swiglu", "val_bpb": bpb, "value": bpb, "params": 1e4 * d,
+                 "lr": 2e-3, "device": "cuda", "device_name": "NVIDIA H200",
+                 "config.weight_decay": 1.0, "config.model.dropout": 0.0}
+                for n, d, bpb in cells]
+        return pd.DataFrame(rows)
+
+
+def test_compare_with_another_study_pools_its_trials_and_names_their_study() -> None:
+    from analysis.groups import compare_for, compare_text
+
+    [reg] = compare_for(RegData(), by="reg", metric="bpb",  # type: ignore[arg-type]
+                        also=[LadderData()])  # type: ignore[list-item]
+    assert reg.studies == ("reg", "ladder")
+    # wd1 do0 now holds the grid's trials 0 and 3 and the ladder's three; its best is the
+    # ladder's 256-wide trial 2, which no other setting tried.
+    assert [(g.value, g.trials, g.best, g.best_trial, g.best_study) for g in reg.groups] == [
+        ("wd1 do0", 5, 0.400, 2, "ladder"), ("wd1 do0.1", 2, 0.650, 1, "reg"),
+        ("wd3 do0", 1, 0.690, 2, "reg"), ("wd0.1 do0", 1, 1.100, 4, "reg")]
+    assert dict(reg.shapes)["gpt 4x128"]["wd1 do0"] == 0.640  # the ladder's, better than 0.668
+    assert "gpt 4x256" not in dict(reg.shapes)  # tried with one setting only
+    assert reg.wins == {"wd1 do0": 1, "wd1 do0.1": 1, "wd3 do0": 0, "wd0.1 do0": 0}
+    text = compare_text(reg)
+    assert "(9 complete trials of 2 studies)" in text  # trial 5 has no config
+    assert text.splitlines()[2].endswith("ladder")
+    with pytest.raises(UsageError, match="named twice"):
+        compare_for(RegData(), by="reg", also=[RegData()])  # type: ignore[arg-type,list-item]
+
+
+def test_compare_cli_refuses_a_missing_with_study_in_one_line(db: Path) -> None:
+    bad = run_cli("analysis.compare", "--storage", url(db), "--by", "pos", "--with", "no-such")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "no-such" in bad.stderr
