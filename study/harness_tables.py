@@ -22,6 +22,7 @@ from typing import TypeVar
 import sqlalchemy as sa
 
 from study import schema
+from study.server_lock import ServerLock
 
 log = logging.getLogger(__name__)
 
@@ -159,23 +160,14 @@ def server_creation_lock(url: str, *, patience: float = 60.0) -> Iterator[None]:
     """A PostgreSQL advisory lock or a MySQL/MariaDB ``GET_LOCK`` named after the database, taken
     by polling (so Ctrl-C stops a waiter) for at most ``patience`` seconds: creation takes a few
     seconds, and a holder frozen longer than that is left to ``second_chance``."""
-    import hashlib
-
-    parsed = sa.engine.make_url(url)
-    tag = hashlib.sha256(f"create {parsed.database}".encode()).digest()
-    postgres = parsed.get_backend_name() == "postgresql"
-    key = int.from_bytes(tag[:8], "big", signed=True)
-    name = f"five-minute-study-create-{tag.hex()[:24]}"
-    take, free, args = (
-        ("SELECT pg_try_advisory_lock(:k)", "SELECT pg_advisory_unlock(:k)", {"k": key})
-        if postgres else ("SELECT GET_LOCK(:n, 0)", "SELECT RELEASE_LOCK(:n)", {"n": name}))
+    lock = ServerLock.for_creation(sa.engine.make_url(url).database)
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as conn:
             deadline = time.monotonic() + patience
             held = False
             while not held and time.monotonic() < deadline:
-                held = bool(conn.execute(sa.text(take), args).scalar())
+                held = bool(lock.try_take(conn))  # GET_LOCK's NULL: not held, ask again
                 conn.commit()
                 if not held:
                     time.sleep(0.2)
@@ -183,7 +175,7 @@ def server_creation_lock(url: str, *, patience: float = 60.0) -> Iterator[None]:
                 yield
             finally:
                 if held:
-                    conn.execute(sa.text(free), args)
+                    lock.free(conn)
                     conn.commit()
     finally:
         engine.dispose()

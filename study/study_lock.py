@@ -19,6 +19,7 @@ from types import TracebackType
 import sqlalchemy as sa
 
 from study import store
+from study.server_lock import ServerLock
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +43,7 @@ class StudyLock:
     def __init__(self, url: str, study_name: str) -> None:
         parsed = sa.engine.make_url(url)
         self.backend = parsed.get_backend_name()
-        # Machines may name the server differently; the database and study name are what agree.
-        digest = hashlib.sha256(f"{parsed.database}/{study_name}".encode()).hexdigest()
-        self._key = int(digest[:15], 16)  # fits PostgreSQL's signed bigint
-        self._name = f"five-minute-study:{digest[:40]}"  # MySQL lock names: 64 characters at most
+        self._server = ServerLock.for_study(parsed.database, study_name)
         self._engine: sa.Engine | None = None
         self._conn: sa.Connection | None = None
         self._fd: int | None = None
@@ -94,15 +92,10 @@ class StudyLock:
     def _try(self, conn: sa.Connection | None) -> bool:
         """One attempt at the lock, without waiting; True if this process now holds it."""
         if conn is not None:
-            if self.backend == "postgresql":
-                return bool(conn.execute(sa.text("SELECT pg_try_advisory_lock(:key)"),
-                                         {"key": self._key}).scalar())
-            # 1: taken, 0: held elsewhere, NULL: an error
-            got = conn.execute(sa.text("SELECT GET_LOCK(:name, 0)"),
-                               {"name": self._name}).scalar()
+            got = self._server.try_take(conn)
             if got is None:
-                raise RuntimeError(f"MySQL GET_LOCK({self._name!r}) failed")
-            return bool(got == 1)
+                raise RuntimeError(f"MySQL GET_LOCK({self._server.name!r}) failed")
+            return got
         if self._path is None:
             return True
         import fcntl
@@ -127,10 +120,7 @@ class StudyLock:
         if self._conn is not None:
             conn, self._conn = self._conn, None
             try:  # closing the connection frees the lock anyway; unlocking first is tidier
-                if self.backend == "postgresql":
-                    conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": self._key})
-                else:
-                    conn.execute(sa.text("SELECT RELEASE_LOCK(:name)"), {"name": self._name})
+                self._server.free(conn)
             except sa.exc.SQLAlchemyError as exc:
                 log.debug("could not release the study lock (%s); closing its connection", exc)
             finally:
