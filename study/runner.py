@@ -160,11 +160,9 @@ def check_existing(state: store.StorageState, study_name: str, *, budget: float)
         raise UsageError(
             f"study {study_name!r} in {state.url} optimises {'/'.join(state.directions)}; "
             f"this harness minimises held-out perplexity (choose another --study-name)")
-    found = state.study_attrs.get("budget")
-    if found is not None and float(found) != float(budget):
-        raise UsageError(
-            f"study {study_name!r} was run with --budget {found:g}; trials of different "
-            f"budgets do not compare (use --budget {found:g} or another --study-name)")
+    # Checked again under the study lock (open_study); the same words whichever check refuses.
+    check_terms({k: v for k, v in state.study_attrs.items() if k == "budget"},
+                {"budget": budget}, study_name=study_name)
 
 
 def open_study(opts: RunOptions, study_name: str,

@@ -250,8 +250,8 @@ def test_existing_study_that_does_not_match(tmp_path: Path,
     before = folder_bytes(tmp_path)
     argv = ["--storage", url, "--data", str(DATA), "--budget", "1"]
     assert "maximize" in refused(run_main, argv, capsys).lower()
-    assert "was run with --budget 300" in refused(run_main, [*argv, "--study-name", "other"],
-                                                  capsys)
+    assert "budget (--budget, seconds): 300, this run has 1;" in refused(
+        run_main, [*argv, "--study-name", "other"], capsys)
     assert folder_bytes(tmp_path) == before
 
 

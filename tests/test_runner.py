@@ -44,7 +44,7 @@ def test_check_existing_refuses_what_would_not_compare() -> None:
     runner.check_existing(_state(("MINIMIZE",), {}), "s", budget=60)  # tagged by this run
     with pytest.raises(UsageError, match="optimises MAXIMIZE"):
         runner.check_existing(_state(("MAXIMIZE",), {}), "s", budget=60)
-    with pytest.raises(UsageError, match="was run with --budget 60; .* --budget 60 or"):
+    with pytest.raises(UsageError, match=r"budget \(--budget, seconds\): 60, this run has 30;"):
         runner.check_existing(_state(("MINIMIZE",), {"budget": 60.0}), "s", budget=30)
 
 
