@@ -9,6 +9,10 @@ asks how far stronger regularisation moves that answer: each trial is one cell o
 (weight decay, dropout), walked evenly in the order below (the first cells are the ones that can
 move the best size: dropout on the ladder's best rungs and their larger neighbours). The learning
 rate follows width, as on the ladders, so the cells differ only in what they regularise.
+
+Measured on H200s at 300 s (``regularise-h200-300s``, the first 8 cells): dropout moved the best
+size up, from 1.12 M without it (0.668 bits per byte) to 5.0 M at dropout 0.2 (0.573); the larger
+the rung, the more dropout it wanted.
 """
 
 from __future__ import annotations
