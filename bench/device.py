@@ -4,11 +4,10 @@ for it and empty it between measurements."""
 from __future__ import annotations
 
 import gc
-import platform
 
 import torch
 
-from study.device import device_name
+from study.device import cpu_model, device_name
 
 # Dense bf16 tensor-core peaks (vendor datasheets, SXM parts), by a substring of the device name.
 PEAK_BF16_FLOPS: dict[str, float] = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12,
@@ -38,18 +37,6 @@ def free(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``, else what ``platform`` knows)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def device_label(device: torch.device) -> str:

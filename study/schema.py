@@ -70,7 +70,8 @@ TRIAL_ATTRS = (
     "eval_seconds",  # seconds all evaluations took, outside the budget
     "val_loss", "val_ppl", "val_bpb", "val_is_bound",
     "device",  # e.g. "cuda", "cpu"
-    "device_name",  # e.g. "NVIDIA H100 80GB HBM3", "Apple MPS (arm64)", "cpu x86_64"
+    # e.g. "NVIDIA H100 80GB HBM3", "Apple MPS (arm64)", "cpu x86_64 (AMD EPYC, bf16)"
+    "device_name",
     "versions",  # {"python", "torch", "numpy", "tokenizers", "study"}
     "seed",
     "compile_seconds",  # budgeted seconds of the steps that compiled or captured a CUDA graph

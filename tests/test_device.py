@@ -49,6 +49,21 @@ def test_defaults_and_names() -> None:
     assert default_batch_size(torch.device("cuda")) == 256  # no device needed to ask
     name = device_name(cpu)
     assert name.startswith("cpu ") and "thread" not in name
+    assert ("bf16" in name) == cpu_has_bf16()
+
+
+def test_a_cpu_is_named_by_its_model_and_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two CPUs of one architecture that train at different speeds get different names."""
+    import study.device as device
+
+    monkeypatch.setattr(device.platform, "machine", lambda: "x86_64")
+    names = []
+    for model, bf16 in (("AMD EPYC", True), ("AMD EPYC", False), ("", False), ("x86_64", True)):
+        monkeypatch.setattr(device, "cpu_model", lambda model=model: model)
+        monkeypatch.setattr(device, "cpu_has_bf16", lambda bf16=bf16: bf16)
+        names.append(device_name(torch.device("cpu")))
+    assert names == ["cpu x86_64 (AMD EPYC, bf16)", "cpu x86_64 (AMD EPYC)", "cpu x86_64",
+                     "cpu x86_64 (bf16)"]
     assert set(versions()) == {"python", "torch", "numpy", "tokenizers", "study"}
     assert versions()["torch"] == torch.__version__
 
