@@ -208,7 +208,11 @@ class Run:
         config, step_fn = self.config, self.job.step_fn
         self.job.model.train()
         self.clock.start()
-        while (elapsed := self.clock.elapsed) < config.budget:
+        elapsed = self.clock.elapsed
+        # One reading of the clock after each step decides the progress line, the curve points
+        # due and whether the budget is spent: a second reading for the loop's check could find
+        # the budget spent where the first had not, and the last curve point would be lost.
+        while elapsed < config.budget:
             frac = elapsed / config.budget
             lr = lr_at(frac, peak=config.lr, warmup_frac=config.warmup_frac)
             seq_len = seq_len_at(frac, full=config.model.seq_len, curriculum=config.curriculum)

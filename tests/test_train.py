@@ -87,6 +87,48 @@ def test_curve_point_and_final_point_agree_on_an_unchanged_model(
     assert result.val_loss == pytest.approx(math.log(1024), rel=0.05)  # untrained: about ln V
 
 
+class ReadTickClock:
+    """A clock whose every read while running advances it ``tick`` seconds: the budget runs out
+    at a read chosen by ``tick``, sometimes between a step's reading of the time and the loop's
+    next check of it."""
+
+    def __init__(self, budget: float, tick: float) -> None:
+        self.budget, self.tick, self.now, self.running = budget, tick, 0.0, False
+
+    def start(self) -> None:
+        self.running = True
+
+    resume = start
+
+    def pause(self) -> None:
+        self.running = False
+
+    @property
+    def elapsed(self) -> float:
+        if self.running:
+            self.now += self.tick
+        return self.now
+
+
+def test_every_curve_point_is_taken_wherever_the_budget_runs_out(
+        tinystories: Path, cache_dir: Path) -> None:
+    """However the last step's reading of the clock and the loop's check of it fall around the
+    budget, a run ends with all its curve points, the last at the budget (a trial once stored
+    three of four when the budget ran out between the two)."""
+    from study.clock import Events
+    from study.trainer import Job, Run
+
+    config = tiny_config(tinystories, budget=1.0, curve_points=4, eval_tokens=512)
+    job = Job.prepare(config, cache_dir=cache_dir)
+    for tick in (0.011, 0.013, 0.017, 0.019, 0.023, 0.029, 0.031, 0.037, 0.041, 0.043):
+        run = Run(job, events=Events(None), log_interval=10.0, out=None)
+        run.clock = ReadTickClock(config.budget, tick)  # type: ignore[assignment]
+        run.loop()
+        assert [round(p["elapsed_s"] / config.budget * 4, 6) >= k for k, p in
+                enumerate(run.curve, start=1)] == [True] * 4, (tick, run.curve)
+        assert run.curve[-1]["elapsed_s"] == config.budget, (tick, run.curve[-1])
+
+
 def run_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "study.train", *args], capture_output=True, text=True, cwd=cwd,
