@@ -265,8 +265,10 @@ def test_each_arch_trains(arch: str, tinystories: Path, cache_dir: Path) -> None
     config = TrainConfig(
         model=ModelConfig(arch=arch, n_layer=1, d_model=32, n_head=2, pos="rope",
                           vocab_size=1024, seq_len=32),
-        # 8 s: the diffusion model's training loss is noisy (a random masking rate per batch);
-        # at 5 s its fall measured 0.26 in one CI run, under the 0.3 asked for
+        # 8 s: the diffusion model's training loss is noisy (a random masking rate per batch).
+        # How far it falls in a wall-clock budget depends on the machine's load: idle, 0.46-0.59
+        # over 1,400-1,700 steps; in one loaded CI run 0.30. Each progress reading averages about
+        # 0.5 s of steps, and the last three agree within 0.01, so a fall of 0.15 is no noise.
         budget=8.0, data=str(tinystories), device="cpu", batch_size=16, lr=1e-2,
         eval_tokens=4096, curve_points=4, sample_tokens=12,
     )
@@ -283,7 +285,7 @@ def test_each_arch_trains(arch: str, tinystories: Path, cache_dir: Path) -> None
                    out=None)
     progress = [e["train_loss"] for e in events if e["kind"] == "progress"]
     assert len(progress) >= 3
-    assert progress[-1] < progress[0] - 0.3  # the loss fell
+    assert sum(progress[-3:]) / 3 < progress[0] - 0.15, progress  # the loss fell
     assert result.val_loss < math.log(1024) - 0.5
     for value in (result.val_loss, result.val_ppl, result.val_bpb, result.tokens_per_second):
         assert math.isfinite(value) and value > 0
