@@ -18,34 +18,48 @@ def make_parser(prog: str, doc: str | None, *, examples: Sequence[str]) -> argpa
     text = text.replace("``", "")
     epilog = "examples:\n" + "\n".join(f"  {line}" for line in examples)
     # study.cli's parser: a bad flag is one line and exit 2 under cli_main, not the usage text
-    return ArgumentParser(prog=prog, description=text, epilog=epilog,
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    return ArgumentParser(
+        prog=prog,
+        description=text,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def add_study_args(parser: argparse.ArgumentParser, *, csv_columns: str | None = None) -> None:
     parser.add_argument(
-        "--storage", default=None, metavar="URL",
+        "--storage",
+        default=None,
+        metavar="URL",
         help=f"study database, any SQLAlchemy URL Optuna accepts (default {DEFAULT_STORAGE})",
     )
     parser.add_argument(
-        "--study-name", default=None,
+        "--study-name",
+        default=None,
         help="study to read (default: the storage's only study, else its most recently run "
-             "one, named on stderr)",
+        "one, named on stderr)",
     )
     if csv_columns is not None:
         parser.add_argument(
-            "--csv", default=None, metavar="PATH",
+            "--csv",
+            default=None,
+            metavar="PATH",
             help=f"read a CSV file with columns {csv_columns} instead of a study",
         )
 
 
 def add_budget_args(parser: argparse.ArgumentParser, *, device: bool = True) -> None:
     parser.add_argument(
-        "--budget", type=float, default=None, metavar="SECONDS",
+        "--budget",
+        type=float,
+        default=None,
+        metavar="SECONDS",
         help="training budget in seconds (default: the budget the study's trials ran with)",
     )
     parser.add_argument(
-        "--ratio", type=float, default=20.0,
+        "--ratio",
+        type=float,
+        default=20.0,
         help="tokens per parameter at the crossover (default 20, Chinchilla's heuristic)",
     )
     if device:
@@ -54,11 +68,15 @@ def add_budget_args(parser: argparse.ArgumentParser, *, device: bool = True) -> 
 
 def add_device_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--device", default=None, metavar="NAME",
+        "--device",
+        default=None,
+        metavar="NAME",
         help="only trials from this device (its kind, e.g. cpu, or its full name)",
     )
 
 
 def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )

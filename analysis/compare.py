@@ -14,30 +14,44 @@ from __future__ import annotations
 import argparse
 
 from analysis.args import add_device_arg, add_study_args, make_parser, setup_logging
-from analysis.groups import COMPARE_BY, run_compare
 from analysis.selection import METRICS
+from analysis.views.compare import COMPARE_BY, run_compare
 from study.errors import cli_main
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = make_parser("python -m analysis.compare", __doc__, examples=[
-        "python -m analysis.compare --by pos",
-        "python -m analysis.compare --study-name default --by cell --metric bpb --json cmp.json",
-        "python -m analysis.compare --study-name regularise-h200-300s --with ladder-gpu-h200-300s "
-        "--by reg --metric bpb",
-    ])
+    parser = make_parser(
+        "python -m analysis.compare",
+        __doc__,
+        examples=[
+            "python -m analysis.compare --by pos",
+            "python -m analysis.compare --study-name default --by cell --metric bpb --json cmp.json",
+            "python -m analysis.compare --study-name regularise-h200-300s --with ladder-gpu-h200-300s "
+            "--by reg --metric bpb",
+        ],
+    )
     add_study_args(parser)
-    parser.add_argument("--with", dest="also", action="append", default=[], metavar="STUDY",
-                        help="another study of the same storage whose trials join the "
-                             "comparison (repeatable)")
-    parser.add_argument("--by", choices=list(COMPARE_BY), default="pos",
-                        help="what to compare (default pos)")
-    parser.add_argument("--metric", choices=sorted(METRICS), default="ppl",
-                        help="ppl: per-token perplexity (default); bpb: bits per byte "
-                             "(tokenizer-free)")
+    parser.add_argument(
+        "--with",
+        dest="also",
+        action="append",
+        default=[],
+        metavar="STUDY",
+        help="another study of the same storage whose trials join the comparison (repeatable)",
+    )
+    parser.add_argument(
+        "--by", choices=list(COMPARE_BY), default="pos", help="what to compare (default pos)"
+    )
+    parser.add_argument(
+        "--metric",
+        choices=sorted(METRICS),
+        default="ppl",
+        help="ppl: per-token perplexity (default); bpb: bits per byte (tokenizer-free)",
+    )
     add_device_arg(parser)
-    parser.add_argument("--json", default=None, metavar="PATH",
-                        help="also write the comparison as JSON")
+    parser.add_argument(
+        "--json", default=None, metavar="PATH", help="also write the comparison as JSON"
+    )
     return parser
 
 
@@ -45,9 +59,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     setup_logging()
-    print(run_compare(storage=args.storage, study_name=args.study_name, by=args.by,
-                      metric=args.metric, device=args.device, json_path=args.json,
-                      also=args.also))
+    print(
+        run_compare(
+            storage=args.storage,
+            study_name=args.study_name,
+            by=args.by,
+            metric=args.metric,
+            device=args.device,
+            json_path=args.json,
+            also=args.also,
+        )
+    )
 
 
 if __name__ == "__main__":

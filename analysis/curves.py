@@ -10,18 +10,26 @@ from __future__ import annotations
 import argparse
 
 from analysis.args import add_device_arg, add_study_args, make_parser, setup_logging
-from analysis.loss_curves import run_curves
+from analysis.views.curves import run_curves
 from study.errors import cli_main
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = make_parser("python -m analysis.curves", __doc__, examples=[
-        "python -m analysis.curves                       # newest study, writes curves.png",
-        "python -m analysis.curves --study-name default --device cpu --plot cpu_curves.svg",
-    ])
+    parser = make_parser(
+        "python -m analysis.curves",
+        __doc__,
+        examples=[
+            "python -m analysis.curves                       # newest study, writes curves.png",
+            "python -m analysis.curves --study-name default --device cpu --plot cpu_curves.svg",
+        ],
+    )
     add_study_args(parser)
-    parser.add_argument("--plot", default="curves.png", metavar="PATH",
-                        help="the figure to write, .png/.svg/.pdf (default curves.png)")
+    parser.add_argument(
+        "--plot",
+        default="curves.png",
+        metavar="PATH",
+        help="the figure to write, .png/.svg/.pdf (default curves.png)",
+    )
     add_device_arg(parser)
     return parser
 
@@ -30,8 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     setup_logging()
-    print(run_curves(storage=args.storage, study_name=args.study_name, plot_path=args.plot,
-                     device=args.device))
+    print(
+        run_curves(
+            storage=args.storage,
+            study_name=args.study_name,
+            plot_path=args.plot,
+            device=args.device,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -9,26 +9,38 @@ from __future__ import annotations
 import argparse
 
 from analysis.args import add_budget_args, add_study_args, make_parser, setup_logging
-from analysis.pareto import COLOR_BY, run_frontier
 from analysis.selection import METRICS
+from analysis.views.frontier import COLOR_BY, run_frontier
 from study.errors import cli_main
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = make_parser("python -m analysis.frontier", __doc__, examples=[
-        "python -m analysis.frontier --plot frontier.png",
-        "python -m analysis.frontier --study-name default --metric bpb --color-by pos "
-        "--plot frontier_bpb.svg",
-    ])
+    parser = make_parser(
+        "python -m analysis.frontier",
+        __doc__,
+        examples=[
+            "python -m analysis.frontier --plot frontier.png",
+            "python -m analysis.frontier --study-name default --metric bpb --color-by pos "
+            "--plot frontier_bpb.svg",
+        ],
+    )
     add_study_args(parser)
     add_budget_args(parser)
-    parser.add_argument("--plot", default=None, metavar="PATH",
-                        help="write the figure here (.png/.svg/.pdf)")
-    parser.add_argument("--metric", choices=sorted(METRICS), default="ppl",
-                        help="ppl: per-token perplexity (default); bpb: bits per byte "
-                             "(tokenizer-free)")
-    parser.add_argument("--color-by", choices=sorted(COLOR_BY), default="depth",
-                        help="what the point colours show (default depth)")
+    parser.add_argument(
+        "--plot", default=None, metavar="PATH", help="write the figure here (.png/.svg/.pdf)"
+    )
+    parser.add_argument(
+        "--metric",
+        choices=sorted(METRICS),
+        default="ppl",
+        help="ppl: per-token perplexity (default); bpb: bits per byte (tokenizer-free)",
+    )
+    parser.add_argument(
+        "--color-by",
+        choices=sorted(COLOR_BY),
+        default="depth",
+        help="what the point colours show (default depth)",
+    )
     return parser
 
 
@@ -36,11 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     setup_logging()
-    print(run_frontier(
-        storage=args.storage, study_name=args.study_name, plot_path=args.plot,
-        metric=args.metric, color_by=args.color_by, budget=args.budget, ratio=args.ratio,
-        device=args.device,
-    ))
+    print(
+        run_frontier(
+            storage=args.storage,
+            study_name=args.study_name,
+            plot_path=args.plot,
+            metric=args.metric,
+            color_by=args.color_by,
+            budget=args.budget,
+            ratio=args.ratio,
+            device=args.device,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from study.errors import UsageError, first_line
-from study.schema import TRIAL_ATTRS
-from study.store import check_harness_version, read_only_engine_kwargs, safe_url
+from study.storage.schema import TRIAL_ATTRS
+from study.storage.store import check_harness_version, read_only_engine_kwargs, safe_url
 
 if TYPE_CHECKING:
     import optuna
@@ -29,7 +29,13 @@ DEFAULT_STORAGE = "sqlite:///study.db"
 # Where the study runner may leave a failed trial's reason (user attrs first, then system attrs).
 FAIL_REASON_KEYS = ("fail_reason", "failure_reason", "reason", "error")
 CURVE_COLUMNS = (
-    "trial_id", "idx", "study_name", "trial_number", "elapsed_s", "tokens", "train_loss",
+    "trial_id",
+    "idx",
+    "study_name",
+    "trial_number",
+    "elapsed_s",
+    "tokens",
+    "train_loss",
     "val_loss",
 )
 SAMPLE_COLUMNS = ("trial_id", "study_name", "trial_number", "prompt", "text")
@@ -43,7 +49,7 @@ class StudyData:
 
     ``trials``: one row per trial: ``number``, ``trial_id``, ``state`` (COMPLETE, FAIL, ...),
     ``value`` (held-out perplexity), ``datetime_start``, ``duration_s``, every name in
-    ``study.schema.TRIAL_ATTRS`` (nested dicts flattened to ``config.model.n_layer`` and the like;
+    ``study.storage.schema.TRIAL_ATTRS`` (nested dicts flattened to ``config.model.n_layer`` and the like;
     missing ones are NaN), ``fail_reason`` and ``param.<name>`` for Optuna's sampled params.
     ``curves``: one row per ``harness_curve`` point, ``samples`` one per ``harness_sample`` row.
     """
@@ -91,8 +97,10 @@ def load_study(storage: str = DEFAULT_STORAGE, study_name: str | None = None) ->
         trials = study.get_trials(deepcopy=False)
         # Optuna's storage API, not the private FrozenTrial._trial_id: one lookup per trial.
         study_id = rdb.get_study_id_from_name(study_name)
-        trial_ids = {t.number: rdb.get_trial_id_from_study_id_trial_number(study_id, t.number)
-                     for t in trials}
+        trial_ids = {
+            t.number: rdb.get_trial_id_from_study_id_trial_number(study_id, t.number)
+            for t in trials
+        }
         direction = study.direction.name if len(study.directions) == 1 else "MULTI"
         curves = _read_table(rdb.engine, "harness_curve", CURVE_COLUMNS, study_name, tables)
         samples = _read_table(rdb.engine, "harness_sample", SAMPLE_COLUMNS, study_name, tables)
@@ -160,9 +168,26 @@ def trials_frame(
             frame[col] = None
     extra = sorted(c for c in frame.columns if c not in columns)
     frame = frame[columns + extra]
-    for col in ("value", "params", "params_nonembedding", "flops_per_token", "tokens_seen",
-                "tokens_per_second", "train_seconds", "steps", "epochs", "val_loss", "val_ppl",
-                "val_bpb", "budget", "lr", "n_layer", "d_model", "n_head", "batch_size"):
+    for col in (
+        "value",
+        "params",
+        "params_nonembedding",
+        "flops_per_token",
+        "tokens_seen",
+        "tokens_per_second",
+        "train_seconds",
+        "steps",
+        "epochs",
+        "val_loss",
+        "val_ppl",
+        "val_bpb",
+        "budget",
+        "lr",
+        "n_layer",
+        "d_model",
+        "n_head",
+        "batch_size",
+    ):
         frame[col] = pd.to_numeric(frame[col], errors="coerce")
     return frame.sort_values("number").reset_index(drop=True)
 
@@ -207,7 +232,7 @@ def read_csv(path: str | os.PathLike[str], columns: Sequence[str]) -> pd.DataFra
 
 
 def _reading_options(storage: str) -> dict[str, Any]:
-    """``study.store``'s read-only engine options for ``storage``, once an SQLite file is known
+    """``study.storage.store``'s read-only engine options for ``storage``, once an SQLite file is known
     to exist and be a database: reading must never create a file, nor tables in a stranger's.
 
     Raises:
@@ -271,8 +296,12 @@ def _pick_study(names: list[str], wanted: str | None, shown: str, *, engine: sa.
     if not names:
         raise UsageError(f"{shown} holds no study")
     newest = latest_study(engine)
-    log.warning("%s holds %d studies; reading %r, the most recently run (pick another with "
-                "--study-name)", shown, len(names), newest)
+    log.warning(
+        "%s holds %d studies; reading %r, the most recently run (pick another with --study-name)",
+        shown,
+        len(names),
+        newest,
+    )
     return newest
 
 
@@ -308,7 +337,7 @@ def _read_table(
     import pandas as pd
     import sqlalchemy as sa
 
-    from study import schema
+    from study.storage import schema
 
     if name not in tables:
         return pd.DataFrame({c: [] for c in columns})

@@ -13,8 +13,9 @@ from study.errors import UsageError
 FIGURE_FORMATS = ("png", "svg", "pdf")
 
 
-def check_output(path: str | os.PathLike[str] | None, *, what: str, suffixes: tuple[str, ...] = ()
-                 ) -> Path | None:
+def check_output(
+    path: str | os.PathLike[str] | None, *, what: str, suffixes: tuple[str, ...] = ()
+) -> Path | None:
     """Fail early, before any fitting, if ``path`` cannot be written.
 
     Raises:

@@ -1,7 +1,7 @@
 """``python -m analysis.predict``: are the loss law's predictions true on sizes it never saw?
 
 Per device, the law that fits the study's regime (Chinchilla's, or the data-constrained form
-where trials repeat their data more than 4 times; ``analysis.data_constrained.choose_law``) is
+where trials repeat their data more than 4 times; ``analysis.fits.data_constrained.choose_law``) is
 fitted on every point (final and curve) of all sizes but the largest ``--k`` (or, with
 ``--around-best``, the measured best size and its better neighbour). It then predicts each
 held-out size's final held-out loss and the best size for the budget, against what was measured.
@@ -14,11 +14,10 @@ import argparse
 from typing import TYPE_CHECKING
 
 from analysis.args import add_device_arg, add_study_args, make_parser, setup_logging
-from analysis.holdout import HoldoutResult, holdout_check
+from analysis.fits.holdout import HoldoutResult, holdout_check
+from analysis.fits.loss_law import LossLawFit, fit_loss_law
 from analysis.load import DEFAULT_STORAGE, StudyData, load_study
-from analysis.loss_law import LossLawFit, fit_loss_law
 from analysis.output import check_output
-from analysis.scaling import grid_named
 from analysis.selection import (
     PathArg,
     budget_of,
@@ -27,6 +26,7 @@ from analysis.selection import (
     loss_points,
     open_source,
 )
+from analysis.views.scaling_law import grid_named
 from study.errors import UsageError, cli_main, first_line
 from study.fileio import write_json
 from study.fmt import fmt_count
@@ -80,11 +80,17 @@ def predict_for(
         unique = points["unique"]
         try:
             out[label] = holdout_check(
-                points["params"], points["tokens"], points["loss"], final=points["final"],
+                points["params"],
+                points["tokens"],
+                points["loss"],
+                final=points["final"],
                 unique=None if unique.isna().any() else unique,
                 tokens_per_second=points["tokens_per_second"].fillna(0.0).clip(lower=0.0),
-                budget=budget_of(frame, budget), k=k, around_best=around_best,
-                grid=start_grid, base=base,
+                budget=budget_of(frame, budget),
+                k=k,
+                around_best=around_best,
+                grid=start_grid,
+                base=base,
             )
         except UsageError as exc:
             out[label] = first_line(exc)
@@ -103,8 +109,10 @@ def fresh_constants(data: StudyData, *, grid: str = "chinchilla") -> LossLawFit:
         raise UsageError(f"study {data.study_name!r} does not record its trials' unique tokens")
     fresh = points[points["tokens"] <= points["unique"]]
     if len(fresh) < 5:
-        raise UsageError(f"study {data.study_name!r} has {len(fresh)} points that saw their "
-                         f"data at most once; the base constants need at least 5")
+        raise UsageError(
+            f"study {data.study_name!r} has {len(fresh)} points that saw their "
+            f"data at most once; the base constants need at least 5"
+        )
     return fit_loss_law(fresh["params"], fresh["tokens"], fresh["loss"], grid=grid_named(grid))
 
 
@@ -123,8 +131,10 @@ def predict_text(results: dict[str, HoldoutResult | str]) -> str:
             lines.append(f"  no check: {res}")
             continue
         sizes = ", ".join(fmt_count(s) for s in res.fit_sizes)
-        lines.append(f"  fit on {len(res.fit_sizes)} sizes ({sizes}), {res.n_fit_points} "
-                     f"points (final and curve); held out: {res.mode}")
+        lines.append(
+            f"  fit on {len(res.fit_sizes)} sizes ({sizes}), {res.n_fit_points} "
+            f"points (final and curve); held out: {res.mode}"
+        )
         if res.law is not None:
             lines.append(f"  law: {res.law.form} - {res.law.reason}")
             constants = ", ".join(_constant(k, v) for k, v in res.law.constants().items())
@@ -133,15 +143,22 @@ def predict_text(results: dict[str, HoldoutResult | str]) -> str:
         for why in res.untrusted:
             lines.append(f"  NOT TRUSTED: {why}")
         for h in res.held_out:
-            shown = ("no prediction" if h.predicted is None or h.relative_error is None else
-                     f"predicted {h.predicted:.4f} ({h.relative_error:+.1%})")
-            lines.append(f"  N = {fmt_count(h.params)} (D = {fmt_count(h.tokens)}): measured "
-                         f"{h.measured:.4f}, {shown}")
+            shown = (
+                "no prediction"
+                if h.predicted is None or h.relative_error is None
+                else f"predicted {h.predicted:.4f} ({h.relative_error:+.1%})"
+            )
+            lines.append(
+                f"  N = {fmt_count(h.params)} (D = {fmt_count(h.tokens)}): measured "
+                f"{h.measured:.4f}, {shown}"
+            )
         b = res.best
         pick = "-" if b.ladder_pick is None else fmt_count(b.ladder_pick)
         opt = "-" if b.optimum is None else fmt_count(b.optimum)
-        lines.append(f"  best size: measured {fmt_count(b.measured)}, law's ladder pick {pick}, "
-                     f"law's optimum {opt}")
+        lines.append(
+            f"  best size: measured {fmt_count(b.measured)}, law's ladder pick {pick}, "
+            f"law's optimum {opt}"
+        )
         lines.extend(f"    ({why})" for why in b.why_not)
     return "\n".join(lines)
 
@@ -169,46 +186,85 @@ def run_predict(
     base = None
     if base_study is not None:
         base = fresh_constants(load_study(storage or DEFAULT_STORAGE, base_study), grid=grid)
-    results = predict_for(data, device=device, budget=budget, k=k, around_best=around_best,
-                          grid=grid, base=base)
+    results = predict_for(
+        data, device=device, budget=budget, k=k, around_best=around_best, grid=grid, base=base
+    )
     if out is not None:
-        write_json(out, {"study": data.study_name, "base_study": base_study, "devices": {
-            label: ({"error": res} if isinstance(res, str) else res.as_dict())
-            for label, res in results.items()}})
+        write_json(
+            out,
+            {
+                "study": data.study_name,
+                "base_study": base_study,
+                "devices": {
+                    label: ({"error": res} if isinstance(res, str) else res.as_dict())
+                    for label, res in results.items()
+                },
+            },
+        )
     text = predict_text(results)
     if base is not None:
-        text = (f"Chinchilla constants for the data-constrained law: from study {base_study!r} "
-                f"({base.n_points} fresh points)\n{text}")
+        text = (
+            f"Chinchilla constants for the data-constrained law: from study {base_study!r} "
+            f"({base.n_points} fresh points)\n{text}"
+        )
     return text
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = make_parser("python -m analysis.predict", __doc__, examples=[
-        "python -m analysis.predict --study-name ladder --device cpu",
-        "python -m analysis.predict --k 1 --json predict.json",
-        "python -m analysis.predict --around-best --budget 300 --grid coarse",
-        "python -m analysis.predict --study-name repeated --base-study ladder",
-    ])
+    parser = make_parser(
+        "python -m analysis.predict",
+        __doc__,
+        examples=[
+            "python -m analysis.predict --study-name ladder --device cpu",
+            "python -m analysis.predict --k 1 --json predict.json",
+            "python -m analysis.predict --around-best --budget 300 --grid coarse",
+            "python -m analysis.predict --study-name repeated --base-study ladder",
+        ],
+    )
     add_study_args(parser)
     add_device_arg(parser)
-    parser.add_argument("--budget", type=float, default=None, metavar="SECONDS",
-                        help="training budget in seconds for the best-size prediction "
-                             "(default: the budget the device's trials share)")
-    parser.add_argument("--k", type=int, default=2, metavar="K",
-                        help="hold out the largest K model sizes, fit on the rest (default 2)")
-    parser.add_argument("--around-best", action="store_true",
-                        help="hold out the measured best size and its better neighbour "
-                             "instead of the largest K (default: off)")
-    parser.add_argument("--grid", choices=("chinchilla", "coarse"), default="chinchilla",
-                        help="L-BFGS starts: Chinchilla's full grid or a 243-start subset "
-                             "(default chinchilla)")
-    parser.add_argument("--base-study", default=None, metavar="NAME",
-                        help="fit Chinchilla's constants on this study's fresh points (same "
-                             "storage), for ladders whose every point repeats its data "
-                             "(default: fitted on the ladder's own fresh points)")
-    parser.add_argument("--json", default=None, metavar="PATH",
-                        help="write per device the fit sizes, law, held-out losses (nats per "
-                             "token; measured, predicted, relative error) and best size as JSON")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="training budget in seconds for the best-size prediction "
+        "(default: the budget the device's trials share)",
+    )
+    parser.add_argument(
+        "--k",
+        type=int,
+        default=2,
+        metavar="K",
+        help="hold out the largest K model sizes, fit on the rest (default 2)",
+    )
+    parser.add_argument(
+        "--around-best",
+        action="store_true",
+        help="hold out the measured best size and its better neighbour "
+        "instead of the largest K (default: off)",
+    )
+    parser.add_argument(
+        "--grid",
+        choices=("chinchilla", "coarse"),
+        default="chinchilla",
+        help="L-BFGS starts: Chinchilla's full grid or a 243-start subset (default chinchilla)",
+    )
+    parser.add_argument(
+        "--base-study",
+        default=None,
+        metavar="NAME",
+        help="fit Chinchilla's constants on this study's fresh points (same "
+        "storage), for ladders whose every point repeats its data "
+        "(default: fitted on the ladder's own fresh points)",
+    )
+    parser.add_argument(
+        "--json",
+        default=None,
+        metavar="PATH",
+        help="write per device the fit sizes, law, held-out losses (nats per "
+        "token; measured, predicted, relative error) and best size as JSON",
+    )
     return parser
 
 
@@ -216,9 +272,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     setup_logging()
-    print(run_predict(storage=args.storage, study_name=args.study_name, device=args.device,
-                      budget=args.budget, k=args.k, around_best=args.around_best,
-                      grid=args.grid, base_study=args.base_study, json_path=args.json))
+    print(
+        run_predict(
+            storage=args.storage,
+            study_name=args.study_name,
+            device=args.device,
+            budget=args.budget,
+            k=args.k,
+            around_best=args.around_best,
+            grid=args.grid,
+            base_study=args.base_study,
+            json_path=args.json,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -12,24 +12,36 @@ from __future__ import annotations
 import argparse
 
 from analysis.args import add_budget_args, add_study_args, make_parser, setup_logging
-from analysis.report_html import run_report
+from analysis.page.report import run_report
 from study.errors import cli_main
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = make_parser("python -m analysis.report", __doc__, examples=[
-        "python -m analysis.report                      # newest study, writes report.html",
-        "python -m analysis.report --study-name default --out default.html --grid coarse",
-    ])
+    parser = make_parser(
+        "python -m analysis.report",
+        __doc__,
+        examples=[
+            "python -m analysis.report                      # newest study, writes report.html",
+            "python -m analysis.report --study-name default --out default.html --grid coarse",
+        ],
+    )
     add_study_args(parser)
     add_budget_args(parser, device=False)
-    parser.add_argument("--out", default="report.html", metavar="PATH",
-                        help="the HTML file to write (default report.html)")
-    parser.add_argument("--top", type=int, default=5,
-                        help="samples from this many best trials (default 5)")
-    parser.add_argument("--grid", choices=("chinchilla", "coarse"), default="chinchilla",
-                        help="L-BFGS starts for the loss law: chinchilla (5400, default) or "
-                             "coarse (243, quicker)")
+    parser.add_argument(
+        "--out",
+        default="report.html",
+        metavar="PATH",
+        help="the HTML file to write (default report.html)",
+    )
+    parser.add_argument(
+        "--top", type=int, default=5, help="samples from this many best trials (default 5)"
+    )
+    parser.add_argument(
+        "--grid",
+        choices=("chinchilla", "coarse"),
+        default="chinchilla",
+        help="L-BFGS starts for the loss law: chinchilla (5400, default) or coarse (243, quicker)",
+    )
     return parser
 
 
@@ -37,10 +49,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     setup_logging()
-    print(run_report(
-        storage=args.storage, study_name=args.study_name, out=args.out, budget=args.budget,
-        ratio=args.ratio, top=args.top, grid=args.grid,
-    ))
+    print(
+        run_report(
+            storage=args.storage,
+            study_name=args.study_name,
+            out=args.out,
+            budget=args.budget,
+            ratio=args.ratio,
+            top=args.top,
+            grid=args.grid,
+        )
+    )
 
 
 if __name__ == "__main__":

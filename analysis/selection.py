@@ -129,8 +129,11 @@ def throughput_points(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, tupl
     those that did not (too few steps in the budget to leave the warm-up)."""
     ok = frame["params"].gt(0) & frame["tokens_per_second"].gt(0)
     left_out = tuple(int(v) for v in frame.loc[~ok, "number"])
-    return (frame.loc[ok, "params"].to_numpy(float),
-            frame.loc[ok, "tokens_per_second"].to_numpy(float), left_out)
+    return (
+        frame.loc[ok, "params"].to_numpy(float),
+        frame.loc[ok, "tokens_per_second"].to_numpy(float),
+        left_out,
+    )
 
 
 def loss_points(
@@ -144,25 +147,37 @@ def loss_points(
     import pandas as pd
 
     exact = trials[trials["val_is_bound"].ne(True)]
-    finals = pd.DataFrame({
-        "params": exact["params"], "tokens": exact["tokens_seen"], "loss": exact["val_loss"],
-        "trial": exact["number"], "source": "final",
-    })
+    finals = pd.DataFrame(
+        {
+            "params": exact["params"],
+            "tokens": exact["tokens_seen"],
+            "loss": exact["val_loss"],
+            "trial": exact["number"],
+            "source": "final",
+        }
+    )
     curves = data.curves.merge(
         exact[["number", "params"]], left_on="trial_number", right_on="number", how="inner"
     )
-    curves = pd.DataFrame({
-        "params": curves["params"], "tokens": curves["tokens"], "loss": curves["val_loss"],
-        "trial": curves["trial_number"], "source": "curve",
-    })
+    curves = pd.DataFrame(
+        {
+            "params": curves["params"],
+            "tokens": curves["tokens"],
+            "loss": curves["val_loss"],
+            "trial": curves["trial_number"],
+            "source": "curve",
+        }
+    )
     points = pd.concat([finals, curves], ignore_index=True)
     for col in ("params", "tokens", "loss"):
         points[col] = pd.to_numeric(points[col], errors="coerce")
     keep = points[["params", "tokens", "loss"]].gt(0).all(axis=1) & np.isfinite(
-        points[["params", "tokens", "loss"]]).all(axis=1)
+        points[["params", "tokens", "loss"]]
+    ).all(axis=1)
     if max_epochs is not None:
         per_epoch = pd.to_numeric(exact["tokens_seen"], errors="coerce") / pd.to_numeric(
-            exact["epochs"], errors="coerce")
+            exact["epochs"], errors="coerce"
+        )
         corpus = dict(zip(exact["number"], per_epoch, strict=False))
         epochs = points["tokens"] / points["trial"].map(corpus)
         keep &= epochs.le(max_epochs) | epochs.isna()

@@ -13,18 +13,26 @@ from __future__ import annotations
 import argparse
 
 from analysis.args import add_study_args, make_parser, setup_logging
-from analysis.export import run_trials
+from analysis.views.trials import run_trials
 from study.errors import cli_main
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = make_parser("python -m analysis.trials", __doc__, examples=[
-        "python -m analysis.trials --csv trials.csv",
-        "python -m analysis.trials --storage sqlite:///study.db --study-name default --csv -",
-    ])
+    parser = make_parser(
+        "python -m analysis.trials",
+        __doc__,
+        examples=[
+            "python -m analysis.trials --csv trials.csv",
+            "python -m analysis.trials --storage sqlite:///study.db --study-name default --csv -",
+        ],
+    )
     add_study_args(parser)
-    parser.add_argument("--csv", required=True, metavar="PATH",
-                        help="the .csv file to write, or - for standard output")
+    parser.add_argument(
+        "--csv",
+        required=True,
+        metavar="PATH",
+        help="the .csv file to write, or - for standard output",
+    )
     return parser
 
 

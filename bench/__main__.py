@@ -1,7 +1,7 @@
 """``python -m bench``: measure the trainer against a textbook GPT-2 and write the table as JSON.
 
-    python -m bench                                  # every size, columns a, b, c, d and own
-    python -m bench --sizes 1M,2M --variant nograph:cuda_graph=0 --json /tmp/b.json
+python -m bench                                  # every size, columns a, b, c, d and own
+python -m bench --sizes 1M,2M --variant nograph:cuda_graph=0 --json /tmp/b.json
 """
 
 from __future__ import annotations
@@ -73,22 +73,41 @@ def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0].strip("`"))
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
     p.add_argument("--sizes", default=",".join(LADDER.names), help="comma-separated ladder sizes")
-    p.add_argument("--batch", type=int, help="rows per step for every column "
-                   "(default: 256 on CUDA, 32 elsewhere)")
-    p.add_argument("--columns", default=",".join(COLUMNS),
-                   help=f"of {', '.join(COLUMNS)} (d off CUDA: c's figure)")
-    p.add_argument("--variant", action="append", default=[], type=parse_variant,
-                   help="extra trainer measurement, NAME:key=value,... (repeatable)")
+    p.add_argument(
+        "--batch",
+        type=int,
+        help="rows per step for every column (default: 256 on CUDA, 32 elsewhere)",
+    )
+    p.add_argument(
+        "--columns",
+        default=",".join(COLUMNS),
+        help=f"of {', '.join(COLUMNS)} (d off CUDA: c's figure)",
+    )
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        type=parse_variant,
+        help="extra trainer measurement, NAME:key=value,... (repeatable)",
+    )
     p.add_argument("--json", type=Path, help="output (default: bench/results/<device>.json)")
     p.add_argument("--no-json", action="store_true", help="print only")
     p.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
     p.add_argument("--warmup", type=int, help="untimed steps first (default 8 GPU, 2 CPU)")
     p.add_argument("--min-steps", type=int, help="timed steps at least (default 20 GPU, 3 CPU)")
     p.add_argument("--min-seconds", type=float, default=2.0, help="timed seconds at least")
-    p.add_argument("--repeat", type=int, default=1,
-                   help="measure each column this many times, round robin; keep the median")
-    p.add_argument("--time-limit", type=float, default=float("inf"),
-                   help="stop starting new sizes or variants after this many seconds")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="measure each column this many times, round robin; keep the median",
+    )
+    p.add_argument(
+        "--time-limit",
+        type=float,
+        default=float("inf"),
+        help="stop starting new sizes or variants after this many seconds",
+    )
     return p
 
 
@@ -99,8 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [s for s in args.sizes.split(",") if s]
     unknown = [s for s in sizes if s not in LADDER.names]
     if unknown or not sizes:
-        raise UsageError(f"unknown size(s) {', '.join(unknown) or '(none)'}; "
-                         f"sizes: {', '.join(LADDER.names)}")
+        raise UsageError(
+            f"unknown size(s) {', '.join(unknown) or '(none)'}; sizes: {', '.join(LADDER.names)}"
+        )
     columns = [c for c in args.columns.split(",") if c]
     if not columns or set(columns) - set(COLUMNS):
         raise UsageError(f"columns must be among {', '.join(COLUMNS)}; got {args.columns!r}")
@@ -114,11 +134,17 @@ def main(argv: list[str] | None = None) -> int:
     gpu = device.type == "cuda"
     json_path = None if args.no_json else (args.json or default_json(device))
     result = run_bench(
-        device=device, sizes=sizes, batch=args.batch or (256 if gpu else 32), columns=columns,
-        variants=args.variant, json_path=json_path,
+        device=device,
+        sizes=sizes,
+        batch=args.batch or (256 if gpu else 32),
+        columns=columns,
+        variants=args.variant,
+        json_path=json_path,
         warmup=args.warmup if args.warmup is not None else (8 if gpu else 2),
-        min_steps=args.min_steps or (20 if gpu else 3), min_seconds=args.min_seconds,
-        time_limit=args.time_limit, repeat=args.repeat,
+        min_steps=args.min_steps or (20 if gpu else 3),
+        min_seconds=args.min_seconds,
+        time_limit=args.time_limit,
+        repeat=args.repeat,
     )
     print(format_table(result))
     if json_path is not None:

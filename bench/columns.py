@@ -1,6 +1,6 @@
 """The steps the table compares, one builder per column; each returns ``step() -> tokens``.
 
-* (a) ``trainer_step``: the project's step exactly as trials build it (``study.step.TrainStep``
+* (a) ``trainer_step``: the project's step exactly as trials build it (``study.training.step.TrainStep``
   with the plan ``plan_step`` picks for the device), or a ``Variant`` of that plan.
 * (b) ``textbook(tuned=False)``: ``bench.textbook.TextbookGPT``, float32, eager, default AdamW.
 * (c) ``textbook(tuned=True)``: the same module as a competent user runs it (``tuned_options``).
@@ -22,8 +22,8 @@ import torch
 from bench.textbook import GraphedStep, TextbookGPT, textbook_step
 from study.config import ModelConfig, TrainConfig
 from study.models import build_model
-from study.schedule import lr_at
-from study.step import Batches, TrainStep, plan_step
+from study.training.schedule import lr_at
+from study.training.step import Batches, TrainStep, plan_step
 
 Step = Callable[[], int]
 
@@ -39,10 +39,14 @@ class Variant:
 
 
 def trainer_step(
-    mc: ModelConfig, *, device: torch.device, tokens: torch.Tensor, batch: int,
+    mc: ModelConfig,
+    *,
+    device: torch.device,
+    tokens: torch.Tensor,
+    batch: int,
     variant: Variant | None = None,
 ) -> tuple[Step, str]:
-    """Column (a): the trainer's step as ``study.trainer.train`` builds and calls it, and its
+    """Column (a): the trainer's step as ``study.training.trainer.train`` builds and calls it, and its
     plan in words."""
     config = TrainConfig(model=mc, device=device.type, batch_size=batch)
     torch.manual_seed(0)
@@ -51,8 +55,7 @@ def trainer_step(
     plan = plan_step(config, device, model)
     if variant is not None and variant.plan:
         plan = dataclasses.replace(plan, **variant.plan)
-    train_step = TrainStep(model, config, device=device, tokens=tokens, batch_size=batch,
-                           plan=plan)
+    train_step = TrainStep(model, config, device=device, tokens=tokens, batch_size=batch, plan=plan)
     lr = lr_at(0.5, peak=config.lr, warmup_frac=config.warmup_frac)
 
     def step() -> int:
@@ -71,12 +74,21 @@ def tuned_options(device: torch.device) -> dict[str, bool]:
 
 
 def _textbook_model(
-    mc: ModelConfig, *, device: torch.device, tokens: torch.Tensor, batch: int,
+    mc: ModelConfig,
+    *,
+    device: torch.device,
+    tokens: torch.Tensor,
+    batch: int,
 ) -> tuple[TextbookGPT, Callable[[], tuple[torch.Tensor, torch.Tensor]]]:
     """The textbook module of ``mc``'s shape (seed 0) and its batch sampler."""
     torch.manual_seed(0)
-    model = TextbookGPT(n_layer=mc.n_layer, d_model=mc.d_model, n_head=mc.n_head,
-                        vocab_size=mc.vocab_size, seq_len=mc.seq_len).to(device)
+    model = TextbookGPT(
+        n_layer=mc.n_layer,
+        d_model=mc.d_model,
+        n_head=mc.n_head,
+        vocab_size=mc.vocab_size,
+        seq_len=mc.seq_len,
+    ).to(device)
     batches = Batches(tokens, seed=0)
 
     def sample() -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,8 +10,12 @@ import torch
 from study.device import cpu_model, device_name
 
 # Dense bf16 tensor-core peaks (vendor datasheets, SXM parts), by a substring of the device name.
-PEAK_BF16_FLOPS: dict[str, float] = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12,
-                                     "A100": 312e12}
+PEAK_BF16_FLOPS: dict[str, float] = {
+    "H100 PCIe": 756e12,
+    "H100": 989e12,
+    "H200": 989e12,
+    "A100": 312e12,
+}
 
 
 def peak_flops(device: torch.device) -> float | None:

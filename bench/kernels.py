@@ -4,7 +4,7 @@
 
 For one chunk of the head (``--rows`` x vocab logits at each d_model): the cuBLAS logits and the
 two gradient products, the compiled PyTorch softmax gradient, and every configuration of the
-Triton row kernel and fused kernel of ``study.triton_ce`` listed here, as median milliseconds
+Triton row kernel and fused kernel of ``study.models.triton_ce`` listed here, as median milliseconds
 (``triton.testing.do_bench``). What picks ``ROWS_CONFIG`` and ``FUSED_CONFIG``.
 """
 
@@ -22,15 +22,22 @@ from study.errors import UsageError, cli_main
 from study.models.loss import softmax_grad_fusable, triton_ready
 
 ROWS_CONFIGS = [(1, 8), (1, 4), (2, 8), (4, 8), (4, 16)]
-FUSED_CONFIGS = [(128, 128, 8, 3), (128, 64, 8, 3), (64, 128, 4, 3), (64, 64, 4, 3),
-                 (128, 128, 8, 2), (64, 128, 8, 3), (64, 256, 8, 2)]
+FUSED_CONFIGS = [
+    (128, 128, 8, 3),
+    (128, 64, 8, 3),
+    (64, 128, 4, 3),
+    (64, 64, 4, 3),
+    (128, 128, 8, 2),
+    (64, 128, 8, 3),
+    (64, 256, 8, 2),
+]
 
 
 def timings(*, rows: int, d: int, vocab: int) -> dict[str, float]:
     """Median milliseconds of each piece at one shape (bf16, fresh random inputs)."""
     import triton.testing
 
-    from study import triton_ce
+    from study.models import triton_ce
 
     h = torch.randn(rows, d, device="cuda").to(torch.bfloat16)
     w = (torch.randn(vocab, d, device="cuda") * 0.05).to(torch.bfloat16)
@@ -50,8 +57,7 @@ def timings(*, rows: int, d: int, vocab: int) -> dict[str, float]:
     out: dict[str, float] = {}
     for name, fn in cases.items():
         try:
-            out[name] = float(triton.testing.do_bench(fn, warmup=10, rep=40,
-                                                      return_mode="median"))
+            out[name] = float(triton.testing.do_bench(fn, warmup=10, rep=40, return_mode="median"))
         except Exception as exc:  # a configuration the compiler or the chip refuses
             print(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:100]}")
     return out
@@ -70,8 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     table = {d: timings(rows=args.rows, d=d, vocab=args.vocab) for d in widths}
     print(f"{'ms':34}" + "".join(f"{'d ' + str(d):>10}" for d in widths))
     for name in table[widths[0]]:
-        print(f"{name:34}" + "".join(f"{table[d].get(name, float('nan')):10.3f}"
-                                     for d in widths))
+        print(f"{name:34}" + "".join(f"{table[d].get(name, float('nan')):10.3f}" for d in widths))
     return 0
 
 

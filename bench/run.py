@@ -58,8 +58,14 @@ def model_config(name: str) -> ModelConfig:
 
 
 def column_builds(
-    mc: ModelConfig, *, columns: list[str], tokens: torch.Tensor, batch: int, own: int,
-    device: torch.device, plans: list[str],
+    mc: ModelConfig,
+    *,
+    columns: list[str],
+    tokens: torch.Tensor,
+    batch: int,
+    own: int,
+    device: torch.device,
+    plans: list[str],
 ) -> dict[str, Callable[[], Step]]:
     """What to measure for ``columns`` at one size, by JSON key; trainer plans go to ``plans``.
 
@@ -88,18 +94,33 @@ def column_builds(
 
 
 def measure_row(
-    name: str, mc: ModelConfig, *, columns: list[str], tokens: torch.Tensor, batch: int,
-    own: int, device: torch.device, repeat: int = 1, **kw: Any,
+    name: str,
+    mc: ModelConfig,
+    *,
+    columns: list[str],
+    tokens: torch.Tensor,
+    batch: int,
+    own: int,
+    device: torch.device,
+    repeat: int = 1,
+    **kw: Any,
 ) -> dict[str, Any]:
     """One size: the columns asked for (each measured ``repeat`` times, the median kept),
     the trainer's rate over each baseline's and the trainer's plan."""
     counts = count_params(mc)
     fpt = counts.flops_per_token
-    row: dict[str, Any] = {"size": name, "n_layer": mc.n_layer, "d_model": mc.d_model,
-                           "n_head": mc.n_head, "params": counts.total, "flops_per_token": fpt}
+    row: dict[str, Any] = {
+        "size": name,
+        "n_layer": mc.n_layer,
+        "d_model": mc.d_model,
+        "n_head": mc.n_head,
+        "params": counts.total,
+        "flops_per_token": fpt,
+    }
     plans: list[str] = []
-    builds = column_builds(mc, columns=columns, tokens=tokens, batch=batch, own=own,
-                           device=device, plans=plans)
+    builds = column_builds(
+        mc, columns=columns, tokens=tokens, batch=batch, own=own, device=device, plans=plans
+    )
     samples: dict[str, list[Timing | str]] = {key: [] for key in builds}
     for _ in range(repeat):  # round robin, so drifting machine load hits every column alike
         for key, build in builds.items():
@@ -128,8 +149,14 @@ def measure_row(
 
 
 def measure_variant(
-    name: str, mc: ModelConfig, variant: Variant, *, tokens: torch.Tensor, batch: int,
-    device: torch.device, **kw: Any,
+    name: str,
+    mc: ModelConfig,
+    variant: Variant,
+    *,
+    tokens: torch.Tensor,
+    batch: int,
+    device: torch.device,
+    **kw: Any,
 ) -> dict[str, Any]:
     """The trainer's step at one size under ``variant``: its timing and plan."""
     b = variant.batch or batch
@@ -140,10 +167,21 @@ def measure_variant(
         plans.append(desc)
         return step
 
-    t = measure(build, device=device, flops_per_token=count_params(mc).flops_per_token,
-                sdpa=variant.sdpa, **kw)
-    return {"size": name, "variant": variant.name, "batch": b, "sdpa": variant.sdpa,
-            "plan": plans[0] if plans else None, "timing": as_json(t)}
+    t = measure(
+        build,
+        device=device,
+        flops_per_token=count_params(mc).flops_per_token,
+        sdpa=variant.sdpa,
+        **kw,
+    )
+    return {
+        "size": name,
+        "variant": variant.name,
+        "batch": b,
+        "sdpa": variant.sdpa,
+        "plan": plans[0] if plans else None,
+        "timing": as_json(t),
+    }
 
 
 def describe_run(*, device: torch.device, batch: int, own: int, repeat: int) -> dict[str, Any]:
@@ -199,15 +237,20 @@ def run_bench(
         if json_path is not None:
             write_json(json_path, result)
 
-    kw: dict[str, Any] = {"device": device, "warmup": warmup, "min_steps": min_steps,
-                          "min_seconds": min_seconds}
+    kw: dict[str, Any] = {
+        "device": device,
+        "warmup": warmup,
+        "min_steps": min_steps,
+        "min_seconds": min_seconds,
+    }
     for name in sizes:
         if over_time():
             report(f"time limit reached; skipping {name} and later sizes")
             break
         mc = model_config(name)
-        row = measure_row(name, mc, columns=columns, tokens=tokens, batch=batch, own=own,
-                          repeat=repeat, **kw)
+        row = measure_row(
+            name, mc, columns=columns, tokens=tokens, batch=batch, own=own, repeat=repeat, **kw
+        )
         result["rows"].append(row)
         report(format_row(row))
         save()

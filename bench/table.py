@@ -5,8 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 # JSON key of each column, in the order the table prints them.
-COLUMN_KEYS: dict[str, str] = {"a": "trainer", "b": "textbook", "c": "tuned", "d": "graphed",
-                               "own": "own"}
+COLUMN_KEYS: dict[str, str] = {
+    "a": "trainer",
+    "b": "textbook",
+    "c": "tuned",
+    "d": "graphed",
+    "own": "own",
+}
 # The trainer's rate over each baseline's, as stored in a row (``a_over_b`` ...).
 RATIOS = ("b", "c", "d")
 
@@ -29,10 +34,13 @@ def format_row(row: dict[str, Any]) -> str:
     rates = " ".join(f"{col} {_rate(row.get(COLUMN_KEYS[col]))}" for col in "abcd")
     ratios = " ".join(
         f"a/{col} " + (f"{row[f'a_over_{col}']:5.2f}x" if f"a_over_{col}" in row else "    - ")
-        for col in RATIOS)
+        for col in RATIOS
+    )
     mfus = " ".join(f"{col} {_mfu(row.get(COLUMN_KEYS[col]))}" for col in "abcd")
-    return (f"{row['size']:>5} {row['params'] / 1e6:6.2f}M | {rates} | {ratios} | "
-            f"own {_rate(row.get('own'))} | MFU {mfus}")
+    return (
+        f"{row['size']:>5} {row['params'] / 1e6:6.2f}M | {rates} | {ratios} | "
+        f"own {_rate(row.get('own'))} | MFU {mfus}"
+    )
 
 
 def format_variant(entry: dict[str, Any]) -> str:
@@ -45,8 +53,11 @@ def format_variant(entry: dict[str, Any]) -> str:
 def format_table(result: dict[str, Any]) -> str:
     """The header (device, shapes, what each column is) and one line per size."""
     tuned = ", ".join(k for k, v in result["tuned_options"].items() if v) or "nothing that pays"
-    graphed = ("(d) = (c): CUDA graphs need CUDA" if result.get("graphed_equals_tuned")
-               else "(d) (c) + fused capturable AdamW, whole step in one CUDA graph")
+    graphed = (
+        "(d) = (c): CUDA graphs need CUDA"
+        if result.get("graphed_equals_tuned")
+        else "(d) (c) + fused capturable AdamW, whole step in one CUDA graph"
+    )
     lines = [
         f"device: {result['device']} | batch {result['batch']} x seq {result['seq_len']} | "
         f"vocab {result['vocab']} | own batch {result['own_batch']} | tokens/s (k, M) | median of "

@@ -65,8 +65,9 @@ class Block(nn.Module):
 class TextbookGPT(nn.Module):
     """GPT-2 (nanoGPT's ``model.py`` without dropout): ``forward(idx, targets)`` -> mean CE."""
 
-    def __init__(self, *, n_layer: int, d_model: int, n_head: int, vocab_size: int,
-                 seq_len: int) -> None:
+    def __init__(
+        self, *, n_layer: int, d_model: int, n_head: int, vocab_size: int, seq_len: int
+    ) -> None:
         super().__init__()
         self.wte = nn.Embedding(vocab_size, d_model)
         self.wpe = nn.Embedding(seq_len, d_model)
@@ -106,7 +107,10 @@ def textbook_optimizer(
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     return torch.optim.AdamW(
         [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=lr, betas=(0.9, 0.95), fused=True if fused else None, capturable=capturable,
+        lr=lr,
+        betas=(0.9, 0.95),
+        fused=True if fused else None,
+        capturable=capturable,
     )
 
 

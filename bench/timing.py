@@ -61,8 +61,13 @@ def time_steps(
                 break
     elapsed = time.perf_counter() - t1
     mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-    return Timing(tokens_per_s=tokens / elapsed, step_ms=1e3 * elapsed / steps, steps=steps,
-                  warmup_s=t1 - t0, peak_mem_gb=mem)
+    return Timing(
+        tokens_per_s=tokens / elapsed,
+        step_ms=1e3 * elapsed / steps,
+        steps=steps,
+        warmup_s=t1 - t0,
+        peak_mem_gb=mem,
+    )
 
 
 @contextmanager
@@ -74,15 +79,25 @@ def sdpa_backend(name: str | None) -> Iterator[None]:
         return
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    backends = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
-                "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}
+    backends = {
+        "flash": SDPBackend.FLASH_ATTENTION,
+        "cudnn": SDPBackend.CUDNN_ATTENTION,
+        "efficient": SDPBackend.EFFICIENT_ATTENTION,
+        "math": SDPBackend.MATH,
+    }
     with sdpa_kernel(backends[name]):
         yield
 
 
 def measure(
-    build: Callable[[], Callable[[], int]], *, device: torch.device, flops_per_token: int,
-    warmup: int, min_steps: int, min_seconds: float, sdpa: str | None = None,
+    build: Callable[[], Callable[[], int]],
+    *,
+    device: torch.device,
+    flops_per_token: int,
+    warmup: int,
+    min_steps: int,
+    min_seconds: float,
+    sdpa: str | None = None,
 ) -> Timing | str:
     """Build and time one step, MFU included where the device's peak is known; a failure comes
     back as ``"ExceptionType: first line"``."""
@@ -91,8 +106,9 @@ def measure(
     try:
         with sdpa_backend(sdpa):
             step = build()
-            timing = time_steps(step, device=device, warmup=warmup, min_steps=min_steps,
-                                min_seconds=min_seconds)
+            timing = time_steps(
+                step, device=device, warmup=warmup, min_steps=min_steps, min_seconds=min_seconds
+            )
     except Exception as exc:  # noqa: BLE001 - one failed column must not lose the others
         log.warning("measurement failed: %s", exc, exc_info=True)
         return f"{type(exc).__name__}: {first_line(exc)[:200]}"

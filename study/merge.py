@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from study import schema, store
 from study.cli import ArgumentParser
 from study.errors import UsageError, cli_main
+from study.storage import schema, store
 
 if TYPE_CHECKING:
     from optuna.storages import RDBStorage
@@ -70,10 +70,16 @@ def _copy_rows(src: sa.Engine, target: RDBStorage, name: str) -> int:
     numbers = [t.number for t in target.get_all_trials(study_id, deepcopy=False)]
     new_ids = {n: target.get_trial_id_from_study_id_trial_number(study_id, n) for n in numbers}
     with src.connect() as conn:
-        curve = [dict(r._mapping) for r in conn.execute(
-            sa.select(schema.curve).where(schema.curve.c.study_name == name))]
-        sample = [dict(r._mapping) for r in conn.execute(
-            sa.select(schema.sample).where(schema.sample.c.study_name == name))]
+        curve = [
+            dict(r._mapping)
+            for r in conn.execute(sa.select(schema.curve).where(schema.curve.c.study_name == name))
+        ]
+        sample = [
+            dict(r._mapping)
+            for r in conn.execute(
+                sa.select(schema.sample).where(schema.sample.c.study_name == name)
+            )
+        ]
     for row in (*curve, *sample):
         row["trial_id"] = new_ids[row["trial_number"]]
     with target.engine.begin() as conn:
@@ -89,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     p = ArgumentParser(prog="python -m study.merge", description=__doc__.splitlines()[0])
     p.add_argument("src", help="storage URL to copy from")
     p.add_argument("dst", help="storage URL to copy into")
-    p.add_argument("--study-name", action="append", help="a study to copy (repeatable; "
-                   "default: all)")
+    p.add_argument(
+        "--study-name", action="append", help="a study to copy (repeatable; default: all)"
+    )
     args = p.parse_args(argv)
     for name, n in merge(args.src, args.dst, study_names=args.study_name):
         print(f"merged study {name!r}: {n} trials")

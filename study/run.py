@@ -17,9 +17,9 @@ from study.cli import ArgumentParser
 from study.config import DEVICES
 from study.data import max_stories_arg
 from study.errors import cli_main, stop_like_ctrl_c
-from study.runner import RunOptions, run_study
-from study.store import StorageFull, StorageGone
-from study.worker import PRUNERS
+from study.orchestra.runner import RunOptions, run_study
+from study.orchestra.worker import PRUNERS
+from study.storage.store import StorageFull, StorageGone
 from sweeps import available
 
 EXAMPLES = """examples:
@@ -34,40 +34,81 @@ EXAMPLES = """examples:
 def build_parser() -> argparse.ArgumentParser:
     d = RunOptions()
     summary = __doc__.splitlines()[0].replace("``", "")
-    p = ArgumentParser(prog="python -m study.run", description=summary, epilog=EXAMPLES,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--trials", type=int, default=d.trials, metavar="N",
-                   help=f"complete trials the study should hold, earlier runs included "
-                        f"(default {d.trials})")
-    p.add_argument("--budget", type=float, default=d.budget, metavar="SECONDS",
-                   help=f"training seconds per trial; a study keeps one budget "
-                        f"(default {d.budget:g})")
-    p.add_argument("--sweep", default=d.sweep, metavar="NAME|FILE.py",
-                   help=f"search space: a sweep of the package ({', '.join(available())}) or a "
-                        f".py file that defines suggest(trial) -> TrainConfig "
-                        f"(default %(default)s)")
-    p.add_argument("--storage", default=d.storage, metavar="URL",
-                   help="SQLAlchemy URL of the study database (default %(default)s)")
+    p = ArgumentParser(
+        prog="python -m study.run",
+        description=summary,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--trials",
+        type=int,
+        default=d.trials,
+        metavar="N",
+        help=f"complete trials the study should hold, earlier runs included (default {d.trials})",
+    )
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=d.budget,
+        metavar="SECONDS",
+        help=f"training seconds per trial; a study keeps one budget (default {d.budget:g})",
+    )
+    p.add_argument(
+        "--sweep",
+        default=d.sweep,
+        metavar="NAME|FILE.py",
+        help=f"search space: a sweep of the package ({', '.join(available())}) or a "
+        f".py file that defines suggest(trial) -> TrainConfig "
+        f"(default %(default)s)",
+    )
+    p.add_argument(
+        "--storage",
+        default=d.storage,
+        metavar="URL",
+        help="SQLAlchemy URL of the study database (default %(default)s)",
+    )
     p.add_argument("--study-name", default=None, help="study name (default: the sweep's name)")
-    p.add_argument("--data", default=None, metavar="PATH|sample",
-                   help="corpus: a file or folder of .txt/.txt.xz/.txt.gz/.jsonl/.parquet, or "
-                        "sample (the bundled TinyStories sample) (default: TinyStories via "
-                        "datasets; the bundled sample when the hub cannot be reached)")
+    p.add_argument(
+        "--data",
+        default=None,
+        metavar="PATH|sample",
+        help="corpus: a file or folder of .txt/.txt.xz/.txt.gz/.jsonl/.parquet, or "
+        "sample (the bundled TinyStories sample) (default: TinyStories via "
+        "datasets; the bundled sample when the hub cannot be reached)",
+    )
     p.add_argument("--device", default=d.device, choices=DEVICES, help="(default %(default)s)")
-    p.add_argument("--workers", type=int, default=d.workers, metavar="N",
-                   help="worker processes on this machine, one CUDA device each where there are "
-                        "several (default %(default)s)")
-    p.add_argument("--seed", type=int, default=d.seed,
-                   help="training seed of every trial and the sampler's seed (default %(default)s)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=d.workers,
+        metavar="N",
+        help="worker processes on this machine, one CUDA device each where there are "
+        "several (default %(default)s)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=d.seed,
+        help="training seed of every trial and the sampler's seed (default %(default)s)",
+    )
     p.add_argument("--pruner", default=d.pruner, choices=PRUNERS, help="(default %(default)s)")
     p.add_argument("--cache-dir", default=None, help="tokenizer and token cache folder")
-    p.add_argument("--max-stories", type=max_stories_arg, default=d.max_stories,
-                   help="training stories every trial reads: auto (enough that the fastest trial "
-                        "sees its training tokens at most ~4 times on this device, up to the "
-                        "whole corpus; see study.data.budget) or a number (default %(default)s)")
-    p.add_argument("--max-failures", type=int, default=None, metavar="N",
-                   help="stop after this many failed trials in this run "
-                        "(default: --trials, at least 10)")
+    p.add_argument(
+        "--max-stories",
+        type=max_stories_arg,
+        default=d.max_stories,
+        help="training stories every trial reads: auto (enough that the fastest trial "
+        "sees its training tokens at most ~4 times on this device, up to the "
+        "whole corpus; see study.data.budget) or a number (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-failures",
+        type=int,
+        default=None,
+        metavar="N",
+        help="stop after this many failed trials in this run (default: --trials, at least 10)",
+    )
     return p
 
 
@@ -76,21 +117,32 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     opts = RunOptions(
-        trials=args.trials, budget=args.budget, sweep=args.sweep, storage=args.storage,
-        study_name=args.study_name, data=args.data, device=args.device, workers=args.workers,
-        seed=args.seed, pruner=args.pruner, cache_dir=args.cache_dir,
-        max_failures=args.max_failures, max_stories=args.max_stories,
+        trials=args.trials,
+        budget=args.budget,
+        sweep=args.sweep,
+        storage=args.storage,
+        study_name=args.study_name,
+        data=args.data,
+        device=args.device,
+        workers=args.workers,
+        seed=args.seed,
+        pruner=args.pruner,
+        cache_dir=args.cache_dir,
+        max_failures=args.max_failures,
+        max_stories=args.max_stories,
     )
     with stop_like_ctrl_c():
         try:
             return run_study(opts)
         except StorageGone as exc:
-            print(f"error: {exc}; run the same command to go on (trials left running are "
-                  f"queued again then)", file=sys.stderr)
+            print(
+                f"error: {exc}; run the same command to go on (trials left running are "
+                f"queued again then)",
+                file=sys.stderr,
+            )
             return 1
         except StorageFull as exc:
-            print(f"error: {exc}; make room and run the same command to go on",
-                  file=sys.stderr)
+            print(f"error: {exc}; make room and run the same command to go on", file=sys.stderr)
             return 1
 
 

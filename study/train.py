@@ -5,7 +5,7 @@
 With ``--config-from-stdin`` the process warms up first (imports torch and the trainer, opens the
 device, CUDA context included, and maps the token cache of ``--warm-config``, a config of the same
 study), then blocks until its TrainConfig arrives as JSON on stdin: a study starts its next
-trial's process this way while the current one trains (``study.job.WarmPool``).
+trial's process this way while the current one trains (``study.orchestra.job.WarmPool``).
 """
 
 from __future__ import annotations
@@ -58,9 +58,11 @@ FLAGS: dict[str, tuple[str, type, Any]] = {
     "eval_tokens": ("eval_tokens", int, None),
     "curve_points": ("curve_points", int, None),
 }
-DATA_HELP = ("corpus: a file or folder of .txt/.txt.xz/.txt.gz/.jsonl/.parquet, or sample (the "
-             "bundled TinyStories sample) (default: TinyStories via datasets; the bundled sample "
-             "when the hub cannot be reached)")
+DATA_HELP = (
+    "corpus: a file or folder of .txt/.txt.xz/.txt.gz/.jsonl/.parquet, or sample (the "
+    "bundled TinyStories sample) (default: TinyStories via datasets; the bundled sample "
+    "when the hub cannot be reached)"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,13 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m study.train",
         description="Train one tiny language model for a wall-clock budget and evaluate it.",
         epilog="units: --budget and --log-interval in seconds, --eval-tokens and "
-               "--sample-tokens in tokens, --dropout and --warmup-frac as fractions\n"
-               "examples:\n"
-               "  python -m study.train --budget 60 --data sample\n"
-               "  python -m study.train --budget 300 --n-layer 4 --d-model 128 --n-head 4 "
-               "--pos rope --mlp swiglu --json result.json\n"
-               "  python -m study.train --config config.json --dropout 0.1 "
-               "--weight-decay 1.0",
+        "--sample-tokens in tokens, --dropout and --warmup-frac as fractions\n"
+        "examples:\n"
+        "  python -m study.train --budget 60 --data sample\n"
+        "  python -m study.train --budget 300 --n-layer 4 --d-model 128 --n-head 4 "
+        "--pos rope --mlp swiglu --json result.json\n"
+        "  python -m study.train --config config.json --dropout 0.1 "
+        "--weight-decay 1.0",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", type=Path, help="JSON file holding a TrainConfig; flags override it")
@@ -83,21 +85,45 @@ def build_parser() -> argparse.ArgumentParser:
         default = defaults.model if key.startswith("model.") else defaults
         shown = getattr(default, key.removeprefix("model."))
         p.add_argument(
-            "--" + dest.replace("_", "-"), dest=dest, type=typ, choices=choices, default=None,
+            "--" + dest.replace("_", "-"),
+            dest=dest,
+            type=typ,
+            choices=choices,
+            default=None,
             help=DATA_HELP if dest == "data" else f"(default: {shown})",
         )
-    p.add_argument("--max-stories", type=max_stories_arg, default=None,
-                   help="training stories to read: auto (enough that the job sees its training "
-                        "tokens at most ~4 times on this device, up to the whole corpus; see "
-                        "study.data.budget) or a number (default: auto)")
-    p.add_argument("--compile", dest="compile", action=argparse.BooleanOptionalAction,
-                   default=None, help="torch.compile the model (default: on for CUDA only)")
-    p.add_argument("--curriculum", dest="curriculum", action=argparse.BooleanOptionalAction,
-                   default=None, help="grow the sequence length from 64 to full by mid-budget")
-    p.add_argument("--config-from-stdin", action="store_true",
-                   help="warm up, then read the TrainConfig JSON from stdin (flags override it)")
-    p.add_argument("--warm-config", type=Path,
-                   help="with --config-from-stdin: a config whose device and tokens to warm up")
+    p.add_argument(
+        "--max-stories",
+        type=max_stories_arg,
+        default=None,
+        help="training stories to read: auto (enough that the job sees its training "
+        "tokens at most ~4 times on this device, up to the whole corpus; see "
+        "study.data.budget) or a number (default: auto)",
+    )
+    p.add_argument(
+        "--compile",
+        dest="compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="torch.compile the model (default: on for CUDA only)",
+    )
+    p.add_argument(
+        "--curriculum",
+        dest="curriculum",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="grow the sequence length from 64 to full by mid-budget",
+    )
+    p.add_argument(
+        "--config-from-stdin",
+        action="store_true",
+        help="warm up, then read the TrainConfig JSON from stdin (flags override it)",
+    )
+    p.add_argument(
+        "--warm-config",
+        type=Path,
+        help="with --config-from-stdin: a config whose device and tokens to warm up",
+    )
     p.add_argument("--json", type=Path, help="write the result object here")
     p.add_argument("--events", type=Path, help="append progress and curve points as JSON lines")
     p.add_argument("--cache-dir", type=Path, help="tokenizer and token cache folder")
@@ -150,9 +176,15 @@ def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = Non
     config = TrainConfig.from_dict(base)
     config = config.replace(data=resolve_data(config.data))  # the corpus actually read, recorded
     # auto becomes a number once, at startup, from the budget and the device (study.data.budget)
-    return config.replace(max_stories=resolve_max_stories(
-        config.data, max_stories=config.max_stories, budget=config.budget, device=config.device,
-        cache_dir=args.cache_dir))
+    return config.replace(
+        max_stories=resolve_max_stories(
+            config.data,
+            max_stories=config.max_stories,
+            budget=config.budget,
+            device=config.device,
+            cache_dir=args.cache_dir,
+        )
+    )
 
 
 @cli_main
@@ -172,16 +204,20 @@ def main(argv: list[str] | None = None) -> int:
             data = None
     else:
         config = config_from_args(args)
-        import study.trainer  # noqa: F401  (timed: torch and the trainer)
+        import study.training.trainer  # noqa: F401  (timed: torch and the trainer)
 
         import_seconds = time.perf_counter() - started
-    from study.trainer import Diverged, OutOfMemory, train
+    from study.training.trainer import Diverged, OutOfMemory, train
 
     events = open(args.events, "a") if args.events else None  # noqa: SIM115
     try:
         result = train(
-            config, cache_dir=args.cache_dir, events=events, log_interval=args.log_interval,
-            out=None if args.quiet else sys.stdout, data=data,
+            config,
+            cache_dir=args.cache_dir,
+            events=events,
+            log_interval=args.log_interval,
+            out=None if args.quiet else sys.stdout,
+            data=data,
         )
         result = dataclasses.replace(result, import_seconds=import_seconds)
     except Diverged as exc:
@@ -215,7 +251,7 @@ def warm_up(args: argparse.Namespace) -> tuple[TrainConfig | None, TokenData | N
     import torch
 
     from study.device import resolve_device
-    from study.trainer import load_config_tokens
+    from study.training.trainer import load_config_tokens
 
     hint = config_from_args(args, read_config(args.warm_config)) if args.warm_config else None
     device = resolve_device(hint.device if hint is not None else args.device or "auto")

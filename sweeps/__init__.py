@@ -51,8 +51,9 @@ class Sweep:
         except (Exception, SystemExit) as exc:  # the user's code: one line, not our traceback
             raise UsageError(f"sweep {self.name}: suggest failed: {_what(exc)}") from None
         if not isinstance(config, TrainConfig):
-            raise UsageError(f"sweep {self.name}: suggest must return a TrainConfig, got "
-                             f"{type(config).__name__}")
+            raise UsageError(
+                f"sweep {self.name}: suggest must return a TrainConfig, got {type(config).__name__}"
+            )
         config = config.replace(**base)
         try:
             config.validate()
@@ -67,8 +68,11 @@ HELPERS = frozenset({"ladders"})
 
 def available() -> list[str]:
     """Names of the sweeps shipped in this package."""
-    return sorted(m.name for m in pkgutil.iter_modules(__path__)
-                  if not m.name.startswith("_") and m.name not in HELPERS)
+    return sorted(
+        m.name
+        for m in pkgutil.iter_modules(__path__)
+        if not m.name.startswith("_") and m.name not in HELPERS
+    )
 
 
 def load_sweep(spec: str) -> Sweep:
@@ -84,8 +88,10 @@ def load_sweep(spec: str) -> Sweep:
         spec = str(path)
     else:
         if spec not in available():
-            raise UsageError(f"unknown sweep {spec!r}; choose one of {', '.join(available())} "
-                             f"or give the path of a .py file that defines suggest(trial)")
+            raise UsageError(
+                f"unknown sweep {spec!r}; choose one of {', '.join(available())} "
+                f"or give the path of a .py file that defines suggest(trial)"
+            )
         module = importlib.import_module(f"{__name__}.{spec}")
         name = spec
     suggest = getattr(module, "suggest", None)
@@ -141,11 +147,13 @@ def balanced_sampler(param: str, *, seed: int) -> Any:
         def sample_relative(self, study: Any, trial: Any, search_space: Any) -> dict[str, Any]:
             return {}
 
-        def sample_independent(self, study: Any, trial: Any, param_name: str,
-                               param_distribution: Any) -> Any:
+        def sample_independent(
+            self, study: Any, trial: Any, param_name: str, param_distribution: Any
+        ) -> Any:
             if param_name != param:
-                return self._fallback.sample_independent(study, trial, param_name,
-                                                         param_distribution)
+                return self._fallback.sample_independent(
+                    study, trial, param_name, param_distribution
+                )
             counts = dict.fromkeys(param_distribution.choices, 0)
             for t in study.get_trials(deepcopy=False, states=tried):
                 if t.params.get(param) in counts:

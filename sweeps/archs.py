@@ -43,8 +43,14 @@ def model_for(arch: str, size: str) -> ModelConfig:
     d_model, layers = SIZES[size]
     if arch == "lstm":
         return ModelConfig(arch="lstm", n_layer=layers * 3 // 2, d_model=d_model)
-    return ModelConfig(arch=arch, n_layer=layers, d_model=d_model, n_head=n_head_for(d_model),
-                       pos="rope", mlp="swiglu")
+    return ModelConfig(
+        arch=arch,
+        n_layer=layers,
+        d_model=d_model,
+        n_head=n_head_for(d_model),
+        pos="rope",
+        mlp="swiglu",
+    )
 
 
 def suggest(trial: Any) -> TrainConfig:

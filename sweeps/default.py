@@ -31,6 +31,12 @@ def suggest(trial: Any) -> TrainConfig:
     mlp = trial.suggest_categorical("mlp", ["swiglu", "gelu"])
     weight_decay = trial.suggest_float("weight_decay", 0.01, 3.0, log=True)
     dropout = trial.suggest_float("dropout", 0.0, 0.3)
-    model = ModelConfig(n_layer=n_layer, d_model=d_model, n_head=n_head_for(d_model), pos=pos,
-                        mlp=mlp, dropout=dropout)
+    model = ModelConfig(
+        n_layer=n_layer,
+        d_model=d_model,
+        n_head=n_head_for(d_model),
+        pos=pos,
+        mlp=mlp,
+        dropout=dropout,
+    )
     return TrainConfig(model=model, lr=lr, weight_decay=weight_decay)

@@ -62,8 +62,9 @@ class Ladder:
             raise UsageError(f"unknown size {name!r}; sizes: {', '.join(self.sizes)}")
         n_layer, d_model = self.sizes[name]
         n_head = d_model // self.head_dim if self.head_dim else n_head_for(d_model)
-        return dataclasses.replace(self.base, n_layer=n_layer, d_model=d_model, n_head=n_head,
-                                   dropout=self.dropout)
+        return dataclasses.replace(
+            self.base, n_layer=n_layer, d_model=d_model, n_head=n_head, dropout=self.dropout
+        )
 
     def config(self, name: str) -> TrainConfig:
         """Rung ``name`` as a training config: its network, the learning rate of its width and

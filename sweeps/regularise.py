@@ -36,7 +36,8 @@ def cell_name(rung: str, weight_decay: float, dropout: float) -> str:
 
 
 CELLS: dict[str, tuple[str, float, float]] = {
-    cell_name(rung, wd, do): (rung, wd, do) for wd, do in SETTINGS for rung in RUNGS}
+    cell_name(rung, wd, do): (rung, wd, do) for wd, do in SETTINGS for rung in RUNGS
+}
 
 
 def config_for(cell: str) -> TrainConfig:

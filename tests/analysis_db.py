@@ -1,7 +1,7 @@
 """A small study database built with Optuna's own API, for the analysis tests.
 
 The database holds what the study runner stores: complete trials with every user attribute in
-``study.schema.TRIAL_ATTRS``, a failed trial with its reason, and rows in the harness tables. Its
+``study.storage.schema.TRIAL_ATTRS``, a failed trial with its reason, and rows in the harness tables. Its
 numbers follow known laws (tokens/s = c N^-k per device, loss = E + A/N^alpha + B/D^beta), so
 the commands' answers can be checked.
 """
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from study.config import ModelConfig, TrainConfig
-from study.schema import TRIAL_ATTRS
+from study.storage.schema import TRIAL_ATTRS
 
 REPO = Path(__file__).resolve().parents[1]
 BUDGET = 300.0
@@ -57,37 +57,59 @@ def populate_study(storage: str, *, study_name: str, seed: int = 0) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rng = np.random.default_rng(seed)
     study = optuna.create_study(study_name=study_name, storage=storage, direction="minimize")
-    dists = {"lr": FloatDistribution(1e-4, 1e-2, log=True),
-             "pos": CategoricalDistribution(["learned", "rope"])}
+    dists = {
+        "lr": FloatDistribution(1e-4, 1e-2, log=True),
+        "pos": CategoricalDistribution(["learned", "rope"]),
+    }
     shapes = [(d, layers) for d in (64, 96, 128, 192, 256, 384) for layers in (2, 4, 6)]
     jobs = [(label, shape) for label in DEVICES for shape in shapes[: DEVICES[label][3]]]
     curves: list[dict[str, Any]] = []
     samples: list[dict[str, Any]] = []
     for i, (label, (d_model, n_layer)) in enumerate(jobs):
         attrs = trial_attrs(i, label, d_model=d_model, n_layer=n_layer, seed=seed, rng=rng)
-        study.add_trial(optuna.trial.create_trial(
-            params={"lr": attrs["lr"], "pos": attrs["pos"]}, distributions=dists,
-            value=attrs["val_ppl"], user_attrs=attrs,
-        ))
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"lr": attrs["lr"], "pos": attrs["pos"]},
+                distributions=dists,
+                value=attrs["val_ppl"],
+                user_attrs=attrs,
+            )
+        )
         for j, frac in enumerate((0.2, 0.4, 0.6, 0.8, 1.0)):
             seen = int(attrs["tokens_seen"] * frac)
             point = law_loss(attrs["params"], seen) * math.exp(rng.normal(0, 0.005))
-            curves.append({"idx": j, "trial_number": i, "elapsed_s": BUDGET * frac,
-                           "tokens": seen, "train_loss": point * 0.98,
-                           "val_loss": None if (i == 3 and j == 2) else point})
-        samples.append({"trial_number": i, "prompt": "Once upon a time",
-                        "text": f"Once upon a time, model {i} said <b>hi</b> & left.\n"
-                                "<|endoftext|>\nOne day a second story began"})
-    study.add_trial(optuna.trial.create_trial(
-        state=optuna.trial.TrialState.FAIL, params={"lr": 0.009, "pos": "rope"},
-        distributions=dists,
-        user_attrs={"fail_reason": "diverged: loss became nan at step 12", "budget": BUDGET},
-    ))
+            curves.append(
+                {
+                    "idx": j,
+                    "trial_number": i,
+                    "elapsed_s": BUDGET * frac,
+                    "tokens": seen,
+                    "train_loss": point * 0.98,
+                    "val_loss": None if (i == 3 and j == 2) else point,
+                }
+            )
+        samples.append(
+            {
+                "trial_number": i,
+                "prompt": "Once upon a time",
+                "text": f"Once upon a time, model {i} said <b>hi</b> & left.\n"
+                "<|endoftext|>\nOne day a second story began",
+            }
+        )
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.FAIL,
+            params={"lr": 0.009, "pos": "rope"},
+            distributions=dists,
+            user_attrs={"fail_reason": "diverged: loss became nan at step 12", "budget": BUDGET},
+        )
+    )
     write_harness_rows(storage, study_name=study_name, curves=curves, samples=samples)
 
 
-def trial_attrs(i: int, label: str, *, d_model: int, n_layer: int, seed: int,
-                rng: np.random.Generator) -> dict[str, Any]:
+def trial_attrs(
+    i: int, label: str, *, d_model: int, n_layer: int, seed: int, rng: np.random.Generator
+) -> dict[str, Any]:
     """Trial ``i``'s user attributes as the runner stores them, its tokens/s and loss drawn
     from the device's throughput law and the loss law."""
     device, c, k, _ = DEVICES[label]
@@ -96,35 +118,61 @@ def trial_attrs(i: int, label: str, *, d_model: int, n_layer: int, seed: int,
     lr = float(10 ** rng.uniform(-3.5, -2.5))
     config = TrainConfig(
         model=ModelConfig(n_layer=n_layer, d_model=d_model, n_head=4, pos=pos, mlp=mlp),
-        budget=BUDGET, device=device, lr=lr, batch_size=32, seed=seed,
+        budget=BUDGET,
+        device=device,
+        lr=lr,
+        batch_size=32,
+        seed=seed,
     )
     params, params_ne = count_params(config.model)
     tps = c * params**-k * math.exp(rng.normal(0, 0.03))
     tokens = int(tps * BUDGET)
     val_loss = law_loss(params, tokens) * math.exp(rng.normal(0, 0.005))
     attrs = {
-        "config": config.to_dict(), "arch": "gpt", "n_layer": n_layer, "d_model": d_model,
-        "n_head": 4, "pos": pos, "mlp": mlp, "lr": lr, "batch_size": 32, "budget": BUDGET,
-        "params": params, "params_nonembedding": params_ne, "flops_per_token": 6 * params,
-        "tokens_seen": tokens, "tokens_per_second": tps, "train_seconds": BUDGET,
-        "steps": tokens // (32 * 256), "epochs": tokens / 5.3e6, "unique_tokens": 5_300_000,
-        "eval_tokens": 65_536, "eval_seconds": 4.0, "compile_seconds": 0.0,
-        "outside_seconds": 3.0, "val_loss": val_loss,
-        "val_ppl": math.exp(val_loss), "val_bpb": val_loss / math.log(2) / 4.1,
-        "val_is_bound": False, "device": device, "device_name": label,
-        "versions": {"python": "3.11", "torch": "2.13.0", "study": "0.1.0"}, "seed": seed,
+        "config": config.to_dict(),
+        "arch": "gpt",
+        "n_layer": n_layer,
+        "d_model": d_model,
+        "n_head": 4,
+        "pos": pos,
+        "mlp": mlp,
+        "lr": lr,
+        "batch_size": 32,
+        "budget": BUDGET,
+        "params": params,
+        "params_nonembedding": params_ne,
+        "flops_per_token": 6 * params,
+        "tokens_seen": tokens,
+        "tokens_per_second": tps,
+        "train_seconds": BUDGET,
+        "steps": tokens // (32 * 256),
+        "epochs": tokens / 5.3e6,
+        "unique_tokens": 5_300_000,
+        "eval_tokens": 65_536,
+        "eval_seconds": 4.0,
+        "compile_seconds": 0.0,
+        "outside_seconds": 3.0,
+        "val_loss": val_loss,
+        "val_ppl": math.exp(val_loss),
+        "val_bpb": val_loss / math.log(2) / 4.1,
+        "val_is_bound": False,
+        "device": device,
+        "device_name": label,
+        "versions": {"python": "3.11", "torch": "2.13.0", "study": "0.1.0"},
+        "seed": seed,
     }
     assert set(attrs) == set(TRIAL_ATTRS)
     return attrs
 
 
-def write_harness_rows(storage: str, *, study_name: str, curves: list[dict[str, Any]],
-                       samples: list[dict[str, Any]]) -> None:
+def write_harness_rows(
+    storage: str, *, study_name: str, curves: list[dict[str, Any]], samples: list[dict[str, Any]]
+) -> None:
     """The harness tables and their rows for ``study_name``, keyed by Optuna's trial ids."""
     import optuna
     import sqlalchemy as sa
 
-    from study import schema
+    from study.storage import schema
 
     rdb = optuna.storages.RDBStorage(storage)
     study_id = rdb.get_study_id_from_name(study_name)
@@ -135,13 +183,18 @@ def write_harness_rows(storage: str, *, study_name: str, curves: list[dict[str, 
     schema.metadata.create_all(engine)
     with engine.begin() as conn:
         if conn.execute(sa.select(schema.meta.c.key)).first() is None:
-            conn.execute(sa.insert(schema.meta), [{"key": "schema_version",
-                                                   "value": str(schema.SCHEMA_VERSION)}])
+            conn.execute(
+                sa.insert(schema.meta),
+                [{"key": "schema_version", "value": str(schema.SCHEMA_VERSION)}],
+            )
         for table, rows in ((schema.curve, curves), (schema.sample, samples)):
-            conn.execute(sa.insert(table), [
-                {**row, "trial_id": ids[int(row["trial_number"])], "study_name": study_name}
-                for row in rows
-            ])
+            conn.execute(
+                sa.insert(table),
+                [
+                    {**row, "trial_id": ids[int(row["trial_number"])], "study_name": study_name}
+                    for row in rows
+                ],
+            )
     engine.dispose()
 
 
@@ -156,5 +209,11 @@ def digest(path: Path) -> str:
 def run_cli(module: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``python -m module`` the way a user would (fresh interpreter)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
-                          cwd=cwd or REPO, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or REPO,
+        env=env,
+        timeout=300,
+    )

@@ -24,12 +24,12 @@ import optuna
 import sqlalchemy as sa
 from optuna.trial import FrozenTrial, TrialState
 
-from study import schema
 from study.config import ModelConfig, TrainConfig
-from study.optuna_store import curve_step
 from study.result import TrainResult
-from study.schema import TRIAL_ATTRS
-from study.stale import intended_params
+from study.storage import schema
+from study.storage.optuna_store import curve_step
+from study.storage.schema import TRIAL_ATTRS
+from study.storage.stale import intended_params
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "tinystories"
@@ -58,17 +58,40 @@ def write_sweep(folder: Path, lr: str = NORMAL_LR, name: str = "tiny") -> Path:
     return path
 
 
-def study_args(storage: str, sweep: Path, cache_dir: Path, *extra: str,
-               budget: float = BUDGET) -> list[str]:
-    return [sys.executable, "-m", "study.run", "--sweep", str(sweep), "--storage", storage,
-            "--data", str(DATA), "--cache-dir", str(cache_dir), "--budget", str(budget),
-            "--device", "cpu", *extra]
+def study_args(
+    storage: str, sweep: Path, cache_dir: Path, *extra: str, budget: float = BUDGET
+) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "study.run",
+        "--sweep",
+        str(sweep),
+        "--storage",
+        storage,
+        "--data",
+        str(DATA),
+        "--cache-dir",
+        str(cache_dir),
+        "--budget",
+        str(budget),
+        "--device",
+        "cpu",
+        *extra,
+    ]
 
 
-def run(args: list[str], env: dict[str, str] | None = None,
-        timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+def run(
+    args: list[str], env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 @contextlib.contextmanager
@@ -78,8 +101,13 @@ def tmpfs(folder: Path, *, size: str = "4m") -> Iterator[Path]:
     import pytest
 
     folder.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                      capture_output=True).returncode != 0:
+    if (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+            capture_output=True,
+        ).returncode
+        != 0
+    ):
         pytest.skip("cannot mount a tmpfs here (needs root)")
     try:
         yield folder
@@ -95,6 +123,7 @@ def assert_clean_output(text: str) -> None:
 
 
 # ------------------------------------------------------------------------------------ reading
+
 
 @dataclass(frozen=True)
 class View:
@@ -141,8 +170,15 @@ def view(url: str, name: str) -> View:
 def records(v: View) -> dict[int, tuple[Any, ...]]:
     """Everything stored about each complete trial, by trial number."""
     return {
-        t.number: (t.value, t.params, t.user_attrs, t.intermediate_values, t.datetime_complete,
-                   v.curve.get(t.number), v.sample.get(t.number))
+        t.number: (
+            t.value,
+            t.params,
+            t.user_attrs,
+            t.intermediate_values,
+            t.datetime_complete,
+            v.curve.get(t.number),
+            v.sample.get(t.number),
+        )
         for t in v.complete()
     }
 
@@ -161,7 +197,8 @@ def check_records(v: View, *, target: int, name: str, budget: float = BUDGET) ->
         # Reported by budget second (the dashboard's axis), one step per curve point.
         assert sorted(t.intermediate_values) == [
             curve_step(k, budget=budget, curve_points=CURVE_POINTS)
-            for k in range(1, CURVE_POINTS + 1)]
+            for k in range(1, CURVE_POINTS + 1)
+        ]
         curve = v.curve.get(t.number, [])
         assert [row[1] for row in curve] == list(range(CURVE_POINTS)), curve
         assert all(row[2] == name and row[3] == t.number for row in curve)
@@ -192,10 +229,12 @@ def check_finished(v: View, *, target: int, name: str, budget: float = BUDGET) -
             retry = retries[t.number][0]
             assert retry.system_attrs["fixed_params"] == meant
             assert {k: retry.params[k] for k in retry.params if k in meant} == {
-                k: meant[k] for k in retry.params if k in meant}
+                k: meant[k] for k in retry.params if k in meant
+            }
 
 
 # ---------------------------------------------------------------------------------- processes
+
 
 def marked_processes(mark: str) -> list[int]:
     """Live processes (zombies aside) whose environment carries ``STUDY_TEST_MARK=mark``."""
@@ -299,24 +338,57 @@ def fake_trainer(folder: Path) -> FakeTrainer:
     script = folder / "fake_trainer.py"
     script.write_text(FAKE_TRAINER)
     pidfile = folder / "pid"
-    return FakeTrainer(command=(sys.executable, str(script)), pidfile=pidfile,
-                       env={**os.environ, "FAKE_PIDFILE": str(pidfile),
-                            "FAKE_RESULT": json.dumps(make_result().to_dict())})
+    return FakeTrainer(
+        command=(sys.executable, str(script)),
+        pidfile=pidfile,
+        env={
+            **os.environ,
+            "FAKE_PIDFILE": str(pidfile),
+            "FAKE_RESULT": json.dumps(make_result().to_dict()),
+        },
+    )
 
 
 def make_result(**changes: Any) -> TrainResult:
     """A complete trial's result as the fake trainer reports it (``changes`` applied)."""
     config = TrainConfig(model=ModelConfig(d_model=64, n_head=2), budget=2.0).to_dict()
     values: dict[str, Any] = dict(
-        config=config, val_loss=4.2, val_ppl=66.7, val_bpb=2.0, params=300_000,
-        params_nonembedding=40_000, flops_per_token=2_000_000, tokens_seen=1024,
-        tokens_per_second=512.0, train_seconds=2.0, steps=10, epochs=0.01, batch_size=4,
-        device="cpu", device_name="cpu x86_64", versions={"python": "3", "torch": "2"},
-        sample="Once upon a time there was", unique_tokens=102_400, eval_tokens=4096,
-        eval_seconds=0.5, curve=[
-            {"elapsed_s": 1.0, "tokens": 512, "train_loss": 5.0, "val_loss": 5.1,
-             "eval_tokens": 4096},
-            {"elapsed_s": 2.0, "tokens": 1024, "train_loss": 4.0, "val_loss": 4.2,
-             "eval_tokens": 4096}])
+        config=config,
+        val_loss=4.2,
+        val_ppl=66.7,
+        val_bpb=2.0,
+        params=300_000,
+        params_nonembedding=40_000,
+        flops_per_token=2_000_000,
+        tokens_seen=1024,
+        tokens_per_second=512.0,
+        train_seconds=2.0,
+        steps=10,
+        epochs=0.01,
+        batch_size=4,
+        device="cpu",
+        device_name="cpu x86_64",
+        versions={"python": "3", "torch": "2"},
+        sample="Once upon a time there was",
+        unique_tokens=102_400,
+        eval_tokens=4096,
+        eval_seconds=0.5,
+        curve=[
+            {
+                "elapsed_s": 1.0,
+                "tokens": 512,
+                "train_loss": 5.0,
+                "val_loss": 5.1,
+                "eval_tokens": 4096,
+            },
+            {
+                "elapsed_s": 2.0,
+                "tokens": 1024,
+                "train_loss": 4.0,
+                "val_loss": 4.2,
+                "eval_tokens": 4096,
+            },
+        ],
+    )
     values.update(changes)
     return TrainResult(**values)

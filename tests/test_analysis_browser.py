@@ -23,11 +23,13 @@ from typing import Any
 import pytest
 from analysis_db import make_study_db, url
 
-from analysis.report_html import run_report
+from analysis.page.report import run_report
 
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(BROWSER is None, reason="no chromium on PATH (Debian: "
-                                "apt-get install chromium; .ci/run installs it)")
+pytestmark = pytest.mark.skipif(
+    BROWSER is None,
+    reason="no chromium on PATH (Debian: apt-get install chromium; .ci/run installs it)",
+)
 
 WRAPPER = """<!DOCTYPE html><html><body><pre id="result">pending</pre>
 <iframe id="report" src="%s" width="1200" height="900"></iframe>
@@ -70,16 +72,31 @@ def browse(root: Path, base: str, page: str, tmp_path: Path) -> dict[str, Any]:
     (root / f"check-{page}").write_text(WRAPPER % page)
     assert BROWSER is not None
     done = subprocess.run(
-        [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-         f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=30000",
-         "--dump-dom", f"{base}/check-{page}"],
-        capture_output=True, text=True, timeout=240,
+        [
+            BROWSER,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=30000",
+            "--dump-dom",
+            f"{base}/check-{page}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     found = re.search(r'<pre id="result">(.*?)</pre>', done.stdout, re.S)
     assert found is not None, done.stderr[-2000:]
     assert found.group(1) != "pending", "the report did not finish loading"
-    return json.loads(found.group(1).replace("&amp;", "&").replace("&lt;", "<")
-                      .replace("&gt;", ">").replace("&quot;", '"'))
+    return json.loads(
+        found.group(1)
+        .replace("&amp;", "&")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", '"')
+    )
 
 
 def test_report_in_chromium_every_image_loads_and_every_section_is_there(
@@ -91,23 +108,30 @@ def test_report_in_chromium_every_image_loads_and_every_section_is_there(
     seen = browse(root, base, "report.html", tmp_path)
     assert len(seen["images"]) == 10 and all(w > 100 for w in seen["images"]), seen["images"]
     assert seen["sections"] == [
-        "Summary", "Frontier: held-out quality against size",
-        "Throughput and the Chinchilla crossover", "Loss curves",
-        "Loss law L(N, D) and its prediction", "Predictions checked on held-out sizes",
-        "Positional scheme and MLP", "Samples from the best trials", "Epochs per trial",
-        "Trials that did not complete", "Commands that made this page",
+        "Summary",
+        "Frontier: held-out quality against size",
+        "Throughput and the Chinchilla crossover",
+        "Loss curves",
+        "Loss law L(N, D) and its prediction",
+        "Predictions checked on held-out sizes",
+        "Positional scheme and MLP",
+        "Samples from the best trials",
+        "Epochs per trial",
+        "Trials that did not complete",
+        "Commands that made this page",
     ]
     assert seen["scripts"] == 0
 
 
 def test_the_check_sees_a_broken_image(served: tuple[Path, str], tmp_path: Path) -> None:
-    from analysis.html_parts import figure
-    from analysis.plots import new_figure
+    from analysis.figures.plots import new_figure
+    from analysis.page.parts import figure
 
     good = figure(new_figure(width=3.0, height=2.0))
     broken = re.sub(r"base64,[^\"]+", "base64,iVBORw0KGgoAAAA", good)
     (root := served[0]).joinpath("broken.html").write_text(
-        f"<!DOCTYPE html><html><body><h2>one</h2>{good}<h2>two</h2>{broken}</body></html>")
+        f"<!DOCTYPE html><html><body><h2>one</h2>{good}<h2>two</h2>{broken}</body></html>"
+    )
     seen = browse(root, served[1], "broken.html", tmp_path)
     assert seen["sections"] == ["one", "two"]
     assert seen["images"][0] == 360 and seen["images"][1] == 0  # 3 in x 120 dpi; undecodable

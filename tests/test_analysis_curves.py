@@ -9,7 +9,7 @@ from analysis_db import make_study_db, run_cli, url
 
 from analysis import curves
 from analysis.load import load_study
-from analysis.loss_curves import curve_points
+from analysis.views.curves import curve_points
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -40,12 +40,15 @@ def test_curve_points_join_each_point_with_its_trials_size(db: Path) -> None:
     assert points.groupby("trial")["elapsed_s"].is_monotonic_increasing.all()
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--plot", "curves.gif"], "--plot path curves.gif must end in one of: .png, .svg, .pdf"),
-    (["--plot", "nowhere/curves.png"], "--plot folder nowhere does not exist"),
-    (["--device", "tpu"], "no complete trial ran on device 'tpu'"),
-    (["--study-name", "nope"], "no study named 'nope'"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--plot", "curves.gif"], "--plot path curves.gif must end in one of: .png, .svg, .pdf"),
+        (["--plot", "nowhere/curves.png"], "--plot folder nowhere does not exist"),
+        (["--device", "tpu"], "no complete trial ran on device 'tpu'"),
+        (["--study-name", "nope"], "no study named 'nope'"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(
     db: Path, tmp_path: Path, args: list[str], message: str
 ) -> None:
@@ -59,7 +62,7 @@ def test_bad_input_is_one_line_and_exit_2(
 def test_a_study_without_curves_is_refused(tmp_path: Path) -> None:
     import sqlalchemy as sa
 
-    from study import schema
+    from study.storage import schema
 
     path = make_study_db(tmp_path / "s.db")
     engine = sa.create_engine(url(path))
@@ -68,6 +71,8 @@ def test_a_study_without_curves_is_refused(tmp_path: Path) -> None:
     engine.dispose()
     done = run_cli("analysis.curves", "--storage", url(path), "--plot", str(tmp_path / "c.png"))
     assert done.returncode == 2
-    assert done.stderr.strip() == ("error: study 'cpu-300s' stored no loss curves for its "
-                                   "complete trials (table harness_curve)")
+    assert done.stderr.strip() == (
+        "error: study 'cpu-300s' stored no loss curves for its "
+        "complete trials (table harness_curve)"
+    )
     assert not (tmp_path / "c.png").exists()

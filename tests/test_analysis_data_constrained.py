@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from test_analysis_loss_law import make_law, make_throughput
 
-from analysis.data_constrained import (
+from analysis.fits.data_constrained import (
     PUBLISHED_RD_STAR,
     PUBLISHED_RN_STAR,
     DataConstrainedFit,
@@ -19,11 +19,16 @@ from analysis.data_constrained import (
     fit_data_constrained,
     optimal_params_for_tokens,
 )
-from analysis.loss_law import LossLawFit, StartGrid, loss_optimal_n
+from analysis.fits.loss_law import LossLawFit, StartGrid, loss_optimal_n
 from study.errors import UsageError
 
-SMALL_GRID = StartGrid(alpha=(0.0, 0.5, 1.0), beta=(0.0, 0.5, 1.0), e=(-1.0, 0.0, 1.0),
-                       a=(0.0, 5.0, 10.0), b=(0.0, 5.0, 10.0))
+SMALL_GRID = StartGrid(
+    alpha=(0.0, 0.5, 1.0),
+    beta=(0.0, 0.5, 1.0),
+    e=(-1.0, 0.0, 1.0),
+    a=(0.0, 5.0, 10.0),
+    b=(0.0, 5.0, 10.0),
+)
 TRUTH = {"E": 1.7, "A": 400.0, "alpha": 0.34, "B": 1500.0, "beta": 0.28}
 
 
@@ -34,9 +39,20 @@ def published_law() -> LossLawFit:
 
 
 def with_r_stars(base: LossLawFit, rd_star: float, rn_star: float) -> DataConstrainedFit:
-    return DataConstrainedFit(base=base, rd_star=rd_star, rn_star=rn_star, rd_constrained=True,
-                              rn_constrained=True, objective=0.0, converged=True, n_points=1,
-                              n_fresh=0, max_epochs=1.0, n_range=(1e5, 1e8), stages="given")
+    return DataConstrainedFit(
+        base=base,
+        rd_star=rd_star,
+        rn_star=rn_star,
+        rd_constrained=True,
+        rn_constrained=True,
+        objective=0.0,
+        converged=True,
+        n_points=1,
+        n_fresh=0,
+        max_epochs=1.0,
+        n_range=(1e5, 1e8),
+        stages="given",
+    )
 
 
 def test_four_epochs_are_worth_about_3_72_fresh_ones() -> None:
@@ -57,7 +73,8 @@ def test_effective_values_are_the_raw_ones_without_repetition_or_excess() -> Non
     np.testing.assert_array_equal(effective_params(n, 1e6, rn_star=5.3), n)
     # 3x the useful size with R*_N = 5.3: U_N (1 + 5.3 (1 - exp(-2 / 5.3))).
     assert float(effective_params(3e6, 1e6, rn_star=5.3)) == pytest.approx(
-        1e6 * (1 + 5.3 * -math.expm1(-2 / 5.3)), rel=1e-12)
+        1e6 * (1 + 5.3 * -math.expm1(-2 / 5.3)), rel=1e-12
+    )
 
 
 def test_reproduces_the_published_example_losses() -> None:
@@ -82,21 +99,22 @@ def test_optimal_params_match_chinchilla_allocation() -> None:
     # Under C = 6 N D the optimum has N_opt = G (C/6)^a and D_opt = (C/6)^b / G: invert at D.
     base = make_law(**TRUTH)
     g = (TRUTH["alpha"] * TRUTH["A"] / (TRUTH["beta"] * TRUTH["B"])) ** (
-        1 / (TRUTH["alpha"] + TRUTH["beta"]))
+        1 / (TRUTH["alpha"] + TRUTH["beta"])
+    )
     c6 = 1e20
     d_opt = c6**base.b / g
-    assert float(optimal_params_for_tokens(d_opt, base)) == pytest.approx(g * c6**base.a,
-                                                                         rel=1e-9)
+    assert float(optimal_params_for_tokens(d_opt, base)) == pytest.approx(g * c6**base.a, rel=1e-9)
 
 
 def synthetic(rng: np.random.Generator, *, noise: float) -> tuple[np.ndarray, ...]:
     """Fresh points of small models, and repeated ones from 2 to 60 epochs, some models far
     above N_opt(U), drawn from the data-constrained law with R*_D = 8, R*_N = 3."""
     truth = with_r_stars(make_law(**TRUTH), 8.0, 3.0)
-    fn, fd = (g.ravel() for g in np.meshgrid(np.geomspace(1e4, 1e6, 6),
-                                             np.geomspace(1e9, 1e11, 6)))
-    rn, ru, re = (g.ravel() for g in np.meshgrid(np.geomspace(3e4, 1e7, 6), [1e8, 5e8],
-                                                 [2.0, 6.0, 20.0, 60.0]))
+    fn, fd = (g.ravel() for g in np.meshgrid(np.geomspace(1e4, 1e6, 6), np.geomspace(1e9, 1e11, 6)))
+    rn, ru, re = (
+        g.ravel()
+        for g in np.meshgrid(np.geomspace(3e4, 1e7, 6), [1e8, 5e8], [2.0, 6.0, 20.0, 60.0])
+    )
     n, d = np.concatenate([fn, rn]), np.concatenate([fd, ru * re])
     u = np.concatenate([fd * 2, ru])
     loss = truth.predict(n, d, u) * np.exp(rng.normal(0, noise, n.size))
@@ -152,8 +170,13 @@ def test_choose_law_never_fits_fresh_data_law_to_heavy_repetition() -> None:
     # Thousands of epochs read as a count (2k), never 2e+03.
     d6 = np.full(6, 1e8)
     with pytest.raises(UsageError, match=r"^2 of 6 points beyond 4 epochs \(up to 2k\): a "):
-        choose_law(np.full(6, 1e6), d6, np.full(6, 3.0),
-                   unique=d6 / np.array([0.5, 0.5, 0.5, 0.5, 1500.0, 2000.0]), grid=SMALL_GRID)
+        choose_law(
+            np.full(6, 1e6),
+            d6,
+            np.full(6, 3.0),
+            unique=d6 / np.array([0.5, 0.5, 0.5, 0.5, 1500.0, 2000.0]),
+            grid=SMALL_GRID,
+        )
 
 
 def test_best_size_works_with_the_data_constrained_law() -> None:
@@ -179,8 +202,14 @@ def test_best_size_works_with_the_data_constrained_law() -> None:
 def test_given_constants_fit_only_the_r_stars_on_all_repeated_points() -> None:
     n, d, u, loss, _ = synthetic(np.random.default_rng(10), noise=0.002)
     repeated = d > u
-    chosen = choose_law(n[repeated], d[repeated], loss[repeated], unique=u[repeated],
-                        base=make_law(**TRUTH), grid=SMALL_GRID)
+    chosen = choose_law(
+        n[repeated],
+        d[repeated],
+        loss[repeated],
+        unique=u[repeated],
+        base=make_law(**TRUTH),
+        grid=SMALL_GRID,
+    )
     assert chosen.form == "data-constrained" and "Chinchilla constants given" in chosen.reason
     assert chosen.data_constrained is not None and chosen.data_constrained.n_fresh == 0
     assert chosen.constants()["rd_star"] == pytest.approx(8.0, rel=0.1)

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from analysis.fits import (
+from analysis.fits.core import (
     crossover_n,
     fit_throughput,
     fit_throughput_by_device,
@@ -58,8 +58,12 @@ def test_crossover_matches_hand_solved_case() -> None:
 
 @pytest.mark.parametrize(
     ("c", "k", "budget", "ratio"),
-    [(1e9, 1.0, 60.0, 20.0), (5e10, 0.55, 300.0, 20.0), (1e7, 0.2, 30.0, 10.0),
-     (4e5, -0.3, 300.0, 20.0)],
+    [
+        (1e9, 1.0, 60.0, 20.0),
+        (5e10, 0.55, 300.0, 20.0),
+        (1e7, 0.2, 30.0, 10.0),
+        (4e5, -0.3, 300.0, 20.0),
+    ],
 )
 def test_crossover_closed_form_solves_the_equation(
     c: float, k: float, budget: float, ratio: float
@@ -93,7 +97,8 @@ def test_crossover_interval_covers_truth_and_flags_extrapolation() -> None:
     # Sizes read as a person reads them (study.fmt), never 1.03e+06.
     assert far.warnings == (
         f"N* = {fmt_count(far.n_star)} lies outside the measured sizes [10k, 100k]: "
-        "an extrapolation",)
+        "an extrapolation",
+    )
     assert fmt_count(far.n_star) == "1.03M"
     with pytest.raises(UsageError, match="no crossover"):
         crossover_n(1e3, -1.5, budget=100.0, ratio=20.0)

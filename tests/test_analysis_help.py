@@ -8,9 +8,16 @@ import pytest
 
 from analysis import compare, crossover, curves, frontier, predict, report, scaling_law, trials
 
-PARSERS = {"crossover": crossover, "frontier": frontier, "scaling_law": scaling_law,
-           "compare": compare, "report": report, "curves": curves, "trials": trials,
-           "predict": predict}
+PARSERS = {
+    "crossover": crossover,
+    "frontier": frontier,
+    "scaling_law": scaling_law,
+    "compare": compare,
+    "report": report,
+    "curves": curves,
+    "trials": trials,
+    "predict": predict,
+}
 
 
 @pytest.mark.parametrize("name", sorted(PARSERS))
@@ -27,10 +34,17 @@ def test_help_has_examples_defaults_and_no_markup(name: str) -> None:
         assert action.help, action.option_strings
 
 
-@pytest.mark.parametrize(("name", "unit"), [
-    ("crossover", "SECONDS"), ("report", "nats per token"), ("curves", "nats per token"),
-    ("scaling_law", "SECONDS"), ("trials", "held-out loss in nats/token"),
-    ("predict", "SECONDS"), ("predict", "nats per token"),
-])
+@pytest.mark.parametrize(
+    ("name", "unit"),
+    [
+        ("crossover", "SECONDS"),
+        ("report", "nats per token"),
+        ("curves", "nats per token"),
+        ("scaling_law", "SECONDS"),
+        ("trials", "held-out loss in nats/token"),
+        ("predict", "SECONDS"),
+        ("predict", "nats per token"),
+    ],
+)
 def test_help_names_units(name: str, unit: str) -> None:
     assert unit in " ".join(PARSERS[name].build_parser().format_help().split())

@@ -9,19 +9,28 @@ import re
 import numpy as np
 import pytest
 
-from analysis.holdout import holdout_check
-from analysis.loss_law import StartGrid
+from analysis.fits.holdout import holdout_check
+from analysis.fits.loss_law import StartGrid
 from study.errors import UsageError
 
-SMALL_GRID = StartGrid(alpha=(0.0, 0.5, 1.0), beta=(0.0, 0.5, 1.0), e=(-1.0, 0.0, 1.0),
-                       a=(0.0, 5.0, 10.0), b=(0.0, 5.0, 10.0))
+SMALL_GRID = StartGrid(
+    alpha=(0.0, 0.5, 1.0),
+    beta=(0.0, 0.5, 1.0),
+    e=(-1.0, 0.0, 1.0),
+    a=(0.0, 5.0, 10.0),
+    b=(0.0, 5.0, 10.0),
+)
 E, A, ALPHA, B, BETA = 1.5, 60.0, 0.3, 100.0, 0.3
 C, K, BUDGET = 3e8, 0.7, 300.0  # tokens/s = C N^-K; the true best size is 2.05e6
 FRACTIONS = np.array([0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0])
 
 
 def ladder(
-    sizes: np.ndarray, *, noise: float = 0.002, seed: int = 0, alpha: float = ALPHA,
+    sizes: np.ndarray,
+    *,
+    noise: float = 0.002,
+    seed: int = 0,
+    alpha: float = ALPHA,
     unique: float | None = None,
 ) -> dict[str, np.ndarray]:
     """Curve points at eighths of the budget and the final point, per size, from the law."""
@@ -34,8 +43,13 @@ def ladder(
     else:  # repeated data: tokens beyond the corpus count as in Muennighoff et al.
         eff = np.where(d <= unique, d, unique * (1 + 15.4 * -np.expm1(-(d / unique - 1) / 15.4)))
         loss = E + A * n**-alpha + B * eff**-BETA
-    return {"params": n, "tokens": d, "loss": loss * np.exp(rng.normal(0, noise, n.size)),
-            "final": np.tile(FRACTIONS == 1.0, sizes.size), "tokens_per_second": tps}
+    return {
+        "params": n,
+        "tokens": d,
+        "loss": loss * np.exp(rng.normal(0, noise, n.size)),
+        "final": np.tile(FRACTIONS == 1.0, sizes.size),
+        "tokens_per_second": tps,
+    }
 
 
 def test_true_law_predicts_the_two_largest_sizes() -> None:
@@ -70,8 +84,9 @@ def test_around_best_holds_out_the_best_and_its_better_neighbour() -> None:
 
 def test_degenerate_fit_gives_reasons_not_numbers() -> None:
     # Loss that grows with size (negative alpha): nothing to extrapolate.
-    result = holdout_check(**ladder(np.geomspace(1e5, 3e7, 8), alpha=-0.1), budget=BUDGET,
-                           grid=SMALL_GRID)
+    result = holdout_check(
+        **ladder(np.geomspace(1e5, 3e7, 8), alpha=-0.1), budget=BUDGET, grid=SMALL_GRID
+    )
     assert not result.trusted
     assert any("degenerate exponent" in why for why in result.untrusted)
     assert all(h.predicted is None and h.relative_error is None for h in result.held_out)
@@ -94,16 +109,20 @@ def test_optimum_on_the_search_bound_is_not_a_number() -> None:
     assert result.trusted and result.best.optimum is None
     # The bound reads as a size (5.88G), never 5.88e+09.
     assert len(result.best.why_not) == 1
-    assert re.fullmatch(r"the optimum sits on the search bound \(\d+(\.\d+)?[kMG]\): the law "
-                        r"has no interior best size", result.best.why_not[0])
+    assert re.fullmatch(
+        r"the optimum sits on the search bound \(\d+(\.\d+)?[kMG]\): the law "
+        r"has no interior best size",
+        result.best.why_not[0],
+    )
 
 
 def test_repeated_ladder_uses_the_data_constrained_law() -> None:
     sizes = np.geomspace(1e5, 3e7, 8)
     unique = 3e6  # the smallest size sees ~9 epochs, the largest under one
     points = ladder(sizes, unique=unique)
-    result = holdout_check(**points, unique=np.full_like(points["params"], unique),
-                           budget=BUDGET, grid=SMALL_GRID)
+    result = holdout_check(
+        **points, unique=np.full_like(points["params"], unique), budget=BUDGET, grid=SMALL_GRID
+    )
     assert result.law is not None and result.law.form == "data-constrained"
     assert "beyond 4 epochs" in result.law.reason
     assert result.trusted

@@ -10,9 +10,9 @@ import pytest
 from analysis_db import digest, make_study_db, populate_study, run_cli, url
 
 from analysis.load import load_study
-from analysis.pareto import run_frontier
+from analysis.views.frontier import run_frontier
 from study.errors import UsageError
-from study.schema import TRIAL_ATTRS
+from study.storage.schema import TRIAL_ATTRS
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +29,14 @@ def test_load_study_gives_one_row_per_trial_and_curve_point(db: Path) -> None:
     assert trials["state"].value_counts().to_dict() == {"COMPLETE": 24, "FAIL": 1}
     for name in set(TRIAL_ATTRS) - {"config", "versions"}:
         assert name in trials.columns, name
-    assert {"config.model.n_layer", "config.lr", "versions.torch", "param.lr", "fail_reason",
-            "trial_id"} <= set(trials.columns)
+    assert {
+        "config.model.n_layer",
+        "config.lr",
+        "versions.torch",
+        "param.lr",
+        "fail_reason",
+        "trial_id",
+    } <= set(trials.columns)
     first = trials.iloc[0]
     assert first["config.model.d_model"] == first["d_model"] == 64
     assert first["value"] == pytest.approx(first["val_ppl"])
@@ -41,10 +47,14 @@ def test_load_study_gives_one_row_per_trial_and_curve_point(db: Path) -> None:
 
     assert len(data.curves) == 24 * 5
     assert data.curves["val_loss"].isna().sum() == 1  # the stored null stays null
-    assert data.curves.groupby("trial_number")["tokens"].apply(
-        lambda s: s.is_monotonic_increasing).all()
-    assert set(data.curves["trial_id"]) == set(trials.loc[trials["state"] == "COMPLETE",
-                                                          "trial_id"])
+    assert (
+        data.curves.groupby("trial_number")["tokens"]
+        .apply(lambda s: s.is_monotonic_increasing)
+        .all()
+    )
+    assert set(data.curves["trial_id"]) == set(
+        trials.loc[trials["state"] == "COMPLETE", "trial_id"]
+    )
     assert len(data.samples) == 24 and data.samples["prompt"].eq("Once upon a time").all()
 
 
@@ -112,23 +122,29 @@ def test_without_a_name_the_most_recently_run_study_is_read_and_named(
 def set_schema_version(path: Path, version: str) -> None:
     import sqlalchemy as sa
 
-    from study import schema
+    from study.storage import schema
 
     engine = sa.create_engine(url(path))
     with engine.begin() as conn:
-        conn.execute(sa.update(schema.meta).where(schema.meta.c.key == "schema_version")
-                     .values(value=version))
+        conn.execute(
+            sa.update(schema.meta)
+            .where(schema.meta.c.key == "schema_version")
+            .values(value=version)
+        )
     engine.dispose()
 
 
 def test_newer_harness_schema_is_refused_in_one_line(tmp_path: Path) -> None:
-    from study.schema import SCHEMA_VERSION
+    from study.storage.schema import SCHEMA_VERSION
 
     path = make_study_db(tmp_path / "newer.db")
     set_schema_version(path, str(SCHEMA_VERSION + 1))
     before = digest(path)
-    with pytest.raises(UsageError, match=f"newer version of this harness \\(schema "
-                                         f"{SCHEMA_VERSION + 1}, this one reads {SCHEMA_VERSION}"):
+    with pytest.raises(
+        UsageError,
+        match=f"newer version of this harness \\(schema "
+        f"{SCHEMA_VERSION + 1}, this one reads {SCHEMA_VERSION}",
+    ):
         load_study(url(path))
     result = run_cli("analysis.frontier", "--storage", url(path))
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
@@ -139,8 +155,8 @@ def test_newer_harness_schema_is_refused_in_one_line(tmp_path: Path) -> None:
 def test_older_harness_schema_loads_for_analysis_and_upgrades_for_a_study(tmp_path: Path) -> None:
     """The analysis reads old studies untouched; a study run accepts the versions it upgrades in
     place (``schema.MIGRATES_FROM``) and refuses older ones."""
-    from study.schema import SCHEMA_VERSION
-    from study.store import inspect_storage
+    from study.storage.schema import SCHEMA_VERSION
+    from study.storage.store import inspect_storage
 
     path = make_study_db(tmp_path / "older.db")
     set_schema_version(path, str(SCHEMA_VERSION - 1))
@@ -164,7 +180,7 @@ def test_load_from_a_postgresql_server() -> None:
     import optuna
     import sqlalchemy as sa
 
-    from study import schema
+    from study.storage import schema
 
     server = os.environ.get("STUDY_TEST_POSTGRES_URL")
     if not server:

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.fits import ThroughputFit
-from analysis.loss_law import (
+from analysis.fits.core import ThroughputFit
+from analysis.fits.loss_law import (
     CHINCHILLA_GRID,
     HuberLogLoss,
     LossLawFit,
@@ -24,12 +24,18 @@ from study.errors import UsageError
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 CHINCHILLA_CSV = SHARED / "chinchilla" / "svg_extracted_data.csv"
 # A small grid around plausible values keeps synthetic fits to a second.
-SMALL_GRID = StartGrid(alpha=(0.0, 0.5, 1.0), beta=(0.0, 0.5, 1.0), e=(-1.0, 0.0, 1.0),
-                       a=(0.0, 5.0, 10.0), b=(0.0, 5.0, 10.0))
+SMALL_GRID = StartGrid(
+    alpha=(0.0, 0.5, 1.0),
+    beta=(0.0, 0.5, 1.0),
+    e=(-1.0, 0.0, 1.0),
+    a=(0.0, 5.0, 10.0),
+    b=(0.0, 5.0, 10.0),
+)
 
 
-def law(n: np.ndarray, d: np.ndarray, *, E: float, A: float, alpha: float, B: float,
-        beta: float) -> np.ndarray:
+def law(
+    n: np.ndarray, d: np.ndarray, *, E: float, A: float, alpha: float, B: float, beta: float
+) -> np.ndarray:
     return E + A / n**alpha + B / d**beta
 
 
@@ -44,18 +50,25 @@ def test_huber_objective_value_and_exact_gradient() -> None:
     theta0 = np.array([6.0, 7.0, 0.5, 0.3, 0.4])
 
     def lse(theta: np.ndarray) -> np.ndarray:
-        return np.log(np.exp(theta[0] - theta[3] * log_n) + np.exp(theta[1] - theta[4] * log_d)
-                      + np.exp(theta[2]))
+        return np.log(
+            np.exp(theta[0] - theta[3] * log_n)
+            + np.exp(theta[1] - theta[4] * log_d)
+            + np.exp(theta[2])
+        )
 
     # Losses near the law at theta0, so residuals there fall both inside and outside the band.
     log_l = lse(theta0) + rng.uniform(-2 * delta, 2 * delta, 40)
     obj = HuberLogLoss(log_n, log_d, log_l, delta=delta)
-    for theta in (theta0, np.array([1.0, 2.0, -0.5, 0.1, 0.05]),
-                  np.array([20.0, 15.0, 1.0, 1.5, 1.2])):
+    for theta in (
+        theta0,
+        np.array([1.0, 2.0, -0.5, 0.1, 0.05]),
+        np.array([20.0, 15.0, 1.0, 1.5, 1.2]),
+    ):
         value, grad = obj(theta)
         r = lse(theta) - log_l
-        expected = sum(0.5 * x * x if abs(x) <= delta else delta * (abs(x) - 0.5 * delta)
-                       for x in r)
+        expected = sum(
+            0.5 * x * x if abs(x) <= delta else delta * (abs(x) - 0.5 * delta) for x in r
+        )
         assert value == pytest.approx(expected, rel=1e-10)
         h = 1e-6
         central = [(obj(theta + h * e)[0] - obj(theta - h * e)[0]) / (2 * h) for e in np.eye(5)]
@@ -105,8 +118,13 @@ def test_chinchilla_table_reproduced_from_epoch_digitisation() -> None:
     d = frame["Training FLOP"].to_numpy() / (6 * n)
     fit = fit_loss_law(n, d, frame["loss"].to_numpy(), grid=CHINCHILLA_GRID)
     assert fit.n_points == 240 and fit.n_starts == 5400
-    published = {"E": (1.817, 0.026), "A": (482.0, 124.5), "B": (2085.4, 1293.3),
-                 "alpha": (0.348, 0.015), "beta": (0.366, 0.021)}
+    published = {
+        "E": (1.817, 0.026),
+        "A": (482.0, 124.5),
+        "B": (2085.4, 1293.3),
+        "alpha": (0.348, 0.015),
+        "beta": (0.366, 0.021),
+    }
     for name, (value, se) in published.items():
         assert abs(getattr(fit, name) - value) <= se, (name, getattr(fit, name), value, se)
     assert fit.converged and not fit.warnings
@@ -117,15 +135,41 @@ def test_chinchilla_table_reproduced_from_epoch_digitisation() -> None:
 
 
 def make_throughput(c: float, k: float) -> ThroughputFit:
-    return ThroughputFit(c=c, k=k, r2=1.0, n_points=5, n_min=1e5, n_max=1e8, c_low=c, c_high=c,
-                         k_low=k, k_high=k, level=0.9, boot_c=(c,), boot_k=(k,))
+    return ThroughputFit(
+        c=c,
+        k=k,
+        r2=1.0,
+        n_points=5,
+        n_min=1e5,
+        n_max=1e8,
+        c_low=c,
+        c_high=c,
+        k_low=k,
+        k_high=k,
+        level=0.9,
+        boot_c=(c,),
+        boot_k=(k,),
+    )
 
 
 def make_law(*, E: float, A: float, B: float, alpha: float, beta: float) -> LossLawFit:
-    return LossLawFit(E=E, A=A, B=B, alpha=alpha, beta=beta, a=beta / (alpha + beta),
-                      b=alpha / (alpha + beta),
-                      objective=0.0, delta=1e-3, n_points=100, n_starts=1, n_converged=1,
-                      converged=True, n_range=(1e5, 1e8), d_range=(1e6, 1e10))
+    return LossLawFit(
+        E=E,
+        A=A,
+        B=B,
+        alpha=alpha,
+        beta=beta,
+        a=beta / (alpha + beta),
+        b=alpha / (alpha + beta),
+        objective=0.0,
+        delta=1e-3,
+        n_points=100,
+        n_starts=1,
+        n_converged=1,
+        converged=True,
+        n_range=(1e5, 1e8),
+        d_range=(1e6, 1e10),
+    )
 
 
 def test_loss_optimal_n_matches_closed_form() -> None:
@@ -149,8 +193,10 @@ def test_loss_optimal_n_flags_a_minimum_at_the_bound() -> None:
     best = loss_optimal_n(fit, make_throughput(1e5, 0.0), budget=300.0, n_bounds=(1e4, 1e9))
     assert best.at_bound
     assert best.n_opt == pytest.approx(1e9, rel=1e-2)
-    assert best.warnings == ("the optimum sits at the search bound (1G): no interior minimum",
-                             "N_opt = 1G lies outside the sizes the loss law saw [100k, 100M]")
+    assert best.warnings == (
+        "the optimum sits at the search bound (1G): no interior minimum",
+        "N_opt = 1G lies outside the sizes the loss law saw [100k, 100M]",
+    )
 
 
 def test_loss_law_results_are_frozen() -> None:
@@ -162,8 +208,10 @@ def test_loss_law_results_are_frozen() -> None:
 def test_degenerate_names_what_cannot_be_extrapolated() -> None:
     assert make_law(E=1.5, A=60.0, B=100.0, alpha=0.3, beta=0.3).degenerate() == ()
     bad = make_law(E=1.5, A=60.0, B=100.0, alpha=-0.1, beta=0.0)
-    assert bad.degenerate() == ("alpha = -0.1 <= 0: a degenerate exponent",
-                                "beta = 0 <= 0: a degenerate exponent")
+    assert bad.degenerate() == (
+        "alpha = -0.1 <= 0: a degenerate exponent",
+        "beta = 0 <= 0: a degenerate exponent",
+    )
     # Losses that fall as a pure power of N and D: the fit drives E to zero and says so.
     n, d = (g.ravel() for g in np.meshgrid(np.geomspace(1e6, 1e8, 5), np.geomspace(1e8, 1e10, 5)))
     fit = fit_loss_law(n, d, 60.0 * n**-0.3 + 100.0 * d**-0.3, grid=SMALL_GRID)

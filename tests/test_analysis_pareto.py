@@ -1,4 +1,4 @@
-"""``analysis.pareto`` and ``python -m analysis.frontier``: held-out quality against size and its
+"""``analysis.views.frontier`` and ``python -m analysis.frontier``: held-out quality against size and its
 Pareto frontier."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from analysis_db import make_study_db, url
 
 from analysis import frontier
 from analysis.load import load_study
-from analysis.pareto import run_frontier
+from analysis.views.frontier import run_frontier
 
 
 @pytest.fixture(scope="module")
@@ -18,13 +18,15 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_study_db(tmp_path_factory.mktemp("study") / "study.db")
 
 
-def test_frontier_plots_perplexity_and_bits_per_byte(db: Path, tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_frontier_plots_perplexity_and_bits_per_byte(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     ppl, bpb = tmp_path / "frontier.png", tmp_path / "frontier_bpb.svg"
     frontier.main(["--storage", url(db), "--plot", str(ppl)])
     text = capsys.readouterr().out
-    frontier.main(["--storage", url(db), "--plot", str(bpb), "--metric", "bpb",
-                   "--color-by", "pos"])
+    frontier.main(
+        ["--storage", url(db), "--plot", str(bpb), "--metric", "bpb", "--color-by", "pos"]
+    )
     assert ppl.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and ppl.stat().st_size > 10_000
     assert b"<svg" in bpb.read_bytes()[:2000]
     # The printed frontier gets strictly better as models grow, and holds the best trial.

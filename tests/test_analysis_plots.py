@@ -9,15 +9,15 @@ import pytest
 from analysis_db import make_study_db, url
 from matplotlib.figure import Figure
 
-from analysis import law_plots, plots
-from analysis.ladder_plot import ladder_figure
+from analysis.figures import law_plots, plots
+from analysis.figures.ladder_plot import ladder_figure
 from analysis.load import StudyData, load_study
-from analysis.loss_curves import curve_points
-from analysis.pareto import frontier_for
 from analysis.predict import ladder_points, predict_for
-from analysis.scaling import COARSE_GRID, scaling_law_for
 from analysis.selection import by_device, complete_trials, loss_points
-from analysis.throughput import device_crossovers
+from analysis.views.crossover import device_crossovers
+from analysis.views.curves import curve_points
+from analysis.views.frontier import frontier_for
+from analysis.views.scaling_law import COARSE_GRID, scaling_law_for
 
 H100 = "NVIDIA H100 80GB HBM3"
 
@@ -36,32 +36,47 @@ def drawn_texts(fig: Figure) -> list[tuple[str, object]]:
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
             lo, hi = sorted(axis.get_view_interval())
-            texts += [t.label1 for t in axis.get_major_ticks() + axis.get_minor_ticks()
-                      if lo * (1 - 1e-9) <= t.get_loc() <= hi * (1 + 1e-9)]
+            texts += [
+                t.label1
+                for t in axis.get_major_ticks() + axis.get_minor_ticks()
+                if lo * (1 - 1e-9) <= t.get_loc() <= hi * (1 + 1e-9)
+            ]
             texts.append(axis.label)
         texts += [ax.title, *ax.texts]
         if ax.get_legend() is not None:
             texts += ax.get_legend().get_texts()
-    return [(t.get_text(), t.get_window_extent(renderer)) for t in texts
-            if t.get_visible() and t.get_text().strip()]
+    return [
+        (t.get_text(), t.get_window_extent(renderer))
+        for t in texts
+        if t.get_visible() and t.get_text().strip()
+    ]
 
 
 def assert_no_overlaps(fig: Figure) -> None:
     texts = drawn_texts(fig)
     assert len(texts) > 5
-    clashes = [(a, b) for i, (a, box_a) in enumerate(texts) for b, box_b in texts[i + 1:]
-               if box_a.overlaps(box_b)]  # type: ignore[attr-defined]
+    clashes = [
+        (a, b)
+        for i, (a, box_a) in enumerate(texts)
+        for b, box_b in texts[i + 1 :]
+        if box_a.overlaps(box_b)
+    ]  # type: ignore[attr-defined]
     assert clashes == []
 
 
 def legend_labels(fig: Figure) -> list[str]:
-    return [t.get_text() for ax in fig.axes if ax.get_legend() is not None
-            for t in ax.get_legend().get_texts()]
+    return [
+        t.get_text()
+        for ax in fig.axes
+        if ax.get_legend() is not None
+        for t in ax.get_legend().get_texts()
+    ]
 
 
 def test_frontier_names_the_best_trial_and_marks_an_extrapolated_n_star(data: StudyData) -> None:
-    fig = frontier_for(data, metric="ppl", color_by="depth", budget=None, ratio=20.0,
-                       device=None).figure()
+    fig = frontier_for(
+        data, metric="ppl", color_by="depth", budget=None, ratio=20.0, device=None
+    ).figure()
     labels = legend_labels(fig)
     assert "best: trial 23, N = 1.06M, 9.385" in labels
     assert f"N* {H100} = 51.5M (extrapolated)" in labels and "N* cpu = 493k" in labels
@@ -74,15 +89,18 @@ def test_frontier_names_the_best_trial_and_marks_an_extrapolated_n_star(data: St
 def test_crossover_figure_draws_an_extrapolated_n_star_as_one(data: StudyData) -> None:
     done, _ = device_crossovers(complete_trials(data), budget=None, ratio=20.0)
     for device, o in done.items():
-        fig = law_plots.crossover_figure(o.fit, o.crossover, params=o.params,
-                                         tokens_per_second=o.tokens_per_second, label=device)
+        fig = law_plots.crossover_figure(
+            o.fit, o.crossover, params=o.params, tokens_per_second=o.tokens_per_second, label=device
+        )
         labels = legend_labels(fig)
-        dashed_vertical = [line for line in fig.axes[0].get_lines()
-                           if line.get_linestyle() == "--" and len(set(line.get_xdata())) == 1]
+        dashed_vertical = [
+            line
+            for line in fig.axes[0].get_lines()
+            if line.get_linestyle() == "--" and len(set(line.get_xdata())) == 1
+        ]
         if device == H100:
             assert o.crossover.extrapolated
-            assert ("N* = 51.5M (1.03G tokens)\nextrapolated: measured sizes 377k to 1.06M"
-                    in labels)
+            assert "N* = 51.5M (1.03G tokens)\nextrapolated: measured sizes 377k to 1.06M" in labels
             assert len(dashed_vertical) == 1
         else:
             assert not o.crossover.extrapolated and "N* = 493k (9.85M tokens)" in labels
@@ -93,8 +111,9 @@ def test_crossover_figure_draws_an_extrapolated_n_star_as_one(data: StudyData) -
 
 def test_loss_law_figure_labels_in_legends_not_on_the_curves(data: StudyData) -> None:
     trials = complete_trials(data)
-    o = scaling_law_for(data, loss_points(data, trials), budget=None, ratio=20.0, device=None,
-                        grid=COARSE_GRID)
+    o = scaling_law_for(
+        data, loss_points(data, trials), budget=None, ratio=20.0, device=None, grid=COARSE_GRID
+    )
     fig = o.figure()
     assert all(not ax.texts for ax in fig.axes)
     labels = legend_labels(fig)
@@ -105,7 +124,7 @@ def test_loss_law_figure_labels_in_legends_not_on_the_curves(data: StudyData) ->
 def test_curves_and_ladder_figures_have_no_clashing_labels(data: StudyData) -> None:
     assert_no_overlaps(plots.curves_figure(curve_points(data)))
     results = predict_for(data, device="cpu", grid="coarse")
-    (label, res), = results.items()
+    ((label, res),) = results.items()
     assert not isinstance(res, str)
     points = ladder_points(data, by_device(complete_trials(data), "cpu")[label])
     fig = ladder_figure(points[points["final"]], res, label=label)

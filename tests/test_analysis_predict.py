@@ -48,15 +48,18 @@ def test_predict_checks_the_held_out_sizes(db: Path, tmp_path: Path) -> None:
     fit_sizes = ", ".join(fmt_count(s) for s in cpu["fit_sizes"])
     assert f"  fit on {len(sizes) - 2} sizes ({fit_sizes}), " in text and "377k, " in text
     for held in cpu["held_out"]:
-        assert (f"  N = {fmt_count(held['params'])} (D = {fmt_count(held['tokens'])}): "
-                f"measured {held['measured']:.4f}, predicted ") in text
+        assert (
+            f"  N = {fmt_count(held['params'])} (D = {fmt_count(held['tokens'])}): "
+            f"measured {held['measured']:.4f}, predicted "
+        ) in text
     assert f"  best size: measured {fmt_count(cpu['best']['measured'])}, law's ladder " in text
     assert "beyond 4 epochs (up to 2.4k)" in text and "e+" not in text
 
 
 def test_predict_around_best_and_one_device(db: Path) -> None:
-    results = predict.predict_for(load_study(url(db), None), device="cpu", around_best=True,
-                                  grid="coarse")
+    results = predict.predict_for(
+        load_study(url(db), None), device="cpu", around_best=True, grid="coarse"
+    )
     assert list(results) == [CPU]
     res = results[CPU]
     assert not isinstance(res, str) and res.mode == "around-best"
@@ -68,12 +71,14 @@ def test_predict_bad_input_is_one_line_and_status_2(db: Path, tmp_path: Path) ->
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].endswith("--k must be at least 1, got 0")
     # A k the ladder cannot spare is that device's reason, not the command's failure.
-    assert predict.predict_text(predict.predict_for(
-        load_study(url(db), None), device="cpu", k=18, grid="coarse")) == (
-        f"device {CPU}:\n  no check: k must be between 1 and the number of sizes - 1 (17), "
-        "got 18")
-    proc = run_cli("analysis.predict", "--storage", url(db),
-                   "--json", str(tmp_path / "missing" / "x.json"))
+    assert predict.predict_text(
+        predict.predict_for(load_study(url(db), None), device="cpu", k=18, grid="coarse")
+    ) == (
+        f"device {CPU}:\n  no check: k must be between 1 and the number of sizes - 1 (17), got 18"
+    )
+    proc = run_cli(
+        "analysis.predict", "--storage", url(db), "--json", str(tmp_path / "missing" / "x.json")
+    )
     assert proc.returncode == 2 and "does not exist" in proc.stderr
 
 
@@ -81,10 +86,12 @@ def test_base_study_lets_an_all_repeated_ladder_be_checked(db: Path, tmp_path: P
     # The same database as its own base: the constants come from its fresh (CPU) points, and
     # the GPU ladder, every point repeated, gets the data-constrained law and predictions.
     out = tmp_path / "predict.json"
-    text = predict.run_predict(storage=url(db), device="cuda", base_study="cpu-300s",
-                               grid="coarse", json_path=out)
-    assert text.startswith("Chinchilla constants for the data-constrained law: from study "
-                           "'cpu-300s'")
+    text = predict.run_predict(
+        storage=url(db), device="cuda", base_study="cpu-300s", grid="coarse", json_path=out
+    )
+    assert text.startswith(
+        "Chinchilla constants for the data-constrained law: from study 'cpu-300s'"
+    )
     # R*_D at its bound reads as an epoch count, in the constants and in the warning.
     assert "rd_star = 10k, rn_star = 5.31" in text
     assert "warning: R*_D = 10k sits at a bound of [0.1, 10k]: " in text and "e+" not in text

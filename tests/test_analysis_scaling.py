@@ -1,4 +1,4 @@
-"""``analysis.scaling`` and ``python -m analysis.scaling_law``: the loss law fitted on a study or a
+"""``analysis.views.scaling_law`` and ``python -m analysis.scaling_law``: the loss law fitted on a study or a
 CSV file, and its prediction per device."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from analysis_db import LAW, law_loss, make_study_db, url
 
 from analysis import scaling_law
 from analysis.load import load_study
-from analysis.scaling import run_scaling_law
 from analysis.selection import complete_trials, loss_points
+from analysis.views.scaling_law import run_scaling_law
 from study.errors import UsageError
 
 
@@ -25,8 +25,7 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_scaling_law_on_study_uses_finals_and_curves(db: Path, tmp_path: Path) -> None:
     out_json, out_png = tmp_path / "law.json", tmp_path / "law.png"
-    text = run_scaling_law(storage=url(db), json_path=out_json, plot_path=out_png,
-                           grid="coarse")
+    text = run_scaling_law(storage=url(db), json_path=out_json, plot_path=out_png, grid="coarse")
     result = json.loads(out_json.read_text())
     assert list(result) == ["E", "A", "B", "alpha", "beta", "a", "b"]
     # 24 finals + 24 * 5 curve points, less the one stored null.
@@ -39,8 +38,11 @@ def test_scaling_law_on_study_uses_finals_and_curves(db: Path, tmp_path: Path) -
     assert text.count("loss-optimal N = ") == 2 and "20x heuristic N* = " in text
     # Sizes and tokens read as k/M/G, in the warnings too (the GPU's N_opt, not 4.47e+08).
     assert "e+" not in text, text
-    assert re.search(r"N_opt = \d+(\.\d+)?M lies outside the sizes the loss law saw \[377k, "
-                     r"12\.2M\]", text), text
+    assert re.search(
+        r"N_opt = \d+(\.\d+)?M lies outside the sizes the loss law saw \[377k, "
+        r"12\.2M\]",
+        text,
+    ), text
     assert out_png.stat().st_size > 10_000
 
 
@@ -50,8 +52,10 @@ def test_scaling_law_on_csv_prints_the_seven_numbers(tmp_path: Path) -> None:
     loss = np.array([law_loss(a, b) for a, b in zip(n, d, strict=True)])
     loss *= np.exp(rng.normal(0, 0.003, n.size))
     csv = tmp_path / "points.csv"
-    csv.write_text("params,tokens,loss\n" + "".join(
-        f"{a:.17g},{b:.17g},{c:.17g}\n" for a, b, c in zip(n, d, loss, strict=True)))
+    csv.write_text(
+        "params,tokens,loss\n"
+        + "".join(f"{a:.17g},{b:.17g},{c:.17g}\n" for a, b, c in zip(n, d, loss, strict=True))
+    )
     out_json = tmp_path / "law.json"
     scaling_law.main(["--csv", str(csv), "--json", str(out_json), "--grid", "coarse"])
     result = json.loads(out_json.read_text())

@@ -43,9 +43,16 @@ class Data:
 
 
 def test_cpu_thread_counts_do_not_split_a_device() -> None:
-    frame = pd.DataFrame({"device": ["cpu", "cpu", "cuda"],
-                          "device_name": ["cpu x86_64 (1 threads)", "cpu x86_64 (2 threads)",
-                                          "NVIDIA H100 80GB HBM3"]})
+    frame = pd.DataFrame(
+        {
+            "device": ["cpu", "cpu", "cuda"],
+            "device_name": [
+                "cpu x86_64 (1 threads)",
+                "cpu x86_64 (2 threads)",
+                "NVIDIA H100 80GB HBM3",
+            ],
+        }
+    )
     labels = complete_trials(Data(frame)).loc[:, "device_label"].tolist()  # type: ignore[arg-type]
     assert labels == ["cpu x86_64", "cpu x86_64", "NVIDIA H100 80GB HBM3"]
 
@@ -66,8 +73,11 @@ def test_by_device_matches_kind_or_label_case_blind(db: Path) -> None:
     assert list(by_device(trials, "CUDA")) == ["NVIDIA H100 80GB HBM3"]
     assert list(by_device(trials, "nvidia h100 80gb hbm3")) == ["NVIDIA H100 80GB HBM3"]
     assert len(on_device(trials, "cpu")) == 18 and on_device(trials, None) is trials
-    with pytest.raises(UsageError, match=r"no complete trial ran on device 'tpu' \(devices: "
-                                         r"NVIDIA H100 80GB HBM3, cpu\)"):
+    with pytest.raises(
+        UsageError,
+        match=r"no complete trial ran on device 'tpu' \(devices: "
+        r"NVIDIA H100 80GB HBM3, cpu\)",
+    ):
         by_device(trials, "tpu")
 
 
@@ -84,8 +94,9 @@ def test_budget_is_the_one_the_trials_share_or_the_given_one() -> None:
 
 
 def test_metric_values_fall_back_to_the_objective_for_perplexity_only() -> None:
-    trials = pd.DataFrame({"val_ppl": [10.0, math.nan], "val_bpb": [1.5, math.nan],
-                           "value": [11.0, 12.0]})
+    trials = pd.DataFrame(
+        {"val_ppl": [10.0, math.nan], "val_bpb": [1.5, math.nan], "value": [11.0, 12.0]}
+    )
     assert metric_column("bpb") == "val_bpb"
     assert metric_values(trials, "ppl").tolist() == [10.0, 12.0]
     bpb = metric_values(trials, "bpb").tolist()
@@ -95,8 +106,13 @@ def test_metric_values_fall_back_to_the_objective_for_perplexity_only() -> None:
 
 
 def test_trials_without_a_steady_state_rate_are_left_out() -> None:
-    frame = pd.DataFrame({"number": [0, 1, 2, 3, 4], "params": [1e5, 2e5, 4e5, 8e5, 1.6e6],
-                          "tokens_per_second": [3e4, 2.1e4, 0.0, 1.05e4, float("nan")]})
+    frame = pd.DataFrame(
+        {
+            "number": [0, 1, 2, 3, 4],
+            "params": [1e5, 2e5, 4e5, 8e5, 1.6e6],
+            "tokens_per_second": [3e4, 2.1e4, 0.0, 1.05e4, float("nan")],
+        }
+    )
     n, t, left_out = throughput_points(frame)
     assert n.tolist() == [1e5, 2e5, 8e5] and t.tolist() == [3e4, 2.1e4, 1.05e4]
     assert left_out == (2, 4)

@@ -1,4 +1,4 @@
-"""``analysis.throughput`` and ``python -m analysis.crossover``: the throughput fit per device and
+"""``analysis.views.crossover`` and ``python -m analysis.crossover``: the throughput fit per device and
 the crossover N*, from a study or a CSV file."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from analysis_db import BUDGET, make_study_db, url
 
 from analysis import crossover
-from analysis.fits import crossover_n
+from analysis.fits.core import crossover_n
 from study.fmt import fmt_count
 
 
@@ -20,12 +20,25 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_study_db(tmp_path_factory.mktemp("study") / "study.db")
 
 
-def test_crossover_on_study_writes_json_and_plot(db: Path, tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_crossover_on_study_writes_json_and_plot(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out_json, out_png = tmp_path / "cross.json", tmp_path / "cross.png"
     out_tput = tmp_path / "throughput.png"
-    crossover.main(["--storage", url(db), "--device", "cpu", "--json", str(out_json),
-                    "--plot", str(out_png), "--throughput-plot", str(out_tput)])
+    crossover.main(
+        [
+            "--storage",
+            url(db),
+            "--device",
+            "cpu",
+            "--json",
+            str(out_json),
+            "--plot",
+            str(out_png),
+            "--throughput-plot",
+            str(out_tput),
+        ]
+    )
     printed = capsys.readouterr().out
     assert out_png.stat().st_size > 10_000 and out_tput.stat().st_size > 10_000
     result = json.loads(out_json.read_text())
@@ -33,7 +46,8 @@ def test_crossover_on_study_writes_json_and_plot(db: Path, tmp_path: Path,
     assert result["device"] == "cpu" and result["budget"] == BUDGET
     # Consistent with its own fit, and close to the law the trials were drawn from.
     assert result["n_star"] == pytest.approx(
-        crossover_n(result["c"], result["k"], budget=BUDGET, ratio=20.0))
+        crossover_n(result["c"], result["k"], budget=BUDGET, ratio=20.0)
+    )
     truth = crossover_n(3.17e8, 0.7, budget=BUDGET, ratio=20.0)
     assert result["n_star"] == pytest.approx(truth, rel=0.05)
     assert result["n_star_low"] <= result["n_star"] <= result["n_star_high"]
@@ -43,12 +57,14 @@ def test_crossover_on_study_writes_json_and_plot(db: Path, tmp_path: Path,
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out_png.stat().st_size > 10_000
 
 
-def test_crossover_on_csv_matches_hand_solved_case(tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_crossover_on_csv_matches_hand_solved_case(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     csv = tmp_path / "machine.csv"
     n = np.geomspace(1e5, 1e7, 6)
-    csv.write_text("params,tokens_per_second\n"
-                   + "".join(f"{a:.17g},{2e8 * a**-0.5:.17g}\n" for a in n))
+    csv.write_text(
+        "params,tokens_per_second\n" + "".join(f"{a:.17g},{2e8 * a**-0.5:.17g}\n" for a in n)
+    )
     out_json = tmp_path / "x.json"
     crossover.main(["--csv", str(csv), "--budget", "100", "--json", str(out_json)])
     result = json.loads(out_json.read_text())
@@ -74,10 +90,15 @@ def test_trials_without_a_steady_state_rate_are_left_out_and_named() -> None:
     import pandas as pd
 
     from analysis.selection import throughput_points
-    from analysis.throughput import crossover_for, crossover_text
+    from analysis.views.crossover import crossover_for, crossover_text
 
-    frame = pd.DataFrame({"number": [0, 1, 2, 3, 4], "params": [1e5, 2e5, 4e5, 8e5, 1.6e6],
-                          "tokens_per_second": [3e4, 2.1e4, 0.0, 1.05e4, float("nan")]})
+    frame = pd.DataFrame(
+        {
+            "number": [0, 1, 2, 3, 4],
+            "params": [1e5, 2e5, 4e5, 8e5, 1.6e6],
+            "tokens_per_second": [3e4, 2.1e4, 0.0, 1.05e4, float("nan")],
+        }
+    )
     n, t, left_out = throughput_points(frame)
     assert n.tolist() == [1e5, 2e5, 8e5] and left_out == (2, 4)
     text = crossover_text(crossover_for("cpu", n, t, budget=60.0, ratio=20.0, left_out=left_out))

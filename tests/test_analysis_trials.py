@@ -21,8 +21,19 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def check_table(frame: pd.DataFrame) -> None:
     assert len(frame) == 25
     assert frame["state"].value_counts().to_dict() == {"COMPLETE": 24, "FAIL": 1}
-    for col in ("number", "value", "params", "tokens_seen", "val_loss", "val_bpb", "epochs",
-                "config.model.n_layer", "config.lr", "param.lr", "fail_reason"):
+    for col in (
+        "number",
+        "value",
+        "params",
+        "tokens_seen",
+        "val_loss",
+        "val_bpb",
+        "epochs",
+        "config.model.n_layer",
+        "config.lr",
+        "param.lr",
+        "fail_reason",
+    ):
         assert col in frame.columns, col
     failed = frame[frame["state"] == "FAIL"].iloc[0]
     assert failed["fail_reason"] == "diverged: loss became nan at step 12"
@@ -44,8 +55,7 @@ def test_csv_file_round_trips_through_pandas(db: Path, tmp_path: Path) -> None:
     check_table(frame)
     expected = trials_table(url(db))
     assert list(frame.columns) == list(expected.columns)
-    assert frame["val_loss"].tolist() == pytest.approx(expected["val_loss"].tolist(),
-                                                       nan_ok=True)
+    assert frame["val_loss"].tolist() == pytest.approx(expected["val_loss"].tolist(), nan_ok=True)
 
 
 def test_csv_to_stdout(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -53,10 +63,13 @@ def test_csv_to_stdout(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
     check_table(pd.read_csv(io.StringIO(capsys.readouterr().out)))
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--csv", "trials.txt"], "error: --csv path trials.txt must end in one of: .csv"),
-    (["--csv", "no/trials.csv"], "error: --csv folder no does not exist"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--csv", "trials.txt"], "error: --csv path trials.txt must end in one of: .csv"),
+        (["--csv", "no/trials.csv"], "error: --csv folder no does not exist"),
+    ],
+)
 def test_bad_paths_are_one_line_and_exit_2(
     db: Path, tmp_path: Path, args: list[str], message: str
 ) -> None:

@@ -14,17 +14,18 @@ import torch
 
 from study.config import ModelConfig, TrainConfig
 from study.errors import UsageError
-from study.evaluate import evaluate
 from study.models import build_model, count_params
 from study.models.diffusion import DiffusionLM, random_masks
-from study.trainer import train
+from study.training.evaluate import evaluate
+from study.training.trainer import train
 
 V = 300  # small vocabulary for model-level tests
 
 
 def small(arch: str, **changes: object) -> ModelConfig:
-    base = ModelConfig(arch=arch, n_layer=2, d_model=32, n_head=4, pos="rope", vocab_size=V,
-                       seq_len=16)
+    base = ModelConfig(
+        arch=arch, n_layer=2, d_model=32, n_head=4, pos="rope", vocab_size=V, seq_len=16
+    )
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
@@ -263,14 +264,21 @@ def test_diffusion_generate_unmasks_every_position() -> None:
 @pytest.mark.parametrize("arch", ["gpt", "lstm", "diffusion"])
 def test_each_arch_trains(arch: str, tinystories: Path, cache_dir: Path) -> None:
     config = TrainConfig(
-        model=ModelConfig(arch=arch, n_layer=1, d_model=32, n_head=2, pos="rope",
-                          vocab_size=1024, seq_len=32),
+        model=ModelConfig(
+            arch=arch, n_layer=1, d_model=32, n_head=2, pos="rope", vocab_size=1024, seq_len=32
+        ),
         # 8 s: the diffusion model's training loss is noisy (a random masking rate per batch).
         # How far it falls in a wall-clock budget depends on the machine's load: idle, 0.46-0.59
         # over 1,400-1,700 steps; in one loaded CI run 0.30. Each progress reading averages about
         # 0.5 s of steps, and the last three agree within 0.01, so a fall of 0.15 is no noise.
-        budget=8.0, data=str(tinystories), device="cpu", batch_size=16, lr=1e-2,
-        eval_tokens=4096, curve_points=4, sample_tokens=12,
+        budget=8.0,
+        data=str(tinystories),
+        device="cpu",
+        batch_size=16,
+        lr=1e-2,
+        eval_tokens=4096,
+        curve_points=4,
+        sample_tokens=12,
     )
     events: list[dict[str, float]] = []
 
@@ -281,8 +289,13 @@ def test_each_arch_trains(arch: str, tinystories: Path, cache_dir: Path) -> None
         def flush(self) -> None:
             pass
 
-    result = train(config, cache_dir=cache_dir, events=Sink(), log_interval=0.5,  # type: ignore[arg-type]
-                   out=None)
+    result = train(
+        config,
+        cache_dir=cache_dir,
+        events=Sink(),
+        log_interval=0.5,  # type: ignore[arg-type]
+        out=None,
+    )
     progress = [e["train_loss"] for e in events if e["kind"] == "progress"]
     assert len(progress) >= 3
     assert sum(progress[-3:]) / 3 < progress[0] - 0.15, progress  # the loss fell
@@ -348,7 +361,8 @@ def test_sweeps_walk_cells_evenly() -> None:
 def test_positions_sweep_holds_size() -> None:
     from sweeps import positions
 
-    counts = {cell: count_params(positions.suggest(FixedTrial(cell)).model)
-              for cell in positions.CELLS}
+    counts = {
+        cell: count_params(positions.suggest(FixedTrial(cell)).model) for cell in positions.CELLS
+    }
     nonembedding = {c.nonembedding for c in counts.values()}
     assert max(nonembedding) / min(nonembedding) < 1.01

@@ -23,9 +23,9 @@ import sqlalchemy as sa
 import torch
 from studyrun import DATA, REPO, tmpfs, write_sweep
 
-from study import schema, store
+from study.orchestra.worker import trial_attrs
 from study.result import TrainResult
-from study.worker import trial_attrs
+from study.storage import schema, store
 
 FOLDER = "store"  # the database's own folder, compared before and after
 
@@ -39,16 +39,46 @@ def _build_study_db(path: Path) -> None:
     study.set_user_attr("sweep", "tiny")
     trial = study.ask()
     d_model = trial.suggest_categorical("d_model", [32, 48])
-    config = {"model": {"arch": "gpt", "n_layer": 1, "d_model": d_model, "n_head": 2,
-                        "pos": "learned", "mlp": "swiglu"}, "lr": 1e-3, "budget": 1.0, "seed": 0}
+    config = {
+        "model": {
+            "arch": "gpt",
+            "n_layer": 1,
+            "d_model": d_model,
+            "n_head": 2,
+            "pos": "learned",
+            "mlp": "swiglu",
+        },
+        "lr": 1e-3,
+        "budget": 1.0,
+        "seed": 0,
+    }
     result = TrainResult(
-        config=config, val_loss=5.0, val_ppl=148.4, val_bpb=3.5, params=31_000,
-        params_nonembedding=15_000, flops_per_token=190_000, tokens_seen=10_000,
-        tokens_per_second=10_000.0, train_seconds=1.0, steps=10, epochs=0.01, batch_size=16,
-        device="cpu", device_name="cpu", versions={"python": "3"}, sample="Once upon a time",
-        curve=[{"elapsed_s": 1.0, "tokens": 10_000, "train_loss": 5.1, "val_loss": 5.0}])
-    store.write_trial_rows(storage.engine, trial_id=trial._trial_id, study_name="tiny",
-                           trial_number=trial.number, result=result)
+        config=config,
+        val_loss=5.0,
+        val_ppl=148.4,
+        val_bpb=3.5,
+        params=31_000,
+        params_nonembedding=15_000,
+        flops_per_token=190_000,
+        tokens_seen=10_000,
+        tokens_per_second=10_000.0,
+        train_seconds=1.0,
+        steps=10,
+        epochs=0.01,
+        batch_size=16,
+        device="cpu",
+        device_name="cpu",
+        versions={"python": "3"},
+        sample="Once upon a time",
+        curve=[{"elapsed_s": 1.0, "tokens": 10_000, "train_loss": 5.1, "val_loss": 5.0}],
+    )
+    store.write_trial_rows(
+        storage.engine,
+        trial_id=trial._trial_id,
+        study_name="tiny",
+        trial_number=trial.number,
+        result=result,
+    )
     for key, value in trial_attrs(result).items():
         trial.set_user_attr(key, value)
     study.tell(trial, result.val_ppl)
@@ -76,8 +106,9 @@ def folder_bytes(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
-def refused(main: Callable[[list[str]], object], argv: list[str],
-            capsys: pytest.CaptureFixture[str]) -> str:
+def refused(
+    main: Callable[[list[str]], object], argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> str:
     """Run ``main(argv)``: it must exit 2 with one ``error:`` line on stderr; returns it."""
     capsys.readouterr()
     with pytest.raises(SystemExit) as exc:
@@ -95,6 +126,7 @@ def run_main(argv: list[str]) -> None:
 
 
 # ------------------------------------------------------------------------------- the inputs
+
 
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
@@ -132,63 +164,127 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ("missing data", lambda t: ["--data", str(t / "nowhere")], "data path does not exist"),
     ("empty data", lambda t: ["--data", str(_write(t / "empty.txt", ""))], "empty corpus"),
     ("corrupt xz", lambda t: ["--data", str(_truncated_xz(t))], "train.txt.xz: truncated"),
-    ("corrupt parquet", lambda t: ["--data", str(_corrupt_parquet(t))],
-     "cannot read " + "{tmp}/stories.parquet"),
+    (
+        "corrupt parquet",
+        lambda t: ["--data", str(_corrupt_parquet(t))],
+        "cannot read " + "{tmp}/stories.parquet",
+    ),
     ("unknown sweep", lambda t: ["--sweep", "no_such_sweep"], "unknown sweep 'no_such_sweep'"),
     ("missing sweep file", lambda t: ["--sweep", str(t / "missing.py")], "sweep file not found"),
-    ("sweep without suggest", lambda t: ["--sweep", str(_sweep(t, "empty", "x = 1\n"))],
-     "does not define a function suggest"),
-    ("sweep that fails to import", lambda t: ["--sweep", str(_sweep(t, "broken", "1 / 0\n"))],
-     "failed to load: ZeroDivisionError: division by zero"),
-    ("sweep that raises", lambda t: ["--sweep", str(_sweep(
-        t, "raises", "def suggest(trial):\n    raise KeyError('width')\n"))],
-     "suggest failed: KeyError: 'width'"),
-    ("sweep that exits on import", lambda t: ["--sweep", str(_sweep(
-        t, "exits", "import sys\nsys.exit(3)\n"))],
-     "exits.py failed to load: it called sys.exit(3)"),
-    ("sweep whose suggest exits", lambda t: ["--sweep", str(_sweep(
-        t, "quits", "import sys\ndef suggest(trial):\n    sys.exit(3)\n"))],
-     "sweep quits: suggest failed: it called sys.exit(3)"),
-    ("negative learning rate", lambda t: ["--sweep", str(_sweep(
-        t, "neg_lr", "def suggest(trial):\n    return TrainConfig(lr=-1e-3)\n"))],
-     "lr must be a positive finite number, got -0.001"),
-    ("zero layers", lambda t: ["--sweep", str(_sweep(
-        t, "no_layers", "def suggest(trial):\n    return TrainConfig(model=ModelConfig("
-                        "n_layer=trial.suggest_int('n_layer', 0, 0)))\n"))],
-     "n_layer must be an integer >= 1, got 0"),
+    (
+        "sweep without suggest",
+        lambda t: ["--sweep", str(_sweep(t, "empty", "x = 1\n"))],
+        "does not define a function suggest",
+    ),
+    (
+        "sweep that fails to import",
+        lambda t: ["--sweep", str(_sweep(t, "broken", "1 / 0\n"))],
+        "failed to load: ZeroDivisionError: division by zero",
+    ),
+    (
+        "sweep that raises",
+        lambda t: [
+            "--sweep",
+            str(_sweep(t, "raises", "def suggest(trial):\n    raise KeyError('width')\n")),
+        ],
+        "suggest failed: KeyError: 'width'",
+    ),
+    (
+        "sweep that exits on import",
+        lambda t: ["--sweep", str(_sweep(t, "exits", "import sys\nsys.exit(3)\n"))],
+        "exits.py failed to load: it called sys.exit(3)",
+    ),
+    (
+        "sweep whose suggest exits",
+        lambda t: [
+            "--sweep",
+            str(_sweep(t, "quits", "import sys\ndef suggest(trial):\n    sys.exit(3)\n")),
+        ],
+        "sweep quits: suggest failed: it called sys.exit(3)",
+    ),
+    (
+        "negative learning rate",
+        lambda t: [
+            "--sweep",
+            str(_sweep(t, "neg_lr", "def suggest(trial):\n    return TrainConfig(lr=-1e-3)\n")),
+        ],
+        "lr must be a positive finite number, got -0.001",
+    ),
+    (
+        "zero layers",
+        lambda t: [
+            "--sweep",
+            str(
+                _sweep(
+                    t,
+                    "no_layers",
+                    "def suggest(trial):\n    return TrainConfig(model=ModelConfig("
+                    "n_layer=trial.suggest_int('n_layer', 0, 0)))\n",
+                )
+            ),
+        ],
+        "n_layer must be an integer >= 1, got 0",
+    ),
     ("unknown device", lambda t: ["--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
     ("zero trials", lambda t: ["--trials", "0"], "--trials must be at least 1"),
     ("zero workers", lambda t: ["--workers", "0"], "--workers must be at least 1"),
 ]
 if not torch.cuda.is_available():
-    CASES.append(("absent cuda", lambda t: ["--device", "cuda"],
-                  "device 'cuda' was asked for but no CUDA device is present"))
+    CASES.append(
+        (
+            "absent cuda",
+            lambda t: ["--device", "cuda"],
+            "device 'cuda' was asked for but no CUDA device is present",
+        )
+    )
 
 
 @pytest.mark.parametrize(("extra", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_study_run_refuses_bad_input_untouched(
-        extra: Callable[[Path], list[str]], message: str, db: Path, tmp_path: Path,
-        cache_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    extra: Callable[[Path], list[str]],
+    message: str,
+    db: Path,
+    tmp_path: Path,
+    cache_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     sweep = write_sweep(tmp_path)
     before = folder_bytes(db.parent)
-    argv = ["--storage", f"sqlite:///{db}", "--study-name", "tiny", "--sweep", str(sweep),
-            "--data", str(DATA), "--budget", "1", "--device", "cpu", "--cache-dir",
-            str(cache_dir), *extra(tmp_path)]
+    argv = [
+        "--storage",
+        f"sqlite:///{db}",
+        "--study-name",
+        "tiny",
+        "--sweep",
+        str(sweep),
+        "--data",
+        str(DATA),
+        "--budget",
+        "1",
+        "--device",
+        "cpu",
+        "--cache-dir",
+        str(cache_dir),
+        *extra(tmp_path),
+    ]
     err = refused(run_main, argv, capsys)
     assert message.format(tmp=tmp_path) in err
     assert folder_bytes(db.parent) == before
 
 
-def test_storage_that_cannot_be_opened(tmp_path: Path,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_storage_that_cannot_be_opened(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     base = ["--data", str(DATA), "--budget", "1", "--device", "cpu"]
     assert "cannot open storage" in refused(
-        run_main, ["--storage", f"sqlite:///{tmp_path / 'no-such-folder' / 'study.db'}", *base],
-        capsys)
-    assert "cannot parse storage URL" in refused(run_main, ["--storage", "not a url", *base],
-                                                 capsys)
+        run_main,
+        ["--storage", f"sqlite:///{tmp_path / 'no-such-folder' / 'study.db'}", *base],
+        capsys,
+    )
+    assert "cannot parse storage URL" in refused(
+        run_main, ["--storage", "not a url", *base], capsys
+    )
     assert "cannot open storage" in refused(
-        run_main, ["--storage", "postgresql+psycopg2://nobody@127.0.0.1:1/none", *base], capsys)
+        run_main, ["--storage", "postgresql+psycopg2://nobody@127.0.0.1:1/none", *base], capsys
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
@@ -201,9 +297,14 @@ def test_file_that_is_not_a_database(tmp_path: Path, capsys: pytest.CaptureFixtu
     for module in ("frontier", "crossover", "report"):
         main = __import__(f"analysis.{module}", fromlist=["main"]).main
         assert "not an SQLite database" in refused(
-            main, ["--storage", f"sqlite:///{notes}", *(["--out", str(tmp_path / "r.html")]
-                                                         if module == "report" else [])],
-            capsys)
+            main,
+            [
+                "--storage",
+                f"sqlite:///{notes}",
+                *(["--out", str(tmp_path / "r.html")] if module == "report" else []),
+            ],
+            capsys,
+        )
     assert folder_bytes(tmp_path) == before
 
 
@@ -212,36 +313,58 @@ def _newer(study_db: Path, folder: Path) -> Path:
     shutil.copy(study_db, path)
     engine = sa.create_engine(f"sqlite:///{path}")
     with engine.begin() as conn:
-        conn.execute(sa.update(schema.meta).where(schema.meta.c.key == "schema_version")
-                     .values(value=str(schema.SCHEMA_VERSION + 1)))
+        conn.execute(
+            sa.update(schema.meta)
+            .where(schema.meta.c.key == "schema_version")
+            .values(value=str(schema.SCHEMA_VERSION + 1))
+        )
     engine.dispose()
     return path
 
 
 def test_database_of_a_newer_schema_is_refused_by_run_and_analysis(
-        study_db: Path, tmp_path: Path, cache_dir: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    study_db: Path, tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     folder = tmp_path / FOLDER
     folder.mkdir()
     path = _newer(study_db, folder)
     url = f"sqlite:///{path}"
     before = folder_bytes(folder)
-    err = refused(run_main, ["--storage", url, "--sweep", str(write_sweep(tmp_path)),
-                             "--data", str(DATA), "--budget", "1", "--device", "cpu",
-                             "--cache-dir", str(cache_dir)], capsys)
-    assert f"was written by a newer version of this harness (schema " \
-           f"{schema.SCHEMA_VERSION + 1}, this one reads {schema.SCHEMA_VERSION})" in err
+    err = refused(
+        run_main,
+        [
+            "--storage",
+            url,
+            "--sweep",
+            str(write_sweep(tmp_path)),
+            "--data",
+            str(DATA),
+            "--budget",
+            "1",
+            "--device",
+            "cpu",
+            "--cache-dir",
+            str(cache_dir),
+        ],
+        capsys,
+    )
+    assert (
+        f"was written by a newer version of this harness (schema "
+        f"{schema.SCHEMA_VERSION + 1}, this one reads {schema.SCHEMA_VERSION})" in err
+    )
     for module in ("frontier", "crossover", "scaling_law", "report"):
         main = __import__(f"analysis.{module}", fromlist=["main"]).main
         extra = ["--out", str(tmp_path / "r.html")] if module == "report" else []
         assert "was written by a newer version of this harness" in refused(
-            main, ["--storage", url, *extra], capsys)
+            main, ["--storage", url, *extra], capsys
+        )
     assert folder_bytes(folder) == before
     assert not (tmp_path / "r.html").exists()
 
 
-def test_existing_study_that_does_not_match(tmp_path: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_existing_study_that_does_not_match(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     db = tmp_path / "study.db"
     url = f"sqlite:///{db}"
     optuna.create_study(storage=url, study_name="default", direction="maximize")
@@ -251,13 +374,15 @@ def test_existing_study_that_does_not_match(tmp_path: Path,
     argv = ["--storage", url, "--data", str(DATA), "--budget", "1"]
     assert "maximize" in refused(run_main, argv, capsys).lower()
     assert "budget (--budget, seconds): 300, this run has 1;" in refused(
-        run_main, [*argv, "--study-name", "other"], capsys)
+        run_main, [*argv, "--study-name", "other"], capsys
+    )
     assert folder_bytes(tmp_path) == before
 
 
 @pytest.mark.parametrize("case", ["corrupt xz", "newer schema"])
-def test_a_real_process_prints_one_line_and_exits_2(case: str, study_db: Path, tmp_path: Path,
-                                                    cache_dir: Path) -> None:
+def test_a_real_process_prints_one_line_and_exits_2(
+    case: str, study_db: Path, tmp_path: Path, cache_dir: Path
+) -> None:
     folder = tmp_path / FOLDER
     folder.mkdir()
     if case == "newer schema":
@@ -266,10 +391,28 @@ def test_a_real_process_prints_one_line_and_exits_2(case: str, study_db: Path, t
         db, data = folder / "study.db", _truncated_xz(tmp_path)
     before = folder_bytes(folder)
     proc = subprocess.run(
-        [sys.executable, "-m", "study.run", "--storage", f"sqlite:///{db}", "--sweep",
-         str(write_sweep(tmp_path)), "--data", str(data), "--budget", "1", "--device", "cpu",
-         "--cache-dir", str(cache_dir)],
-        cwd=REPO, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "study.run",
+            "--storage",
+            f"sqlite:///{db}",
+            "--sweep",
+            str(write_sweep(tmp_path)),
+            "--data",
+            str(data),
+            "--budget",
+            "1",
+            "--device",
+            "cpu",
+            "--cache-dir",
+            str(cache_dir),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
     assert folder_bytes(folder) == before
@@ -287,17 +430,32 @@ def test_study_db_fixture_is_a_real_study(study_db: Path, tmp_path: Path) -> Non
 
 
 def test_a_read_only_database_is_refused_even_when_complete(
-        study_db: Path, tmp_path: Path, cache_dir: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    study_db: Path, tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """study.run on a read-only study.db (its study complete: nothing to train, but a run
     records itself): one line, exit 2, no retries (issue 18 #8); so in a read-only folder."""
     folder = tmp_path / FOLDER
     folder.mkdir()
     path = folder / "study.db"
     shutil.copy(study_db, path)
-    argv = ["--storage", f"sqlite:///{path}", "--sweep", str(write_sweep(tmp_path)),
-            "--study-name", "tiny", "--trials", "1", "--data", str(DATA), "--budget", "1",
-            "--device", "cpu", "--cache-dir", str(cache_dir)]
+    argv = [
+        "--storage",
+        f"sqlite:///{path}",
+        "--sweep",
+        str(write_sweep(tmp_path)),
+        "--study-name",
+        "tiny",
+        "--trials",
+        "1",
+        "--data",
+        str(DATA),
+        "--budget",
+        "1",
+        "--device",
+        "cpu",
+        "--cache-dir",
+        str(cache_dir),
+    ]
     path.chmod(0o444)
     before = folder_bytes(folder)
     assert "study.db is read-only; a study run records itself" in refused(run_main, argv, capsys)
@@ -310,26 +468,52 @@ def test_a_read_only_database_is_refused_even_when_complete(
     assert folder_bytes(folder) == before
 
 
-def test_a_database_on_a_read_only_file_system(study_db: Path, tmp_path: Path,
-                                               cache_dir: Path) -> None:
+def test_a_database_on_a_read_only_file_system(
+    study_db: Path, tmp_path: Path, cache_dir: Path
+) -> None:
     """The same on a file system mounted read-only (a real process; root may write a file of
     mode 0444, not one on a read-only mount)."""
     with tmpfs(tmp_path / "ro") as mount:
         shutil.copy(study_db, mount / "study.db")
         subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
         proc = subprocess.run(
-            [sys.executable, "-m", "study.run", "--storage", f"sqlite:///{mount / 'study.db'}",
-             "--sweep", str(write_sweep(tmp_path)), "--study-name", "tiny", "--trials", "1",
-             "--data", str(DATA), "--budget", "1", "--device", "cpu", "--cache-dir",
-             str(cache_dir)], cwd=REPO, capture_output=True, text=True, timeout=120)
+            [
+                sys.executable,
+                "-m",
+                "study.run",
+                "--storage",
+                f"sqlite:///{mount / 'study.db'}",
+                "--sweep",
+                str(write_sweep(tmp_path)),
+                "--study-name",
+                "tiny",
+                "--trials",
+                "1",
+                "--data",
+                str(DATA),
+                "--budget",
+                "1",
+                "--device",
+                "cpu",
+                "--cache-dir",
+                str(cache_dir),
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert proc.returncode == 2, proc.stderr
-    assert proc.stderr == f"error: storage sqlite:///{mount / 'study.db'} is on a read-only " \
-                          f"file system; a study run records itself in its database (copy it " \
-                          f"somewhere writable to go on)\n"
+    assert (
+        proc.stderr == f"error: storage sqlite:///{mount / 'study.db'} is on a read-only "
+        f"file system; a study run records itself in its database (copy it "
+        f"somewhere writable to go on)\n"
+    )
 
 
-def test_another_applications_database_is_refused(tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_another_applications_database_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Another application's SQLite file is not given Optuna's tables; one whose own table is
     named ``studies`` is refused by the study and by the analysis (issue 18 #10)."""
     path = tmp_path / "app.db"
@@ -337,10 +521,19 @@ def test_another_applications_database_is_refused(tmp_path: Path,
         conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
     conn.close()
     before = folder_bytes(tmp_path)
-    argv = ["--storage", f"sqlite:///{path}", "--data", str(DATA), "--budget", "1",
-            "--device", "cpu"]
+    argv = [
+        "--storage",
+        f"sqlite:///{path}",
+        "--data",
+        str(DATA),
+        "--budget",
+        "1",
+        "--device",
+        "cpu",
+    ]
     assert "holds another application's tables (customers), no study" in refused(
-        run_main, argv, capsys)
+        run_main, argv, capsys
+    )
     assert folder_bytes(tmp_path) == before
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE studies (id INTEGER PRIMARY KEY, title TEXT)")
@@ -350,6 +543,6 @@ def test_another_applications_database_is_refused(tmp_path: Path,
     from analysis.report import main as report_main
 
     assert "holds no Optuna study" in refused(
-        report_main, ["--storage", f"sqlite:///{path}", "--out", str(tmp_path / "r.html")],
-        capsys)
+        report_main, ["--storage", f"sqlite:///{path}", "--out", str(tmp_path / "r.html")], capsys
+    )
     assert folder_bytes(tmp_path) == before

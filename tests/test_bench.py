@@ -27,17 +27,45 @@ def test_parse_variant() -> None:
     assert v.plan == {"ce_chunk": 4096, "cuda_graph": False, "autocast": torch.bfloat16}
     assert parse_variant("plain:").plan == {}
     assert parse_variant("rows:ce_kernel=rows").plan == {"ce_kernel": "rows"}
-    for bad in (":ce_chunk=1", "x:ce_chunk", "x:ce_chunk=many", "x:colour=red", "x:sdpa=magic",
-                "x:ce_kernel=cuda"):
+    for bad in (
+        ":ce_chunk=1",
+        "x:ce_chunk",
+        "x:ce_chunk=many",
+        "x:colour=red",
+        "x:sdpa=magic",
+        "x:ce_kernel=cuda",
+    ):
         with pytest.raises(UsageError):
             parse_variant(bad)
 
 
 def test_one_size_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench.json"
-    assert main(["--device", "cpu", "--sizes", "0.4M", "--batch", "1", "--warmup", "1",
-                 "--min-steps", "1", "--min-seconds", "0", "--repeat", "2",
-                 "--variant", "plain:ce_chunk=0", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--device",
+                "cpu",
+                "--sizes",
+                "0.4M",
+                "--batch",
+                "1",
+                "--warmup",
+                "1",
+                "--min-steps",
+                "1",
+                "--min-seconds",
+                "0",
+                "--repeat",
+                "2",
+                "--variant",
+                "plain:ce_chunk=0",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     assert result["device_type"] == "cpu" and result["batch"] == 1 and result["repeat"] == 2
     (row,) = result["rows"]
@@ -51,9 +79,11 @@ def test_one_size_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert row["graphed"] == row["tuned"] and row["a_over_d"] == row["a_over_c"]
     assert "samples_tokens_per_s" in row and "graphed" not in row["samples_tokens_per_s"]
     assert row["a_over_b"] == pytest.approx(
-        row["trainer"]["tokens_per_s"] / row["textbook"]["tokens_per_s"])
+        row["trainer"]["tokens_per_s"] / row["textbook"]["tokens_per_s"]
+    )
     assert row["a_over_c"] == pytest.approx(
-        row["trainer"]["tokens_per_s"] / row["tuned"]["tokens_per_s"])
+        row["trainer"]["tokens_per_s"] / row["tuned"]["tokens_per_s"]
+    )
     assert len(row["samples_tokens_per_s"]["trainer"]) == 2
     assert "fused-ce" in row["trainer_plan"]
     (variant,) = result["variants"]
@@ -75,8 +105,13 @@ def test_one_size_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     ],
 )
 def test_bad_input_exits_2(args: list[str], needle: str) -> None:
-    proc = subprocess.run([sys.executable, "-m", "bench", "--device", "cpu", *args],
-                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--device", "cpu", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0]

@@ -9,21 +9,28 @@ from bench.columns import Variant, graphed, textbook, trainer_step, tuned_option
 from study.config import ModelConfig
 
 CPU = torch.device("cpu")
-TINY = ModelConfig(n_layer=1, d_model=32, n_head=1, pos="learned", mlp="gelu", vocab_size=300,
-                   seq_len=16)
+TINY = ModelConfig(
+    n_layer=1, d_model=32, n_head=1, pos="learned", mlp="gelu", vocab_size=300, seq_len=16
+)
 
 
 def tokens() -> torch.Tensor:
-    return torch.randint(0, TINY.vocab_size, (4096,), dtype=torch.int32,
-                         generator=torch.Generator().manual_seed(0))
+    return torch.randint(
+        0, TINY.vocab_size, (4096,), dtype=torch.int32, generator=torch.Generator().manual_seed(0)
+    )
 
 
 def test_trainer_step_runs_the_plan_it_names_and_a_variant_changes_it() -> None:
     step, plan = trainer_step(TINY, device=CPU, tokens=tokens(), batch=3)
     assert step() == 3 * TINY.seq_len
     assert "eager" in plan and "fused-ce" in plan  # the CPU's plan for a fusable GPT
-    _, varied = trainer_step(TINY, device=CPU, tokens=tokens(), batch=3,
-                             variant=Variant(name="plain", plan={"ce_chunk": 0}))
+    _, varied = trainer_step(
+        TINY,
+        device=CPU,
+        tokens=tokens(),
+        batch=3,
+        variant=Variant(name="plain", plan={"ce_chunk": 0}),
+    )
     assert "plain-ce" in varied and varied.replace("plain-ce", "") != plan
 
 

@@ -20,4 +20,3 @@ def test_peaks_are_known_for_datacentre_gpus_only() -> None:
     # "H100 PCIe" must be matched before "H100": the first key found in the name wins.
     keys = list(PEAK_BF16_FLOPS)
     assert keys.index("H100 PCIe") < keys.index("H100")
-

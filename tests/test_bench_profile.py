@@ -9,8 +9,10 @@ from bench.profile import main
 
 
 def test_profiles_each_step_on_a_cpu(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--device", "cpu", "--size", "0.4M", "--batch", "1", "--steps", "1",
-                 "--rows", "3"]) == 0
+    assert (
+        main(["--device", "cpu", "--size", "0.4M", "--batch", "1", "--steps", "1", "--rows", "3"])
+        == 0
+    )
     out = capsys.readouterr().out
     headers = [line for line in out.splitlines() if line.startswith("====")]
     assert headers == ["==== trainer 0.4M batch 1: 1 steps", "==== tuned 0.4M batch 1: 1 steps"]

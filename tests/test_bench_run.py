@@ -13,8 +13,9 @@ from study.errors import UsageError
 from study.models import count_params
 
 CPU = torch.device("cpu")
-TINY = ModelConfig(n_layer=1, d_model=32, n_head=1, pos="learned", mlp="gelu", vocab_size=300,
-                   seq_len=16)
+TINY = ModelConfig(
+    n_layer=1, d_model=32, n_head=1, pos="learned", mlp="gelu", vocab_size=300, seq_len=16
+)
 FAST: dict[str, Any] = {"warmup": 0, "min_steps": 1, "min_seconds": 0.0}
 
 
@@ -33,8 +34,17 @@ def test_ladder_sizes_are_as_named() -> None:
 
 def test_column_d_is_measured_only_on_cuda() -> None:
     def keys(columns: list[str], device: torch.device) -> list[str]:
-        return list(column_builds(TINY, columns=columns, tokens=torch.zeros(1), batch=2, own=2,
-                                  device=device, plans=[]))
+        return list(
+            column_builds(
+                TINY,
+                columns=columns,
+                tokens=torch.zeros(1),
+                batch=2,
+                own=2,
+                device=device,
+                plans=[],
+            )
+        )
 
     assert keys(["a", "b", "c", "d", "own"], CPU) == ["trainer", "textbook", "tuned"]
     assert keys(["d"], CPU) == ["tuned"]  # d is c's figure there
@@ -43,11 +53,13 @@ def test_column_d_is_measured_only_on_cuda() -> None:
 
 def test_row_with_d_alone_off_cuda_reports_c_as_d() -> None:
     tokens = torch.randint(0, TINY.vocab_size, (4096,), dtype=torch.int32)
-    row = measure_row("tiny", TINY, columns=["a", "d"], tokens=tokens, batch=2, own=2,
-                      device=CPU, **FAST)
+    row = measure_row(
+        "tiny", TINY, columns=["a", "d"], tokens=tokens, batch=2, own=2, device=CPU, **FAST
+    )
     assert "tuned" not in row and "textbook" not in row
     assert row["graphed"]["tokens_per_s"] > 0 and row["graphed"]["steps"] >= 1
     assert row["a_over_d"] == pytest.approx(
-        row["trainer"]["tokens_per_s"] / row["graphed"]["tokens_per_s"])
+        row["trainer"]["tokens_per_s"] / row["graphed"]["tokens_per_s"]
+    )
     assert "a_over_b" not in row and "a_over_c" not in row
     assert row["params"] == count_params(TINY).total and row["trainer_plan"]

@@ -23,13 +23,19 @@ def small_model() -> TextbookGPT:
 def test_textbook_model_matches_the_trainers_shape() -> None:
     mc = model_config("0.4M")
     torch.manual_seed(0)
-    textbook = TextbookGPT(n_layer=mc.n_layer, d_model=mc.d_model, n_head=mc.n_head,
-                           vocab_size=mc.vocab_size, seq_len=mc.seq_len)
+    textbook = TextbookGPT(
+        n_layer=mc.n_layer,
+        d_model=mc.d_model,
+        n_head=mc.n_head,
+        vocab_size=mc.vocab_size,
+        seq_len=mc.seq_len,
+    )
     ours = build_model(mc)
     biases = sum(p.numel() for n, p in textbook.named_parameters() if n.endswith("bias"))
     # The same weights but GPT-2's biases (linear and LayerNorm), the embedding tied once.
     assert sum(p.numel() for p in textbook.parameters()) - biases == sum(
-        p.numel() for p in ours.parameters())
+        p.numel() for p in ours.parameters()
+    )
     assert textbook.lm_head.weight is textbook.wte.weight
     x, y = torch.randint(0, mc.vocab_size, (2, 2, 32))
     loss = textbook(x, y)
@@ -59,8 +65,9 @@ def test_optimizer_decays_matrices_only() -> None:
 
 def test_graphed_step_refuses_a_device_without_cuda_graphs() -> None:
     with pytest.raises(ValueError, match="CUDA graphs need a CUDA device, not cpu"):
-        GraphedStep(small_model(), lambda: (torch.zeros(1), torch.zeros(1)),
-                    device=torch.device("cpu"))
+        GraphedStep(
+            small_model(), lambda: (torch.zeros(1), torch.zeros(1)), device=torch.device("cpu")
+        )
 
 
 @pytest.mark.gpu
@@ -82,8 +89,11 @@ def test_graphed_step_trains_like_the_plain_step() -> None:
         return [step().item() for _ in range(steps)]
 
     graphed = run(lambda m, s: GraphedStep(m, s, device=device, lr=1e-2, warmup=3))
-    plain = run(lambda m, s: textbook_step(m, s, device=device, bf16=True, compile=True,
-                                           fused=True, lr=1e-2))
+    plain = run(
+        lambda m, s: textbook_step(
+            m, s, device=device, bf16=True, compile=True, fused=True, lr=1e-2
+        )
+    )
     assert graphed == pytest.approx(plain, rel=2e-2)
     assert len(set(graphed)) == len(graphed)  # replays see new batches and new weights
     assert sum(graphed[-4:]) / 4 < sum(graphed[:4]) / 4 - 0.3  # and they train

@@ -38,12 +38,25 @@ def test_measure_reports_a_failure_as_one_line() -> None:
     def build() -> object:
         raise RuntimeError("CUDA out of memory.\nTried to allocate 2 GiB")
 
-    got = measure(build, device=CPU, flops_per_token=1, warmup=0, min_steps=1,  # type: ignore[arg-type]
-                  min_seconds=0.0)
+    got = measure(
+        build,
+        device=CPU,
+        flops_per_token=1,
+        warmup=0,
+        min_steps=1,  # type: ignore[arg-type]
+        min_seconds=0.0,
+    )
     assert got == "RuntimeError: CUDA out of memory."
-    ok = measure(lambda: (lambda: 4), device=CPU, flops_per_token=1, warmup=0, min_steps=1,
-                 min_seconds=0.0)
+    ok = measure(
+        lambda: lambda: 4, device=CPU, flops_per_token=1, warmup=0, min_steps=1, min_seconds=0.0
+    )
     assert isinstance(ok, Timing) and ok.steps == 4 and ok.mfu is None  # no peak for a CPU
-    assert as_json(ok) == {"tokens_per_s": ok.tokens_per_s, "step_ms": ok.step_ms, "steps": 4,
-                           "warmup_s": ok.warmup_s, "peak_mem_gb": None, "mfu": None}
+    assert as_json(ok) == {
+        "tokens_per_s": ok.tokens_per_s,
+        "step_ms": ok.step_ms,
+        "steps": 4,
+        "warmup_s": ok.warmup_s,
+        "peak_mem_gb": None,
+        "mfu": None,
+    }
     assert as_json(got) == got and as_json(None) is None

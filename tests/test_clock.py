@@ -1,4 +1,4 @@
-"""The budget clock, the JSON-lines events and the CPU thread tuner (study.clock)."""
+"""The budget clock, the JSON-lines events and the CPU thread tuner (study.training.clock)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import json
 import pytest
 import torch
 
-from study.clock import Clock, Events, ThreadTuner
+from study.training.clock import Clock, Events, ThreadTuner
 
 
 @pytest.fixture
 def now(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """A hand-driven ``time.perf_counter`` for study.clock: advance it by adding to now[0]."""
+    """A hand-driven ``time.perf_counter`` for study.training.clock: advance it by adding to now[0]."""
     t = [1000.0]
-    monkeypatch.setattr("study.clock.time.perf_counter", lambda: t[0])
+    monkeypatch.setattr("study.training.clock.time.perf_counter", lambda: t[0])
     return t
 
 
@@ -48,8 +48,10 @@ def test_events_are_json_lines() -> None:
     events.emit("progress", step=3, train_loss=2.5)
     events.emit("final", val_loss=2.25)
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
-    assert lines == [{"kind": "progress", "step": 3, "train_loss": 2.5},
-                     {"kind": "final", "val_loss": 2.25}]
+    assert lines == [
+        {"kind": "progress", "step": 3, "train_loss": 2.5},
+        {"kind": "final", "val_loss": 2.25},
+    ]
     Events().emit("progress", step=1)  # no stream: nothing to write, no error
 
 

@@ -58,8 +58,15 @@ def test_defaults_are_valid_and_round_trip() -> None:
     config.validate()
     assert TrainConfig.from_dict(config.to_dict()) == config
     assert TrainConfig.from_json(json.dumps(config.to_dict())) == config
-    changed = config.replace(**{"model.n_layer": 6, "lr": 1e-3, "batch_size": None,
-                                "compile": True, "data": "corpus.txt"})
+    changed = config.replace(
+        **{
+            "model.n_layer": 6,
+            "lr": 1e-3,
+            "batch_size": None,
+            "compile": True,
+            "data": "corpus.txt",
+        }
+    )
     assert TrainConfig.from_dict(json.loads(json.dumps(changed.to_dict()))) == changed
 
 
@@ -81,8 +88,9 @@ def test_replace_routes_model_fields() -> None:
         ({"model": [1, 2]}, "model"),
     ],
 )
-def test_from_dict_refuses_unknown_keys_and_wrong_types(raw: dict[str, object],
-                                                        needle: str) -> None:
+def test_from_dict_refuses_unknown_keys_and_wrong_types(
+    raw: dict[str, object], needle: str
+) -> None:
     with pytest.raises(UsageError) as info:
         TrainConfig.from_dict(raw)
     assert needle in str(info.value) and "\n" not in str(info.value)

@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-import study.trainer as trainer
+import study.training.trainer as trainer
 from study.config import ModelConfig, TrainConfig
 from study.models import LanguageModel
 
@@ -62,8 +62,16 @@ def test_curriculum_run_trains_at_scheduled_lengths(
     monkeypatch.setattr(trainer, "seq_len_at", recording_seq_len_at)
     config = TrainConfig(
         model=ModelConfig(n_layer=1, d_model=32, n_head=2, vocab_size=1024, seq_len=FULL),
-        budget=6.0, data=str(tinystories), device="cpu", batch_size=BATCH, lr=1e-2,
-        grad_accum=ACCUM, curriculum=True, eval_tokens=2048, curve_points=2, sample_tokens=4,
+        budget=6.0,
+        data=str(tinystories),
+        device="cpu",
+        batch_size=BATCH,
+        lr=1e-2,
+        grad_accum=ACCUM,
+        curriculum=True,
+        eval_tokens=2048,
+        curve_points=2,
+        sample_tokens=4,
     )
     result = trainer.train(config, cache_dir=cache_dir, out=None)
 
@@ -89,8 +97,14 @@ def test_no_curriculum_trains_at_full_length(
     shapes = record_training_shapes(monkeypatch)
     config = TrainConfig(
         model=ModelConfig(n_layer=1, d_model=32, n_head=2, vocab_size=1024, seq_len=128),
-        budget=1.5, data=str(tinystories), device="cpu", batch_size=4, lr=1e-2,
-        eval_tokens=512, curve_points=1, sample_tokens=2,
+        budget=1.5,
+        data=str(tinystories),
+        device="cpu",
+        batch_size=4,
+        lr=1e-2,
+        eval_tokens=512,
+        curve_points=1,
+        sample_tokens=2,
     )
     result = trainer.train(config, cache_dir=cache_dir, out=None)
     assert len(shapes) == result.steps and set(shapes) == {(4, 128)}

@@ -75,8 +75,7 @@ def test_every_limit_of_a_corpus_shares_one_tokenizer(tmp_path: Path) -> None:
     write_text(tmp_path / "train.txt", make_stories(300))
     write_text(tmp_path / "valid.txt", make_stories(10, seed=4))
     small = load_tokens(str(tmp_path), vocab_size=VOCAB, cache_dir=tmp_path / "k", max_stories=20)
-    whole = load_tokens(str(tmp_path), vocab_size=VOCAB, cache_dir=tmp_path / "k",
-                        max_stories=None)
+    whole = load_tokens(str(tmp_path), vocab_size=VOCAB, cache_dir=tmp_path / "k", max_stories=None)
     assert small.tokenizer.to_str() == whole.tokenizer.to_str()
     assert len(list((tmp_path / "k").glob("bpe-*.json"))) == 1
     assert np.count_nonzero(small.train == small.eot_id) == 20

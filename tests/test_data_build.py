@@ -29,8 +29,12 @@ print(json.dumps({"peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 def _peak_rss_building(data: Path, cache_dir: Path) -> dict[str, int]:
     out = subprocess.run(
-        [sys.executable, "-c", MEASURE, str(data), str(cache_dir)], cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=900,
+        [sys.executable, "-c", MEASURE, str(data), str(cache_dir)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
@@ -52,8 +56,9 @@ def test_cache_of_a_corpus_larger_than_its_memory_reads_back_exactly(
     for folder in (small, big):
         folder.mkdir()
         (folder / "valid.txt.xz").write_bytes((tinystories / "valid.txt.xz").read_bytes())
-    (small / "train.txt").write_text(_stories_text(head + half[len(head): len(head) + 300]),
-                                     encoding="utf-8")
+    (small / "train.txt").write_text(
+        _stories_text(head + half[len(head) : len(head) + 300]), encoding="utf-8"
+    )
     (big / "train.txt").write_text(_stories_text(half) * 2, encoding="utf-8")  # 21 MB, 5.4 M tok
     grown = (big / "train.txt").stat().st_size - (small / "train.txt").stat().st_size
 
@@ -67,7 +72,9 @@ def test_cache_of_a_corpus_larger_than_its_memory_reads_back_exactly(
     data = load_tokens(str(big), vocab_size=4096, cache_dir=tmp_path / "k", max_stories=None)
     assert data.train.size == peak["tokens"]
     tokenizer = data.tokenizer
-    once = [np.array([*enc.ids, data.eot_id], dtype=np.uint16) for enc in
-            tokenizer.encode_batch(half, add_special_tokens=False)]
+    once = [
+        np.array([*enc.ids, data.eot_id], dtype=np.uint16)
+        for enc in tokenizer.encode_batch(half, add_special_tokens=False)
+    ]
     expected = np.concatenate(once * 2)
     assert np.array_equal(data.train, expected)

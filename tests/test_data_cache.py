@@ -39,11 +39,13 @@ def test_cache_hit_returns_identical_arrays(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_text(tmp_path / "c.txt.gz", make_stories(80))
-    cold = load_tokens(str(tmp_path / "c.txt.gz"), vocab_size=VOCAB, cache_dir=tmp_path / "k",
-                       max_stories=60)
+    cold = load_tokens(
+        str(tmp_path / "c.txt.gz"), vocab_size=VOCAB, cache_dir=tmp_path / "k", max_stories=60
+    )
     _forbid_rebuild(monkeypatch)
-    warm = load_tokens(str(tmp_path / "c.txt.gz"), vocab_size=VOCAB, cache_dir=tmp_path / "k",
-                       max_stories=60)
+    warm = load_tokens(
+        str(tmp_path / "c.txt.gz"), vocab_size=VOCAB, cache_dir=tmp_path / "k", max_stories=60
+    )
     assert isinstance(warm.train, np.memmap) and not warm.train.flags.writeable
     assert np.array_equal(cold.train, warm.train) and cold.train.dtype == warm.train.dtype
     assert np.array_equal(cold.valid, warm.valid)
@@ -55,19 +57,23 @@ def test_cache_hit_returns_identical_arrays(
 
 def test_other_vocab_corpus_or_limit_is_a_cache_miss(tmp_path: Path) -> None:
     write_text(tmp_path / "c.txt", make_stories(80))
-    a = load_tokens(str(tmp_path / "c.txt"), vocab_size=VOCAB, cache_dir=tmp_path / "k",
-                    max_stories=None)
-    b = load_tokens(str(tmp_path / "c.txt"), vocab_size=VOCAB + 40, cache_dir=tmp_path / "k",
-                    max_stories=None)
+    a = load_tokens(
+        str(tmp_path / "c.txt"), vocab_size=VOCAB, cache_dir=tmp_path / "k", max_stories=None
+    )
+    b = load_tokens(
+        str(tmp_path / "c.txt"), vocab_size=VOCAB + 40, cache_dir=tmp_path / "k", max_stories=None
+    )
     assert len(b.tokenizer.get_vocab()) > len(a.tokenizer.get_vocab())
-    fewer = load_tokens(str(tmp_path / "c.txt"), vocab_size=VOCAB, cache_dir=tmp_path / "k",
-                        max_stories=40)
+    fewer = load_tokens(
+        str(tmp_path / "c.txt"), vocab_size=VOCAB, cache_dir=tmp_path / "k", max_stories=40
+    )
     assert np.count_nonzero(fewer.train == fewer.eot_id) == 40
     assert fewer.train.size < a.train.size
     assert len(list((tmp_path / "k").glob("tokens-*-c2.json"))) == 3
     write_text(tmp_path / "c.txt", make_stories(81))
-    c = load_tokens(str(tmp_path / "c.txt"), vocab_size=VOCAB, cache_dir=tmp_path / "k",
-                    max_stories=None)
+    c = load_tokens(
+        str(tmp_path / "c.txt"), vocab_size=VOCAB, cache_dir=tmp_path / "k", max_stories=None
+    )
     assert c.fingerprint != a.fingerprint
     assert np.count_nonzero(c.train == c.eot_id) + np.count_nonzero(c.valid == c.eot_id) == 81
 
@@ -97,11 +103,14 @@ DAMAGE = {
     "tokenizer garbage": ("bpe-*.json", lambda p: p.write_bytes(b"\x00not json")),
     "tokenizer truncated": ("bpe-*.json", _truncate),
     "tokenizer bit flip that still parses": (
-        "bpe-*.json", lambda p: p.write_text(p.read_text().replace('"Ġ', '"Ĝ', 1)),
+        "bpe-*.json",
+        lambda p: p.write_text(p.read_text().replace('"Ġ', '"Ĝ', 1)),
     ),
     "train file truncated": ("tokens-*.train.bin", _truncate),
     "train file bit flip in the middle": (
-        "tokens-*.train.bin", lambda p: _flip_byte(p, p.stat().st_size // 2)),
+        "tokens-*.train.bin",
+        lambda p: _flip_byte(p, p.stat().st_size // 2),
+    ),
     "valid file bit flip": ("tokens-*.valid.bin", lambda p: _flip_byte(p, -1)),
     "manifest truncated": ("tokens-*-c2.json", _truncate),
     "manifest missing (killed before it was written)": ("tokens-*-c2.json", Path.unlink),
@@ -164,8 +173,9 @@ def test_concurrent_builders_agree(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     args = [sys.executable, "-c", BUILDER, str(tmp_path / "c.txt"), "500", str(tmp_path / "k")]
     procs = [
-        subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+        subprocess.Popen(
+            args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for _ in range(2)
     ]
     outs = [p.communicate(timeout=120) for p in procs]
@@ -173,6 +183,7 @@ def test_concurrent_builders_agree(tmp_path: Path) -> None:
         assert proc.returncode == 0, err
     assert outs[0][0] == outs[1][0] and len(outs[0][0].split()) == 3
     assert not [p.name for p in (tmp_path / "k").iterdir() if p.name.endswith(".tmp")]
-    in_process = load_tokens(str(tmp_path / "c.txt"), vocab_size=500, cache_dir=tmp_path / "k",
-                             max_stories=None)
+    in_process = load_tokens(
+        str(tmp_path / "c.txt"), vocab_size=500, cache_dir=tmp_path / "k", max_stories=None
+    )
     assert hashlib.sha256(in_process.train.tobytes()).hexdigest() == outs[0][0].split()[0]

@@ -43,7 +43,8 @@ def test_valid_file_beside_train_file_is_held_out(tmp_path: Path) -> None:
         assert [p.name for p in local.valid_files] == ["valid.txt.xz"]
         assert "held out: valid.txt.xz" in local.describe()
     assert {p.name for p in corpus.find_local_corpus(str(tmp_path)).train_files} == {
-        "train.txt.xz", "notes.txt",
+        "train.txt.xz",
+        "notes.txt",
     }
 
 
@@ -55,7 +56,8 @@ def test_folder_with_hub_style_split_names(tmp_path: Path) -> None:
     (tmp_path / ".hidden.txt").write_text("hidden story\n")
     local = corpus.find_local_corpus(str(tmp_path))
     assert [p.name for p in local.train_files] == [
-        "train-00000-of-00002.parquet", "train-00001-of-00002.parquet",
+        "train-00000-of-00002.parquet",
+        "train-00001-of-00002.parquet",
     ]
     assert [p.name for p in local.valid_files] == ["validation-00000-of-00001.parquet"]
     train, valid = read_splits(local, max_stories=100)

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from study import run, runner, train
+from study import run, train
 from study.config import TrainConfig
 from study.errors import UsageError
+from study.orchestra import runner
 from tests.datastories import make_stories, write_text
 
 
@@ -22,8 +23,18 @@ def folder(tmp_path: Path) -> Path:
 
 def test_train_resolves_auto_at_startup(folder: Path, tmp_path: Path) -> None:
     parser = train.build_parser()
-    args = parser.parse_args(["--data", str(folder), "--device", "cuda", "--budget", "60",
-                              "--cache-dir", str(tmp_path / "k")])
+    args = parser.parse_args(
+        [
+            "--data",
+            str(folder),
+            "--device",
+            "cuda",
+            "--budget",
+            "60",
+            "--cache-dir",
+            str(tmp_path / "k"),
+        ]
+    )
     assert train.config_from_args(args).max_stories == 120  # all the corpus holds
     args = parser.parse_args(["--data", str(folder), "--max-stories", "7"])
     assert train.config_from_args(args).max_stories == 7

@@ -25,7 +25,9 @@ def test_hub_loader_streams_a_local_dataset(tmp_path: Path) -> None:
     assert train == stripped(make_stories(5))
     assert valid == stripped(make_stories(5, seed=7))
     assert read_splits(hub.HubCorpus(str(root)), max_stories=None) == (
-        stripped(make_stories(40)), stripped(make_stories(8, seed=7)))
+        stripped(make_stories(40)),
+        stripped(make_stories(8, seed=7)),
+    )
     with pytest.raises(UsageError, match=r"cannot load dataset .*\[nope\].*Bad split"):
         read_splits(hub.HubCorpus(str(root), valid_split="nope"), max_stories=5)
     with pytest.raises(UsageError, match=r"rows need a string 'story' field"):
@@ -44,15 +46,20 @@ def test_load_tokens_without_data_uses_the_hub_loader(
     assert np.count_nonzero(data.valid == data.eot_id) == 8
     assert decode(data.tokenizer, data.valid).startswith(make_stories(1, seed=7)[0].strip())
     # auto counts an unknown dataset's stories by streaming it: never more than it has.
-    whole = load_tokens(None, vocab_size=VOCAB, cache_dir=tmp_path / "k", budget=300.0,
-                        device="cuda")
+    whole = load_tokens(
+        None, vocab_size=VOCAB, cache_dir=tmp_path / "k", budget=300.0, device="cuda"
+    )
     assert whole.max_stories == 40
     assert np.count_nonzero(whole.train == whole.eot_id) == 40
 
 
 def test_fingerprint_covers_name_splits_and_field() -> None:
     base = hub.HubCorpus("a/b")
-    others = [hub.HubCorpus("a/c"), hub.HubCorpus("a/b", train_split="t"),
-              hub.HubCorpus("a/b", valid_split="v"), hub.HubCorpus("a/b", text_field="story")]
+    others = [
+        hub.HubCorpus("a/c"),
+        hub.HubCorpus("a/b", train_split="t"),
+        hub.HubCorpus("a/b", valid_split="v"),
+        hub.HubCorpus("a/b", text_field="story"),
+    ]
     assert len({base.fingerprint(), *(o.fingerprint() for o in others)}) == 5
     assert base.fingerprint() == hub.HubCorpus("a/b").fingerprint()

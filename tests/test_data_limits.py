@@ -40,11 +40,17 @@ def test_a_2gb_sparse_file_beside_real_text_is_refused_in_bounded_memory(tmp_pat
     env = {**os.environ, "STUDY_CACHE_DIR": str(tmp_path / "cache")}
     proc = subprocess.run(
         [sys.executable, "-c", MEASURE, "--data", str(folder), "--device", "cpu", "--budget", "5"],
-        capture_output=True, text=True, cwd=REPO, env=env, timeout=600,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=600,
     )
-    *err, = proc.stderr.splitlines()
-    assert err == [f"error: cannot read {folder / 'b_big.txt'}: binary data (a NUL byte on "
-                   f"line 1), not UTF-8 text"]
+    (*err,) = proc.stderr.splitlines()
+    assert err == [
+        f"error: cannot read {folder / 'b_big.txt'}: binary data (a NUL byte on "
+        f"line 1), not UTF-8 text"
+    ]
     words = proc.stdout.split()
     assert words[-4:-2] == ["exit", "2"]
     peak_kib = int(words[-1])
@@ -58,8 +64,11 @@ def test_a_line_over_the_limit_is_refused_in_every_text_format(
 ) -> None:
     monkeypatch.setattr(readers, "MAX_STORY_CHARS", 1000)
     path = write_corpus(tmp_path / f"train{suffix}", [*make_stories(3), "word " * 300])
-    with pytest.raises(UsageError, match=rf"cannot read {path}: line \d+ is longer than 1,000 "
-                                         rf"characters, the most one story may hold"):
+    with pytest.raises(
+        UsageError,
+        match=rf"cannot read {path}: line \d+ is longer than 1,000 "
+        rf"characters, the most one story may hold",
+    ):
         read_splits(corpus.find_local_corpus(str(path)), max_stories=None)
 
 

@@ -88,7 +88,8 @@ def test_unreachable_hub_falls_back_to_the_sample_with_one_line(
     out, err = capfd.readouterr()
     assert out.splitlines() == [
         f"the dataset hub ({no_hub}) cannot be reached: training on the bundled TinyStories "
-        f"sample (choose a corpus with --data PATH, or --data sample to skip this check)"]
+        f"sample (choose a corpus with --data PATH, or --data sample to skip this check)"
+    ]
     assert err == ""
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
 
@@ -99,8 +100,10 @@ def test_offline_mode_uses_a_cached_dataset_and_else_the_sample(
     import datasets.config
     import huggingface_hub.constants
 
-    modules = {huggingface_hub.constants: ("HF_HUB_OFFLINE",),
-               datasets.config: ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    modules = {
+        huggingface_hub.constants: ("HF_HUB_OFFLINE",),
+        datasets.config: ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"),
+    }
     for module, names in modules.items():  # recorded, so the undo restores what go_offline sets
         for name in names:
             monkeypatch.setattr(module, name, getattr(module, name))
@@ -117,8 +120,10 @@ def test_offline_mode_uses_a_cached_dataset_and_else_the_sample(
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
     choice = online.choose_corpus(None, dataset="owner/name")
     assert (choice.data, choice.offline) == (None, True)
-    assert choice.note == (f"the dataset hub ({no_hub}) cannot be reached: reading owner/name "
-                           f"from the local cache ({tmp_path / 'hf'})")
+    assert choice.note == (
+        f"the dataset hub ({no_hub}) cannot be reached: reading owner/name "
+        f"from the local cache ({tmp_path / 'hf'})"
+    )
     assert os.environ["HF_HUB_OFFLINE"] == "1"  # the children read the cache too
     assert all(getattr(m, name) is True for m, names in modules.items() for name in names)
 
@@ -172,9 +177,26 @@ def test_an_https_answer_without_a_valid_certificate_is_not_the_hub(
 ) -> None:
     # A transparent proxy answers for every address, but cannot show the hub's certificate.
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     server = http.server.HTTPServer(("127.0.0.1", 0), _Answers404)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
@@ -189,7 +211,9 @@ def test_an_https_answer_without_a_valid_certificate_is_not_the_hub(
 
 
 def test_hub_that_answers_but_fails_gives_one_line_and_exit_2(
-    no_hub: str, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str],
+    no_hub: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
     tmp_path: Path,
 ) -> None:
     import datasets
@@ -224,14 +248,16 @@ def test_hub_that_answers_but_fails_gives_one_line_and_exit_2(
     assert err.splitlines() == [
         "error: cannot load dataset roneneldan/TinyStories [train]: Couldn't reach "
         "'roneneldan/TinyStories' on the Hub (LocalEntryNotFoundError) (choose another corpus "
-        "with --data PATH, or --data sample for the bundled one)"]
+        "with --data PATH, or --data sample for the bundled one)"
+    ]
 
 
 def test_train_startup_without_a_hub_reads_the_sample_quietly(
     no_hub: str, capfd: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     args = train.build_parser().parse_args(
-        ["--budget", "300", "--device", "cuda", "--cache-dir", str(tmp_path / "k")])
+        ["--budget", "300", "--device", "cuda", "--cache-dir", str(tmp_path / "k")]
+    )
     # auto sizes the corpus actually read: the sample's 27,283 training stories (SOURCES.md).
     assert train.config_from_args(args).max_stories == 27_283
     out, err = capfd.readouterr()

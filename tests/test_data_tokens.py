@@ -86,12 +86,30 @@ def bad_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple]:
 @pytest.mark.parametrize(
     "name",
     [
-        "missing path", "empty file", "blank stories only", "single story", "not utf-8",
-        "truncated xz", "garbage xz", "truncated gz", "truncated parquet", "garbage parquet",
-        "parquet without text", "bad jsonl", "jsonl without text", "folder of nothing",
-        "only held-out files", "empty held-out file", "unsupported suffix", "vocab too small",
-        "vocab beyond uint32", "vocab not an int", "vocab a bool", "max_stories zero",
-        "max_stories a word", "max_stories a float",
+        "missing path",
+        "empty file",
+        "blank stories only",
+        "single story",
+        "not utf-8",
+        "truncated xz",
+        "garbage xz",
+        "truncated gz",
+        "truncated parquet",
+        "garbage parquet",
+        "parquet without text",
+        "bad jsonl",
+        "jsonl without text",
+        "folder of nothing",
+        "only held-out files",
+        "empty held-out file",
+        "unsupported suffix",
+        "vocab too small",
+        "vocab beyond uint32",
+        "vocab not an int",
+        "vocab a bool",
+        "max_stories zero",
+        "max_stories a word",
+        "max_stories a float",
     ],
 )
 def test_bad_input_raises_usage_error(
@@ -117,8 +135,12 @@ def test_importing_and_local_loading_need_neither_datasets_nor_pyarrow(tmp_path:
         "print(sorted(before), sorted(after))\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", script], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True, text=True, check=True,
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert out.split() == ["[]", "[]"]
 
@@ -128,12 +150,14 @@ def test_importing_and_local_loading_need_neither_datasets_nor_pyarrow(tmp_path:
 
 def test_real_corpus(tinystories: Path, cache_dir: Path) -> None:
     # Sized for a CUDA device, auto takes the whole corpus (as a study on a GPU would).
-    data = load_tokens(str(tinystories), vocab_size=4096, cache_dir=cache_dir, budget=300.0,
-                       device="cuda")
+    data = load_tokens(
+        str(tinystories), vocab_size=4096, cache_dir=cache_dir, budget=300.0, device="cuda"
+    )
     assert data.max_stories == 27_283
     assert data.train.dtype == np.uint16
     assert data.source.endswith(
-        "(train: train.txt.xz, at most 27283 stories; held out: valid.txt.xz)")
+        "(train: train.txt.xz, at most 27283 stories; held out: valid.txt.xz)"
+    )
     assert np.count_nonzero(data.train == data.eot_id) == 27_283  # stories, per SOURCES.md
     assert np.count_nonzero(data.valid == data.eot_id) == 814
     assert 5_000_000 < data.train.size < 5_700_000

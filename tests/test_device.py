@@ -23,8 +23,7 @@ from study.errors import UsageError
 def test_importing_the_module_does_not_import_torch() -> None:
     """The study runner checks a device through this module before any worker starts."""
     code = "import sys, study.device; print('torch' in sys.modules)"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "False"
 
 
@@ -62,8 +61,12 @@ def test_a_cpu_is_named_by_its_model_and_native_bf16(monkeypatch: pytest.MonkeyP
         monkeypatch.setattr(device, "cpu_model", lambda model=model: model)
         monkeypatch.setattr(device, "cpu_has_bf16", lambda bf16=bf16: bf16)
         names.append(device_name(torch.device("cpu")))
-    assert names == ["cpu x86_64 (AMD EPYC, bf16)", "cpu x86_64 (AMD EPYC)", "cpu x86_64",
-                     "cpu x86_64 (bf16)"]
+    assert names == [
+        "cpu x86_64 (AMD EPYC, bf16)",
+        "cpu x86_64 (AMD EPYC)",
+        "cpu x86_64",
+        "cpu x86_64 (bf16)",
+    ]
     assert set(versions()) == {"python", "torch", "numpy", "tokenizers", "study"}
     assert versions()["torch"] == torch.__version__
 

@@ -1,4 +1,4 @@
-"""Held-out evaluation (study.evaluate): the fixed windows, NLL per token and bits per byte."""
+"""Held-out evaluation (study.training.evaluate): the fixed windows, NLL per token and bits per byte."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from torch import nn
 
 from study.config import ModelConfig
 from study.errors import UsageError
-from study.evaluate import eval_windows, evaluate
 from study.models import build_model
+from study.training.evaluate import eval_windows, evaluate
 
 
 class Uniform(nn.Module):
@@ -35,8 +35,13 @@ def test_bits_per_byte_by_hand() -> None:
     tokens = np.array([0, 3, 5, 2, 1, 7, 4, 6, 3], dtype=np.uint16)
     windows = torch.from_numpy(eval_windows(tokens, n_tokens=8, seq_len=4))
     assert windows.tolist() == [[0, 3, 5, 2, 1], [1, 7, 4, 6, 3]]
-    loss, bpb = evaluate(Uniform(vocab), windows, token_bytes=token_bytes,  # type: ignore[arg-type]
-                         batch_size=1, amp=nullcontext)
+    loss, bpb = evaluate(
+        Uniform(vocab),
+        windows,
+        token_bytes=token_bytes,  # type: ignore[arg-type]
+        batch_size=1,
+        amp=nullcontext,
+    )
     assert loss == pytest.approx(math.log(vocab))
     # targets: 3 5 2 1 | 7 4 6 3 -> bytes 3+4+2+1 + 2+1+1+3 = 17 over 8 tokens
     assert bpb == pytest.approx(8 * math.log(vocab) / (math.log(2) * 17))
@@ -56,8 +61,7 @@ def test_evaluate_is_the_models_nll_and_keeps_its_mode() -> None:
     model = build_model(ModelConfig(n_layer=1, d_model=32, n_head=2, vocab_size=300, seq_len=8))
     windows = torch.randint(0, 300, (5, 9))
     model.train()
-    loss, _ = evaluate(model, windows, token_bytes=torch.ones(300), batch_size=2,
-                       amp=nullcontext)
+    loss, _ = evaluate(model, windows, token_bytes=torch.ones(300), batch_size=2, amp=nullcontext)
     assert model.training
     with torch.no_grad():
         expected = model.loss(windows[:, :-1], windows[:, 1:]).item()

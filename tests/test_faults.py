@@ -87,9 +87,13 @@ def test_random_sigkills_then_reruns_lose_nothing(tmp_path: Path, cache_dir: Pat
         mark = uuid.uuid4().hex
         log = tmp_path / f"round-{mark}.log"
         with open(log, "wb") as out:
-            proc = subprocess.Popen([*args, "--workers", str(workers)], cwd=REPO, stdout=out,
-                                    stderr=subprocess.STDOUT,
-                                    env={**os.environ, "STUDY_TEST_MARK": mark})
+            proc = subprocess.Popen(
+                [*args, "--workers", str(workers)],
+                cwd=REPO,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "STUDY_TEST_MARK": mark},
+            )
         try:
             if victim == "child":
                 tried["child"] += 1
@@ -124,14 +128,15 @@ def test_random_sigkills_then_reruns_lose_nothing(tmp_path: Path, cache_dir: Pat
     after = view(url, "tiny")
     assert len(after.trials) == len(v.trials) and records(after) == records(v)
 
-    reasons = [str(t.user_attrs.get("fail_reason")) for t in v.trials
-               if t.state == TrialState.FAIL]
+    reasons = [str(t.user_attrs.get("fail_reason")) for t in v.trials if t.state == TrialState.FAIL]
     crashed = [r for r in reasons if r.startswith("crash: killed by SIGKILL")]
     assert 1 <= len(crashed) <= landed["child"], reasons
     assert all(r.startswith(("stale: ", "crash: killed by SIGKILL")) for r in reasons), reasons
-    print(f"\nkills: {tried['study']} of the study process tried, {landed['study']} landed "
-          f"before it finished; {tried['child']} of a trainer child, {landed['child']} landed; "
-          f"{len(v.trials)} trials: {v.by_state()}; {len(kept)} complete records unchanged")
+    print(
+        f"\nkills: {tried['study']} of the study process tried, {landed['study']} landed "
+        f"before it finished; {tried['child']} of a trainer child, {landed['child']} landed; "
+        f"{len(v.trials)} trials: {v.by_state()}; {len(kept)} complete records unchanged"
+    )
 
 
 # Long enough that a trainer child seen starting is still training when the signal lands (start-up
@@ -140,18 +145,32 @@ SIGTERM_BUDGET = 6.0
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_sigterm_fails_and_requeues_the_running_trials(tmp_path: Path, cache_dir: Path,
-                                                       workers: int) -> None:
+def test_sigterm_fails_and_requeues_the_running_trials(
+    tmp_path: Path, cache_dir: Path, workers: int
+) -> None:
     """``kill PID`` of the study process alone (as a scheduler stops a job) stops it the way
     Ctrl-C does: every trial in training is failed as interrupted and queued again, no process is
     left behind, and the next run trains the queued trials and nothing else."""
     url = f"sqlite:///{tmp_path / 'study.db'}"
     sweep = write_sweep(tmp_path)
     mark = uuid.uuid4().hex
-    args = study_args(url, sweep, cache_dir, "--trials", str(workers), "--workers",
-                      str(workers), budget=SIGTERM_BUDGET)
-    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env={**os.environ, "STUDY_TEST_MARK": mark})
+    args = study_args(
+        url,
+        sweep,
+        cache_dir,
+        "--trials",
+        str(workers),
+        "--workers",
+        str(workers),
+        budget=SIGTERM_BUDGET,
+    )
+    proc = subprocess.Popen(
+        args,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "STUDY_TEST_MARK": mark},
+    )
     try:
         deadline = time.monotonic() + 120
         while len(trainer_children(mark)) < workers and time.monotonic() < deadline:
@@ -173,8 +192,7 @@ def test_sigterm_fails_and_requeues_the_running_trials(tmp_path: Path, cache_dir
     assert all(t.user_attrs["fail_reason"] == "interrupted" for t in failed)
     assert not v.curve and not v.sample
 
-    rerun = run(study_args(url, sweep, cache_dir, "--trials", str(workers),
-                           budget=SIGTERM_BUDGET))
+    rerun = run(study_args(url, sweep, cache_dir, "--trials", str(workers), budget=SIGTERM_BUDGET))
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     v = view(url, "tiny")
     check_finished(v, target=workers, name="tiny", budget=SIGTERM_BUDGET)
@@ -185,7 +203,8 @@ STOP_GRACE = 6.0  # STUDY_HEARTBEAT_GRACE_S for the stopped-worker test: a run b
 
 
 def test_a_stopped_worker_written_off_drops_its_trial_when_it_comes_back(
-        tmp_path: Path, cache_dir: Path) -> None:
+    tmp_path: Path, cache_dir: Path
+) -> None:
     """A study process stopped (SIGSTOP) mid-trial for longer than the grace period: a second
     run on the same host writes its trial off (the process is alive but silent), queues it
     again and finishes the study; resumed (SIGCONT), the first run drops the written-off trial
@@ -220,8 +239,11 @@ def test_a_stopped_worker_written_off_drops_its_trial_when_it_comes_back(
     v = view(url, "tiny")
     check_finished(v, target=2, name="tiny", budget=3.0)
     assert v.by_state() == {"FAIL": 1, "COMPLETE": 2}
-    assert v.trials[0].user_attrs["fail_reason"].startswith(
-        f"stale: no heartbeat from worker {v.trials[0].user_attrs['worker']['host']}:")
+    assert (
+        v.trials[0]
+        .user_attrs["fail_reason"]
+        .startswith(f"stale: no heartbeat from worker {v.trials[0].user_attrs['worker']['host']}:")
+    )
 
 
 # --------------------------------------------------------------------- many workers, readers
@@ -230,8 +252,19 @@ WORKERS, MANY = 4, 12
 
 
 def _analysis(module: str, url: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    return run([sys.executable, "-m", f"analysis.{module}", "--storage", url, "--study-name",
-                "tiny", *extra], timeout=120)
+    return run(
+        [
+            sys.executable,
+            "-m",
+            f"analysis.{module}",
+            "--storage",
+            url,
+            "--study-name",
+            "tiny",
+            *extra,
+        ],
+        timeout=120,
+    )
 
 
 def test_four_workers_on_one_sqlite_file_with_readers(tmp_path: Path, cache_dir: Path) -> None:
@@ -240,8 +273,9 @@ def test_four_workers_on_one_sqlite_file_with_readers(tmp_path: Path, cache_dir:
     no 'database is locked' anywhere, and every read sees whole trials only."""
     url = f"sqlite:///{tmp_path / 'study.db'}"
     log = tmp_path / "study.log"
-    args = study_args(url, write_sweep(tmp_path), cache_dir, "--trials", str(MANY),
-                      "--workers", str(WORKERS))
+    args = study_args(
+        url, write_sweep(tmp_path), cache_dir, "--trials", str(MANY), "--workers", str(WORKERS)
+    )
     with open(log, "wb") as out:
         proc = subprocess.Popen(args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
     reads = 0
@@ -256,9 +290,11 @@ def test_four_workers_on_one_sqlite_file_with_readers(tmp_path: Path, cache_dir:
             check_records(v, target=MANY, name="tiny")
             reads += 1
             if len(v.complete()) >= 3 and not analyses:
-                for module, extra in (("frontier", ()), ("crossover", ()),
-                                      ("report", ("--out", str(tmp_path / "r.html"),
-                                                  "--grid", "coarse"))):
+                for module, extra in (
+                    ("frontier", ()),
+                    ("crossover", ()),
+                    ("report", ("--out", str(tmp_path / "r.html"), "--grid", "coarse")),
+                ):
                     analyses[module] = _analysis(module, url, *extra)
                     if proc.poll() is None:
                         while_running.append(module)
@@ -303,8 +339,10 @@ def test_four_workers_on_one_sqlite_file_with_readers(tmp_path: Path, cache_dir:
 # --------------------------------------------------------------------------- numerical faults
 
 OOM_LR = 0.00123  # the trial with this learning rate runs out of memory (see OOM_HOOK)
-FAULT_LR = (f'1e30 if trial.number in (0, 3) else {OOM_LR} if trial.number == 1 '
-            f'else trial.suggest_float("lr", 1e-3, 1e-2, log=True)')
+FAULT_LR = (
+    f"1e30 if trial.number in (0, 3) else {OOM_LR} if trial.number == 1 "
+    f'else trial.suggest_float("lr", 1e-3, 1e-2, log=True)'
+)
 # Long enough for many steps: a diverging trial must stop at its first non-finite loss (the
 # second step: the first step's update at this rate overflows the weights), not at the end.
 FAULT_BUDGET = 3.0
@@ -320,8 +358,9 @@ if "--config" in sys.argv:
 """
 
 
-def test_nan_and_oom_fail_their_trial_and_the_study_goes_on(tmp_path: Path,
-                                                            cache_dir: Path) -> None:
+def test_nan_and_oom_fail_their_trial_and_the_study_goes_on(
+    tmp_path: Path, cache_dir: Path
+) -> None:
     """Trial 0 diverges (NaN loss), trial 1 runs out of memory, trial 2 trains: the run ends
     with one complete trial and both failures recorded with their reasons. A second run whose
     failure limit is 1 stops at trial 3's divergence with a clear line and status 1."""
@@ -351,12 +390,18 @@ def test_nan_and_oom_fail_their_trial_and_the_study_goes_on(tmp_path: Path,
     assert "trial 1 failed: oom: out of memory" in first.stdout
     assert "trial 2 complete: ppl" in first.stdout
 
-    second = run(study_args(url, sweep, cache_dir, "--trials", "2", "--max-failures", "1",
-                            budget=FAULT_BUDGET), env=env)
+    second = run(
+        study_args(
+            url, sweep, cache_dir, "--trials", "2", "--max-failures", "1", budget=FAULT_BUDGET
+        ),
+        env=env,
+    )
     assert second.returncode == 1
-    assert second.stderr.strip() == ("error: stopped at 1/2 complete trials after 1 failed ones "
-                                     "in this run (--max-failures 1); run the same command to "
-                                     "go on")
+    assert second.stderr.strip() == (
+        "error: stopped at 1/2 complete trials after 1 failed ones "
+        "in this run (--max-failures 1); run the same command to "
+        "go on"
+    )
     v = view(url, "tiny")
     assert v.by_state() == {"FAIL": 3, "COMPLETE": 1}
     assert v.trials[3].user_attrs["fail_reason"].startswith("diverged: ")
@@ -364,6 +409,7 @@ def test_nan_and_oom_fail_their_trial_and_the_study_goes_on(tmp_path: Path,
 
 
 # ------------------------------------------------------------------------------ a full disk
+
 
 def _fill(folder: Path) -> Path:
     """Write zeros into ``folder`` until its file system is full; returns the filler."""
@@ -384,15 +430,19 @@ def _training(db: Path) -> bool:
 
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-            return bool(conn.execute(
-                "SELECT COUNT(*) FROM trials JOIN trial_user_attributes USING (trial_id) "
-                "WHERE state = 'RUNNING' AND key = 'config'").fetchone()[0])
+            return bool(
+                conn.execute(
+                    "SELECT COUNT(*) FROM trials JOIN trial_user_attributes USING (trial_id) "
+                    "WHERE state = 'RUNNING' AND key = 'config'"
+                ).fetchone()[0]
+            )
     except sqlite3.Error:
         return False
 
 
 def test_a_full_disk_keeps_the_trained_result_and_a_rerun_records_it(
-        tmp_path: Path, cache_dir: Path) -> None:
+    tmp_path: Path, cache_dir: Path
+) -> None:
     """The database's disk fills while a trial trains (a 4 MB tmpfs): the run ends with one
     line, exit 1, the trained result kept in a pending file; a rerun on the still-full disk
     says the same in one line; a rerun with room records the kept result without training it
@@ -400,8 +450,9 @@ def test_a_full_disk_keeps_the_trained_result_and_a_rerun_records_it(
     with tmpfs(tmp_path / "disk") as disk:
         url = f"sqlite:///{disk / 'study.db'}"
         args = study_args(url, write_sweep(tmp_path), cache_dir, "--trials", "1", budget=3.0)
-        proc = subprocess.Popen(args, cwd=REPO, text=True, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            args, cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
         while not _training(disk / "study.db") and proc.poll() is None:
             time.sleep(0.05)
         filler = _fill(disk)

@@ -19,8 +19,8 @@ import torch
 
 from study.config import ModelConfig, TrainConfig
 from study.models import LanguageModel, build_model
-from study.step import StepPlan, TrainStep, backward_micro_batches
-from study.trainer import train
+from study.training.step import StepPlan, TrainStep, backward_micro_batches
+from study.training.trainer import train
 
 B, K, T, V = 3, 4, 16, 300
 
@@ -29,22 +29,40 @@ def make(arch: str) -> tuple[LanguageModel, TrainConfig, torch.Tensor]:
     torch.manual_seed(0)
     config = TrainConfig(
         model=ModelConfig(arch=arch, n_layer=2, d_model=32, n_head=4, vocab_size=V, seq_len=T),
-        device="cpu", lr=1e-3, grad_clip=0.0,
+        device="cpu",
+        lr=1e-3,
+        grad_clip=0.0,
     )
     tokens = torch.randint(0, V, (5000,), dtype=torch.int32)
     return build_model(config.model), config, tokens
 
 
 def step_grads(
-    model: LanguageModel, config: TrainConfig, tokens: torch.Tensor, *, rows: int,
-    grad_accum: int, autocast: torch.dtype | None = None,
+    model: LanguageModel,
+    config: TrainConfig,
+    tokens: torch.Tensor,
+    *,
+    rows: int,
+    grad_accum: int,
+    autocast: torch.dtype | None = None,
 ) -> tuple[dict[str, torch.Tensor], float]:
     """The gradient one ``TrainStep`` hands its optimizer, and the step's mean loss."""
     model = copy.deepcopy(model)
-    plan = StepPlan(compile=False, cuda_graph=False, ce_chunk=7 if model.step_fusable else 0,
-                    autocast=autocast, fused_adamw=False)
-    step = TrainStep(model, config.replace(grad_accum=grad_accum), device=torch.device("cpu"),
-                     tokens=tokens, batch_size=rows, plan=plan)
+    plan = StepPlan(
+        compile=False,
+        cuda_graph=False,
+        ce_chunk=7 if model.step_fusable else 0,
+        autocast=autocast,
+        fused_adamw=False,
+    )
+    step = TrainStep(
+        model,
+        config.replace(grad_accum=grad_accum),
+        device=torch.device("cpu"),
+        tokens=tokens,
+        batch_size=rows,
+        plan=plan,
+    )
     named = dict(model.named_parameters())  # type: ignore[attr-defined]
     seen: dict[str, torch.Tensor] = {}
     real_step = step.optimizer.step
@@ -78,8 +96,9 @@ def test_accumulated_gradient_equals_big_batch(arch: str) -> None:
 def test_accumulation_under_autocast() -> None:
     """bf16 autocast: the same equivalence, to bf16 tolerance."""
     model, config, tokens = make("gpt")
-    accumulated, _ = step_grads(model, config, tokens, rows=B, grad_accum=K,
-                                autocast=torch.bfloat16)
+    accumulated, _ = step_grads(
+        model, config, tokens, rows=B, grad_accum=K, autocast=torch.bfloat16
+    )
     big, _ = step_grads(model, config, tokens, rows=K * B, grad_accum=1, autocast=torch.bfloat16)
     for name in big:
         torch.testing.assert_close(accumulated[name], big[name], rtol=5e-2, atol=5e-3)
@@ -108,8 +127,15 @@ def test_accumulation_scales_with_the_grad_scaler() -> None:
 def test_run_with_grad_accum_counts_tokens(tinystories: Path, cache_dir: Path) -> None:
     config = TrainConfig(
         model=ModelConfig(n_layer=1, d_model=32, n_head=2, vocab_size=1024, seq_len=32),
-        budget=3.0, data=str(tinystories), device="cpu", batch_size=8, lr=1e-2, grad_accum=3,
-        eval_tokens=2048, curve_points=2, sample_tokens=4,
+        budget=3.0,
+        data=str(tinystories),
+        device="cpu",
+        batch_size=8,
+        lr=1e-2,
+        grad_accum=3,
+        eval_tokens=2048,
+        curve_points=2,
+        sample_tokens=4,
     )
     lines: list[str] = []
 

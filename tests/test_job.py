@@ -1,4 +1,4 @@
-"""``study.job``: one trial's child process, how it ended, its events, stopping it."""
+"""``study.orchestra.job``: one trial's child process, how it ended, its events, stopping it."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from studyrun import FakeTrainer, fake_trainer, make_result
 
 from study.config import ModelConfig, TrainConfig
-from study.job import (
+from study.orchestra.job import (
     PRESTART_ENV,
     EventReader,
     Outcome,
@@ -31,8 +31,12 @@ def fake(tmp_path: Path) -> FakeTrainer:
 
 
 def job(fake: FakeTrainer, mode: str, **callbacks: Any) -> Outcome:
-    return run_job(TrainConfig(budget=2.0), command=fake.command,
-                   env={**fake.env, "FAKE_MODE": mode}, **callbacks)
+    return run_job(
+        TrainConfig(budget=2.0),
+        command=fake.command,
+        env={**fake.env, "FAKE_MODE": mode},
+        **callbacks,
+    )
 
 
 def assert_gone(pidfile: Path) -> None:
@@ -42,8 +46,12 @@ def assert_gone(pidfile: Path) -> None:
 
 def test_complete_job_reports_progress_curve_and_final(fake: FakeTrainer) -> None:
     seen: dict[str, list[Any]] = {"progress": [], "curve": []}
-    outcome = job(fake, "ok", on_progress=seen["progress"].append,
-                  on_curve=lambda e: seen["curve"].append((e["frac"], e["val_loss"])) or False)
+    outcome = job(
+        fake,
+        "ok",
+        on_progress=seen["progress"].append,
+        on_curve=lambda e: seen["curve"].append((e["frac"], e["val_loss"])) or False,
+    )
     assert outcome.state == "complete" and outcome.result is not None
     # The parent's measure: the process's wall time less its budgeted seconds (never below 0:
     # this fake claims 2 s of training in a fraction of that).
@@ -55,12 +63,15 @@ def test_complete_job_reports_progress_curve_and_final(fake: FakeTrainer) -> Non
     assert seen["curve"] == [(0.5, 5.1), (1.0, None), (1.0, 4.2)]
 
 
-@pytest.mark.parametrize(("mode", "reason"), [
-    ("diverged", "diverged: training loss became NaN by step 3"),
-    ("oom_no_file", "oom: error: out of memory at step 1"),
-    ("crash", "crash: exit status 1: "),
-    ("killed", "crash: killed by SIGKILL"),
-])
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [
+        ("diverged", "diverged: training loss became NaN by step 3"),
+        ("oom_no_file", "oom: error: out of memory at step 1"),
+        ("crash", "crash: exit status 1: "),
+        ("killed", "crash: killed by SIGKILL"),
+    ],
+)
 def test_failed_jobs_carry_a_reason(fake: FakeTrainer, mode: str, reason: str) -> None:
     outcome = job(fake, mode)
     assert outcome.state == "fail" and outcome.result is None
@@ -110,10 +121,15 @@ def test_prestart_rule(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not prestart_enabled("cuda", cores=64)
 
 
-def test_compile_caches_under_the_study_cache(monkeypatch: pytest.MonkeyPatch,
-                                              tmp_path: Path) -> None:
-    for name in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR", "TORCHINDUCTOR_FX_GRAPH_CACHE",
-                 "TORCHINDUCTOR_AUTOGRAD_CACHE"):
+def test_compile_caches_under_the_study_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in (
+        "TORCHINDUCTOR_CACHE_DIR",
+        "TRITON_CACHE_DIR",
+        "TORCHINDUCTOR_FX_GRAPH_CACHE",
+        "TORCHINDUCTOR_AUTOGRAD_CACHE",
+    ):
         monkeypatch.delenv(name, raising=False)
     env = compile_cache_env(str(tmp_path))
     assert env["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "torch-compile" / "inductor")
@@ -126,16 +142,27 @@ def test_compile_caches_under_the_study_cache(monkeypatch: pytest.MonkeyPatch,
 def real_config(data: Path) -> TrainConfig:
     return TrainConfig(
         model=ModelConfig(n_layer=1, d_model=32, n_head=2, vocab_size=1024, seq_len=32),
-        budget=1.0, data=str(data), device="cpu", batch_size=8, eval_tokens=1024,
-        curve_points=2, sample_tokens=4, max_stories=2000)
+        budget=1.0,
+        data=str(data),
+        device="cpu",
+        batch_size=8,
+        eval_tokens=1024,
+        curve_points=2,
+        sample_tokens=4,
+        max_stories=2000,
+    )
 
 
 def assert_consistent(result: TrainResult) -> None:
     assert result.outside_seconds is not None and result.outside_seconds >= 0
     assert result.compile_seconds is not None
     assert 0 <= result.compile_seconds <= result.train_seconds
-    for phase in (result.import_seconds, result.setup_seconds, result.sample_seconds,
-                  result.eval_seconds):
+    for phase in (
+        result.import_seconds,
+        result.setup_seconds,
+        result.sample_seconds,
+        result.eval_seconds,
+    ):
         assert phase is not None and phase >= 0
 
 
@@ -150,8 +177,7 @@ def test_warm_job_trains_like_a_cold_one(tinystories: Path, cache_dir: Path) -> 
     waiting = pool._child
     assert waiting is not None and waiting.warm
     try:
-        warm = run_job(config.replace(seed=1), command=command, cache_dir=str(cache_dir),
-                       pool=pool)
+        warm = run_job(config.replace(seed=1), command=command, cache_dir=str(cache_dir), pool=pool)
         spare = pool._child
         assert spare is not None and spare is not waiting  # the next trial's, already started
     finally:
@@ -167,8 +193,7 @@ def test_warm_job_trains_like_a_cold_one(tinystories: Path, cache_dir: Path) -> 
 
 
 def test_warm_child_exits_quietly_without_a_trial(tinystories: Path, cache_dir: Path) -> None:
-    pool = WarmPool((sys.executable, "-m", "study.train"), enabled=True,
-                    cache_dir=str(cache_dir))
+    pool = WarmPool((sys.executable, "-m", "study.train"), enabled=True, cache_dir=str(cache_dir))
     pool.refill(real_config(tinystories))
     child = pool._child
     assert child is not None and child.proc.stdin is not None

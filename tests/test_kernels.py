@@ -1,4 +1,4 @@
-"""The head's Triton kernels (study.triton_ce, chosen by study.models.loss.head_kernels) compute
+"""The head's Triton kernels (study.models.triton_ce, chosen by study.models.loss.head_kernels) compute
 what PyTorch does: against float64 references on fresh random inputs on a GPU (``-m gpu``), and
 off CUDA every kind falls back to PyTorch."""
 
@@ -20,22 +20,25 @@ from study.models.loss import (
     softmax_grad_eager,
     triton_ready,
 )
-from study.step import make_loss, plan_step
+from study.training.step import make_loss, plan_step
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
 @pytest.mark.parametrize("kind", CE_KERNELS)
 def test_every_kind_falls_back_to_pytorch_off_cuda(kind: str) -> None:
-    softmax_grad, logits_grad = head_kernels(kind, device=torch.device("cpu"),  # type: ignore[arg-type]
-                                             vocab_size=300, compile=False)
+    softmax_grad, logits_grad = head_kernels(
+        kind,
+        device=torch.device("cpu"),  # type: ignore[arg-type]
+        vocab_size=300,
+        compile=False,
+    )
     assert softmax_grad is softmax_grad_eager and logits_grad is None
     torch.manual_seed(0)
     h = torch.randn(20, 8, dtype=torch.float64, requires_grad=True)
     w = torch.randn(300, 8, dtype=torch.float64, requires_grad=True)
     t = torch.randint(0, 300, (20,))
-    out = linear_cross_entropy(h, w, t, chunk=7, softmax_grad=softmax_grad,
-                               logits_grad=logits_grad)
+    out = linear_cross_entropy(h, w, t, chunk=7, softmax_grad=softmax_grad, logits_grad=logits_grad)
     torch.testing.assert_close(out, F.cross_entropy(h @ w.t(), t).float(), check_dtype=False)
 
 
@@ -67,7 +70,7 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize(("n", "d", "v"), [(300, 160, 1000), (1024, 128, 4096), (77, 384, 515)])
 def test_triton_kernels_match_float64(n: int, d: int, v: int, dtype: torch.dtype) -> None:
-    from study import triton_ce
+    from study.models import triton_ce
 
     h = torch.randn(n, d, device="cuda").to(dtype)
     w = (torch.randn(v, d, device="cuda") * 0.2).to(dtype)

@@ -6,37 +6,61 @@ import optuna
 import pytest
 import sqlalchemy as sa
 
-from study import schema, store
 from study.merge import main, merge
-from study.optuna_store import SharedStudy
+from study.storage import schema, store
+from study.storage.optuna_store import SharedStudy
 
 
 def make_study(url: str, name: str, n: int) -> None:
     storage = store.open_storage(url)
     study = optuna.create_study(storage=storage, study_name=name)
     for i in range(n):
-        study.add_trial(optuna.trial.create_trial(
-            params={"x": float(i)}, distributions={"x": optuna.distributions.FloatDistribution(
-                0, 10)}, value=10.0 - i, user_attrs={"params": 1000 * (i + 1)}))
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"x": float(i)},
+                distributions={"x": optuna.distributions.FloatDistribution(0, 10)},
+                value=10.0 - i,
+                user_attrs={"params": 1000 * (i + 1)},
+            )
+        )
     shared = SharedStudy.load(url, name)
     with storage.engine.begin() as conn:
         for t in study.get_trials():
-            conn.execute(schema.curve.insert(), [
-                {"trial_id": shared.trial_id(t.number), "idx": k, "study_name": name,
-                 "trial_number": t.number, "elapsed_s": float(k), "tokens": 100 * k,
-                 "train_loss": 5.0 - k, "val_loss": 6.0 - k + t.number} for k in range(3)])
-            conn.execute(schema.sample.insert().values(
-                trial_id=shared.trial_id(t.number), study_name=name, trial_number=t.number,
-                prompt="Once", text=f"Once {t.number}"))
+            conn.execute(
+                schema.curve.insert(),
+                [
+                    {
+                        "trial_id": shared.trial_id(t.number),
+                        "idx": k,
+                        "study_name": name,
+                        "trial_number": t.number,
+                        "elapsed_s": float(k),
+                        "tokens": 100 * k,
+                        "train_loss": 5.0 - k,
+                        "val_loss": 6.0 - k + t.number,
+                    }
+                    for k in range(3)
+                ],
+            )
+            conn.execute(
+                schema.sample.insert().values(
+                    trial_id=shared.trial_id(t.number),
+                    study_name=name,
+                    trial_number=t.number,
+                    prompt="Once",
+                    text=f"Once {t.number}",
+                )
+            )
 
 
 def rows(url: str, name: str) -> list[tuple]:
     engine = sa.create_engine(url)
     with engine.connect() as conn:
-        out = conn.execute(sa.select(schema.curve.c.trial_number, schema.curve.c.idx,
-                                     schema.curve.c.val_loss)
-                           .where(schema.curve.c.study_name == name)
-                           .order_by(schema.curve.c.trial_number, schema.curve.c.idx)).all()
+        out = conn.execute(
+            sa.select(schema.curve.c.trial_number, schema.curve.c.idx, schema.curve.c.val_loss)
+            .where(schema.curve.c.study_name == name)
+            .order_by(schema.curve.c.trial_number, schema.curve.c.idx)
+        ).all()
     engine.dispose()
     return [tuple(r) for r in out]
 
@@ -51,8 +75,12 @@ def test_merge_copies_trials_and_rows(tmp_path: Path) -> None:
     assert rows(dst, "gpu") == rows(src, "gpu")
     engine = sa.create_engine(dst)
     with engine.connect() as conn:
-        ids = {r[0] for r in conn.execute(sa.select(schema.sample.c.trial_id)
-                                          .where(schema.sample.c.study_name == "gpu"))}
+        ids = {
+            r[0]
+            for r in conn.execute(
+                sa.select(schema.sample.c.trial_id).where(schema.sample.c.study_name == "gpu")
+            )
+        }
     shared = SharedStudy.load(dst, "gpu")
     assert ids == {shared.trial_id(t.number) for t in copied}
     assert ids.isdisjoint({SharedStudy.load(dst, "cpu").trial_id(n) for n in range(2)})

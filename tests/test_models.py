@@ -15,8 +15,9 @@ VARIANTS = list(itertools.product(("learned", "rope", "alibi", "none"), ("swiglu
 
 @pytest.mark.parametrize(("pos", "mlp"), VARIANTS)
 def test_param_count_matches_numel(pos: str, mlp: str) -> None:
-    config = ModelConfig(n_layer=2, d_model=64, n_head=4, pos=pos, mlp=mlp, vocab_size=512,
-                         seq_len=32)
+    config = ModelConfig(
+        n_layer=2, d_model=64, n_head=4, pos=pos, mlp=mlp, vocab_size=512, seq_len=32
+    )
     model = build_model(config)
     counts = count_params(config, model)
     assert counts.total == sum(p.numel() for p in model.parameters())
@@ -45,8 +46,9 @@ def test_param_groups_sum_to_total() -> None:
 def test_causal(pos: str, mlp: str) -> None:
     """Changing a later token never changes earlier positions' outputs."""
     torch.manual_seed(0)
-    config = ModelConfig(n_layer=2, d_model=32, n_head=4, pos=pos, mlp=mlp, vocab_size=300,
-                         seq_len=16)
+    config = ModelConfig(
+        n_layer=2, d_model=32, n_head=4, pos=pos, mlp=mlp, vocab_size=300, seq_len=16
+    )
     model = build_model(config).eval()
     x = torch.randint(0, 300, (2, 16))
     y = x.clone()

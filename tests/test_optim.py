@@ -1,4 +1,4 @@
-"""The torch.optim-free AdamW (study.optim) against ``torch.optim.AdamW``."""
+"""The torch.optim-free AdamW (study.training.optim) against ``torch.optim.AdamW``."""
 
 from __future__ import annotations
 
@@ -7,17 +7,23 @@ import torch
 
 from study.config import ModelConfig, TrainConfig
 from study.models import build_model
-from study.optim import ForeachAdamW, make_optimizer
+from study.training.optim import ForeachAdamW, make_optimizer
 
 
 def test_foreach_adamw_matches_torch() -> None:
     torch.manual_seed(0)
     a = [torch.randn(5, 3, requires_grad=True), torch.randn(4, requires_grad=True)]
     b = [p.detach().clone().requires_grad_() for p in a]
-    ref = torch.optim.AdamW([{"params": [a[0]], "weight_decay": 0.1},
-                             {"params": [a[1]], "weight_decay": 0.0}], lr=1e-2, betas=(0.9, 0.95))
-    ours = ForeachAdamW([{"params": [b[0]], "weight_decay": 0.1},
-                         {"params": [b[1]], "weight_decay": 0.0}], lr=1e-2, betas=(0.9, 0.95))
+    ref = torch.optim.AdamW(
+        [{"params": [a[0]], "weight_decay": 0.1}, {"params": [a[1]], "weight_decay": 0.0}],
+        lr=1e-2,
+        betas=(0.9, 0.95),
+    )
+    ours = ForeachAdamW(
+        [{"params": [b[0]], "weight_decay": 0.1}, {"params": [b[1]], "weight_decay": 0.0}],
+        lr=1e-2,
+        betas=(0.9, 0.95),
+    )
     for i in range(12):
         for p, q in zip(a, b, strict=True):
             p.grad = torch.randn_like(p)

@@ -1,4 +1,4 @@
-"""``study.progress``: the study's standing after each trial, the bar on a terminal against
+"""``study.orchestra.progress``: the study's standing after each trial, the bar on a terminal against
 plain lines elsewhere, and the closing summary."""
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from study import progress
 from study.fmt import fmt_count
+from study.orchestra import progress
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,13 +37,16 @@ def test_study_line_and_summary() -> None:
     trial.set_user_attr("fail_reason", "oom: x")
     study.tell(trial, state=TrialState.FAIL)
     line = progress.study_line("s", study.trials, target=5, workers=1)
-    assert line.startswith("[s] 2/5 complete, 1 failed, 0 pruned | best ppl 20.00 #1 (1.31M "
-                           "params; n_layer=")
+    assert line.startswith(
+        "[s] 2/5 complete, 1 failed, 0 pruned | best ppl 20.00 #1 (1.31M params; n_layer="
+    )
     assert line.endswith(" left")
-    lines = [line.strip() for line in progress.summary("s", "sqlite:///x.db", study.trials,
-                                                        target=5)]
-    assert ("python -m analysis.scaling_law --storage sqlite:///x.db --study-name s "
-            "--plot loss_law.png") in lines
+    lines = [
+        line.strip() for line in progress.summary("s", "sqlite:///x.db", study.trials, target=5)
+    ]
+    assert (
+        "python -m analysis.scaling_law --storage sqlite:///x.db --study-name s --plot loss_law.png"
+    ) in lines
     assert "optuna-dashboard sqlite:///x.db" in lines
     assert [line.split()[0] for line in lines[2:4]] == ["1", "0"]  # best first
     assert progress.fmt_count is fmt_count  # the one number format
@@ -72,8 +75,9 @@ def test_summary_shows_time_outside_budget_compile_and_repetition() -> None:
     complete_trial(study, 30.0, outside_seconds=4.0, compile_seconds=1.0, epochs=0.5)
     complete_trial(study, 20.0, outside_seconds=8.0, compile_seconds=3.0, epochs=6.0)
     lines = progress.summary("s", "sqlite:///x.db", study.trials, target=2)
-    assert ("seconds per trial outside the budget (start-up, evaluation, exit): mean 6.0, "
-            "max 8.0") in lines
+    assert (
+        "seconds per trial outside the budget (start-up, evaluation, exit): mean 6.0, max 8.0"
+    ) in lines
     assert "seconds per trial compiling inside the budget: mean 2.0, max 3.0" in lines
     warning = next(line for line in lines if line.startswith("warning:"))
     assert "1 trial(s)" in warning and "more than 4 times (#1)" in warning
@@ -88,8 +92,10 @@ def test_summary_shows_time_outside_budget_compile_and_repetition() -> None:
 def test_time_left_counts_budget_overhead_and_the_running_trial() -> None:
     assert progress.time_left(remaining=3, budget=10.0, overhead=0.0, workers=1) == 30.0
     assert progress.time_left(remaining=3, budget=10.0, overhead=2.0, workers=1) == 36.0
-    assert progress.time_left(remaining=3, budget=10.0, overhead=2.0, workers=1,
-                              running_elapsed=4.0) == 32.0
+    assert (
+        progress.time_left(remaining=3, budget=10.0, overhead=2.0, workers=1, running_elapsed=4.0)
+        == 32.0
+    )
     assert progress.time_left(remaining=4, budget=10.0, overhead=0.0, workers=2) == 20.0
     assert progress.time_left(remaining=0, budget=10.0, overhead=5.0, workers=1) == 0.0
 
@@ -97,8 +103,8 @@ def test_time_left_counts_budget_overhead_and_the_running_trial() -> None:
 # A study's events played to a Display whose output is the child's stdout.
 DISPLAY_SCRIPT = textwrap.dedent("""
     import optuna
-    from study.job import Outcome
-    from study.progress import Display
+    from study.orchestra.job import Outcome
+    from study.orchestra.progress import Display
     from tests_result import result
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -122,18 +128,28 @@ def play_display(tmp_path: Path, *, tty: bool) -> str:
 
     (tmp_path / "tests_result.py").write_text(
         "from study.result import TrainResult\n"
-        f"result = TrainResult(**{make_result(outside_seconds=4.0).to_dict()!r})\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(tmp_path)]),
-           "COLUMNS": "120"}
+        f"result = TrainResult(**{make_result(outside_seconds=4.0).to_dict()!r})\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(tmp_path)]),
+        "COLUMNS": "120",
+    }
     if not tty:
-        proc = subprocess.run([sys.executable, "-c", DISPLAY_SCRIPT], capture_output=True,
-                              env=env, timeout=120, check=True)
+        proc = subprocess.run(
+            [sys.executable, "-c", DISPLAY_SCRIPT],
+            capture_output=True,
+            env=env,
+            timeout=120,
+            check=True,
+        )
         return proc.stdout.decode()
     leader, follower = os.openpty()
     # A terminal 120 columns wide, 30 rows high (a fresh pseudo-terminal reports 0 x 0).
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
-    child = subprocess.Popen([sys.executable, "-c", DISPLAY_SCRIPT], stdout=follower,
-                             stderr=subprocess.PIPE, env=env)
+    child = subprocess.Popen(
+        [sys.executable, "-c", DISPLAY_SCRIPT], stdout=follower, stderr=subprocess.PIPE, env=env
+    )
     os.close(follower)
     chunks = []
     deadline = time.monotonic() + 120
@@ -174,8 +190,7 @@ def test_bar_on_a_terminal_plain_lines_without(tmp_path: Path) -> None:
     lines = plain.splitlines()
     assert lines[0] == "PLAIN" and "\r" not in plain and "\x1b" not in plain
     assert lines[1] == "trial 0 start [worker 0]: n_layer=2"
-    assert lines[2] == ("    #0 | step    120 | loss 4.5000 | lr 1.00e-03 | 12.3k tok/s | "
-                        "5.0/10s")
+    assert lines[2] == ("    #0 | step    120 | loss 4.5000 | lr 1.00e-03 | 12.3k tok/s | 5.0/10s")
     assert lines[3].startswith("trial 0 complete: ppl 66.70 | bpb 2.000 | 300k params")
     assert lines[4].startswith("[s] 1/3 complete, 0 failed, 0 pruned | best ppl 20.00 #0")
     assert len(lines) == 5

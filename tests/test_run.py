@@ -26,7 +26,7 @@ from studyrun import (
 )
 
 from study import run as run_module
-from study import store
+from study.storage import store
 
 
 def test_study_completes_then_resume_adds_exactly_one(tmp_path: Path, cache_dir: Path) -> None:
@@ -44,8 +44,9 @@ def test_study_completes_then_resume_adds_exactly_one(tmp_path: Path, cache_dir:
         # Every step trains batch_size x seq_len tokens (x accumulation) and the clock counts
         # training only, until the budget is spent.
         model = a["config"]["model"]
-        assert a["tokens_seen"] == (a["steps"] * a["batch_size"] * model["seq_len"]
-                                    * a["config"]["grad_accum"])
+        assert a["tokens_seen"] == (
+            a["steps"] * a["batch_size"] * model["seq_len"] * a["config"]["grad_accum"]
+        )
         assert a["train_seconds"] >= 1.0 and a["epochs"] > 0
         # The steady-state rate leaves out only the first tenth of the budget, so it lies
         # within a small factor of the average rate over the whole budget.
@@ -73,27 +74,36 @@ def test_study_completes_then_resume_adds_exactly_one(tmp_path: Path, cache_dir:
 
 
 def test_a_database_gone_for_good_ends_the_run_with_one_line(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     def gone(opts: object) -> int:
-        raise store.StorageGone("could not read the study: the database did not answer for "
-                                "300s (connection refused)")
+        raise store.StorageGone(
+            "could not read the study: the database did not answer for 300s (connection refused)"
+        )
 
     monkeypatch.setattr(run_module, "run_study", gone)
     assert run_module.main(["--trials", "1"]) == 1
     err = capsys.readouterr().err
-    assert err == ("error: could not read the study: the database did not answer for 300s "
-                   "(connection refused); run the same command to go on (trials left running "
-                   "are queued again then)\n")
+    assert err == (
+        "error: could not read the study: the database did not answer for 300s "
+        "(connection refused); run the same command to go on (trials left running "
+        "are queued again then)\n"
+    )
 
 
 def test_two_identical_runs_started_together_on_a_new_file_both_succeed(
-        tmp_path: Path, cache_dir: Path) -> None:
+    tmp_path: Path, cache_dir: Path
+) -> None:
     """Issue 18 #6: one of them used to fail creating the tables; together they finish the
     study, each trial once."""
     url = f"sqlite:///{tmp_path / 'study.db'}"
     args = study_args(url, write_sweep(tmp_path), cache_dir, "--trials", "2")
-    procs = [subprocess.Popen(args, cwd=REPO, text=True, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            args, cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     for out in outs:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from study.schedule import lr_at, seq_len_at
+from study.training.schedule import lr_at, seq_len_at
 
 
 def test_lr_warms_up_then_decays_to_zero() -> None:
@@ -33,4 +33,7 @@ def test_curriculum_lengths_follow_schedule() -> None:
     assert seq_len_at(0.0, full=48, curriculum=True) == 48  # shorter than the first stage
     # A length that is no power of two: the last stage is capped at the full length.
     assert {seq_len_at(f, full=200, curriculum=True) for f in np.linspace(0, 1, 101)} == {
-        64, 128, 200}
+        64,
+        128,
+        200,
+    }

@@ -35,8 +35,8 @@ from studyrun import (
     write_sweep,
 )
 
-from study import schema
-from study.study_lock import StudyLock
+from study.storage import schema
+from study.storage.study_lock import StudyLock
 
 SERVERS = {"postgresql": "STUDY_TEST_POSTGRES_URL", "mysql": "STUDY_TEST_MYSQL_URL"}
 PROCESSES, WORKERS, TRIALS = 2, 2, 4
@@ -70,20 +70,29 @@ def server(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
         engine.dispose()
 
 
-def test_two_processes_of_two_workers_share_one_study(server: tuple[str, str], tmp_path: Path,
-                                                      cache_dir: Path) -> None:
+def test_two_processes_of_two_workers_share_one_study(
+    server: tuple[str, str], tmp_path: Path, cache_dir: Path
+) -> None:
     """Two ``study.run`` processes of 2 workers each, started together against one server
     study, finish it between them: exactly the asked trials complete, each once, with its rows,
     and neither process ends before the study is done."""
     url, name = server
-    args = study_args(url, write_sweep(tmp_path), cache_dir, "--trials", str(TRIALS),
-                      "--workers", str(WORKERS), "--study-name", name)
+    args = study_args(
+        url,
+        write_sweep(tmp_path),
+        cache_dir,
+        "--trials",
+        str(TRIALS),
+        "--workers",
+        str(WORKERS),
+        "--study-name",
+        name,
+    )
     logs = [tmp_path / f"process-{i}.log" for i in range(PROCESSES)]
     procs = []
     for log in logs:
         with open(log, "wb") as out:
-            procs.append(subprocess.Popen(args, cwd=REPO, stdout=out,
-                                          stderr=subprocess.STDOUT))
+            procs.append(subprocess.Popen(args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT))
     try:
         for proc in procs:
             proc.wait(300)
@@ -107,8 +116,9 @@ def test_two_processes_of_two_workers_share_one_study(server: tuple[str, str], t
     assert len({t.user_attrs["worker"]["pid"] for t in v.trials}) >= 2
 
 
-def test_an_existing_study_is_rerun_and_joined_late(server: tuple[str, str], tmp_path: Path,
-                                                     cache_dir: Path) -> None:
+def test_an_existing_study_is_rerun_and_joined_late(
+    server: tuple[str, str], tmp_path: Path, cache_dir: Path
+) -> None:
     """Every run but the first meets a study that exists: a rerun of a finished study does
     nothing and succeeds, and a machine joining a running study shares it. (MariaDB once
     refused both with exit 2: its storage check selected a column named ``key``.)"""
@@ -131,15 +141,21 @@ def test_an_existing_study_is_rerun_and_joined_late(server: tuple[str, str], tmp
     procs: list[subprocess.Popen[bytes]] = []
     try:
         with open(logs[0], "wb") as out:
-            procs.append(subprocess.Popen(args(TRIALS), cwd=REPO, stdout=out,
-                                          stderr=subprocess.STDOUT, env=env))
+            procs.append(
+                subprocess.Popen(
+                    args(TRIALS), cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env
+                )
+            )
         deadline = time.monotonic() + 120
         while not trainer_children(mark):  # join while the first machine is training
             assert procs[0].poll() is None and time.monotonic() < deadline, logs[0].read_text()
             time.sleep(0.1)
         with open(logs[1], "wb") as out:
-            procs.append(subprocess.Popen(args(TRIALS), cwd=REPO, stdout=out,
-                                          stderr=subprocess.STDOUT, env=env))
+            procs.append(
+                subprocess.Popen(
+                    args(TRIALS), cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env
+                )
+            )
         for proc in procs:
             proc.wait(300)
     finally:
@@ -170,13 +186,25 @@ def _server_control(url: str) -> tuple[list[str], list[str]] | None:
         for line in listed.splitlines():
             version, cluster, port = line.split()[:3]
             if int(port) == (parsed.port or 5432):
-                return (["pg_ctlcluster", version, cluster, "stop", "-m", "fast"],
-                        ["pg_ctlcluster", version, cluster, "start"])
-    if (parsed.get_backend_name() == "mysql" and shutil.which("mysqladmin")
-            and Path(MARIADBD).exists()):
-        return ([MYSQLADMIN, f"--user={parsed.username}", f"--host={parsed.host}",
-                 f"--port={parsed.port or 3306}", "shutdown"],
-                ["sh", "-c", f"setsid {MARIADBD} --user=mysql </dev/null >/dev/null 2>&1 &"])
+                return (
+                    ["pg_ctlcluster", version, cluster, "stop", "-m", "fast"],
+                    ["pg_ctlcluster", version, cluster, "start"],
+                )
+    if (
+        parsed.get_backend_name() == "mysql"
+        and shutil.which("mysqladmin")
+        and Path(MARIADBD).exists()
+    ):
+        return (
+            [
+                MYSQLADMIN,
+                f"--user={parsed.username}",
+                f"--host={parsed.host}",
+                f"--port={parsed.port or 3306}",
+                "shutdown",
+            ],
+            ["sh", "-c", f"setsid {MARIADBD} --user=mysql </dev/null >/dev/null 2>&1 &"],
+        )
     return None
 
 
@@ -198,8 +226,9 @@ def _wait_reachable(url: str, timeout: float = 120.0) -> None:
 OUTAGE_S = 25.0  # longer than the 11 s the old fixed retries rode out
 
 
-def test_a_server_away_mid_trial_loses_nothing(server: tuple[str, str], tmp_path: Path,
-                                               cache_dir: Path) -> None:
+def test_a_server_away_mid_trial_loses_nothing(
+    server: tuple[str, str], tmp_path: Path, cache_dir: Path
+) -> None:
     """The server stops for OUTAGE_S while a trial trains, then starts again: the run rides it
     out (warnings, no traceback), exits 0, and every trial completes once with its rows."""
     url, name = server
@@ -208,12 +237,18 @@ def test_a_server_away_mid_trial_loses_nothing(server: tuple[str, str], tmp_path
         pytest.skip(f"no way to stop and start the server behind {url} on this machine")
     stop, start = control
     mark = uuid.uuid4().hex
-    args = study_args(url, write_sweep(tmp_path), cache_dir, "--trials", "2", "--study-name",
-                      name, budget=4.0)
+    args = study_args(
+        url, write_sweep(tmp_path), cache_dir, "--trials", "2", "--study-name", name, budget=4.0
+    )
     log = tmp_path / "run.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen(args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, "STUDY_TEST_MARK": mark})
+        proc = subprocess.Popen(
+            args,
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "STUDY_TEST_MARK": mark},
+        )
     try:
         deadline = time.monotonic() + 120
         while not trainer_children(mark):
@@ -241,7 +276,7 @@ def test_a_server_away_mid_trial_loses_nothing(server: tuple[str, str], tmp_path
 
 HOLDER = """
 import sys
-from study.study_lock import StudyLock
+from study.storage.study_lock import StudyLock
 lock = StudyLock(sys.argv[1], sys.argv[2])
 with lock:
     print("held", flush=True)
@@ -250,8 +285,13 @@ with lock:
 
 
 def _lock_excludes_and_dies_with_its_holder(url: str, name: str) -> None:
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, url, name], cwd=REPO, text=True,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, url, name],
+        cwd=REPO,
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
         taken = threading.Event()
@@ -290,23 +330,31 @@ def test_study_lock_on_sqlite(tmp_path: Path) -> None:
     assert sorted(tmp_path.iterdir()) == []  # nothing beside the (unopened) database
 
 
-def _a_run_behind_a_frozen_holder_says_so_and_stops(url: str, name: str, tmp_path: Path,
-                                                    cache_dir: Path) -> None:
+def _a_run_behind_a_frozen_holder_says_so_and_stops(
+    url: str, name: str, tmp_path: Path, cache_dir: Path
+) -> None:
     """A process stopped (SIGSTOP) while holding the study lock: a run of the study waits,
     says what it waits for, and still stops at SIGTERM, one line and no traceback (issue 18 #4:
     ``pg_advisory_lock`` waited in the server, deaf to signals)."""
     import signal
 
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, url, name], cwd=REPO, text=True,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, url, name],
+        cwd=REPO,
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     runner = None
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
         holder.send_signal(signal.SIGSTOP)
-        args = study_args(url, write_sweep(tmp_path), cache_dir, "--trials", "1",
-                          "--study-name", name)
-        runner = subprocess.Popen(args, cwd=REPO, text=True, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE)
+        args = study_args(
+            url, write_sweep(tmp_path), cache_dir, "--trials", "1", "--study-name", name
+        )
+        runner = subprocess.Popen(
+            args, cwd=REPO, text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         assert runner.stderr is not None
         seen = []
         for line in runner.stderr:  # ends if the run exits: then the assert below says why
@@ -325,12 +373,14 @@ def _a_run_behind_a_frozen_holder_says_so_and_stops(url: str, name: str, tmp_pat
 
 
 def test_a_frozen_lock_holder_leaves_a_server_run_stoppable(
-        server: tuple[str, str], tmp_path: Path, cache_dir: Path) -> None:
+    server: tuple[str, str], tmp_path: Path, cache_dir: Path
+) -> None:
     _a_run_behind_a_frozen_holder_says_so_and_stops(*server, tmp_path, cache_dir)
 
 
-def test_a_frozen_lock_holder_leaves_an_sqlite_run_stoppable(tmp_path: Path,
-                                                            cache_dir: Path) -> None:
+def test_a_frozen_lock_holder_leaves_an_sqlite_run_stoppable(
+    tmp_path: Path, cache_dir: Path
+) -> None:
     url = f"sqlite:///{tmp_path / 'study.db'}"
     _a_run_behind_a_frozen_holder_says_so_and_stops(url, "tiny", tmp_path, cache_dir)
 
@@ -348,21 +398,32 @@ def fresh_database(server: tuple[str, str]) -> Iterator[str]:
     finally:
         with admin.connect() as conn:
             if admin.dialect.name == "postgresql":  # connections left by killed processes
-                conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                     "WHERE datname = :name"), {"name": name})
+                conn.execute(
+                    sa.text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = :name"
+                    ),
+                    {"name": name},
+                )
             conn.execute(sa.text(f"DROP DATABASE {name}"))
         admin.dispose()
 
 
-def test_processes_creating_a_new_server_database_at_once_all_succeed(
-        fresh_database: str) -> None:
+def test_processes_creating_a_new_server_database_at_once_all_succeed(fresh_database: str) -> None:
     """Four processes make Optuna's and the harness tables in one new database at the same
     moment (issue 18 #6 on a server): the losers of the race find the winner's tables."""
     from test_store import OPENER
 
     go = time.time() + 3.0
-    procs = [subprocess.Popen([sys.executable, "-c", OPENER, fresh_database, f"s{i}", str(go)],
-                              cwd=REPO, text=True, stderr=subprocess.PIPE) for i in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPENER, fresh_database, f"s{i}", str(go)],
+            cwd=REPO,
+            text=True,
+            stderr=subprocess.PIPE,
+        )
+        for i in range(4)
+    ]
     errors = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, errors
     assert set(optuna.get_all_study_names(storage=fresh_database)) == {f"s{i}" for i in range(4)}

@@ -1,4 +1,4 @@
-"""``study.stale``: which running trials will never finish, and recovering them (failed, their
+"""``study.storage.stale``: which running trials will never finish, and recovering them (failed, their
 rows dropped, their parameters queued again)."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import optuna
 from optuna.trial import TrialState
 from studyrun import dead_pid, make_result
 
-from study import stale, store
-from study.optuna_store import SharedStudy
+from study.storage import stale, store
+from study.storage.optuna_store import SharedStudy
 
 
 def running(user_attrs: dict[str, Any], started: float | None = None) -> Any:
@@ -59,8 +59,9 @@ def test_heartbeats_missed_while_the_database_was_away_do_not_count() -> None:
     old = running({"worker": remote, "heartbeat": now - stale.GRACE_S - 60})
     assert stale.stale_reason(old, me=me, now=now) is not None
     assert stale.stale_reason(old, me=me, now=now, reachable_since=now - 30) is None
-    assert stale.stale_reason(old, me=me, now=now,
-                              reachable_since=now - stale.GRACE_S - 1) is not None
+    assert (
+        stale.stale_reason(old, me=me, now=now, reachable_since=now - stale.GRACE_S - 1) is not None
+    )
 
 
 def test_recover_stale_fails_requeues_and_drops_rows(tmp_path: Path) -> None:
@@ -69,8 +70,13 @@ def test_recover_stale_fails_requeues_and_drops_rows(tmp_path: Path) -> None:
     orphan = study.ask()
     orphan.suggest_float("lr", 1e-4, 1e-2, log=True)
     orphan.set_user_attr("worker", {**stale.this_worker(), "pid": dead_pid()})
-    store.write_trial_rows(shared.engine, trial_id=shared.trial_id(orphan.number),
-                           study_name="s", trial_number=orphan.number, result=make_result())
+    store.write_trial_rows(
+        shared.engine,
+        trial_id=shared.trial_id(orphan.number),
+        study_name="s",
+        trial_number=orphan.number,
+        result=make_result(),
+    )
     alive = study.ask()
     alive.suggest_float("lr", 1e-4, 1e-2, log=True)
     alive.set_user_attr("worker", stale.this_worker())
@@ -99,8 +105,13 @@ def test_recovery_finishes_what_a_kill_cut_short(tmp_path: Path) -> None:
     unstamped = study.ask({"lr": lr})  # killed between ask and stamp
     assert stale.recover_stale(shared) == []  # no lock: within grace
     cut = study.ask({"lr": lr})  # killed after failing it, before queueing its retry
-    store.write_trial_rows(shared.engine, trial_id=shared.trial_id(cut.number), study_name="s",
-                           trial_number=cut.number, result=make_result())
+    store.write_trial_rows(
+        shared.engine,
+        trial_id=shared.trial_id(cut.number),
+        study_name="s",
+        trial_number=cut.number,
+        result=make_result(),
+    )
     assert shared.fail(cut.number, "stale: worker h:1 died")
     study.enqueue_trial({"lr": 0.005}, user_attrs={"retry_of": 99})
     popped = study.ask()  # a queued retry, killed before it sampled lr
@@ -110,7 +121,8 @@ def test_recovery_finishes_what_a_kill_cut_short(tmp_path: Path) -> None:
     assert stale.recover_stale(shared, locked=True) == [0, 2]
     trials = study.get_trials()
     assert trials[0].user_attrs["fail_reason"] == (
-        "stale: its worker was killed before it stamped the trial")
+        "stale: its worker was killed before it stamped the trial"
+    )
     retries = {t.user_attrs["retry_of"]: t for t in trials if "retry_of" in t.user_attrs}
     assert retries[0].system_attrs["fixed_params"] == unstamped.params
     assert retries[1].system_attrs["fixed_params"] == cut.params

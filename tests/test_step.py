@@ -1,4 +1,4 @@
-"""The fast training step (study.step) computes what the plain one does.
+"""The fast training step (study.training.step) computes what the plain one does.
 
 The fused loss against the model's own, a whole ``TrainStep`` against a hand-written step
 (forward, backward, clip, AdamW) on the same windows, and the plan per device. The levers alone:
@@ -16,7 +16,7 @@ import torch
 from study.config import ModelConfig, TrainConfig
 from study.device import cpu_has_bf16
 from study.models import build_model
-from study.step import Batches, StepPlan, TrainStep, make_loss, plan_step
+from study.training.step import Batches, StepPlan, TrainStep, make_loss, plan_step
 
 V, T = 300, 16
 EAGER = StepPlan(compile=False, cuda_graph=False, ce_chunk=7, autocast=None, fused_adamw=False)
@@ -50,14 +50,20 @@ def test_train_step_equals_a_hand_written_step(grad_accum: int) -> None:
     reference = copy.deepcopy(model)
     initial = copy.deepcopy(model)
     tokens = torch.randint(0, V, (5000,), dtype=torch.int32)
-    step = TrainStep(model, config, device=torch.device("cpu"), tokens=tokens, batch_size=4,
-                     plan=EAGER)
+    step = TrainStep(
+        model, config, device=torch.device("cpu"), tokens=tokens, batch_size=4, plan=EAGER
+    )
     windows = Batches(tokens, seed=config.seed)  # the same stream of windows
     decay = [p for p in reference.parameters() if p.dim() >= 2]
     no_decay = [p for p in reference.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=config.lr, betas=(config.beta1, config.beta2))
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=config.lr,
+        betas=(config.beta1, config.beta2),
+    )
     losses = []
     for lr in (1e-2, 5e-3, 2e-3):
         assert step(lr=lr, seq_len=T) == 4 * T * grad_accum
@@ -76,8 +82,10 @@ def test_train_step_equals_a_hand_written_step(grad_accum: int) -> None:
     # Adam divides by the root of tiny second moments: float rounding shows up a little.
     for p, q in zip(model.parameters(), reference.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-3, atol=3e-5)
-    moved = max((p - q).abs().max().item() for p, q in zip(model.parameters(),
-                                                            initial.parameters(), strict=True))
+    moved = max(
+        (p - q).abs().max().item()
+        for p, q in zip(model.parameters(), initial.parameters(), strict=True)
+    )
     assert moved > 1e-3  # three real updates, far beyond the tolerance
     mean, bad = step.read_loss()
     assert mean == pytest.approx(sum(losses) / len(losses), rel=1e-5)
@@ -91,20 +99,23 @@ def test_train_step_flags_divergence() -> None:
     with torch.no_grad():
         model.head_weight[0, 0] = float("nan")
     tokens = torch.randint(0, V, (5000,), dtype=torch.int32)
-    step = TrainStep(model, config, device=torch.device("cpu"), tokens=tokens, batch_size=4,
-                     plan=EAGER)
+    step = TrainStep(
+        model, config, device=torch.device("cpu"), tokens=tokens, batch_size=4, plan=EAGER
+    )
     step(lr=1e-3, seq_len=T)
     assert step.diverged()
     assert step.read_loss()[1]
 
 
 def test_curriculum_lengths_keep_tokens_per_step() -> None:
-    config = small_config(model=ModelConfig(n_layer=1, d_model=32, n_head=4, vocab_size=V,
-                                            seq_len=64))
+    config = small_config(
+        model=ModelConfig(n_layer=1, d_model=32, n_head=4, vocab_size=V, seq_len=64)
+    )
     model = build_model(config.model)
     tokens = torch.randint(0, V, (5000,), dtype=torch.int32)
-    step = TrainStep(model, config, device=torch.device("cpu"), tokens=tokens, batch_size=4,
-                     plan=EAGER)
+    step = TrainStep(
+        model, config, device=torch.device("cpu"), tokens=tokens, batch_size=4, plan=EAGER
+    )
     assert [step(lr=1e-3, seq_len=s) for s in (16, 32, 64)] == [256, 256, 256]
     assert step.rows_at(16) == 16 and step.rows_at(64) == 4
 
@@ -137,9 +148,20 @@ def test_cuda_graph_step_matches_eager_step() -> None:
     tokens = torch.randint(0, V, (5000,), dtype=torch.int32, device=device)
     plan = plan_step(config, device, graphed)
     a = TrainStep(graphed, config, device=device, tokens=tokens, batch_size=4, plan=plan)
-    b = TrainStep(eager, config, device=device, tokens=tokens, batch_size=4,
-                  plan=StepPlan(compile=False, cuda_graph=False, ce_chunk=plan.ce_chunk,
-                                autocast=plan.autocast, fused_adamw=True))
+    b = TrainStep(
+        eager,
+        config,
+        device=device,
+        tokens=tokens,
+        batch_size=4,
+        plan=StepPlan(
+            compile=False,
+            cuda_graph=False,
+            ce_chunk=plan.ce_chunk,
+            autocast=plan.autocast,
+            fused_adamw=True,
+        ),
+    )
     for _ in range(8):  # warm-up steps, capture, replays
         a(lr=1e-3, seq_len=T)
         b(lr=1e-3, seq_len=T)

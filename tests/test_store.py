@@ -1,4 +1,4 @@
-"""``study.store`` and ``study.retry``: reading a storage without writing, the harness rows,
+"""``study.storage.store`` and ``study.storage.retry``: reading a storage without writing, the harness rows,
 upgrading older harness tables, creating tables from several processes at once, retries."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import pytest
 import sqlalchemy as sa
 from studyrun import make_result
 
-from study import retry as retry_module
-from study import schema, store
 from study.errors import UsageError
+from study.storage import retry as retry_module
+from study.storage import schema, store
 
 
 def test_retry_rides_out_transient_errors_only(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -38,7 +38,8 @@ def test_retry_rides_out_transient_errors_only(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_retry_rides_out_an_outage_for_its_patience_then_gives_up(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A server away for minutes (the old fixed 8 tries gave up after about 11 s): retried up
     to ``$STUDY_STORAGE_PATIENCE_S`` seconds, at most 5 s apart, then the error is raised."""
     clock = [0.0]
@@ -52,14 +53,16 @@ def test_retry_rides_out_an_outage_for_its_patience_then_gives_up(
             raise gone
         return "up"
 
-    assert store.retry(server, what="test", on_recovered=lambda: recovered.append(clock[0])) \
-        == "up"
+    assert store.retry(server, what="test", on_recovered=lambda: recovered.append(clock[0])) == "up"
     assert 60.0 <= recovered[0] <= 65.0  # came back within one 5-s step of the server
 
     monkeypatch.setenv("STUDY_STORAGE_PATIENCE_S", "100")
     clock[0], back_at[0] = 0.0, float("inf")
-    with pytest.raises(store.StorageGone, match=r"could not test: the database did not answer "
-                       r"for 9\ds \(.*server closed the connection\)"):
+    with pytest.raises(
+        store.StorageGone,
+        match=r"could not test: the database did not answer "
+        r"for 9\ds \(.*server closed the connection\)",
+    ):
         store.retry(server, what="test")
     assert 95.0 <= clock[0] <= 100.0
     monkeypatch.setenv("STUDY_STORAGE_PATIENCE_S", "soon")
@@ -67,8 +70,9 @@ def test_retry_rides_out_an_outage_for_its_patience_then_gives_up(
         store.retry(server, what="test")
 
 
-def test_retry_raises_at_once_what_waiting_does_not_cure(tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_retry_raises_at_once_what_waiting_does_not_cure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A read-only SQLite file is not "busy": no retries, no waiting."""
     path = tmp_path / "study.db"
     store.open_storage(f"sqlite:///{path}").engine.dispose()
@@ -90,14 +94,18 @@ def test_retry_raises_at_once_what_waiting_does_not_cure(tmp_path: Path,
 def test_write_trial_rows_replaces_previous_rows(tmp_path: Path) -> None:
     engine = store.open_storage(f"sqlite:///{tmp_path / 'study.db'}").engine
     for _ in range(2):
-        store.write_trial_rows(engine, trial_id=7, study_name="s", trial_number=3,
-                               result=make_result())
+        store.write_trial_rows(
+            engine, trial_id=7, study_name="s", trial_number=3, result=make_result()
+        )
     with engine.connect() as conn:
         rows = conn.execute(sa.select(schema.curve).order_by(schema.curve.c.idx)).all()
         assert [(r.idx, r.tokens, r.val_loss, r.eval_tokens) for r in rows] == [
-            (0, 512, 5.1, 4096), (1, 1024, 4.2, 4096)]
+            (0, 512, 5.1, 4096),
+            (1, 1024, 4.2, 4096),
+        ]
         assert conn.execute(sa.select(schema.sample.c.text)).scalars().all() == [
-            "Once upon a time there was"]
+            "Once upon a time there was"
+        ]
     assert store.trial_numbers_with_rows(engine, "s") == {3}
     assert store.trial_numbers_with_rows(engine, "other") == set()
     store.delete_trial_rows(engine, 7)
@@ -109,8 +117,9 @@ def test_inspect_storage_reads_a_study_without_writing(tmp_path: Path) -> None:
     url = f"sqlite:///{path}"
     assert store.inspect_storage(url, "s").has_optuna is False  # no file yet, none made
     assert not path.exists()
-    study = optuna.create_study(storage=store.open_storage(url), study_name="s",
-                                direction="maximize")
+    study = optuna.create_study(
+        storage=store.open_storage(url), study_name="s", direction="maximize"
+    )
     study.set_user_attr("budget", 60.0)
     study.set_user_attr("sweep", "default")
     before = path.read_bytes()
@@ -129,8 +138,9 @@ def _as_schema_1(url: str) -> None:
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         conn.execute(sa.text("ALTER TABLE harness_curve DROP COLUMN eval_tokens"))
-        conn.execute(sa.update(schema.meta).where(schema.meta.c.key == "schema_version")
-                     .values(value="1"))
+        conn.execute(
+            sa.update(schema.meta).where(schema.meta.c.key == "schema_version").values(value="1")
+        )
     engine.dispose()
 
 
@@ -146,8 +156,7 @@ def upgrade_in_place(url: str) -> None:
     import threading
 
     engine = store.open_storage(url).engine
-    old = make_result(curve=[{"elapsed_s": 1.0, "tokens": 512, "train_loss": 5.0,
-                              "val_loss": 5.1}])
+    old = make_result(curve=[{"elapsed_s": 1.0, "tokens": 512, "train_loss": 5.0, "val_loss": 5.1}])
     store.write_trial_rows(engine, trial_id=1, study_name="s", trial_number=0, result=old)
     _as_schema_1(url)
     engine.dispose()
@@ -167,13 +176,17 @@ def upgrade_in_place(url: str) -> None:
         t.join()
     assert errors == []
     engine = store.open_storage(url).engine
-    assert _version_and_columns(engine) == (str(schema.SCHEMA_VERSION),
-                                            {c.name for c in schema.curve.columns})
-    store.write_trial_rows(engine, trial_id=2, study_name="s", trial_number=1,
-                           result=make_result())
+    assert _version_and_columns(engine) == (
+        str(schema.SCHEMA_VERSION),
+        {c.name for c in schema.curve.columns},
+    )
+    store.write_trial_rows(engine, trial_id=2, study_name="s", trial_number=1, result=make_result())
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(schema.curve.c.trial_number, schema.curve.c.eval_tokens)
-                            .order_by(schema.curve.c.trial_id, schema.curve.c.idx)).all()
+        rows = conn.execute(
+            sa.select(schema.curve.c.trial_number, schema.curve.c.eval_tokens).order_by(
+                schema.curve.c.trial_id, schema.curve.c.idx
+            )
+        ).all()
     assert [tuple(r) for r in rows] == [(0, None), (1, 4096), (1, 4096)]
     engine.dispose()
 
@@ -186,8 +199,10 @@ def test_a_newer_or_unknown_schema_is_not_upgraded(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'study.db'}"
     store.open_storage(url).engine.dispose()
     engine = sa.create_engine(url)
-    for version, message in ((str(schema.SCHEMA_VERSION + 1), "newer version"),
-                             ("0", "holds harness schema version 0")):
+    for version, message in (
+        (str(schema.SCHEMA_VERSION + 1), "newer version"),
+        ("0", "holds harness schema version 0"),
+    ):
         with engine.begin() as conn:
             conn.execute(sa.update(schema.meta).values(value=version))
         with pytest.raises(UsageError, match=message):
@@ -229,7 +244,7 @@ def test_a_read_only_file_or_folder_is_refused(tmp_path: Path) -> None:
 
 OPENER = """
 import os, sys, time
-from study import store
+from study.storage import store
 import optuna
 go = float(sys.argv[3])
 time.sleep(max(0.0, go - time.time()))  # all start creating at the same moment
@@ -248,9 +263,15 @@ def test_processes_creating_one_new_sqlite_file_at_once_all_succeed(tmp_path: Pa
 
     url = f"sqlite:///{tmp_path / 'study.db'}"
     go = time.time() + 3.0  # past every process's import time
-    procs = [subprocess.Popen([sys.executable, "-c", OPENER, url, f"s{i}", str(go)],
-                              cwd=Path(__file__).resolve().parents[1], text=True,
-                              stderr=subprocess.PIPE) for i in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPENER, url, f"s{i}", str(go)],
+            cwd=Path(__file__).resolve().parents[1],
+            text=True,
+            stderr=subprocess.PIPE,
+        )
+        for i in range(4)
+    ]
     errors = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, errors
     names = set(optuna.get_all_study_names(storage=url))

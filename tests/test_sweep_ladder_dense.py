@@ -16,8 +16,10 @@ from sweeps.ladders import Ladder, lr_for
 
 
 def totals(module: object) -> list[float]:
-    return [count_params(module.config_for(name).model).total  # type: ignore[attr-defined]
-            for name in module.SIZES]  # type: ignore[attr-defined]
+    return [
+        count_params(module.config_for(name).model).total  # type: ignore[attr-defined]
+        for name in module.SIZES
+    ]  # type: ignore[attr-defined]
 
 
 def test_dense_ladder_steps_by_about_1_4x_from_0_1m_to_4m() -> None:

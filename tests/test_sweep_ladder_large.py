@@ -26,9 +26,22 @@ def test_gpu_ladder_spans_the_gpu_crossover_range() -> None:
 
 def test_gpu_ladder_rungs_keep_the_models_stored_studies_were_made_with() -> None:
     """Stored trials hold only ``size``: a rung must keep meaning the same model."""
-    assert list(SIZES) == ["L2-d64", "L3-d128", "L4-d192", "L4-d256", "L6-d320", "L6-d448",
-                           "L6-d640", "L8-d768"]
+    assert list(SIZES) == [
+        "L2-d64",
+        "L3-d128",
+        "L4-d192",
+        "L4-d256",
+        "L6-d320",
+        "L6-d448",
+        "L6-d640",
+        "L8-d768",
+    ]
     model = config_for("L8-d768").model
     assert (model.n_layer, model.d_model, model.n_head, model.pos, model.mlp) == (
-        8, 768, 12, "rope", "swiglu")
+        8,
+        768,
+        12,
+        "rope",
+        "swiglu",
+    )
     assert config_for("L8-d768").lr == lr_for(768) == pytest.approx(3e-3 / 3**0.5)

@@ -18,12 +18,14 @@ def test_rungs_fill_in_the_template() -> None:
     assert ladder.names == ["small", "mid", "wide"]
     for name, (n_layer, d_model) in SIZES.items():
         model = ladder.model(name)
-        assert (model.n_layer, model.d_model, model.n_head) == (n_layer, d_model,
-                                                                n_head_for(d_model))
+        assert (model.n_layer, model.d_model, model.n_head) == (
+            n_layer,
+            d_model,
+            n_head_for(d_model),
+        )
         assert (model.pos, model.mlp, model.arch) == ("rope", "swiglu", "gpt")
         model.validate()
-    textbook = Ladder(SIZES, base=ModelConfig(pos="learned", mlp="gelu", seq_len=64),
-                      head_dim=32)
+    textbook = Ladder(SIZES, base=ModelConfig(pos="learned", mlp="gelu", seq_len=64), head_dim=32)
     model = textbook.model("wide")
     assert (model.n_head, model.pos, model.mlp, model.seq_len) == (12, "learned", "gelu", 64)
 

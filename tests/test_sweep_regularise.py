@@ -15,8 +15,7 @@ def test_every_cell_once_before_any_twice_in_the_listed_order() -> None:
     assert n == len(reg.RUNGS) * len(reg.SETTINGS)
     found = sample_configs("regularise", n + 1)
     cells = [(c.model.d_model, c.weight_decay, c.model.dropout) for c in found]
-    expected = [(gpu.config_for(rung).model.d_model, wd, do)
-                for rung, wd, do in reg.CELLS.values()]
+    expected = [(gpu.config_for(rung).model.d_model, wd, do) for rung, wd, do in reg.CELLS.values()]
     assert cells[:n] == expected and len(set(cells[:n])) == n
     assert cells[n] == expected[0]
 

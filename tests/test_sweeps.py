@@ -19,8 +19,11 @@ BASE = {"budget": 30.0, "data": "corpus.txt", "device": "cpu", "seed": 7}
 def sample_configs(name: str, n: int) -> list[TrainConfig]:
     """The first ``n`` configs sweep ``name`` gives a fresh study (its sampler, seed 0)."""
     sweep = load_sweep(name)
-    sampler = (sweep.sampler(seed=0) if sweep.sampler is not None
-               else optuna.samplers.RandomSampler(seed=0))
+    sampler = (
+        sweep.sampler(seed=0)
+        if sweep.sampler is not None
+        else optuna.samplers.RandomSampler(seed=0)
+    )
     study = optuna.create_study(sampler=sampler)
     out = []
     for _ in range(n):
@@ -31,8 +34,16 @@ def sample_configs(name: str, n: int) -> list[TrainConfig]:
 
 
 def test_shipped_sweeps_are_listed_and_load() -> None:
-    assert set(available()) == {"archs", "default", "ladder", "ladder_dense", "ladder_gpu",
-                                "ladder_large", "positions", "regularise"}
+    assert set(available()) == {
+        "archs",
+        "default",
+        "ladder",
+        "ladder_dense",
+        "ladder_gpu",
+        "ladder_large",
+        "positions",
+        "regularise",
+    }
     assert load_sweep("default").name == "default" and load_sweep("default").sampler is None
     ladder = load_sweep("ladder")
     assert ladder.sampler is not None
@@ -85,21 +96,28 @@ def test_sweep_file_is_loaded_and_base_fields_win(tmp_path: Path) -> None:
     path.write_text(
         "from study.config import TrainConfig\n"
         "def suggest(trial):\n"
-        "    return TrainConfig(lr=trial.suggest_float('lr', 1e-3, 2e-3), budget=999.0)\n")
+        "    return TrainConfig(lr=trial.suggest_float('lr', 1e-3, 2e-3), budget=999.0)\n"
+    )
     sweep = load_sweep(str(path))
     assert sweep.name == "mine" and sweep.spec == str(path.resolve())
     config = sweep.build(optuna.create_study().ask(), **BASE)
     assert config.budget == 30.0 and 1e-3 <= config.lr <= 2e-3
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("x = 1\n", "does not define a function suggest"),
-    ("raise ImportError('no such thing')\n", "failed to load: ImportError: no such thing"),
-    ("def suggest(trial):\n    return {'lr': 1.0}\n", "must return a TrainConfig, got dict"),
-    ("from study.config import TrainConfig\n"
-     "def suggest(trial):\n    return TrainConfig(lr=-1.0)\n", "lr must be a positive"),
-    ("def suggest(trial):\n    return 1 / 0\n", "suggest failed: ZeroDivisionError"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("x = 1\n", "does not define a function suggest"),
+        ("raise ImportError('no such thing')\n", "failed to load: ImportError: no such thing"),
+        ("def suggest(trial):\n    return {'lr': 1.0}\n", "must return a TrainConfig, got dict"),
+        (
+            "from study.config import TrainConfig\n"
+            "def suggest(trial):\n    return TrainConfig(lr=-1.0)\n",
+            "lr must be a positive",
+        ),
+        ("def suggest(trial):\n    return 1 / 0\n", "suggest failed: ZeroDivisionError"),
+    ],
+)
 def test_bad_sweep_files_are_usage_errors(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "bad.py"
     path.write_text(text)

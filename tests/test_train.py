@@ -13,7 +13,7 @@ import torch
 from study.config import ModelConfig, TrainConfig
 from study.fmt import fmt_count
 from study.models import build_model
-from study.trainer import train
+from study.training.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,8 +21,14 @@ REPO = Path(__file__).resolve().parents[1]
 def tiny_config(data: Path, **changes: object) -> TrainConfig:
     base = TrainConfig(
         model=ModelConfig(n_layer=2, d_model=64, n_head=4, vocab_size=1024, seq_len=64),
-        budget=4.0, data=str(data), device="cpu", batch_size=16, lr=3e-3,
-        eval_tokens=4096, curve_points=4, sample_tokens=16,
+        budget=4.0,
+        data=str(data),
+        device="cpu",
+        batch_size=16,
+        lr=3e-3,
+        eval_tokens=4096,
+        curve_points=4,
+        sample_tokens=16,
     )
     return base.replace(**changes)
 
@@ -73,12 +79,15 @@ def test_curve_point_and_final_point_agree_on_an_unchanged_model(
 ) -> None:
     """With the optimizer's step a no-op the model never changes, so every curve point, taken
     mid-run, must read exactly the final evaluation's number: the same windows, one protocol."""
-    monkeypatch.setattr("study.optim.ForeachAdamW.step", lambda self: None)
+    monkeypatch.setattr("study.training.optim.ForeachAdamW.step", lambda self: None)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one reduction order for every evaluation
     try:
-        result = train(tiny_config(tinystories, budget=2.0, curve_points=3, eval_tokens=2048),
-                       cache_dir=cache_dir, out=None)
+        result = train(
+            tiny_config(tinystories, budget=2.0, curve_points=3, eval_tokens=2048),
+            cache_dir=cache_dir,
+            out=None,
+        )
     finally:
         torch.set_num_threads(threads)
     values = [p["val_loss"] for p in result.curve]
@@ -111,12 +120,13 @@ class ReadTickClock:
 
 
 def test_every_curve_point_is_taken_wherever_the_budget_runs_out(
-        tinystories: Path, cache_dir: Path) -> None:
+    tinystories: Path, cache_dir: Path
+) -> None:
     """However the last step's reading of the clock and the loop's check of it fall around the
     budget, a run ends with all its curve points, the last at the budget (a trial once stored
     three of four when the budget ran out between the two)."""
-    from study.clock import Events
-    from study.trainer import Job, Run
+    from study.training.clock import Events
+    from study.training.trainer import Job, Run
 
     config = tiny_config(tinystories, budget=1.0, curve_points=4, eval_tokens=512)
     job = Job.prepare(config, cache_dir=cache_dir)
@@ -124,14 +134,19 @@ def test_every_curve_point_is_taken_wherever_the_budget_runs_out(
         run = Run(job, events=Events(None), log_interval=10.0, out=None)
         run.clock = ReadTickClock(config.budget, tick)  # type: ignore[assignment]
         run.loop()
-        assert [round(p["elapsed_s"] / config.budget * 4, 6) >= k for k, p in
-                enumerate(run.curve, start=1)] == [True] * 4, (tick, run.curve)
+        assert [
+            round(p["elapsed_s"] / config.budget * 4, 6) >= k
+            for k, p in enumerate(run.curve, start=1)
+        ] == [True] * 4, (tick, run.curve)
         assert run.curve[-1]["elapsed_s"] == config.budget, (tick, run.curve[-1])
 
 
 def run_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "study.train", *args], capture_output=True, text=True, cwd=cwd,
+        [sys.executable, "-m", "study.train", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
         timeout=300,
     )
 
@@ -140,18 +155,61 @@ def test_cli_writes_result_json(tinystories: Path, cache_dir: Path, tmp_path: Pa
     out = tmp_path / "result.json"
     events = tmp_path / "events.jsonl"
     proc = run_cli(
-        "--budget", "3", "--data", str(tinystories), "--device", "cpu", "--n-layer", "1",
-        "--d-model", "32", "--n-head", "2", "--vocab-size", "1024", "--seq-len", "32",
-        "--batch-size", "8", "--pos", "rope", "--mlp", "gelu", "--eval-tokens", "2048",
-        "--curve-points", "3", "--sample-tokens", "8", "--dropout", "0.1", "--json", str(out),
+        "--budget",
+        "3",
+        "--data",
+        str(tinystories),
+        "--device",
+        "cpu",
+        "--n-layer",
+        "1",
+        "--d-model",
+        "32",
+        "--n-head",
+        "2",
+        "--vocab-size",
+        "1024",
+        "--seq-len",
+        "32",
+        "--batch-size",
+        "8",
+        "--pos",
+        "rope",
+        "--mlp",
+        "gelu",
+        "--eval-tokens",
+        "2048",
+        "--curve-points",
+        "3",
+        "--sample-tokens",
+        "8",
+        "--dropout",
+        "0.1",
+        "--json",
+        str(out),
         "--events",
-        str(events), "--cache-dir", str(cache_dir),
+        str(events),
+        "--cache-dir",
+        str(cache_dir),
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
-    for key in ("val_loss", "val_ppl", "val_bpb", "params", "params_nonembedding",
-                "flops_per_token", "tokens_seen", "tokens_per_second", "train_seconds", "steps",
-                "device", "curve", "sample", "config"):
+    for key in (
+        "val_loss",
+        "val_ppl",
+        "val_bpb",
+        "params",
+        "params_nonembedding",
+        "flops_per_token",
+        "tokens_seen",
+        "tokens_per_second",
+        "train_seconds",
+        "steps",
+        "device",
+        "curve",
+        "sample",
+        "config",
+    ):
         assert key in result
     assert result["config"]["model"]["pos"] == "rope"
     assert result["config"]["model"]["dropout"] == 0.1
@@ -166,20 +224,45 @@ def test_cli_writes_result_json(tinystories: Path, cache_dir: Path, tmp_path: Pa
     # One number format (study.fmt): counts read 45.2k, never 45,213 or 4.52e+04.
     lines = proc.stdout.splitlines()
     progress = [line for line in lines if "| step" in line]
-    assert progress and all(re.fullmatch(
-        r" *\d+\.\d/3s \| step +\d+ \| loss \d+\.\d{4} \| lr \d\.\d\de[+-]\d\d \| "
-        r"\d+(\.\d+)?[kMG] tok/s", line) for line in progress), progress
+    assert progress and all(
+        re.fullmatch(
+            r" *\d+\.\d/3s \| step +\d+ \| loss \d+\.\d{4} \| lr \d\.\d\de[+-]\d\d \| "
+            r"\d+(\.\d+)?[kMG] tok/s",
+            line,
+        )
+        for line in progress
+    ), progress
     summary = next(line for line in lines if line.startswith("val loss"))
-    assert (f"| params {fmt_count(result['params'])} | {fmt_count(result['tokens_seen'])} "
-            f"tokens (") in summary, summary
+    assert (
+        f"| params {fmt_count(result['params'])} | {fmt_count(result['tokens_seen'])} tokens ("
+    ) in summary, summary
     assert f"| {fmt_count(result['tokens_per_second'])} tok/s |" in summary, summary
     assert re.search(r"params \d+(\.\d+)?k \|", summary), summary  # a tiny model: tens of k
 
 
 def test_cli_diverged_and_oom(tinystories: Path, cache_dir: Path, tmp_path: Path) -> None:
-    common = ["--budget", "3", "--data", str(tinystories), "--device", "cpu", "--n-layer", "1",
-              "--d-model", "32", "--n-head", "2", "--vocab-size", "1024", "--seq-len", "32",
-              "--batch-size", "8", "--cache-dir", str(cache_dir)]
+    common = [
+        "--budget",
+        "3",
+        "--data",
+        str(tinystories),
+        "--device",
+        "cpu",
+        "--n-layer",
+        "1",
+        "--d-model",
+        "32",
+        "--n-head",
+        "2",
+        "--vocab-size",
+        "1024",
+        "--seq-len",
+        "32",
+        "--batch-size",
+        "8",
+        "--cache-dir",
+        str(cache_dir),
+    ]
     out = tmp_path / "r.json"
     proc = run_cli(*common, "--lr", "1e6", "--grad-clip", "0", "--json", str(out))
     assert proc.returncode == 3, proc.stderr
@@ -188,7 +271,10 @@ def test_cli_diverged_and_oom(tinystories: Path, cache_dir: Path, tmp_path: Path
 
     env_proc = subprocess.run(
         [sys.executable, "-m", "study.train", *common, "--json", str(out)],
-        capture_output=True, text=True, cwd=REPO, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
         env={**__import__("os").environ, "STUDY_FAULT_OOM_AT_STEP": "2"},
     )
     assert env_proc.returncode == 4, env_proc.stderr
@@ -236,23 +322,32 @@ def test_empty_corpus_exits_2(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_short_run(tinystories: Path, cache_dir: Path) -> None:
-    result = train(tiny_config(tinystories, device="cuda", budget=5.0), cache_dir=cache_dir,
-                   out=None)
+    result = train(
+        tiny_config(tinystories, device="cuda", budget=5.0), cache_dir=cache_dir, out=None
+    )
     assert result.device == "cuda" and math.isfinite(result.val_loss)
 
 
 # ----------------------------------------------------------------------------- warm start
 
 
-@pytest.mark.parametrize(("stdin", "needle"), [
-    ("{not json", "the config on stdin"),
-    ("[1, 2]", "must hold a JSON object"),
-    ('{"budget": -1}', "budget"),
-])
+@pytest.mark.parametrize(
+    ("stdin", "needle"),
+    [
+        ("{not json", "the config on stdin"),
+        ("[1, 2]", "must hold a JSON object"),
+        ('{"budget": -1}', "budget"),
+    ],
+)
 def test_config_from_stdin_refuses_bad_input_in_one_line(stdin: str, needle: str) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "study.train", "--config-from-stdin", "--device", "cpu"],
-        input=stdin, capture_output=True, text=True, cwd=REPO, timeout=300)
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], proc.stderr
@@ -261,7 +356,12 @@ def test_config_from_stdin_refuses_bad_input_in_one_line(stdin: str, needle: str
 def test_config_from_stdin_exits_0_when_no_trial_comes() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "study.train", "--config-from-stdin", "--device", "cpu"],
-        input="", capture_output=True, text=True, cwd=REPO, timeout=300)
+        input="",
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
     assert proc.returncode == 0 and proc.stdout == "" and proc.stderr == ""
 
 
@@ -269,7 +369,7 @@ def compile_steps(*, compile: bool, cuda_graph: bool, shapes: list[tuple[int, in
     """``Run.compiles`` for a sequence of step shapes under a plan of the given kind."""
     from types import SimpleNamespace
 
-    from study.trainer import Run
+    from study.training.trainer import Run
 
     run = Run.__new__(Run)  # only the fields compiles() reads
     plan = SimpleNamespace(compile=compile, cuda_graph=cuda_graph)
@@ -279,20 +379,22 @@ def compile_steps(*, compile: bool, cuda_graph: bool, shapes: list[tuple[int, in
 
 
 def test_compile_steps_are_the_first_at_each_shape() -> None:
-    from study.step import GRAPH_WARMUP
+    from study.training.step import GRAPH_WARMUP
 
     a, b = (16, 64), (32, 32)
     shapes = [a] * 6 + [b] * 6
     assert compile_steps(compile=False, cuda_graph=False, shapes=shapes) == [False] * 12
     assert compile_steps(compile=True, cuda_graph=False, shapes=shapes) == (
-        [True] + [False] * 5 + [True] + [False] * 5)
+        [True] + [False] * 5 + [True] + [False] * 5
+    )
     graphed = [True] * (GRAPH_WARMUP + 1) + [False] * (5 - GRAPH_WARMUP)
     assert compile_steps(compile=True, cuda_graph=True, shapes=shapes) == graphed * 2
 
 
 def test_result_records_where_the_seconds_went(tinystories: Path, cache_dir: Path) -> None:
-    result = train(tiny_config(tinystories, budget=2.0, curve_points=2), cache_dir=cache_dir,
-                   out=None)
+    result = train(
+        tiny_config(tinystories, budget=2.0, curve_points=2), cache_dir=cache_dir, out=None
+    )
     assert result.compile_seconds == 0.0  # an eager CPU step
     assert result.setup_seconds is not None and result.setup_seconds > 0
     assert result.sample_seconds is not None and result.sample_seconds > 0

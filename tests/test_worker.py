@@ -1,4 +1,4 @@
-"""``study.worker``: a trial's user attributes, and a worker whose trial another machine wrote
+"""``study.orchestra.worker``: a trial's user attributes, and a worker whose trial another machine wrote
 off while it trained (it drops that trial quietly and goes on with the study)."""
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import pytest
 from optuna.trial import TrialState
 from studyrun import fake_trainer, make_result, view, write_sweep
 
-from study import pending, schema, stale
-from study.optuna_store import SharedStudy, curve_step
-from study.schema import TRIAL_ATTRS
-from study.store import StorageGone
-from study.study_lock import StudyLock
-from study.worker import WorkerSpec, make_pruner, run_worker, trial_attrs
+from study.orchestra.worker import WorkerSpec, make_pruner, run_worker, trial_attrs
+from study.storage import pending, schema, stale
+from study.storage.optuna_store import SharedStudy, curve_step
+from study.storage.schema import TRIAL_ATTRS
+from study.storage.store import StorageGone
+from study.storage.study_lock import StudyLock
 
 
 def test_trial_attrs_are_exactly_the_schema() -> None:
@@ -37,8 +37,11 @@ def _wait_for(predicate: object, what: str, timeout: float = 60.0) -> None:
 
 @pytest.mark.parametrize("noticed_by", ["report", "heartbeat"])
 def test_a_trial_written_off_underneath_its_worker_is_dropped_and_the_study_goes_on(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-        noticed_by: str) -> None:
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    noticed_by: str,
+) -> None:
     """Another machine fails the trial this worker trains as stale (as when the worker was
     stopped past the grace period). The worker notices at its next report or heartbeat, stops
     the child, counts no failure, and trains the queued retry to completion."""
@@ -47,11 +50,19 @@ def test_a_trial_written_off_underneath_its_worker_is_dropped_and_the_study_goes
     url, name = f"sqlite:///{tmp_path / 'study.db'}", "tiny"
     SharedStudy.create(url, name)
     fake, go = fake_trainer(tmp_path), tmp_path / "go"
-    spec = WorkerSpec(storage=url, study_name=name, sweep=str(write_sweep(tmp_path)),
-                      base={"budget": 2.0, "data": None, "device": "cpu", "seed": 0},
-                      trials=1, max_failures=1, pruner="none", curve_points=2, sampler_seed=0,
-                      train_command=fake.command,
-                      env={**fake.env, "FAKE_MODE": "wait", "FAKE_GO": str(go)})
+    spec = WorkerSpec(
+        storage=url,
+        study_name=name,
+        sweep=str(write_sweep(tmp_path)),
+        base={"budget": 2.0, "data": None, "device": "cpu", "seed": 0},
+        trials=1,
+        max_failures=1,
+        pruner="none",
+        curve_points=2,
+        sampler_seed=0,
+        train_command=fake.command,
+        env={**fake.env, "FAKE_MODE": "wait", "FAKE_GO": str(go)},
+    )
     ctx = multiprocessing.get_context("spawn")
     failures = ctx.Value("i", 0)
     errors: list[BaseException] = []
@@ -68,8 +79,7 @@ def test_a_trial_written_off_underneath_its_worker_is_dropped_and_the_study_goes
     other = SharedStudy.load(url, name)  # another machine's view of the study
     assert other.trials()[0].state == TrialState.RUNNING
     with StudyLock(url, name):  # as every recoverer does
-        assert stale.fail_and_retry(other, 0,
-                                    reason="stale: no heartbeat from worker h:1 for 130s")
+        assert stale.fail_and_retry(other, 0, reason="stale: no heartbeat from worker h:1 for 130s")
     if noticed_by == "heartbeat":
         time.sleep(1.0)  # the child is still waiting: only a heartbeat can notice
     go.touch()
@@ -100,8 +110,9 @@ def _pruned_at(name: str, *, trials: int, bad: set[int]) -> dict[int, int | None
     steps = [curve_step(k, budget=300.0, curve_points=4) for k in range(1, 5)]
     # A fixed name: Hyperband assigns trials to brackets by a hash of the study name and the
     # trial number, and an unnamed study gets a random name.
-    study = optuna.create_study(study_name="pruner-steps",
-                                pruner=make_pruner(name, curve_points=4, budget=300.0))
+    study = optuna.create_study(
+        study_name="pruner-steps", pruner=make_pruner(name, curve_points=4, budget=300.0)
+    )
     pruned_at: dict[int, int | None] = {}
     for i in range(trials):
         trial, scale = study.ask(), (100.0 if i in bad else 10.0) - 0.01 * i
@@ -131,7 +142,8 @@ def test_pruners_compare_trials_at_the_same_budget_second() -> None:
 
 
 def test_a_result_the_database_cannot_take_is_kept_and_recorded_later(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The database stays away past the patience just as a trained trial is recorded: the
     worker keeps the result in a pending file and stops with StorageGone, the trial RUNNING;
     the next worker (here ``pending.record``, as ``_next_trial`` and ``open_study`` call it)
@@ -139,21 +151,35 @@ def test_a_result_the_database_cannot_take_is_kept_and_recorded_later(
     url, name = f"sqlite:///{tmp_path / 'study.db'}", "tiny"
     SharedStudy.create(url, name)
     fake = fake_trainer(tmp_path)
-    spec = WorkerSpec(storage=url, study_name=name, sweep=str(write_sweep(tmp_path)),
-                      base={"budget": 2.0, "data": None, "device": "cpu", "seed": 0},
-                      trials=1, max_failures=1, pruner="none", curve_points=2, sampler_seed=0,
-                      train_command=fake.command, cache_dir=str(tmp_path / "cache"),
-                      env={**fake.env, "FAKE_MODE": "ok"})
+    spec = WorkerSpec(
+        storage=url,
+        study_name=name,
+        sweep=str(write_sweep(tmp_path)),
+        base={"budget": 2.0, "data": None, "device": "cpu", "seed": 0},
+        trials=1,
+        max_failures=1,
+        pruner="none",
+        curve_points=2,
+        sampler_seed=0,
+        train_command=fake.command,
+        cache_dir=str(tmp_path / "cache"),
+        env={**fake.env, "FAKE_MODE": "ok"},
+    )
 
     def away(self: SharedStudy, *args: object, **kwargs: object) -> None:
-        raise StorageGone("could not write the rows of trial 0: the database did not answer "
-                          "for 300s (connection refused)")
+        raise StorageGone(
+            "could not write the rows of trial 0: the database did not answer "
+            "for 300s (connection refused)"
+        )
 
     monkeypatch.setattr(SharedStudy, "complete", away)
     monkeypatch.setattr(SharedStudy, "report_point", away)  # away while it trained, too
     ctx = multiprocessing.get_context("spawn")
-    with pytest.raises(StorageGone, match=r"trial 0's result is kept in .*trial-0\.json and "
-                                          r"recorded by the next run"):
+    with pytest.raises(
+        StorageGone,
+        match=r"trial 0's result is kept in .*trial-0\.json and "
+        r"recorded by the next run",
+    ):
         run_worker(spec, ctx.Lock(), ctx.Value("i", 0))
     monkeypatch.undo()
     kept = list((tmp_path / "cache" / "pending-results").glob("*/trial-0.json"))
@@ -167,6 +193,8 @@ def test_a_result_the_database_cannot_take_is_kept_and_recorded_later(
     trial = v.trials[0]
     assert trial.value == make_result().val_ppl and set(TRIAL_ATTRS) <= set(trial.user_attrs)
     # The kept curve's points (of 20 over 2 s: steps 1, 2), which the database did not take.
-    assert trial.intermediate_values == {1: pytest.approx(math.exp(5.1)),
-                                         2: pytest.approx(math.exp(4.2))}
+    assert trial.intermediate_values == {
+        1: pytest.approx(math.exp(5.1)),
+        2: pytest.approx(math.exp(4.2)),
+    }
     assert set(v.curve) == set(v.sample) == {0}

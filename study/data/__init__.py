@@ -21,5 +21,14 @@ from study.data.tokens import (
     resolve_max_stories,
 )
 
-__all__ = ["AUTO", "TokenData", "decode", "default_cache_dir", "encode", "load_tokens",
-           "max_stories_arg", "resolve_data", "resolve_max_stories"]
+__all__ = [
+    "AUTO",
+    "TokenData",
+    "decode",
+    "default_cache_dir",
+    "encode",
+    "load_tokens",
+    "max_stories_arg",
+    "resolve_data",
+    "resolve_max_stories",
+]

@@ -72,7 +72,10 @@ def train_bpe(sample: Sequence[str], *, vocab_size: int) -> Tokenizer:
     tokenizer.train_from_iterator(sample, trainer=trainer, length=len(sample))
     log.info(
         "trained BPE: %d ids (asked %d) on %d stories, %.1f M chars, in %.1fs",
-        tokenizer.get_vocab_size(), vocab_size, len(sample), sum(map(len, sample)) / 1e6,
+        tokenizer.get_vocab_size(),
+        vocab_size,
+        len(sample),
+        sum(map(len, sample)) / 1e6,
         time.perf_counter() - start,
     )
     return tokenizer

@@ -12,7 +12,7 @@ rule is::
 The fastest trial of a study is its smallest model, so the peak is the highest tokens/s measured
 for the smallest models, per device kind (:data:`PEAK_TOKENS_PER_SECOND`, with where each number
 comes from). An estimate above the true peak errs to the safe side: fewer epochs, at the price of
-a larger token cache. The rule resolves once, before the first trial (``study.runner``
+a larger token cache. The rule resolves once, before the first trial (``study.orchestra.runner``
 ``prepare_tokens`` for a study, at startup for ``study.train``), so all trials of a study share
 one corpus; a study stores the number and keeps it when resumed.
 """
@@ -41,15 +41,22 @@ class Peak:
 
 
 PEAK_TOKENS_PER_SECOND: dict[str, Peak] = {
-    "cuda": Peak(3.3e7, False,
-                 "H100 80GB HBM3, results/ default-h100-60s: 3.24e7 tok/s at 0.31 M parameters, "
-                 "the fastest of 21 trials (ladder-h100-300s: 2.54e7 at 0.36 M); taken for every "
-                 "CUDA device: an H200 is as fast, slower GPUs only get more data than needed"),
-    "mps": Peak(3.0e6, False,
-                "not measured in this repository: an assumed tenth of the H100 figure"),
-    "cpu": Peak(5.0e4, True,
-                "2-core AMD EPYC, results/ ladder-cpu-300s: 9.9e4 tok/s at 0.14 M parameters "
-                "(default-cpu-60s: 7.9e4 at 0.31 M), i.e. 5e4 per core"),
+    "cuda": Peak(
+        3.3e7,
+        False,
+        "H100 80GB HBM3, results/ default-h100-60s: 3.24e7 tok/s at 0.31 M parameters, "
+        "the fastest of 21 trials (ladder-h100-300s: 2.54e7 at 0.36 M); taken for every "
+        "CUDA device: an H200 is as fast, slower GPUs only get more data than needed",
+    ),
+    "mps": Peak(
+        3.0e6, False, "not measured in this repository: an assumed tenth of the H100 figure"
+    ),
+    "cpu": Peak(
+        5.0e4,
+        True,
+        "2-core AMD EPYC, results/ ladder-cpu-300s: 9.9e4 tok/s at 0.14 M parameters "
+        "(default-cpu-60s: 7.9e4 at 0.31 M), i.e. 5e4 per core",
+    ),
 }
 
 

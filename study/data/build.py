@@ -40,8 +40,13 @@ def eot_id(tokenizer: Tokenizer) -> int:
 
 
 def build_arrays(
-    source: Source, manifest: Path, *, tokenizer: Tokenizer, max_stories: int | None,
-    vocab_size: int, meta: dict[str, Any],
+    source: Source,
+    manifest: Path,
+    *,
+    tokenizer: Tokenizer,
+    max_stories: int | None,
+    vocab_size: int,
+    meta: dict[str, Any],
 ) -> dict[str, int]:
     """Encode the source's stories (at most ``max_stories`` for training) into the token files of
     ``manifest``, batch by batch. Returns tokens per split.
@@ -66,8 +71,12 @@ def build_arrays(
                 files[split].append(bpe.encode_batch(tokenizer, batch, eot_id=eot, dtype=dtype))
 
     tokens = cache.write_arrays(manifest, fill, dtype=dtype, meta=meta)
-    log.info("encoded %d training and %d held-out tokens in %.1fs",
-             tokens["train"], tokens["valid"], time.perf_counter() - start)
+    log.info(
+        "encoded %d training and %d held-out tokens in %.1fs",
+        tokens["train"],
+        tokens["valid"],
+        time.perf_counter() - start,
+    )
     return tokens
 
 
@@ -79,6 +88,10 @@ def count_training_stories(source: Source) -> tuple[int, int]:
         if split == "train":
             stories += 1
             size += len(story.encode("utf-8"))
-    log.info("counted %d training stories (%.1f MB) in %.1fs", stories, size / 1e6,
-             time.perf_counter() - start)
+    log.info(
+        "counted %d training stories (%.1f MB) in %.1fs",
+        stories,
+        size / 1e6,
+        time.perf_counter() - start,
+    )
     return stories, size

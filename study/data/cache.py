@@ -154,7 +154,10 @@ class SplitFile:
 
 
 def write_arrays(
-    path: Path, fill: Callable[[dict[str, SplitFile]], None], *, dtype: np.dtype,
+    path: Path,
+    fill: Callable[[dict[str, SplitFile]], None],
+    *,
+    dtype: np.dtype,
     meta: dict[str, Any],
 ) -> dict[str, int]:
     """Write the token files of manifest ``path``: ``fill`` appends each split's ids in turn.
@@ -200,11 +203,16 @@ def load_arrays(path: Path, *, meta: dict[str, Any]) -> dict[str, np.memmap] | N
         array_file = _array_path(path, split)
         try:
             entry, dtype = manifest["splits"][split], np.dtype(manifest["dtype"])
-            problem = _check(array_file, tokens=int(entry["tokens"]), itemsize=dtype.itemsize,
-                             sha256=entry["sha256"])
+            problem = _check(
+                array_file,
+                tokens=int(entry["tokens"]),
+                itemsize=dtype.itemsize,
+                sha256=entry["sha256"],
+            )
             if problem is None:
-                arrays[split] = np.memmap(array_file, dtype=dtype, mode="r",
-                                          shape=(int(entry["tokens"]),))
+                arrays[split] = np.memmap(
+                    array_file, dtype=dtype, mode="r", shape=(int(entry["tokens"]),)
+                )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             problem = str(exc) or type(exc).__name__
         if problem:

@@ -77,7 +77,8 @@ class LocalCorpus:
             else f"{HELD_OUT_PER_MILLE / 10:g}% of stories by hash"
         )
         train = (
-            self.train_files[0].name if len(self.train_files) == 1
+            self.train_files[0].name
+            if len(self.train_files) == 1
             else f"{len(self.train_files)} files"
         )
         limit = "" if max_stories is None else f", at most {max_stories} stories"
@@ -140,8 +141,10 @@ def find_local_corpus(data: str) -> LocalCorpus:
         raise UsageError(f"data path does not exist: {data}")
     if path.is_dir():
         files = sorted(
-            p for p in path.rglob("*")
-            if p.is_file() and suffix(p)
+            p
+            for p in path.rglob("*")
+            if p.is_file()
+            and suffix(p)
             and not any(part.startswith(".") for part in p.relative_to(path).parts)
         )
         if not files:
@@ -164,7 +167,8 @@ def find_local_corpus(data: str) -> LocalCorpus:
     valid = []
     if _TRAIN_NAME.match(_stem(path)):
         valid = sorted(
-            p for p in path.parent.iterdir()
+            p
+            for p in path.parent.iterdir()
             if p.is_file() and suffix(p) and _VALID_NAME.match(_stem(p))
         )
     return LocalCorpus(given=data, train_files=(path,), valid_files=tuple(valid))
@@ -183,9 +187,7 @@ def held_out(story: str) -> bool:
     return _story_hash(story) % 1000 < HELD_OUT_PER_MILLE
 
 
-def split_held_out(
-    stories: Iterable[str], *, max_stories: int | None, where: str
-) -> Corpus:
+def split_held_out(stories: Iterable[str], *, max_stories: int | None, where: str) -> Corpus:
     """Split stories by :func:`held_out`, stopping once ``max_stories`` are kept for training.
 
     A tiny corpus whose hash slice comes out empty (or takes everything) still gets one story
@@ -212,9 +214,7 @@ def split_held_out(
     return Corpus(train=tuple(train), valid=tuple(valid))
 
 
-def split_stream(
-    stories: Iterable[str], *, max_stories: int | None, where: str
-) -> Splits:
+def split_stream(stories: Iterable[str], *, max_stories: int | None, where: str) -> Splits:
     """Stream the :func:`held_out` split of ``stories`` until ``max_stories`` are kept for
     training. A corpus (or a limit) met within SMALL_CORPUS stories is split in memory by
     :func:`split_held_out`; larger ones stream and hold nothing.
@@ -245,6 +245,7 @@ def split_stream(
             f"{where}: none of {train} stories fell in the held-out hash slice (already split? "
             f"put its held-out stories in a valid.* file beside it)"
         )
+
 
 # ------------------------------------------------------------------------------ names
 

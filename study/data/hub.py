@@ -43,8 +43,10 @@ class HubCorpus:
         return f"hub: {self.name} ({taken} of {self.train_split} and {self.valid_split})"
 
     def fingerprint(self) -> str:
-        key = (f"hub r{READER_VERSION} {self.name} {self.train_split} {self.valid_split} "
-               f"{self.text_field}")
+        key = (
+            f"hub r{READER_VERSION} {self.name} {self.train_split} {self.valid_split} "
+            f"{self.text_field}"
+        )
         return hashlib.sha256(key.encode()).hexdigest()
 
     def stories(self, *, max_stories: int | None) -> Splits:
@@ -66,8 +68,10 @@ class HubCorpus:
         for texts in self._batches(datasets, split):
             for text in texts:
                 if not isinstance(text, str):
-                    raise UsageError(f"dataset {self.name} [{split}]: rows need a string "
-                                     f"{self.text_field!r} field")
+                    raise UsageError(
+                        f"dataset {self.name} [{split}]: rows need a string "
+                        f"{self.text_field!r} field"
+                    )
                 if story := text.strip():
                     taken += 1
                     yield story
@@ -84,8 +88,11 @@ class HubCorpus:
         """
         try:
             with quiet_hub():
-                rows = iter(datasets.load_dataset(self.name, split=split, streaming=True)
-                            .iter(batch_size=ROW_BATCH))
+                rows = iter(
+                    datasets.load_dataset(self.name, split=split, streaming=True).iter(
+                        batch_size=ROW_BATCH
+                    )
+                )
             while True:
                 with quiet_hub():
                     batch = next(rows, None)

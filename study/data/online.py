@@ -31,8 +31,7 @@ DEFAULT_ENDPOINT = "https://huggingface.co"
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 _TRUE = ("1", "ON", "YES", "TRUE")
 # The libraries under load_dataset whose loggers print retries and notices on their own handlers.
-_HUB_LOGGERS = ("datasets", "huggingface_hub", "fsspec", "httpx", "httpcore", "urllib3",
-                "filelock")
+_HUB_LOGGERS = ("datasets", "huggingface_hub", "fsspec", "httpx", "httpcore", "urllib3", "filelock")
 
 
 @dataclass(frozen=True)
@@ -60,15 +59,25 @@ def choose_corpus(
     offline = any(os.environ.get(v, "").upper() in _TRUE for v in OFFLINE_VARS)
     if not offline and hub_reachable(timeout=timeout):
         return CorpusChoice(None)
-    why = ("offline mode is set (HF_HUB_OFFLINE)" if offline
-           else f"the dataset hub ({hub_endpoint()}) cannot be reached")
+    why = (
+        "offline mode is set (HF_HUB_OFFLINE)"
+        if offline
+        else f"the dataset hub ({hub_endpoint()}) cannot be reached"
+    )
     if hub_cached(dataset):
         go_offline()
-        return CorpusChoice(None, offline=True,
-                            note=f"{why}: reading {dataset} from the local cache ({hub_cache()})")
-    return CorpusChoice(SAMPLE, note=(
-        f"{why}: training on the bundled TinyStories sample (choose a corpus with --data PATH, "
-        f"or --data sample to skip this check)"))
+        return CorpusChoice(
+            None,
+            offline=True,
+            note=f"{why}: reading {dataset} from the local cache ({hub_cache()})",
+        )
+    return CorpusChoice(
+        SAMPLE,
+        note=(
+            f"{why}: training on the bundled TinyStories sample (choose a corpus with --data PATH, "
+            f"or --data sample to skip this check)"
+        ),
+    )
 
 
 def hub_endpoint() -> str:
@@ -121,8 +130,10 @@ def go_offline() -> None:
     they are set too if it is already imported) and in the processes it starts."""
     for var in OFFLINE_VARS:
         os.environ[var] = "1"
-    for module, names in (("huggingface_hub.constants", ("HF_HUB_OFFLINE",)),
-                          ("datasets.config", ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))):
+    for module, names in (
+        ("huggingface_hub.constants", ("HF_HUB_OFFLINE",)),
+        ("datasets.config", ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")),
+    ):
         if (loaded := sys.modules.get(module)) is not None:
             for name in names:
                 setattr(loaded, name, True)
@@ -151,9 +162,14 @@ def _no_progress_bars() -> Iterator[None]:
     """The progress bars of ``datasets`` and the hub client off, as their
     ``HF_DATASETS_DISABLE_PROGRESS_BARS`` / ``HF_HUB_DISABLE_PROGRESS_BARS`` would (a user's
     explicit ``=0`` still wins), and back as they were after."""
-    switches = [m for m in (sys.modules.get("datasets.utils.tqdm"),
-                            sys.modules.get("huggingface_hub.utils.tqdm"))
-                if m is not None and not m.are_progress_bars_disabled()]
+    switches = [
+        m
+        for m in (
+            sys.modules.get("datasets.utils.tqdm"),
+            sys.modules.get("huggingface_hub.utils.tqdm"),
+        )
+        if m is not None and not m.are_progress_bars_disabled()
+    ]
     for module in switches:
         module.disable_progress_bars()
     try:

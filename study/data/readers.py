@@ -85,8 +85,9 @@ def _bounded_lines(path: Path, f: io.TextIOWrapper) -> Iterator[str]:
     while line := f.readline(MAX_STORY_CHARS + 1):
         lineno += 1
         if "\0" in line:
-            raise UsageError(f"cannot read {path}: binary data (a NUL byte on line {lineno}), "
-                             f"not UTF-8 text")
+            raise UsageError(
+                f"cannot read {path}: binary data (a NUL byte on line {lineno}), not UTF-8 text"
+            )
         if len(line) > MAX_STORY_CHARS:
             raise _too_long(path, f"line {lineno}")
         yield line
@@ -129,7 +130,7 @@ def _jsonl_stories(path: Path, lines: Iterable[str]) -> Iterator[str]:
         text = record.get("text") if isinstance(record, dict) else None
         if not isinstance(text, str):
             raise UsageError(
-                f"cannot read {path}: line {lineno} is not an object with a string \"text\" field"
+                f'cannot read {path}: line {lineno} is not an object with a string "text" field'
             )
         if story := text.strip():
             yield story
@@ -142,10 +143,10 @@ def _parquet_stories(path: Path) -> Iterator[str]:
     parquet = pq.ParquetFile(path)
     schema = parquet.schema_arrow
     if "text" not in schema.names:
-        raise UsageError(f"cannot read {path}: no \"text\" column (columns: {schema.names})")
+        raise UsageError(f'cannot read {path}: no "text" column (columns: {schema.names})')
     kind = schema.field("text").type
     if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
-        raise UsageError(f"cannot read {path}: column \"text\" holds {kind}, not strings")
+        raise UsageError(f'cannot read {path}: column "text" holds {kind}, not strings')
     meta = parquet.metadata
     for group in range(meta.num_row_groups):
         chunks = (meta.row_group(group).column(i) for i in range(meta.num_columns))

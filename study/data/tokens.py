@@ -136,19 +136,31 @@ def load_tokens(
             empty corpus; a hub dataset that cannot be loaded; a cache folder that cannot be
             created or written.
     """
-    _check_int("vocab_size", vocab_size, bpe.MIN_VOCAB, bpe.MAX_VOCAB, why=(
-        "256 byte tokens and <|endoftext|>", "token ids must fit uint32"))
+    _check_int(
+        "vocab_size",
+        vocab_size,
+        bpe.MIN_VOCAB,
+        bpe.MAX_VOCAB,
+        why=("256 byte tokens and <|endoftext|>", "token ids must fit uint32"),
+    )
     source = open_source(data)
     cache_dir = _cache_dir(cache_dir)
     fingerprint = source.fingerprint()
-    limit = _checked_limit(max_stories) if max_stories != AUTO else _auto_limit(
-        source, fingerprint, budget=budget, device=device, cache_dir=cache_dir)
+    limit = (
+        _checked_limit(max_stories)
+        if max_stories != AUTO
+        else _auto_limit(source, fingerprint, budget=budget, device=device, cache_dir=cache_dir)
+    )
     start = time.perf_counter()
     key = cache.tokenizer_key(fingerprint, vocab_size, sample_bytes=bpe.TOKENIZER_SAMPLE_BYTES)
     tokenizer, tokenizer_sha, built = _tokenizer(source, cache_dir, key, vocab_size=vocab_size)
     manifest = cache.manifest_path(cache_dir, key, tokenizer_sha, limit)
-    meta = {"fingerprint": fingerprint, "vocab_size": vocab_size,
-            "tokenizer_sha256": tokenizer_sha, "max_stories": limit}
+    meta = {
+        "fingerprint": fingerprint,
+        "vocab_size": vocab_size,
+        "tokenizer_sha256": tokenizer_sha,
+        "max_stories": limit,
+    }
     arrays = cache.load_arrays(manifest, meta=meta)
     if arrays is None:
         built = True
@@ -156,25 +168,46 @@ def load_tokens(
             # Another process may have finished the build while this one waited for the lock.
             arrays = cache.load_arrays(manifest, meta=meta)
             if arrays is None:
-                _write_or_fail(cache_dir, lambda: build.build_arrays(
-                    source, manifest, tokenizer=tokenizer, max_stories=limit,
-                    vocab_size=vocab_size, meta=meta))
+                _write_or_fail(
+                    cache_dir,
+                    lambda: build.build_arrays(
+                        source,
+                        manifest,
+                        tokenizer=tokenizer,
+                        max_stories=limit,
+                        vocab_size=vocab_size,
+                        meta=meta,
+                    ),
+                )
                 arrays = cache.load_arrays(manifest, meta=meta)
     if arrays is None:  # written and at once unreadable: the folder is not keeping files
         raise UsageError(f"cannot read back the token cache in {cache_dir}")
-    log.info("token cache %s %s in %.2fs", manifest.name, "built" if built else "loaded",
-             time.perf_counter() - start)
+    log.info(
+        "token cache %s %s in %.2fs",
+        manifest.name,
+        "built" if built else "loaded",
+        time.perf_counter() - start,
+    )
     eot_id = build.eot_id(tokenizer)
     return TokenData(
-        train=arrays["train"], valid=arrays["valid"],
+        train=arrays["train"],
+        valid=arrays["valid"],
         token_bytes=bpe.token_byte_lengths(tokenizer, vocab_size=vocab_size, eot_id=eot_id),
-        tokenizer=tokenizer, eot_id=eot_id, vocab_size=vocab_size, fingerprint=fingerprint,
-        source=source.describe(max_stories=limit), max_stories=limit,
+        tokenizer=tokenizer,
+        eot_id=eot_id,
+        vocab_size=vocab_size,
+        fingerprint=fingerprint,
+        source=source.describe(max_stories=limit),
+        max_stories=limit,
     )
 
 
 def resolve_max_stories(
-    data: str | None, *, max_stories: int | str | None, budget: float | None, device: str,
+    data: str | None,
+    *,
+    max_stories: int | str | None,
+    budget: float | None,
+    device: str,
     cache_dir: Path | None = None,
 ) -> int | None:
     """``max_stories`` as the number of training stories to read (``None``: all of them).
@@ -189,12 +222,17 @@ def resolve_max_stories(
     if max_stories != AUTO:
         return _checked_limit(max_stories)
     source = open_source(data)
-    return _auto_limit(source, source.fingerprint(), budget=budget, device=device,
-                       cache_dir=_cache_dir(cache_dir))
+    return _auto_limit(
+        source, source.fingerprint(), budget=budget, device=device, cache_dir=_cache_dir(cache_dir)
+    )
 
 
 def _auto_limit(
-    source: corpus.Source, fingerprint: str, *, budget: float | None, device: str,
+    source: corpus.Source,
+    fingerprint: str,
+    *,
+    budget: float | None,
+    device: str,
     cache_dir: Path,
 ) -> int:
     stories, size = corpus_size(source, fingerprint, cache_dir=cache_dir)
@@ -203,8 +241,7 @@ def _auto_limit(
         budget = DEFAULT_BUDGET
     kind = device_type(device)
     limit = auto_max_stories(budget=budget, device=kind, train_stories=stories, train_bytes=size)
-    log.info("max_stories auto: %d of %d training stories (%s, %g s)", limit, stories, kind,
-             budget)
+    log.info("max_stories auto: %d of %d training stories (%s, %g s)", limit, stories, kind, budget)
     return limit
 
 
@@ -235,8 +272,9 @@ def corpus_size(source: corpus.Source, fingerprint: str, *, cache_dir: Path) -> 
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.warning("corpus size file %s is corrupt (%s); counting again", path, exc)
     stories, size = build.count_training_stories(source)
-    _write_or_fail(cache_dir, lambda: write_json(
-        path, {"train_stories": stories, "train_bytes": size}))
+    _write_or_fail(
+        cache_dir, lambda: write_json(path, {"train_stories": stories, "train_bytes": size})
+    )
     return stories, size
 
 

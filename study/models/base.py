@@ -63,7 +63,12 @@ class LanguageModel(Protocol):
         ...
 
     def generate(
-        self, prompt_ids: list[int], *, n_tokens: int, seed: int, temperature: float = 0.8,
+        self,
+        prompt_ids: list[int],
+        *,
+        n_tokens: int,
+        seed: int,
+        temperature: float = 0.8,
         top_k: int = 40,
     ) -> list[int]:
         """``n_tokens`` new ids after ``prompt_ids`` (the new ids only), seeded."""
@@ -103,13 +108,21 @@ class NextTokenModel(nn.Module):
     def nll_sum(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Summed NLL of y through the chunked head: the whole (B, T, V) logits never exist."""
         h = self.hidden(x)
-        chunk = ce_chunk_rows(x.device, vocab_size=self.config.vocab_size,
-                              half=torch.is_autocast_enabled(x.device.type))
+        chunk = ce_chunk_rows(
+            x.device,
+            vocab_size=self.config.vocab_size,
+            half=torch.is_autocast_enabled(x.device.type),
+        )
         return linear_nll_sum(h.flatten(0, 1), self.head_weight, y.flatten(), chunk=chunk)
 
     @torch.no_grad()
     def generate(
-        self, prompt_ids: list[int], *, n_tokens: int, seed: int, temperature: float = 0.8,
+        self,
+        prompt_ids: list[int],
+        *,
+        n_tokens: int,
+        seed: int,
+        temperature: float = 0.8,
         top_k: int = 40,
     ) -> list[int]:
         """Sample token by token from the last position's logits over the last ``seq_len``

@@ -77,7 +77,9 @@ class Attention(nn.Module):
         self.proj = nn.Linear(config.d_model, config.d_model, bias=False)
 
     def forward(
-        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None,
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor] | None,
         bias: torch.Tensor | None,
     ) -> torch.Tensor:
         B, T, C = x.shape
@@ -87,8 +89,9 @@ class Attention(nn.Module):
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         p = self.dropout if self.training else 0.0  # on the attention weights
         if bias is not None:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[:, :T, :T].to(q.dtype),
-                                               dropout_p=p)
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=bias[:, :T, :T].to(q.dtype), dropout_p=p
+            )
         else:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal, dropout_p=p)
         y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, d_model)
@@ -123,7 +126,9 @@ class Block(nn.Module):
         self.dropout = config.dropout
 
     def forward(
-        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None,
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor] | None,
         bias: torch.Tensor | None,
     ) -> torch.Tensor:
         p, training = self.dropout, self.training

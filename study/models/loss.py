@@ -4,7 +4,7 @@ The (tokens x vocab) logits are the biggest tensor of a tiny model. ``linear_cro
 makes them, turns them into their gradient and consumes them chunk by chunk in the forward pass
 (training); ``linear_nll_sum`` sums the held-out NLL the same way without gradients
 (evaluation). ``ce_chunk_rows`` sizes the chunks for the device; ``head_kernels`` picks how a
-chunk's gradient is made (PyTorch, or the Triton kernels of ``study.triton_ce`` on CUDA).
+chunk's gradient is made (PyTorch, or the Triton kernels of ``study.models.triton_ce`` on CUDA).
 """
 
 from __future__ import annotations
@@ -56,9 +56,7 @@ def softmax_grad_eager(logits: torch.Tensor, targets: torch.Tensor) -> tuple[tor
     return p.to(logits.dtype), nll
 
 
-def softmax_grad_fusable(
-    logits: torch.Tensor, targets: torch.Tensor
-) -> tuple[torch.Tensor, ...]:
+def softmax_grad_fusable(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """The same, written as one reduction and one pointwise pass for the compiler to fuse."""
     x = logits.float()
     lse = torch.logsumexp(x, dim=-1, keepdim=True)  # (n, 1)
@@ -86,7 +84,7 @@ def head_kernels(
         softmax_grad = torch.compile(softmax_grad_fusable, dynamic=False)
     if kind == "torch" or not triton_ready(device):
         return softmax_grad, None
-    from study import triton_ce  # imports triton: only here, on CUDA
+    from study.models import triton_ce  # imports triton: only here, on CUDA
 
     if kind == "fused":
         return softmax_grad, triton_ce.linear_softmax_grad
@@ -101,8 +99,13 @@ class _LinearCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int,
-        softmax_grad: SoftmaxGrad, logits_grad: LogitsGrad | None,
+        ctx: Any,
+        h: torch.Tensor,
+        weight: torch.Tensor,
+        targets: torch.Tensor,
+        chunk: int,
+        softmax_grad: SoftmaxGrad,
+        logits_grad: LogitsGrad | None,
     ) -> torch.Tensor:
         # h (N, d) in the compute dtype; weight (V, d) float32 master; targets (N,) int64.
         with torch.autocast(h.device.type, enabled=False):
@@ -135,15 +138,21 @@ class _LinearCrossEntropy(torch.autograd.Function):
 
 
 def linear_cross_entropy(
-    h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, *, chunk: int,
-    softmax_grad: SoftmaxGrad = softmax_grad_eager, logits_grad: LogitsGrad | None = None,
+    h: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    chunk: int,
+    softmax_grad: SoftmaxGrad = softmax_grad_eager,
+    logits_grad: LogitsGrad | None = None,
 ) -> torch.Tensor:
     """``F.cross_entropy(h @ weight.T, targets)`` (mean, float32) without materialising the
     logits: ``chunk`` rows at a time, each chunk's gradient by ``logits_grad`` from ``h`` and
     the weight when given, else by ``softmax_grad`` from its logits. Differentiable in ``h``
     and ``weight``."""
-    out: torch.Tensor = _LinearCrossEntropy.apply(h, weight, targets, chunk, softmax_grad,
-                                                  logits_grad)
+    out: torch.Tensor = _LinearCrossEntropy.apply(
+        h, weight, targets, chunk, softmax_grad, logits_grad
+    )
     return out
 
 

@@ -50,8 +50,10 @@ class LSTMLM(NextTokenModel):
     def hidden(self, idx: torch.Tensor) -> torch.Tensor:
         """Normalised LSTM outputs (B, T, d_model), zero initial state."""
         x = dropout(self.wte(idx), self.dropout, training=self.training)  # (B, T, d_model)
-        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and (
-            torch.get_autocast_dtype("cpu") == torch.float16 or not cpu_has_bf16()
+        if (
+            x.device.type == "cpu"
+            and torch.is_autocast_enabled("cpu")
+            and (torch.get_autocast_dtype("cpu") == torch.float16 or not cpu_has_bf16())
         ):
             # oneDNN has no float16 LSTM kernel, and no bfloat16 one on CPUs without native
             # bf16 (it fails to build the primitive): there the recurrence runs in float32.

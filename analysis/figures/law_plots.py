@@ -1,0 +1,197 @@
+"""Figures of the fitted laws: the Chinchilla crossover of one device and the loss law with its
+best size per device. Labels go in legends beside the axes (never on the data, so none can
+overlap another); a crossover outside the measured sizes is drawn and labelled as extrapolated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from analysis.figures.plots import (
+    COLORS,
+    count_ticks,
+    new_figure,
+    outside_legend,
+    size_colorbar,
+    span,
+)
+from analysis.fits.core import Crossover, ThroughputFit
+from analysis.fits.loss_law import LossLawFit, LossOptimal
+from study.fmt import fmt_count
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+
+def crossover_figure(
+    fit: ThroughputFit,
+    cross: Crossover,
+    *,
+    params: ArrayLike,
+    tokens_per_second: ArrayLike,
+    label: str | None = None,
+) -> Figure:
+    """Tokens seen in the budget against N beside the ratio * N line, the crossing marked; the
+    fit is solid over the measured sizes and dashed beyond, an extrapolated N* hollow and
+    labelled so."""
+    fig = new_figure(width=9.0)
+    ax: Axes = fig.axes[0]
+    n = np.asarray(params, dtype=float)
+    t = np.asarray(tokens_per_second, dtype=float)
+    lo, hi = span(fit.n_min, fit.n_max, cross.n_star, cross.n_star_low, cross.n_star_high, pad=1.5)
+    ax.scatter(
+        n, t * cross.budget, s=18, color=COLORS[0], alpha=0.7, label="measured tokens/s x budget"
+    )
+    inside = np.geomspace(fit.n_min, fit.n_max, 100)
+    ax.plot(
+        inside,
+        fit.tokens_per_second(inside) * cross.budget,
+        color=COLORS[0],
+        label=f"fit T(N) x {cross.budget:g} s, T = {fmt_count(fit.c)} N^-{fit.k:.3f}",
+    )
+    for part in (np.geomspace(lo, fit.n_min, 50), np.geomspace(fit.n_max, hi, 50)):
+        ax.plot(
+            part,
+            fit.tokens_per_second(part) * cross.budget,
+            color=COLORS[0],
+            linestyle="--",
+            linewidth=1,
+        )
+    grid = np.geomspace(lo, hi, 200)
+    ax.plot(
+        grid,
+        cross.ratio * grid,
+        color=COLORS[1],
+        linestyle="-.",
+        label=f"{cross.ratio:g} x N tokens",
+    )
+    ax.axvspan(
+        cross.n_star_low,
+        cross.n_star_high,
+        color=COLORS[1],
+        alpha=0.12,
+        label=f"{cross.level:.0%} bootstrap interval of N*",
+    )
+    where = f"N* = {fmt_count(cross.n_star)} ({fmt_count(cross.tokens_at_n_star)} tokens)"
+    if cross.extrapolated:
+        ax.axvline(cross.n_star, color="black", linestyle="--", linewidth=1)
+        where += f"\nextrapolated: measured sizes {fmt_count(fit.n_min)} to {fmt_count(fit.n_max)}"
+    ax.plot(
+        [cross.n_star],
+        [cross.tokens_at_n_star],
+        marker="o",
+        markersize=9,
+        linestyle="",
+        color="black",
+        markerfacecolor="white" if cross.extrapolated else "black",
+        zorder=5,
+        label=where,
+    )
+    title = "Chinchilla crossover" + (f" ({label})" if label else "")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="parameters N",
+        ylabel="tokens seen in budget",
+        title=title,
+    )
+    count_ticks(ax, y=True)
+    ax.grid(True, which="both", alpha=0.3)
+    outside_legend(ax)
+    return fig
+
+
+def loss_law_figure(
+    law: LossLawFit,
+    *,
+    params: ArrayLike,
+    tokens: ArrayLike,
+    loss: ArrayLike,
+    predictions: Mapping[str, tuple[ThroughputFit, LossOptimal, Crossover]],
+) -> Figure:
+    """Left: loss against tokens, points coloured by size and the law's curves for a few sizes
+    in the same colours. Right: for each device, the law's loss after the budget against N,
+    the loss-optimal N (dot) and N* (cross, hollow where extrapolated) marked."""
+    from matplotlib import colormaps
+    from matplotlib.colors import LogNorm
+
+    fig = new_figure(width=13.0, height=5.0, ncols=2 if predictions else 1)
+    panels = list(fig.axes)  # before the colorbar adds its own axes
+    ax: Axes = panels[0]
+    n, d, y = (np.asarray(v, dtype=float) for v in (params, tokens, loss))
+    norm = LogNorm(vmin=n.min() / (1.5 if n.min() == n.max() else 1.0), vmax=n.max())
+    cmap = colormaps["viridis"]
+    sc = ax.scatter(d, y, c=n, norm=norm, cmap=cmap, s=10, alpha=0.7)
+    size_colorbar(fig, sc, ax)
+    d_grid = np.geomspace(d.min() / 1.5, d.max() * 1.5, 100)
+    for size in np.unique(np.quantile(n, [0.0, 0.5, 1.0])):
+        ax.plot(
+            d_grid,
+            law.predict(size, d_grid),
+            color=cmap(norm(size)),
+            linewidth=1.5,
+            label=f"law at N = {fmt_count(size)}",
+        )
+    ax.set(
+        xscale="log",
+        xlabel="tokens seen D",
+        ylabel="held-out loss (nats/token)",
+        title=(f"L = {law.E:.3g} + {law.A:.3g}/N^{law.alpha:.3f} + {law.B:.3g}/D^{law.beta:.3f}"),
+    )
+    count_ticks(ax)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="best")  # matplotlib places it where the fewest points are
+    if predictions:
+        _best_sizes(panels[1], law, predictions)
+    return fig
+
+
+def _best_sizes(
+    ax: Axes,
+    law: LossLawFit,
+    predictions: Mapping[str, tuple[ThroughputFit, LossOptimal, Crossover]],
+) -> None:
+    for i, (device, (fit, best, cross)) in enumerate(predictions.items()):
+        color = COLORS[i % len(COLORS)]
+        lo, hi = span(best.n_opt, cross.n_star, law.n_range[0], law.n_range[1], pad=3.0)
+        grid = np.geomspace(lo, hi, 200)
+        ax.plot(
+            grid,
+            law.predict(grid, fit.tokens_per_second(grid) * best.budget),
+            color=color,
+            label=f"{device}, {best.budget:g} s",
+        )
+        ax.plot(
+            [best.n_opt],
+            [best.loss],
+            marker="o",
+            linestyle="",
+            color=color,
+            label=f"  loss-optimal N = {fmt_count(best.n_opt)}",
+        )
+        loss_star = float(law.predict(cross.n_star, cross.tokens_at_n_star))
+        extra = " (extrapolated)" if cross.extrapolated else ""
+        ax.plot(
+            [cross.n_star],
+            [loss_star],
+            marker="X",
+            markersize=9,
+            linestyle="",
+            color=color,
+            markerfacecolor="white" if cross.extrapolated else color,
+            label=f"  {cross.ratio:g}x N* = {fmt_count(cross.n_star)}{extra}",
+        )
+    ax.set(
+        xscale="log",
+        xlabel="parameters N",
+        ylabel="predicted loss after budget",
+        title="Loss law's best size for the budget",
+    )
+    count_ticks(ax)
+    ax.grid(True, which="both", alpha=0.3)
+    outside_legend(ax)

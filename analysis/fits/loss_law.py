@@ -1,0 +1,403 @@
+"""Pure fit of the loss law L(N, D) = E + A / N^alpha + B / D^beta (Chinchilla Approach 3), and
+the size it predicts is best when every size trains for the same wall-clock budget.
+
+Arrays in, frozen results out: no I/O, no prints, no plots. Soft problems (a degenerate
+exponent, an optimiser that did not converge, an optimum at the search bound) come back in
+``warnings``; inputs no fit can use raise :class:`~study.errors.UsageError`. The law assumes
+every token is fresh; :mod:`analysis.fits.data_constrained` holds its form for repeated data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from analysis.fits.core import ThroughputFit, positive_finite
+from study.errors import UsageError
+from study.fmt import fmt_count
+
+FloatArray = NDArray[np.float64]
+
+# ---------------------------------------------------------------------------------------------
+# Loss law (Chinchilla Approach 3): L(N, D) = E + A / N^alpha + B / D^beta
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StartGrid:
+    """Initial values for L-BFGS, one run per point of the product grid.
+
+    The default is the grid of Hoffmann et al. (2022, Approach 3), with e reaching 1.5: 5,400
+    starts in the log-sum-exp parametrisation a = log A, b = log B, e = log E. It reproduces
+    Epoch AI's replication (tests/test_analysis_loss_law.py).
+    """
+
+    alpha: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0)
+    beta: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0)
+    e: tuple[float, ...] = (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5)
+    a: tuple[float, ...] = (0.0, 5.0, 10.0, 15.0, 20.0, 25.0)
+    b: tuple[float, ...] = (0.0, 5.0, 10.0, 15.0, 20.0, 25.0)
+
+    def starts(self) -> FloatArray:
+        """(n_starts, 5) array of (a, b, e, alpha, beta)."""
+        grid = itertools.product(self.a, self.b, self.e, self.alpha, self.beta)
+        return np.array(list(grid), dtype=np.float64).reshape(-1, 5)
+
+
+CHINCHILLA_GRID = StartGrid()
+
+
+class LossSurface(Protocol):
+    """What :func:`loss_optimal_n` needs of a law: a loss for (N, D), and the sizes it saw."""
+
+    @property
+    def n_range(self) -> tuple[float, float]: ...
+
+    def predict(self, n: ArrayLike, d: ArrayLike) -> FloatArray: ...
+
+
+@dataclass(frozen=True)
+class LossLawFit:
+    """L(N, D) = E + A / N^alpha + B / D^beta and the compute-optimal exponents.
+
+    With compute C ~ 6 N D, the loss-optimal allocation scales as N_opt ~ C^a and
+    D_opt ~ C^b with ``a = beta / (alpha + beta)`` and ``b = alpha / (alpha + beta)``.
+    ``objective`` is the summed Huber loss at the optimum; ``converged`` is the optimiser's own
+    verdict for the winning start.
+    """
+
+    E: float
+    A: float
+    B: float
+    alpha: float
+    beta: float
+    a: float
+    b: float
+    objective: float
+    delta: float
+    n_points: int
+    n_starts: int
+    n_converged: int
+    converged: bool
+    n_range: tuple[float, float]
+    d_range: tuple[float, float]
+    warnings: tuple[str, ...] = ()
+    e_vanished: bool = False  # E fitted below 1/1000 of the lowest loss
+
+    def predict(self, n: ArrayLike, d: ArrayLike) -> FloatArray:
+        n_arr = np.asarray(n, dtype=np.float64)
+        d_arr = np.asarray(d, dtype=np.float64)
+        return self.E + self.A * n_arr**-self.alpha + self.B * d_arr**-self.beta
+
+    def degenerate(self) -> tuple[str, ...]:
+        """Why the constants cannot be extrapolated: an exponent that is not positive, or an
+        irreducible loss run to zero; empty when neither."""
+        why = [
+            f"{name} = {value:.3g} <= 0: a degenerate exponent"
+            for name, value in (("alpha", self.alpha), ("beta", self.beta))
+            if not value > 0
+        ]
+        if self.e_vanished:
+            why.append(f"E = {self.E:.3g}: the irreducible loss ran to zero")
+        return tuple(why)
+
+    def as_dict(self) -> dict[str, float]:
+        """Exactly the published quantities: E, A, B, alpha, beta, a, b."""
+        return {
+            "E": self.E,
+            "A": self.A,
+            "B": self.B,
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "a": self.a,
+            "b": self.b,
+        }
+
+
+class HuberLogLoss:
+    """Summed Huber loss of LSE(a - alpha log N, b - beta log D, e) - log L, with its gradient.
+
+    Called with ``theta`` = (a, b, e, alpha, beta); returns ``(value, gradient)`` as
+    ``scipy.optimize.minimize(jac=True)`` wants. Vectorised over the points, and the gradient
+    is exact: with residual r, psi = clip(r, -delta, delta) the Huber derivative and w1, w2, w3
+    the softmax weights of the three LSE terms,
+    d/da = sum psi w1, d/db = sum psi w2, d/de = sum psi w3,
+    d/dalpha = -sum psi w1 log N, d/dbeta = -sum psi w2 log D.
+    """
+
+    def __init__(
+        self, log_n: FloatArray, log_d: FloatArray, log_loss: FloatArray, *, delta: float
+    ) -> None:
+        n = log_n.size
+        # Rows of d(t)/d(theta) for t = [a - alpha log N ; b - beta log D], stacked: (2n, 5).
+        jac = np.zeros((2, n, 5))
+        jac[0, :, 0], jac[0, :, 3] = 1.0, -log_n
+        jac[1, :, 1], jac[1, :, 4] = 1.0, -log_d
+        self._jac = jac.reshape(2 * n, 5)
+        self._n = n
+        self._log_loss = np.asarray(log_loss, dtype=np.float64)
+        self._delta = float(delta)
+
+    def __call__(self, theta: FloatArray) -> tuple[float, FloatArray]:
+        n, delta = self._n, self._delta
+        t = self._jac @ theta  # (2n,)
+        pred = np.logaddexp(np.logaddexp(t[:n], t[n:]), theta[2])  # (n,) log of the law
+        value, psi = huber(pred - self._log_loss, delta=delta)
+        t -= np.concatenate((pred, pred))
+        w = np.exp(t, out=t)  # softmax weights of the N and D terms, (2n,)
+        w[:n] *= psi
+        w[n:] *= psi
+        grad = w @ self._jac
+        grad[2] = psi.sum() - grad[0] - grad[1]  # the three weights sum to one
+        return value, grad
+
+
+def huber(residual: FloatArray, *, delta: float) -> tuple[float, FloatArray]:
+    """Summed Huber loss of ``residual`` and its derivative psi = clip(r, -delta, delta)."""
+    psi = np.maximum(np.minimum(residual, delta), -delta)  # cheaper than np.clip per call
+    # psi * (r - psi/2) is r^2/2 inside the band and delta * (|r| - delta/2) outside it.
+    return float(np.dot(psi, residual - 0.5 * psi)), psi
+
+
+def fit_loss_law(
+    params: ArrayLike,
+    tokens: ArrayLike,
+    loss: ArrayLike,
+    *,
+    delta: float = 1e-3,
+    grid: StartGrid = CHINCHILLA_GRID,
+    max_iter: int = 1000,
+) -> LossLawFit:
+    """Chinchilla Approach 3: Huber loss (``delta``) on log loss, summed over points, minimised
+    by L-BFGS with exact gradients from every start of ``grid``; the lowest final objective wins.
+
+    One process and one BLAS thread on purpose: the objective is a handful of numpy calls on a
+    few hundred points, so the cost is per call; forked workers and threaded BLAS both measured
+    slower.
+
+    Raises:
+        UsageError: fewer than 5 points, a non-positive or non-finite value, or no start giving
+            a finite objective.
+    """
+    n = positive_finite("params", params)
+    d = positive_finite("tokens", tokens)
+    loss_arr = positive_finite("loss", loss)
+    if not n.shape == d.shape == loss_arr.shape:
+        raise UsageError("params, tokens and loss differ in length")
+    if n.size < 5:
+        raise UsageError(f"the loss law has 5 parameters and needs at least 5 points, got {n.size}")
+    if not delta > 0:
+        raise UsageError(f"Huber delta must be positive, got {delta}")
+    starts = grid.starts()
+    if starts.size == 0:
+        raise UsageError("the grid of starts is empty")
+    best_f, best_x, best_ok, n_converged = _run_starts(
+        starts, np.log(n), np.log(d), np.log(loss_arr), delta=float(delta), max_iter=max_iter
+    )
+    if best_x is None:
+        raise UsageError("the loss-law fit gave no finite objective from any start")
+
+    log_a, log_b, log_e, alpha, beta = (float(v) for v in best_x)
+    e_vanished = math.exp(log_e) < 1e-3 * float(loss_arr.min())
+    warnings = _law_warnings(
+        alpha,
+        beta,
+        math.exp(log_e),
+        e_vanished=e_vanished,
+        converged=best_ok,
+        n_points=n.size,
+        n_sizes=np.unique(n).size,
+    )
+    total = alpha + beta
+    a_exp = beta / total if total != 0 else math.nan
+    b_exp = alpha / total if total != 0 else math.nan
+    return LossLawFit(
+        E=_safe_exp(log_e),
+        A=_safe_exp(log_a),
+        B=_safe_exp(log_b),
+        alpha=alpha,
+        beta=beta,
+        a=a_exp,
+        b=b_exp,
+        objective=best_f,
+        delta=delta,
+        n_points=int(n.size),
+        n_starts=int(starts.shape[0]),
+        n_converged=n_converged,
+        converged=best_ok,
+        n_range=(float(n.min()), float(n.max())),
+        d_range=(float(d.min()), float(d.max())),
+        warnings=tuple(warnings),
+        e_vanished=e_vanished,
+    )
+
+
+def _law_warnings(
+    alpha: float,
+    beta: float,
+    e: float,
+    *,
+    e_vanished: bool,
+    converged: bool,
+    n_points: int,
+    n_sizes: int,
+) -> list[str]:
+    """The soft problems of a loss-law fit, worst first."""
+    warnings: list[str] = []
+    if not converged:
+        warnings.append("the winning start did not converge (L-BFGS stopped early)")
+    for name, value in (("alpha", alpha), ("beta", beta)):
+        if value <= 0:
+            warnings.append(
+                f"{name} = {value:.3g} <= 0: the data do not constrain its term, "
+                f"and the exponents a, b mean nothing"
+            )
+    if e_vanished:
+        warnings.append(
+            f"E = {e:.3g}: the irreducible loss ran to zero, the data do not pin it down"
+        )
+    if n_sizes < 3:
+        warnings.append("fewer than 3 distinct sizes: alpha and A are poorly determined")
+    if n_points < 20:
+        warnings.append(f"only {n_points} points for 5 parameters")
+    return warnings
+
+
+def _run_starts(
+    starts: FloatArray,
+    log_n: FloatArray,
+    log_d: FloatArray,
+    log_loss: FloatArray,
+    *,
+    delta: float,
+    max_iter: int,
+) -> tuple[float, FloatArray | None, bool, int]:
+    """L-BFGS from each start; returns (best objective, its theta, its success, n converged)."""
+    from scipy.optimize import minimize
+
+    objective = HuberLogLoss(log_n, log_d, log_loss, delta=delta)
+    best_f, best_x, best_ok, n_ok = math.inf, None, False, 0
+    with _one_blas_thread(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for x0 in starts:
+            res = minimize(
+                objective, x0, jac=True, method="L-BFGS-B", options={"maxiter": max_iter}
+            )
+            n_ok += bool(res.success)
+            if math.isfinite(res.fun) and np.all(np.isfinite(res.x)) and res.fun < best_f:
+                best_f, best_x, best_ok = float(res.fun), np.array(res.x), bool(res.success)
+    return best_f, best_x, best_ok, n_ok
+
+
+# ---------------------------------------------------------------------------------------------
+# Loss-optimal size for a budget: minimise L(N, T(N) * budget) over N
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LossOptimal:
+    """The size the loss law predicts is best when every size trains for ``budget`` seconds."""
+
+    n_opt: float
+    tokens: float
+    tokens_per_second: float
+    loss: float
+    tokens_per_param: float
+    budget: float
+    n_bounds: tuple[float, float]
+    at_bound: bool
+    extrapolated: bool
+    warnings: tuple[str, ...] = ()
+
+
+def loss_optimal_n(
+    law: LossSurface,
+    throughput: ThroughputFit,
+    *,
+    budget: float,
+    n_bounds: tuple[float, float] | None = None,
+) -> LossOptimal:
+    """Minimise L(N, T(N) * budget) over log N on ``n_bounds`` (1-D bounded minimisation).
+
+    ``law`` is any :class:`LossSurface`: a :class:`LossLawFit`, or a data-constrained fit bound
+    to the study's unique tokens (:meth:`analysis.fits.data_constrained.DataConstrainedFit.surface`).
+    The default bounds reach 1000x beyond the sizes either fit saw, on both sides.
+    """
+    from scipy.optimize import minimize_scalar
+
+    if not budget > 0:
+        raise UsageError(f"budget must be positive, got {budget}")
+    if n_bounds is None:
+        lo_seen = min(law.n_range[0], throughput.n_min)
+        hi_seen = max(law.n_range[1], throughput.n_max)
+        n_bounds = (lo_seen / 1e3, hi_seen * 1e3)
+    lo, hi = (float(v) for v in n_bounds)
+    if not 0 < lo < hi:
+        raise UsageError(f"n_bounds must satisfy 0 < low < high, got {n_bounds}")
+
+    def objective(log_n: float) -> float:
+        n_val = math.exp(log_n)
+        return float(law.predict(n_val, throughput.tokens_per_second(n_val) * budget))
+
+    res = minimize_scalar(
+        objective,
+        bounds=(math.log(lo), math.log(hi)),
+        method="bounded",
+        options={"xatol": 1e-6},
+    )
+    n_opt = float(math.exp(res.x))
+    tps = float(throughput.tokens_per_second(n_opt))
+    tokens = tps * budget
+    warnings: list[str] = []
+    at_bound = abs(res.x - math.log(lo)) < 1e-3 or abs(res.x - math.log(hi)) < 1e-3
+    if at_bound:
+        warnings.append(
+            f"the optimum sits at the search bound ({fmt_count(n_opt)}): no interior minimum"
+        )
+    if not res.success:
+        warnings.append("the 1-D minimisation did not converge")
+    extrapolated = not (law.n_range[0] <= n_opt <= law.n_range[1])
+    if extrapolated:
+        warnings.append(
+            f"N_opt = {fmt_count(n_opt)} lies outside the sizes the loss law saw "
+            f"[{fmt_count(law.n_range[0])}, {fmt_count(law.n_range[1])}]"
+        )
+    return LossOptimal(
+        n_opt=n_opt,
+        tokens=tokens,
+        tokens_per_second=tps,
+        loss=float(res.fun),
+        tokens_per_param=tokens / n_opt,
+        budget=float(budget),
+        n_bounds=(lo, hi),
+        at_bound=bool(at_bound),
+        extrapolated=extrapolated,
+        warnings=tuple(warnings),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """L-BFGS-B makes thousands of tiny BLAS calls; a threaded OpenBLAS wakes its workers for
+    each, which measured 7x slower on 2 busy cores (scipy bundles its own OpenBLAS, so an
+    environment variable set after import cannot reach it)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # optional: only speed depends on it
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def _safe_exp(value: float) -> float:
+    return math.exp(value) if value < 700 else math.inf

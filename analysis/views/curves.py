@@ -1,0 +1,74 @@
+"""Loss curves of a study's trials: what ``python -m analysis.curves`` draws and the report
+shows. Each trial's stored curve (``harness_curve``: elapsed seconds, tokens seen, training
+and held-out loss per point) joined with the trial's size."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from analysis.figures import plots
+from analysis.load import StudyData
+from analysis.output import FIGURE_FORMATS, check_output
+from analysis.selection import PathArg, complete_trials, on_device, open_source
+from study.errors import UsageError
+from study.fmt import fmt_count
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def curve_points(data: StudyData, *, device: str | None = None) -> pd.DataFrame:
+    """Columns ``trial``, ``params``, ``elapsed_s``, ``tokens``, ``train_loss``, ``val_loss``:
+    every curve point of the complete trials (of ``device``, if given) that record their size.
+
+    Raises:
+        UsageError: the study has no complete trial, none on ``device``, or no curve points.
+    """
+    import pandas as pd
+
+    trials = on_device(complete_trials(data), device)
+    trials = trials[trials["params"].gt(0)]
+    merged = data.curves.merge(
+        trials[["number", "params"]], left_on="trial_number", right_on="number", how="inner"
+    )
+    if merged.empty:
+        raise UsageError(
+            f"study {data.study_name!r} stored no loss curves for its complete "
+            "trials (table harness_curve)"
+        )
+    out = pd.DataFrame({"trial": merged["trial_number"], "params": merged["params"]})
+    for col in ("elapsed_s", "tokens", "train_loss", "val_loss"):
+        out[col] = pd.to_numeric(merged[col], errors="coerce")
+    return out.sort_values(["trial", "elapsed_s"]).reset_index(drop=True)
+
+
+def curves_text(curves: pd.DataFrame, study_name: str) -> str:
+    """One line: how many trials and points, and the sizes they span."""
+    n = curves["trial"].nunique()
+    return (
+        f"study {study_name!r}: {n} trials, {len(curves)} curve points, sizes "
+        f"{fmt_count(curves['params'].min())} to {fmt_count(curves['params'].max())}"
+    )
+
+
+def run_curves(
+    *,
+    storage: str | None = None,
+    study_name: str | None = None,
+    plot_path: PathArg = "curves.png",
+    device: str | None = None,
+) -> str:
+    """Draw the study's loss curves to ``plot_path``; returns what to print (where it went).
+
+    Raises:
+        UsageError: an unwritable path or a figure format other than png/svg/pdf, or a study
+            without curves (nothing is written then).
+    """
+    out = check_output(plot_path, what="--plot", suffixes=FIGURE_FORMATS)
+    if out is None:
+        raise UsageError("--plot needs a path")
+    data = open_source(storage, study_name, None)
+    assert data is not None  # no CSV form
+    curves = curve_points(data, device=device)
+    plots.save(plots.curves_figure(curves), out)
+    return f"{curves_text(curves, data.study_name)}\nwrote {out}"

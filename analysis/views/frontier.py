@@ -1,0 +1,148 @@
+"""Held-out quality against size with its Pareto frontier: what ``python -m analysis.frontier``
+does, and the frontier section of the report.
+
+The frontier is the set of trials no smaller trial beats (``analysis.fits.core.pareto_frontier``);
+each device's crossover N* is marked beside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from analysis.figures import plots
+from analysis.fits.core import pareto_frontier
+from analysis.load import DEFAULT_STORAGE, StudyData, load_study
+from analysis.output import FIGURE_FORMATS, check_output
+from analysis.selection import (
+    METRICS,
+    PathArg,
+    complete_trials,
+    fmt_value,
+    metric_column,
+    metric_values,
+    on_device,
+)
+from analysis.views.crossover import CrossoverOutcome, device_crossovers
+from study.errors import UsageError
+from study.fmt import fmt_count
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+# --color-by name -> the trial column the point colours show
+COLOR_BY = {
+    "depth": "n_layer",
+    "pos": "pos",
+    "mlp": "mlp",
+    "arch": "arch",
+    "device": "device_label",
+}
+
+
+@dataclass(frozen=True)
+class FrontierOutcome:
+    """The trials with the metric, which of them form the frontier, and each device's N*."""
+
+    metric: str
+    color_by: str
+    trials: pd.DataFrame  # complete trials with the metric, by params
+    frontier: tuple[int, ...]  # row positions in ``trials``
+    crossovers: dict[str, CrossoverOutcome]
+    skipped: dict[str, str]  # device -> why it has no N*
+
+    def figure(self) -> Figure:
+        column, label = METRICS[self.metric]
+        return plots.frontier_figure(
+            self.trials["params"],
+            self.trials[column],
+            self.trials[COLOR_BY[self.color_by]],
+            list(self.frontier),
+            metric_label=label,
+            group_label=self.color_by,
+            n_stars={
+                d: plots.NStar(o.crossover.n_star, o.crossover.extrapolated)
+                for d, o in self.crossovers.items()
+            },
+            numbers=self.trials["number"],
+        )
+
+
+def frontier_for(
+    data: StudyData,
+    *,
+    metric: str,
+    color_by: str,
+    budget: float | None,
+    ratio: float,
+    device: str | None,
+) -> FrontierOutcome:
+    """The frontier of ``metric`` over the complete trials (of ``device`` only, if given).
+
+    Raises:
+        UsageError: unknown metric or colouring, or no trial records both params and the metric.
+    """
+    column = metric_column(metric)
+    if color_by not in COLOR_BY:
+        raise UsageError(f"--color-by must be one of {', '.join(COLOR_BY)}, got {color_by!r}")
+    trials = on_device(complete_trials(data), device)
+    trials[column] = metric_values(trials, metric)
+    trials = trials[trials["params"].gt(0) & trials[column].gt(0)].sort_values("params")
+    trials = trials.reset_index(drop=True)
+    if trials.empty:
+        raise UsageError(f"no complete trial records both params and {column}")
+    front = pareto_frontier(trials["params"], trials[column])
+    crossovers, skipped = device_crossovers(trials, budget=budget, ratio=ratio)
+    return FrontierOutcome(
+        metric, color_by, trials, tuple(int(i) for i in front), crossovers, skipped
+    )
+
+
+def frontier_text(o: FrontierOutcome) -> str:
+    """The frontier's trials as a table, smallest first, then each device's N* or why none."""
+    column, label = METRICS[o.metric]
+    rows = o.trials.iloc[list(o.frontier)]
+    lines = [
+        f"Pareto frontier of {label} ({len(rows)} of {len(o.trials)} complete trials):",
+        f"{'trial':>6} {'params':>10} {column:>9} {'layers':>6} {'d_model':>7} "
+        f"{'pos':>8} {'mlp':>7} {'lr':>9}",
+    ]
+    for _, r in rows.iterrows():
+        lines.append(
+            f"{int(r['number']):>6} {fmt_count(r['params']):>10} {r[column]:>9.4f} "
+            f"{fmt_value(r['n_layer'], 'd'):>6} {fmt_value(r['d_model'], 'd'):>7} "
+            f"{str(r['pos']):>8} {str(r['mlp']):>7} {fmt_value(r['lr'], '.3g'):>9}"
+        )
+    for device, c in o.crossovers.items():
+        beyond = " (extrapolated beyond the sizes measured)" if c.crossover.extrapolated else ""
+        lines.append(
+            f"N* ({c.crossover.ratio:g} tokens/param, {c.crossover.budget:g} s) "
+            f"on {device}: {fmt_count(c.crossover.n_star)}{beyond}"
+        )
+    for device, why in o.skipped.items():
+        lines.append(f"no N* for {device}: {why}")
+    return "\n".join(lines)
+
+
+def run_frontier(
+    *,
+    storage: str | None = None,
+    study_name: str | None = None,
+    plot_path: PathArg = None,
+    metric: str = "ppl",
+    color_by: str = "depth",
+    budget: float | None = None,
+    ratio: float = 20.0,
+    device: str | None = None,
+) -> str:
+    """The metric against parameters with its Pareto frontier and N* marked; draws it to
+    ``plot_path`` if given. Returns the text to print."""
+    plot_out = check_output(plot_path, what="--plot", suffixes=FIGURE_FORMATS)
+    data = load_study(storage or DEFAULT_STORAGE, study_name)
+    outcome = frontier_for(
+        data, metric=metric, color_by=color_by, budget=budget, ratio=ratio, device=device
+    )
+    if plot_out is not None:
+        plots.save(outcome.figure(), plot_out)
+    return frontier_text(outcome)

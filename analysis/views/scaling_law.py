@@ -1,0 +1,183 @@
+"""The loss law L(N, D) fitted on a study, and the loss-optimal size it predicts per device: what
+``python -m analysis.scaling_law`` does, and the loss-law section of the report.
+
+The fit is Chinchilla Approach 3 (``analysis.fits.core.fit_loss_law``); the prediction minimises
+L(N, T(N) * budget) with each device's throughput fit (``analysis.views.crossover``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from analysis.figures import law_plots, plots
+from analysis.fits.loss_law import (
+    CHINCHILLA_GRID,
+    LossLawFit,
+    LossOptimal,
+    StartGrid,
+    fit_loss_law,
+    loss_optimal_n,
+)
+from analysis.load import StudyData, read_csv
+from analysis.output import FIGURE_FORMATS, check_output
+from analysis.selection import PathArg, complete_trials, loss_points, open_source
+from analysis.views.crossover import CrossoverOutcome, device_crossovers
+from study.errors import UsageError
+from study.fileio import write_json
+from study.fmt import fmt_count
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+# A 3^5 subset of the Chinchilla grid, for quick looks and tests; results can differ from the
+# full grid where the objective has several basins.
+COARSE_GRID = StartGrid(
+    alpha=(0.0, 0.5, 1.0),
+    beta=(0.0, 0.5, 1.0),
+    e=(-1.0, 0.0, 1.0),
+    a=(0.0, 10.0, 20.0),
+    b=(0.0, 10.0, 20.0),
+)
+GRIDS = {"chinchilla": CHINCHILLA_GRID, "coarse": COARSE_GRID}
+
+
+def grid_named(name: str) -> StartGrid:
+    """The L-BFGS start grid called ``name`` (``--grid``); UsageError for an unknown one."""
+    if name not in GRIDS:
+        raise UsageError(f"--grid must be one of {', '.join(GRIDS)}, got {name!r}")
+    return GRIDS[name]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One device's loss-optimal size beside its ratio-heuristic crossover."""
+
+    device: str
+    crossover: CrossoverOutcome
+    best: LossOptimal
+
+
+@dataclass(frozen=True)
+class ScalingLawOutcome:
+    """The law, the points it was fitted on, a prediction per device and why any is missing."""
+
+    law: LossLawFit
+    points: pd.DataFrame
+    predictions: dict[str, Prediction]
+    skipped: dict[str, str]
+
+    def figure(self) -> Figure:
+        return law_plots.loss_law_figure(
+            self.law,
+            params=self.points["params"],
+            tokens=self.points["tokens"],
+            loss=self.points["loss"],
+            predictions={
+                d: (p.crossover.fit, p.best, p.crossover.crossover)
+                for d, p in self.predictions.items()
+            },
+        )
+
+
+def scaling_law_for(
+    data: StudyData | None,
+    points: pd.DataFrame,
+    *,
+    budget: float | None,
+    ratio: float,
+    device: str | None,
+    grid: StartGrid,
+) -> ScalingLawOutcome:
+    """Fit the law on ``points`` (params, tokens, loss); with a study, predict per device."""
+    law = fit_loss_law(points["params"], points["tokens"], points["loss"], grid=grid)
+    predictions: dict[str, Prediction] = {}
+    skipped: dict[str, str] = {}
+    if data is not None:
+        crossovers, skipped = device_crossovers(
+            complete_trials(data), budget=budget, ratio=ratio, device=device
+        )
+        for label, cross in crossovers.items():
+            best = loss_optimal_n(law, cross.fit, budget=cross.crossover.budget)
+            predictions[label] = Prediction(label, cross, best)
+    return ScalingLawOutcome(law, points, predictions, skipped)
+
+
+def scaling_law_text(o: ScalingLawOutcome) -> str:
+    """The law's parameters and exponents, each device's prediction, and every warning."""
+    law = o.law
+    sources = o.points["source"].value_counts().to_dict() if "source" in o.points else {}
+    counted = ", ".join(f"{v} {k}" for k, v in sorted(sources.items()))
+    lines = [
+        f"loss law L(N, D) = E + A/N^alpha + B/D^beta on {law.n_points} points"
+        + (f" ({counted})" if counted else "")
+        + f", Huber delta {law.delta:g}, best of {law.n_starts} L-BFGS starts "
+        f"({law.n_converged} converged)",
+        f"E = {law.E:.4f}",
+        f"A = {law.A:.4g}",
+        f"B = {law.B:.4g}",
+        f"alpha = {law.alpha:.4f}",
+        f"beta = {law.beta:.4f}",
+        f"a = {law.a:.4f}  (N_opt ~ C^a)",
+        f"b = {law.b:.4f}  (D_opt ~ C^b)",
+    ]
+    lines += [f"warning: {w}" for w in law.warnings]
+    for label, p in o.predictions.items():
+        c, b = p.crossover.crossover, p.best
+        lines.append(
+            f"{label}, budget {b.budget:g} s: loss-optimal N = {fmt_count(b.n_opt)} "
+            f"(predicted loss {b.loss:.4f}, {fmt_count(b.tokens)} tokens, "
+            f"{fmt_count(b.tokens_per_param)} tokens/param) vs {c.ratio:g}x heuristic N* = "
+            f"{fmt_count(c.n_star)}"
+        )
+        lines += [f"warning ({label}): {w}" for w in b.warnings]
+    for label, why in o.skipped.items():
+        lines.append(f"no prediction for {label}: {why}")
+    return "\n".join(lines)
+
+
+def run_scaling_law(
+    *,
+    storage: str | None = None,
+    study_name: str | None = None,
+    csv: PathArg = None,
+    budget: float | None = None,
+    ratio: float = 20.0,
+    device: str | None = None,
+    json_path: PathArg = None,
+    plot_path: PathArg = None,
+    grid: str = "chinchilla",
+    max_epochs: float | None = None,
+) -> str:
+    """Fit the loss law on a study's points (finals and curves) or a CSV of
+    ``params,tokens,loss``; on a study, predict the loss-optimal size per device. Writes the
+    law's seven numbers to ``json_path`` and the figure to ``plot_path`` if given; returns the
+    text to print.
+
+    Raises:
+        UsageError: bad options or paths, or no points to fit (nothing is written then).
+    """
+    json_out = check_output(json_path, what="--json")
+    plot_out = check_output(plot_path, what="--plot", suffixes=FIGURE_FORMATS)
+    start_grid = grid_named(grid)
+    data = open_source(storage, study_name, csv)
+    if data is None:
+        assert csv is not None
+        points = read_csv(csv, ("params", "tokens", "loss"))
+        if budget is not None or device is not None:
+            raise UsageError("--budget and --device need a study (a CSV has no throughput)")
+    else:
+        if max_epochs is not None and max_epochs <= 0:
+            raise UsageError(f"--max-epochs must be positive, got {max_epochs:g}")
+        points = loss_points(data, complete_trials(data), max_epochs=max_epochs)
+        if points.empty:
+            raise UsageError("no loss points left to fit (all beyond --max-epochs?)")
+    outcome = scaling_law_for(
+        data, points, budget=budget, ratio=ratio, device=device, grid=start_grid
+    )
+    if json_out is not None:
+        write_json(json_out, outcome.law.as_dict())
+    if plot_out is not None:
+        plots.save(outcome.figure(), plot_out)
+    return scaling_law_text(outcome)

@@ -1,0 +1,28 @@
+"""A study's trials as a CSV table for other tools (spreadsheets, R, pandas): what
+``python -m analysis.trials`` writes. The table is ``analysis.load.trials_table``'s."""
+
+from __future__ import annotations
+
+from analysis.load import DEFAULT_STORAGE, load_study
+from analysis.output import check_output
+from study.fileio import atomic_write_text
+
+STDOUT = "-"
+
+
+def run_trials(*, storage: str | None = None, study_name: str | None = None, csv: str) -> str:
+    """Write every trial of the study as CSV to ``csv`` (``-``: return the CSV itself, for
+    stdout); otherwise return one line saying what was written where.
+
+    Raises:
+        UsageError: an unwritable or non-.csv path, or a study that cannot be read (nothing is
+            written then).
+    """
+    out = None if csv == STDOUT else check_output(csv, what="--csv", suffixes=("csv",))
+    data = load_study(storage or DEFAULT_STORAGE, study_name)
+    text = data.trials.to_csv(index=False)
+    if out is None:
+        return text.rstrip("\n")
+    atomic_write_text(out, text)
+    cols = len(data.trials.columns)
+    return f"wrote {len(data.trials)} trials x {cols} columns of study {data.study_name!r} to {out}"

@@ -1,0 +1,390 @@
+"""The Optuna study: validate everything, create the study once, run the workers, summarise.
+
+Bad input (unknown sweep, a sweep file without ``suggest``, a storage that cannot be opened,
+is read-only or is another application's, ``--trials 0``, a study of the same name that
+maximises or ran with another budget, data that cannot be read, a device this machine lacks) is
+refused before anything is written to the database. Then the token cache is built once, the
+study and the harness tables are created (or upgraded), the study's terms are checked under the
+study lock (``study.orchestra.comparability``: a run whose trials would not compare is refused), results
+kept while the database could not take them are recorded, trials orphaned by a killed run are
+failed and queued again, and ``workers`` processes train trials until the study holds
+``trials`` complete ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing
+import os
+import socket
+import sys
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from study.data import resolve_data
+from study.errors import UsageError
+from study.orchestra import progress
+from study.orchestra.comparability import check_terms, heldout_digest, search_space
+from study.orchestra.job import compile_cache_env
+from study.orchestra.worker import PRUNERS, WorkerSpec, process_main, quiet_optuna, run_worker
+from study.storage import pending, stale, store
+from study.storage.optuna_store import SharedStudy
+from study.storage.study_lock import StudyLock
+from sweeps import Sweep, load_sweep
+
+if TYPE_CHECKING:
+    from study.config import TrainConfig
+    from study.data import TokenData
+    from study.orchestra.worker import Failures, Lock
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What ``python -m study.run`` was asked for; ``None`` study name means the sweep's name."""
+
+    trials: int = 40
+    budget: float = 300.0
+    sweep: str = "default"
+    storage: str = "sqlite:///study.db"
+    study_name: str | None = None
+    data: str | None = None
+    device: str = "auto"
+    workers: int = 1
+    seed: int = 0
+    pruner: str = "none"
+    cache_dir: str | None = None
+    max_failures: int | None = None  # None: max(10, trials)
+    max_stories: int | str = "auto"  # training stories of every trial; auto: study.data.budget
+
+    def validate(self) -> None:
+        if self.trials < 1:
+            raise UsageError(f"--trials must be at least 1, got {self.trials}")
+        if not (math.isfinite(self.budget) and self.budget > 0):
+            raise UsageError(f"--budget must be a positive number of seconds, got {self.budget:g}")
+        if self.workers < 1:
+            raise UsageError(f"--workers must be at least 1, got {self.workers}")
+        if self.max_failures is not None and self.max_failures < 1:
+            raise UsageError(f"--max-failures must be at least 1, got {self.max_failures}")
+        if self.pruner not in PRUNERS:
+            raise UsageError(f"--pruner must be one of {', '.join(PRUNERS)}, got {self.pruner!r}")
+        if self.study_name is not None and not self.study_name.strip():
+            raise UsageError("--study-name must not be empty")
+        stale.grace_s()  # the environment's settings, refused here before anything is written
+        store.patience_s()
+
+    @property
+    def failure_limit(self) -> int:
+        """Failed trials after which this run stops: ``max_failures``, or max(10, trials)."""
+        return self.max_failures if self.max_failures is not None else max(10, self.trials)
+
+
+def run_study(opts: RunOptions) -> int:
+    """Run (or resume) the study. Returns 0 once it holds ``opts.trials`` complete trials, 1 if
+    it stopped early (too many failures, a worker process died).
+
+    Raises:
+        UsageError: bad input, found before anything is written.
+    """
+    opts.validate()
+    from optuna.trial import TrialState
+
+    quiet_optuna()
+    sweep = load_sweep(opts.sweep)
+    study_name = opts.study_name or sweep.name
+    # Which corpus "no --data" means here (the hub, or the bundled sample when the hub cannot
+    # be reached) is decided once, so the trials neither probe again nor record None.
+    base = {
+        "budget": float(opts.budget),
+        "data": resolve_data(opts.data),
+        "device": opts.device,
+        "seed": opts.seed,
+    }
+    probe, space = probe_config(sweep, base)
+    check_device(opts.device)
+    state = store.inspect_storage(opts.storage, study_name)
+    check_existing(state, study_name, budget=opts.budget)
+    tokens = study_tokens(
+        probe,
+        cache_dir=opts.cache_dir,
+        max_stories=opts.max_stories,
+        stored=state.study_attrs.get("max_stories"),
+    )
+    base["max_stories"] = tokens.max_stories
+    terms = {
+        "budget": float(opts.budget),
+        "corpus": tokens.fingerprint,
+        "heldout": heldout_digest(tokens.valid),
+        "max_stories": tokens.max_stories,
+        "eval_tokens": probe.eval_tokens,
+        "sweep": sweep.name,
+        "search_space": space,
+    }
+    del tokens  # the workers' trainers map the cache themselves
+
+    shared, run_index = open_study(opts, study_name, terms)
+    progress.emit(
+        f"[{study_name}] {state.url}: {shared.count(TrialState.COMPLETE)}/"
+        f"{opts.trials} complete; sweep {sweep.name}, budget {opts.budget:g}s, "
+        f"{opts.workers} worker(s)"
+    )
+    ctx = multiprocessing.get_context("spawn")
+    lock, failures = ctx.Lock(), ctx.Value("i", 0)
+    specs = [
+        WorkerSpec(
+            storage=opts.storage,
+            study_name=study_name,
+            sweep=sweep.spec,
+            base=base,
+            trials=opts.trials,
+            max_failures=opts.failure_limit,
+            pruner=opts.pruner,
+            curve_points=probe.curve_points,
+            sampler_seed=sampler_seed(opts.seed, run_index, i),
+            cache_dir=opts.cache_dir,
+            index=i,
+            workers=opts.workers,
+            env={
+                **compile_cache_env(opts.cache_dir),
+                **child_env(i, opts.workers, device=opts.device),
+            },
+            parent_pid=os.getpid() if opts.workers > 1 else None,
+        )
+        for i in range(opts.workers)
+    ]
+    dead_workers = run_workers(specs, lock, failures)
+
+    trials = shared.trials()
+    for line in progress.summary(study_name, state.url, trials, target=opts.trials):
+        progress.emit(line)
+    complete = sum(t.state == TrialState.COMPLETE for t in trials)
+    if dead_workers:
+        for name, code in dead_workers:
+            print(f"error: {name} exited with status {code}", file=sys.stderr)
+        return 1
+    if complete < opts.trials:
+        print(
+            f"error: stopped at {complete}/{opts.trials} complete trials after "
+            f"{failures.value} failed ones in this run (--max-failures "
+            f"{opts.failure_limit}); run the same command to go on",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def check_existing(state: store.StorageState, study_name: str, *, budget: float) -> None:
+    """Refuse to continue an existing study that maximises or ran with another budget.
+
+    Raises:
+        UsageError: the study exists and its trials would not compare with this run's.
+    """
+    if not state.study_exists:
+        return
+    if state.directions != ("MINIMIZE",):
+        raise UsageError(
+            f"study {study_name!r} in {state.url} optimises {'/'.join(state.directions)}; "
+            f"this harness minimises held-out perplexity (choose another --study-name)"
+        )
+    # Checked again under the study lock (open_study); the same words whichever check refuses.
+    check_terms(
+        {k: v for k, v in state.study_attrs.items() if k == "budget"},
+        {"budget": budget},
+        study_name=study_name,
+    )
+
+
+def open_study(opts: RunOptions, study_name: str, terms: dict[str, Any]) -> tuple[SharedStudy, int]:
+    """Under the study lock: create or load the study, check this run's ``terms`` against the
+    ones it was made with (``study.orchestra.comparability``) and record any it lacks, recover trials
+    orphaned by a killed run (after recording results kept while the disk was full,
+    ``study.storage.pending``), and count this run.
+
+    Returns:
+        The study, and this run's index among all runs of it (0 for the first), so runs at the
+        same time, even on one host, seed their samplers apart.
+
+    Raises:
+        UsageError: a term differs from the study's (checked under the lock, so of two runs
+            started together on a new study the one that comes second is refused).
+    """
+    study_lock = StudyLock(opts.storage, study_name)
+    try:
+        with study_lock:
+            shared = SharedStudy.create(opts.storage, study_name)
+            missing = check_terms(shared.user_attrs(), terms, study_name=study_name)
+            for key, value in missing.items():
+                shared.tag(key, value)
+            kept = pending.record(shared, opts.storage, cache_dir=opts.cache_dir)
+            recovered = stale.recover_stale(shared, locked=True)
+            run_index = shared.bump(RUNS_ATTR)
+    finally:
+        study_lock.close()
+    if kept:
+        progress.emit(
+            f"[{study_name}] recorded the kept result of trial(s) "
+            + ", ".join(f"#{n}" for n in kept)
+        )
+    if recovered:
+        progress.emit(
+            f"[{study_name}] {len(recovered)} trial(s) left running by a dead worker "
+            f"failed and queued again: " + ", ".join(f"#{n}" for n in recovered)
+        )
+    return shared, run_index
+
+
+def run_workers(specs: list[WorkerSpec], lock: Lock, failures: Failures) -> list[tuple[str, int]]:
+    """Run one worker in this process, or each in a process of its own, until all are done.
+
+    Returns:
+        (name, exit status) of each worker process that did not exit cleanly.
+    """
+    if len(specs) == 1:
+        run_worker(specs[0], lock, failures)
+        return []
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=process_main, args=(s, lock, failures), name=f"study-worker-{s.index}")
+        for s in specs
+    ]
+    for p in procs:
+        p.start()
+    try:
+        for p in procs:
+            p.join()
+    except KeyboardInterrupt:
+        # Ctrl-C reached every worker already; a SIGTERM only this process. Pass it on: a
+        # worker stops once, so one that is already stopping ignores the second signal.
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:  # each worker fails and requeues its trial
+            p.join(30)
+        raise
+    return [(p.name, p.exitcode or 0) for p in procs if p.exitcode != 0]
+
+
+def probe_config(sweep: Sweep, base: dict[str, Any]) -> tuple[TrainConfig, dict[str, str]]:
+    """One suggestion from a throwaway in-memory study: proves the sweep works before the
+    database is touched, and gives the tokenizer settings to prepare and the search space
+    (``comparability.search_space``). Seeded, so every run of a sweep sees the same branch."""
+    import optuna
+
+    scratch = optuna.create_study(
+        sampler=sweep.sampler(seed=0)
+        if sweep.sampler is not None
+        else optuna.samplers.RandomSampler(seed=0)
+    )
+    trial = scratch.ask()
+    return sweep.build(trial, **base), search_space(trial)
+
+
+def check_device(device: str) -> None:
+    """Refuse a device this machine lacks before anything is written (``auto`` always works).
+
+    Raises:
+        UsageError: ``cuda`` without a CUDA device, ``mps`` without Apple MPS.
+    """
+    if device in ("cuda", "mps"):
+        from study.device import resolve_device  # the call imports torch: only on these paths
+
+        resolve_device(device)
+
+
+def prepare_tokens(
+    config: TrainConfig,
+    *,
+    cache_dir: str | None,
+    max_stories: int | str = "auto",
+    stored: Any = None,
+) -> int | None:
+    """``study_tokens``' number of training stories every trial reads."""
+    return study_tokens(
+        config, cache_dir=cache_dir, max_stories=max_stories, stored=stored
+    ).max_stories
+
+
+def study_tokens(
+    config: TrainConfig,
+    *,
+    cache_dir: str | None,
+    max_stories: int | str = "auto",
+    stored: Any = None,
+) -> TokenData:
+    """Resolve ``max_stories`` (the flag's number, else the sweep's ``config.max_stories``) once
+    for the whole study (a study keeps the number it stored first), then build the tokenizer and
+    token cache before workers start (the trainer reuses it). Returns the study's tokens (their
+    ``max_stories``: the training stories every trial reads).
+
+    Raises:
+        UsageError: a number other than the one the study stored; bad data.
+    """
+    from study.data import load_tokens, resolve_max_stories
+
+    folder = Path(cache_dir) if cache_dir is not None else None
+    if max_stories == "auto":  # the flag left it to the sweep, whose own default is auto
+        max_stories = config.max_stories
+    limit = (
+        stored
+        if max_stories == "auto" and isinstance(stored, int)
+        else resolve_max_stories(
+            config.data,
+            max_stories=max_stories,
+            budget=config.budget,
+            device=config.device,
+            cache_dir=folder,
+        )
+    )
+    if stored is not None and limit != stored:
+        raise UsageError(
+            f"the study was run with --max-stories {stored}; trials of different "
+            f"corpora do not compare (use {stored} or another --study-name)"
+        )
+    progress.emit(
+        f"preparing tokens ({config.data or 'TinyStories'}, vocab "
+        f"{config.model.vocab_size}, {limit} training stories)"
+    )
+    return load_tokens(
+        config.data, vocab_size=config.model.vocab_size, cache_dir=folder, max_stories=limit
+    )
+
+
+RUNS_ATTR = "five_minute_study:runs"  # study system attribute: runs started so far
+
+
+def sampler_seed(seed: int, run_index: int, index: int) -> int:
+    """Distinct per worker, per run of the study (resumed or concurrent) and per host, so no two
+    workers draw the same sequence; the same for the same run of the same command."""
+    host = zlib.crc32(socket.gethostname().encode())
+    return int(zlib.crc32(f"{seed}:{run_index}:{index}:{host}".encode()))
+
+
+def child_env(index: int, workers: int, *, device: str) -> dict[str, str]:
+    """Environment overrides for worker ``index``'s trainer children.
+
+    With several workers each gets CUDA device ``index % device_count`` (of those visible), or,
+    without CUDA, an equal share of the CPU cores (unless OMP_NUM_THREADS is already set).
+    """
+    if workers == 1:
+        return {}
+    if device in ("auto", "cuda"):
+        visible = cuda_devices()
+        if visible:
+            return {"CUDA_VISIBLE_DEVICES": visible[index % len(visible)]}
+    if device in ("auto", "cpu") and "OMP_NUM_THREADS" not in os.environ:
+        return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // workers))}
+    return {}
+
+
+def cuda_devices() -> list[str]:
+    """CUDA device ids this process may use: CUDA_VISIBLE_DEVICES if set, else all."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [d.strip() for d in listed.split(",") if d.strip()]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]

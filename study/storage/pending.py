@@ -1,0 +1,135 @@
+"""Trial results that could not be written to the database, kept on disk until they can.
+
+When the database's disk is full, or the database stays unreachable past the patience
+(``study.storage.retry``), as a trained trial is recorded, the worker keeps the result in a
+pending-results file (one JSON per trial, written atomically) and the run ends with one
+line; the trial stays RUNNING. The next worker of the study on this machine (the same run's, or
+a rerun's) records it before it recovers stale trials, so the trained result is not thrown away
+and trained again. A pending trial that another machine has meanwhile written off is dropped:
+its configuration was queued again there.
+
+Files live under the token cache folder (``--cache-dir``, often another disk than the
+database's) or, if that cannot be written, in a ``.pending`` folder beside an SQLite file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from study.fileio import write_json
+from study.result import TrainResult
+
+if TYPE_CHECKING:
+    from study.storage.optuna_store import SharedStudy
+
+log = logging.getLogger(__name__)
+
+
+def folders(url: str, study_name: str, *, cache_dir: str | None) -> list[Path]:
+    """Where this study's pending results may lie on this machine, in the order tried."""
+    from study.data import default_cache_dir
+
+    parsed = sa.engine.make_url(url)
+    # Machines may name the server differently; the database and study name are what agree.
+    key = hashlib.sha256(f"{parsed.database}/{study_name}".encode()).hexdigest()[:16]
+    out = [(Path(cache_dir) if cache_dir else default_cache_dir()) / "pending-results" / key]
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        db = Path(parsed.database).resolve()
+        out.append(db.parent / f".{db.name}.pending" / key)
+    return out
+
+
+def keep(
+    url: str,
+    study_name: str,
+    *,
+    cache_dir: str | None,
+    number: int,
+    value: float,
+    attrs: dict[str, Any],
+    result: TrainResult,
+) -> Path:
+    """Write trial ``number``'s result where it can be kept; returns the file.
+
+    Raises:
+        OSError: no folder could take it (the last error).
+    """
+    payload = {
+        "study_name": study_name,
+        "number": number,
+        "value": value,
+        "attrs": attrs,
+        "result": result.to_dict(),
+    }
+    error: OSError | None = None
+    for folder in folders(url, study_name, cache_dir=cache_dir):
+        path = folder / f"trial-{number}.json"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            write_json(path, payload)
+        except OSError as exc:
+            error = exc
+            continue
+        return path
+    assert error is not None
+    raise error
+
+
+def record(shared: SharedStudy, url: str, *, cache_dir: str | None) -> list[int]:
+    """Under the study lock: record every pending result of ``shared`` kept on this machine
+    whose trial is still RUNNING, and remove the files (also those whose trial another machine
+    finished meanwhile). Returns the numbers of the trials completed.
+
+    Raises:
+        StorageFull: the disk is still full (the files stay for the next attempt).
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    from study.storage.optuna_store import TrialWrittenOff
+
+    done = []
+    for folder in folders(url, shared.name, cache_dir=cache_dir):
+        for path in sorted(folder.glob("trial-*.json")) if folder.is_dir() else []:
+            try:
+                kept = json.loads(path.read_text())
+                number, result = int(kept["number"]), TrainResult(**kept["result"])
+            except (OSError, ValueError, TypeError, KeyError) as exc:
+                log.warning("ignoring unreadable pending result %s (%s)", path, exc)
+                continue
+            try:
+                running = shared.stored(number).state == TrialState.RUNNING
+            except KeyError:  # no such trial: the file came from another study of that name
+                running = False
+            if running:
+                trial = optuna.Trial(shared.study, shared.trial_id(number))
+                try:
+                    # The curve points the database did not take (point i at fraction i/P).
+                    points = int(result.config.get("curve_points", len(result.curve)))
+                    for index, point in enumerate(result.curve, 1):
+                        shared.report_point(
+                            trial,
+                            index,
+                            point.get("val_loss"),
+                            budget=float(result.config["budget"]),
+                            curve_points=points,
+                            ask_pruner=False,
+                        )
+                    shared.complete(trial, float(kept["value"]), attrs=kept["attrs"], result=result)
+                    done.append(number)
+                except TrialWrittenOff:
+                    pass
+            else:
+                log.warning(
+                    "trial %d was written off by another machine before its kept "
+                    "result could be recorded; it was queued again there",
+                    number,
+                )
+            path.unlink(missing_ok=True)
+    return done

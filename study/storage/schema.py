@@ -1,0 +1,90 @@
+"""The harness's own tables, kept in the same database as Optuna's.
+
+Optuna's tables hold each trial's objective (held-out perplexity) and its user attributes (the
+scalar results and the full config, see ``TRIAL_ATTRS``). Series too long for attributes live
+here, keyed by Optuna's ``trial_id`` (unique across studies in one storage) with the study name and
+trial number repeated so a reader needs no join.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+SCHEMA_VERSION = 2
+# Versions this code upgrades in place (``store.migrate``): 1 lacked ``harness_curve.eval_tokens``.
+MIGRATES_FROM = frozenset({1})
+
+# MySQL's FLOAT is 4 bytes and its TEXT holds 64 KB; ask it for what the other backends give.
+FLOAT = sa.Float().with_variant(mysql.DOUBLE(asdecimal=False), "mysql", "mariadb")
+TEXT = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
+
+metadata = sa.MetaData()
+
+meta = sa.Table(
+    "harness_meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(256), nullable=False),
+)
+
+curve = sa.Table(
+    "harness_curve",
+    metadata,
+    sa.Column("trial_id", sa.Integer, primary_key=True),
+    sa.Column("idx", sa.Integer, primary_key=True),
+    sa.Column("study_name", sa.String(512), nullable=False, index=True),
+    sa.Column("trial_number", sa.Integer, nullable=False),
+    sa.Column("elapsed_s", FLOAT, nullable=False),
+    sa.Column("tokens", sa.BigInteger, nullable=False),
+    sa.Column("train_loss", FLOAT, nullable=True),
+    sa.Column("val_loss", FLOAT, nullable=True),
+    # Held-out targets the point was scored on; NULL in studies of schema 1 and older results.
+    sa.Column("eval_tokens", sa.BigInteger, nullable=True),
+)
+
+sample = sa.Table(
+    "harness_sample",
+    metadata,
+    sa.Column("trial_id", sa.Integer, primary_key=True),
+    sa.Column("study_name", sa.String(512), nullable=False, index=True),
+    sa.Column("trial_number", sa.Integer, nullable=False),
+    sa.Column("prompt", TEXT, nullable=False),
+    sa.Column("text", TEXT, nullable=False),
+)
+
+# User attributes every complete trial carries (Optuna ``trial.user_attrs``).
+TRIAL_ATTRS = (
+    "config",  # TrainConfig.to_dict(), nested
+    "arch",
+    "n_layer",
+    "d_model",
+    "n_head",
+    "pos",
+    "mlp",
+    "lr",
+    "batch_size",
+    "budget",
+    "params",  # total, tied embeddings counted once
+    "params_nonembedding",
+    "flops_per_token",
+    "tokens_seen",
+    "tokens_per_second",  # steady state
+    "train_seconds",
+    "steps",
+    "epochs",  # tokens_seen / unique_tokens
+    "unique_tokens",  # U: distinct training tokens the trial could draw from
+    "eval_tokens",  # held-out targets of every evaluation (the final one and each curve point)
+    "eval_seconds",  # seconds all evaluations took, outside the budget
+    "val_loss",
+    "val_ppl",
+    "val_bpb",
+    "val_is_bound",
+    "device",  # e.g. "cuda", "cpu"
+    # e.g. "NVIDIA H100 80GB HBM3", "Apple MPS (arm64)", "cpu x86_64 (AMD EPYC, bf16)"
+    "device_name",
+    "versions",  # {"python", "torch", "numpy", "tokenizers", "study"}
+    "seed",
+    "compile_seconds",  # budgeted seconds of the steps that compiled or captured a CUDA graph
+    "outside_seconds",  # the trial process's wall time minus train_seconds (parent-measured)
+)

@@ -1,0 +1,367 @@
+"""The study's database: checking a storage URL without writing, opening it, the harness rows.
+
+Optuna's tables hold trials, their values and user attributes; the harness's own tables
+(``study.storage.schema``) hold each complete trial's loss curve and sample text. ``inspect_storage``
+reads only, so bad input is refused before anything is created; ``open_storage`` creates what is
+missing. Every write here runs in one transaction and retries while SQLite reports itself busy
+or a server connection drops (``retry``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import sqlalchemy as sa
+
+from study.errors import UsageError, first_line
+from study.storage import schema
+from study.storage.retry import StorageFull, StorageGone, patience_s, retry
+
+__all__ = ["StorageFull", "StorageGone", "patience_s", "retry"]  # where callers find them
+
+if TYPE_CHECKING:
+    from optuna.storages import RDBStorage
+
+    from study.result import TrainResult
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SQLITE_TIMEOUT_S = 60  # seconds a SQLite connection waits for a lock before "database is locked"
+
+
+@dataclass(frozen=True)
+class StorageState:
+    """What an existing storage says about one study, read without writing anything."""
+
+    url: str  # password hidden, for messages
+    has_optuna: bool
+    study_exists: bool
+    directions: tuple[str, ...]  # e.g. ("MINIMIZE",); empty when the study does not exist
+    study_attrs: dict[str, Any]
+
+
+def engine_kwargs(url: str) -> dict[str, Any]:
+    """Connection options: a generous lock timeout for SQLite, liveness checks for servers."""
+    if sa.engine.make_url(url).get_backend_name() == "sqlite":
+        return {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
+    return {"pool_pre_ping": True}
+
+
+def safe_url(url: str) -> str:
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return url
+
+
+def inspect_storage(url: str, study_name: str) -> StorageState:
+    """Open ``url`` read-only and report on ``study_name``; a missing SQLite file is fine.
+
+    Raises:
+        UsageError: the URL is malformed, its driver is missing, or it cannot be opened.
+    """
+    shown = safe_url(url)
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        raise UsageError(f"cannot parse storage URL {url!r}") from None
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database in ("", ":memory:") or database.startswith("file::memory:"):
+            raise UsageError(
+                "an in-memory SQLite storage keeps nothing; give a file, e.g. sqlite:///study.db"
+            )
+        path = Path(database)
+        if not path.exists():
+            if not path.parent.is_dir():
+                raise UsageError(
+                    f"cannot open storage {shown}: folder {path.parent} does not exist"
+                )
+            return StorageState(
+                url=shown, has_optuna=False, study_exists=False, directions=(), study_attrs={}
+            )
+        if not path.is_file():
+            raise UsageError(f"cannot open storage {shown}: {path} is not a file")
+        check_writable(path, shown)
+        # Read-only, so a file that is not ours is never touched.
+        read_url = f"sqlite:///file:{path.resolve()}?mode=ro&uri=true"
+    else:
+        read_url = url
+    try:
+        engine = sa.create_engine(read_url, **engine_kwargs(url))
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
+        raise UsageError(f"cannot open storage {shown}: {first_line(exc)}") from None
+    try:
+        with engine.connect() as conn:
+            tables = set(sa.inspect(conn).get_table_names())
+            check_harness_version(conn, tables, shown, allow_older=False)
+            check_tables_are_ours(tables, shown, sqlite=parsed.get_backend_name() == "sqlite")
+        if "studies" not in tables:
+            return StorageState(
+                url=shown, has_optuna=False, study_exists=False, directions=(), study_attrs={}
+            )
+        return _read_study(read_url, url, study_name, shown)
+    except sa.exc.SQLAlchemyError as exc:
+        raise UsageError(f"cannot open storage {shown}: {first_line(exc)}") from None
+    finally:
+        engine.dispose()
+
+
+# Optuna's own tables, any one of which marks a database Optuna has written.
+OPTUNA_TABLES = frozenset({"studies", "trials", "version_info", "alembic_version"})
+
+
+def check_tables_are_ours(tables: set[str], shown: str, *, sqlite: bool) -> None:
+    """Refuse a database whose tables are another application's: Optuna would add its own
+    tables beside them (on SQLite, which is a file of its own, any foreign table refuses it; a
+    server database may hold others beside a study), and a table named ``studies`` that is not
+    Optuna's would fail deep inside Optuna.
+
+    Raises:
+        UsageError: one line naming the storage and some of the tables found.
+    """
+    ours = OPTUNA_TABLES | set(schema.metadata.tables)
+    if sqlite and tables and tables.isdisjoint(ours):
+        listed = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise UsageError(
+            f"storage {shown} holds another application's tables ({listed}), no "
+            f"study; give a new file, e.g. sqlite:///study.db"
+        )
+    if "studies" in tables and "version_info" not in tables:
+        raise UsageError(
+            f"storage {shown} has a table named studies that is not Optuna's; "
+            f"give a database of its own"
+        )
+
+
+def check_writable(path: Path, shown: str) -> None:
+    """Refuse an SQLite file that the study could not write: read-only by its mode (even to
+    root, who could write it anyway: the mode says it is not to change), its folder (SQLite
+    writes a journal beside it) or its file system. A run always writes (it counts itself),
+    even on a complete study.
+
+    Raises:
+        UsageError: one line naming the storage and why.
+    """
+    for where in (path, path.parent):
+        try:
+            read_only_fs = bool(os.statvfs(where).f_flag & os.ST_RDONLY)
+            mode_read_only = where.stat().st_mode & 0o222 == 0
+        except OSError as exc:
+            raise UsageError(f"cannot open storage {shown}: {first_line(exc)}") from None
+        if read_only_fs or mode_read_only or not os.access(where, os.W_OK):
+            why = (
+                "is on a read-only file system"
+                if read_only_fs
+                else "is read-only"
+                if where == path
+                else f"is in a read-only folder ({where})"
+            )
+            raise UsageError(
+                f"storage {shown} {why}; a study run records itself in its "
+                f"database (copy it somewhere writable to go on)"
+            )
+
+
+def _read_study(read_url: str, url: str, study_name: str, shown: str) -> StorageState:
+    """Read ``study_name`` through Optuna's public storage API (its own SQL quotes what a
+    backend reserves, e.g. MySQL's ``key``), on a connection that cannot write to SQLite.
+
+    Raises:
+        UsageError: Optuna refuses the storage (e.g. its tables need ``optuna storage upgrade``).
+    """
+    import optuna
+
+    try:
+        storage = optuna.storages.RDBStorage(
+            read_url, engine_kwargs=engine_kwargs(url), skip_table_creation=True
+        )
+    except (RuntimeError, ValueError) as exc:
+        raise UsageError(f"cannot open storage {shown}: {first_line(exc)}") from None
+    try:
+        try:
+            study_id = storage.get_study_id_from_name(study_name)
+        except KeyError:
+            return StorageState(
+                url=shown, has_optuna=True, study_exists=False, directions=(), study_attrs={}
+            )
+        directions = tuple(d.name for d in storage.get_study_directions(study_id))
+        return StorageState(
+            url=shown,
+            has_optuna=True,
+            study_exists=True,
+            directions=directions,
+            study_attrs=storage.get_study_user_attrs(study_id),
+        )
+    finally:
+        storage.engine.dispose()
+
+
+def check_harness_version(
+    conn: sa.Connection, tables: set[str], shown: str, *, allow_older: bool
+) -> None:
+    """Refuse a storage whose harness tables (``tables``: the names it holds) another version of
+    the harness wrote. A newer schema is always refused: this code cannot know its layout. An
+    older one is refused unless ``allow_older`` or the study can upgrade it in place
+    (``schema.MIGRATES_FROM``): the study writes, and must not mix two layouts in one database,
+    while the analysis only reads, and old studies are what it is for.
+
+    Raises:
+        UsageError: one line naming ``shown`` (the storage), the version found and the one read.
+    """
+    if schema.meta.name not in tables:
+        return
+    row = conn.execute(sa.select(schema.meta.c.value).where(schema.meta.c.key == "schema_version"))
+    found = row.scalar()
+    if found is None or found == str(schema.SCHEMA_VERSION):
+        return
+    if found.isdigit() and int(found) > schema.SCHEMA_VERSION:
+        raise UsageError(
+            f"storage {shown} was written by a newer version of this harness "
+            f"(schema {found}, this one reads {schema.SCHEMA_VERSION}); upgrade it"
+        )
+    if found.isdigit() and (allow_older or int(found) in schema.MIGRATES_FROM):
+        return  # the study upgrades it in place as it opens it (``harness_tables``)
+    raise UsageError(
+        f"storage {shown} holds harness schema version {found}; this version "
+        f"reads {schema.SCHEMA_VERSION}"
+    )
+
+
+def open_storage(url: str) -> RDBStorage:
+    """Open (creating where missing, upgrading an older harness schema in place) Optuna's
+    tables and the harness tables at ``url``. Safe when several processes open a new database
+    at once: on SQLite they take turns (``creation_lock``); on a server the loser of a creation
+    race tries again once the winner's tables exist (``harness_tables``).
+
+    Raises:
+        UsageError: the storage cannot be opened or its tables cannot be made.
+    """
+    import optuna
+
+    from study.storage.harness_tables import create_or_upgrade, creation_lock, second_chance
+
+    try:
+        with creation_lock(url):
+            storage = second_chance(
+                lambda: optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
+            )
+            second_chance(
+                lambda: retry(create_or_upgrade, storage.engine, what="create the harness tables")
+            )
+    except (sa.exc.SQLAlchemyError, ImportError, RuntimeError, ValueError, OSError) as exc:
+        raise UsageError(f"cannot open storage {safe_url(url)}: {first_line(exc)}") from None
+    return storage
+
+
+def write_trial_rows(
+    engine: sa.Engine, *, trial_id: int, study_name: str, trial_number: int, result: TrainResult
+) -> None:
+    """Replace one trial's curve and sample rows, in one transaction."""
+    curve_rows = [
+        {
+            "trial_id": trial_id,
+            "idx": i,
+            "study_name": study_name,
+            "trial_number": trial_number,
+            "elapsed_s": float(p["elapsed_s"]),
+            "tokens": int(p["tokens"]),
+            "train_loss": _finite_or_none(p.get("train_loss")),
+            "val_loss": _finite_or_none(p.get("val_loss")),
+            "eval_tokens": _int_or_none(p.get("eval_tokens")),
+        }
+        for i, p in enumerate(result.curve)
+    ]
+    prompt = str(result.config.get("prompt", ""))
+
+    def write() -> None:
+        with engine.begin() as conn:
+            _delete(conn, trial_id)
+            if curve_rows:
+                conn.execute(schema.curve.insert(), curve_rows)
+            conn.execute(
+                schema.sample.insert().values(
+                    trial_id=trial_id,
+                    study_name=study_name,
+                    trial_number=trial_number,
+                    prompt=prompt,
+                    text=result.sample,
+                )
+            )
+
+    retry(write, what=f"write the rows of trial {trial_number}")
+
+
+def delete_trial_rows(engine: sa.Engine, trial_id: int) -> None:
+    """Drop the harness rows of a trial that did not complete."""
+
+    def delete() -> None:
+        with engine.begin() as conn:
+            _delete(conn, trial_id)
+
+    retry(delete, what="delete harness rows")
+
+
+def trial_numbers_with_rows(engine: sa.Engine, study_name: str) -> set[int]:
+    """Numbers of the trials of study ``study_name`` that have curve or sample rows."""
+
+    def read() -> set[int]:
+        with engine.connect() as conn:
+            return {
+                int(number)
+                for table in (schema.curve, schema.sample)
+                for (number,) in conn.execute(
+                    sa.select(table.c.trial_number)
+                    .where(table.c.study_name == study_name)
+                    .distinct()
+                )
+            }
+
+    return retry(read, what="read which trials have rows")
+
+
+def _delete(conn: sa.Connection, trial_id: int) -> None:
+    conn.execute(schema.curve.delete().where(schema.curve.c.trial_id == trial_id))
+    conn.execute(schema.sample.delete().where(schema.sample.c.trial_id == trial_id))
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _finite_or_none(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def read_only_engine_kwargs(url: str) -> dict[str, Any]:
+    """Engine options (for ``sa.create_engine`` or Optuna's ``RDBStorage``) that open ``url``
+    for reading: an SQLite file through a read-only URI connection, so neither the file nor a
+    table in it can be created or changed; a server with ``engine_kwargs``' options (a server
+    grants no read-only connection by URL: the caller only reads).
+
+    The SQLite file is not checked here: a missing one fails on connecting.
+    """
+    import sqlite3
+    import urllib.parse
+
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return engine_kwargs(url)
+    path = Path(parsed.database or "").resolve()
+    uri = "file:" + urllib.parse.quote(str(path)) + "?mode=ro"
+
+    def connect() -> sqlite3.Connection:
+        # check_same_thread off: SQLAlchemy's pool hands connections between threads safely.
+        return sqlite3.connect(uri, uri=True, timeout=SQLITE_TIMEOUT_S, check_same_thread=False)
+
+    return {"creator": connect}
