@@ -113,6 +113,9 @@ class TrainConfig:
     curve_points: int = 10
     curve_eval_tokens: int | None = None  # deprecated, ignored (see above)
     max_stories: int | str = "auto"  # training stories read; auto: see study.data.budget
+    # A fixed number of optimizer steps instead of the wall-clock budget (an exact re-run: the
+    # schedule follows the step fraction); None: train for ``budget`` seconds.
+    steps: int | None = None
 
     def __post_init__(self) -> None:
         # Deprecated: accepted so old configs load, dropped so no result claims to have used it.
@@ -144,6 +147,8 @@ class TrainConfig:
         _at_least("sample_tokens", self.sample_tokens, 0)
         _at_least("eval_tokens", self.eval_tokens, self.model.seq_len)
         _at_least("curve_points", self.curve_points, 1)
+        if self.steps is not None:
+            _at_least("steps", self.steps, 1)
         if self.max_stories != "auto":
             _at_least("max_stories", self.max_stories, 1)  # type: ignore[arg-type]
 

@@ -1,6 +1,6 @@
 """``python -m study.run``: sample models with Optuna, train each for the budget, record them all.
 
-    python -m study.run --trials 40                         # the five-minute study, study.db
+    python -m study.run --trials 40                         # the five-minute study, runs/study.db
     python -m study.run --trials 16 --sweep ladder --budget 60
     python -m study.run --trials 40 --storage postgresql://user@host/db --workers 4
 
@@ -13,6 +13,7 @@ import argparse
 import logging
 import sys
 
+from study.checkpoint import keep_arg
 from study.cli import ArgumentParser
 from study.config import DEVICES
 from study.data import max_stories_arg
@@ -103,6 +104,20 @@ def build_parser() -> argparse.ArgumentParser:
         "whole corpus; see study.data.budget) or a number (default %(default)s)",
     )
     p.add_argument(
+        "--keep",
+        type=keep_arg,
+        default=d.keep,
+        metavar="best|top-K|all|none",
+        help="complete trials whose final weights stay on disk, best first (default %(default)s)",
+    )
+    p.add_argument(
+        "--checkpoint-dir",
+        default=None,
+        metavar="DIR",
+        help="folder of the kept weights, one subfolder per study (default: beside an SQLite "
+        "file, as <file stem>.checkpoints/; a server storage keeps none without it)",
+    )
+    p.add_argument(
         "--max-failures",
         type=int,
         default=None,
@@ -130,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         cache_dir=args.cache_dir,
         max_failures=args.max_failures,
         max_stories=args.max_stories,
+        keep=args.keep,
+        checkpoint_dir=args.checkpoint_dir,
     )
     with stop_like_ctrl_c():
         try:

@@ -57,12 +57,20 @@ FLAGS: dict[str, tuple[str, type, Any]] = {
     "sample_tokens": ("sample_tokens", int, None),
     "eval_tokens": ("eval_tokens", int, None),
     "curve_points": ("curve_points", int, None),
+    "steps": ("steps", int, None),
 }
+STEPS_HELP = (
+    "train this many optimizer steps instead of --budget seconds, the schedule following the "
+    "step fraction: an exact re-run of a trial (same seed, same device) (default: the budget)"
+)
 DATA_HELP = (
     "corpus: a file or folder of .txt/.txt.xz/.txt.gz/.jsonl/.parquet, or sample (the "
     "bundled TinyStories sample) (default: TinyStories via datasets; the bundled sample "
     "when the hub cannot be reached)"
 )
+
+
+HELPS = {"data": DATA_HELP, "steps": STEPS_HELP}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
             type=typ,
             choices=choices,
             default=None,
-            help=DATA_HELP if dest == "data" else f"(default: {shown})",
+            help=HELPS.get(dest, f"(default: {shown})"),
         )
     p.add_argument(
         "--max-stories",
@@ -125,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --config-from-stdin: a config whose device and tokens to warm up",
     )
     p.add_argument("--json", type=Path, help="write the result object here")
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        metavar="STEM",
+        help="keep the final weights as STEM.safetensors and STEM.json (config, tokenizer)",
+    )
     p.add_argument("--events", type=Path, help="append progress and curve points as JSON lines")
     p.add_argument("--cache-dir", type=Path, help="tokenizer and token cache folder")
     p.add_argument("--log-interval", type=float, help="seconds between progress lines")
@@ -218,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             log_interval=args.log_interval,
             out=None if args.quiet else sys.stdout,
             data=data,
+            checkpoint=args.checkpoint,
         )
         result = dataclasses.replace(result, import_seconds=import_seconds)
     except Diverged as exc:

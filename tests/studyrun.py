@@ -286,7 +286,7 @@ def dead_pid() -> int:
 FAKE_TRAINER = """
 import argparse, json, os, signal, sys, time
 p = argparse.ArgumentParser()
-for flag in ("--config", "--json", "--events", "--cache-dir"):
+for flag in ("--config", "--json", "--events", "--cache-dir", "--checkpoint"):
     p.add_argument(flag)
 p.add_argument("--quiet", action="store_true")
 a = p.parse_args()

@@ -54,6 +54,7 @@ class Outcome:
     result: TrainResult | None = None
     reason: str = ""
     seconds: float = 0.0  # wall time of the child, start-up and evaluation included
+    checkpoint: str | None = None  # where the trial's final weights were kept (run_job keep_to)
 
 
 class Child:
@@ -70,10 +71,12 @@ class Child:
         warm: bool,
         cache_dir: str | None,
         env: Mapping[str, str] | None,
+        checkpoint: bool = False,
     ) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="study-trial-")
         folder = Path(self._tmp.name)
         self.result_path, self.log_path = folder / "result.json", folder / "output.log"
+        self.checkpoint = folder / "model" if checkpoint else None  # a stem: study.checkpoint
         self.events = EventReader(folder / "events.jsonl")
         self.warm = warm
         config_path = folder / "config.json"  # the trial's, or the warm-up's hint
@@ -93,6 +96,8 @@ class Child:
         )
         if cache_dir is not None:
             argv += ["--cache-dir", str(cache_dir)]
+        if self.checkpoint is not None:
+            argv += ["--checkpoint", str(self.checkpoint)]
         self.started = time.monotonic()
         with open(self.log_path, "wb") as output:
             self.proc = subprocess.Popen(
@@ -134,9 +139,10 @@ class WarmPool:
         enabled: bool,
         cache_dir: str | None = None,
         env: Mapping[str, str] | None = None,
+        checkpoint: bool = False,
     ) -> None:
         self.command, self.enabled = tuple(command), enabled
-        self.cache_dir, self.env = cache_dir, env
+        self.cache_dir, self.env, self.checkpoint = cache_dir, env, checkpoint
         self._child: Child | None = None
 
     def take(self) -> Child | None:
@@ -149,7 +155,12 @@ class WarmPool:
     def refill(self, config: TrainConfig) -> None:
         if self.enabled and self._child is None:
             self._child = Child(
-                self.command, config=config, warm=True, cache_dir=self.cache_dir, env=self.env
+                self.command,
+                config=config,
+                warm=True,
+                cache_dir=self.cache_dir,
+                env=self.env,
+                checkpoint=self.checkpoint,
             )
 
     def close(self) -> None:
@@ -199,10 +210,14 @@ def run_job(
     on_curve: Callable[[dict[str, Any]], bool] | None = None,
     on_tick: Callable[[], None] | None = None,
     pool: WarmPool | None = None,
+    keep_to: Path | None = None,
 ) -> Outcome:
     """Train ``config`` in a child ``command`` (e.g. ``python -m study.train``) and wait for it.
 
     With a ``pool``, its warm child (if any) takes the trial and the pool starts the next one.
+    ``keep_to``: a checkpoint stem (``study.checkpoint``) where a complete trial's final weights
+    are copied from the child's folder, after it exited (its budget has long stopped); the
+    pool's children must then be made with ``checkpoint=True``.
     ``on_tick`` runs every poll (about 4 times a second) so the caller can send heartbeats.
     If this process is interrupted the child is stopped before the exception propagates.
     """
@@ -210,13 +225,38 @@ def run_job(
     if child is not None:
         child.hand(config)
     else:
-        child = Child(command, config=config, warm=False, cache_dir=cache_dir, env=env)
+        child = Child(
+            command,
+            config=config,
+            warm=False,
+            cache_dir=cache_dir,
+            env=env,
+            checkpoint=keep_to is not None,
+        )
     try:
         if pool is not None:
             pool.refill(config)
-        return _watch(child, on_progress=on_progress, on_curve=on_curve, on_tick=on_tick)
+        outcome = _watch(child, on_progress=on_progress, on_curve=on_curve, on_tick=on_tick)
+        return _keep(outcome, child.checkpoint, keep_to)
     finally:
         child.close()
+
+
+def _keep(outcome: Outcome, written: Path | None, keep_to: Path | None) -> Outcome:
+    """Copy a complete trial's checkpoint from the child's folder to ``keep_to``."""
+    if outcome.state != "complete" or written is None or keep_to is None:
+        return outcome
+    if not written.with_suffix(".json").is_file():
+        log.warning("the trainer wrote no checkpoint; nothing is kept of this trial's weights")
+        return outcome
+    from study.checkpoint import install
+
+    try:
+        kept = install(written, keep_to)
+    except OSError as exc:  # the trial's result stands; only its weights are lost
+        log.warning("could not keep the checkpoint in %s: %s", keep_to.parent, exc)
+        return outcome
+    return dataclasses.replace(outcome, checkpoint=str(kept))
 
 
 def _watch(

@@ -43,6 +43,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+# A fresh run's results go to a file of their own, never into the shipped, tracked study.db
+# (read those with --storage sqlite:///study.db); its folder is made on first use.
+DEFAULT_STORAGE = "sqlite:///runs/study.db"
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """What ``python -m study.run`` was asked for; ``None`` study name means the sweep's name."""
@@ -50,7 +55,7 @@ class RunOptions:
     trials: int = 40
     budget: float = 300.0
     sweep: str = "default"
-    storage: str = "sqlite:///study.db"
+    storage: str = DEFAULT_STORAGE
     study_name: str | None = None
     data: str | None = None
     device: str = "auto"
@@ -60,6 +65,8 @@ class RunOptions:
     cache_dir: str | None = None
     max_failures: int | None = None  # None: max(10, trials)
     max_stories: int | str = "auto"  # training stories of every trial; auto: study.data.budget
+    keep: str = "top-3"  # which trials' final weights stay (study.checkpoint.keep_count)
+    checkpoint_dir: str | None = None  # None: beside an SQLite file; a server keeps none
 
     def validate(self) -> None:
         if self.trials < 1:
@@ -106,6 +113,8 @@ def run_study(opts: RunOptions) -> int:
     }
     probe, space = probe_config(sweep, base)
     check_device(opts.device)
+    if opts.storage == DEFAULT_STORAGE:
+        Path(DEFAULT_STORAGE.removeprefix("sqlite:///")).parent.mkdir(exist_ok=True)
     state = store.inspect_storage(opts.storage, study_name)
     check_existing(state, study_name, budget=opts.budget)
     tokens = study_tokens(
@@ -153,6 +162,8 @@ def run_study(opts: RunOptions) -> int:
                 **child_env(i, opts.workers, device=opts.device),
             },
             parent_pid=os.getpid() if opts.workers > 1 else None,
+            keep=opts.keep,
+            checkpoint_dir=opts.checkpoint_dir,
         )
         for i in range(opts.workers)
     ]

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from study.errors import UsageError, first_line, stop_like_ctrl_c
-from study.orchestra import progress
+from study.orchestra import keep, progress
 from study.orchestra.job import Outcome, WarmPool, die_with_parent, prestart_enabled, run_job
 from study.result import TrainResult
 from study.storage import pending, stale
@@ -41,6 +41,7 @@ from sweeps import load_sweep
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
     from multiprocessing.sharedctypes import Synchronized
+    from pathlib import Path
 
     import optuna
 
@@ -85,6 +86,8 @@ class WorkerSpec:
     workers: int = 1
     env: dict[str, str] = field(default_factory=dict)  # child environment overrides
     parent_pid: int | None = None  # set when this worker is a process of its own
+    keep: str = "top-3"  # --keep: which trials' final weights stay (study.checkpoint)
+    checkpoint_dir: str | None = None  # --checkpoint-dir (else beside an SQLite file)
 
 
 def trial_attrs(result: TrainResult) -> dict[str, Any]:
@@ -200,6 +203,7 @@ def run_worker(spec: WorkerSpec, lock: Lock, failures: Failures) -> None:
         cache_dir=spec.cache_dir,
         env=env,
         enabled=prestart_enabled(str(spec.base.get("device", "auto"))),
+        checkpoint=_keep_to(spec, 0) is not None,
     )
     display = progress.Display(
         spec.study_name,
@@ -374,6 +378,13 @@ def _run(
         on_curve=on_curve,
         on_tick=on_tick,
         pool=pool,
+        keep_to=_keep_to(spec, trial.number),
+    )
+
+
+def _keep_to(spec: WorkerSpec, number: int) -> Path | None:
+    return keep.stem_for(
+        spec.storage, spec.study_name, number, keep=spec.keep, checkpoint_dir=spec.checkpoint_dir
     )
 
 
@@ -390,7 +401,10 @@ def _record(
     if outcome.state == "complete" and outcome.result is not None:
         result, attrs = outcome.result, trial_attrs(outcome.result)
         try:
+            if outcome.checkpoint is not None:  # before COMPLETE: a complete trial has it all
+                shared.set_attrs(trial.number, {keep.ATTR: outcome.checkpoint})
             shared.complete(trial, result.val_ppl, attrs=attrs, result=result)
+            keep.enforce(shared, spec.storage, keep=spec.keep, checkpoint_dir=spec.checkpoint_dir)
         except (StorageFull, StorageGone) as exc:
             # Nothing of the trial is half-written (each write is one transaction, COMPLETE
             # last) and it stays RUNNING; keep the result to record at the next chance.

@@ -62,9 +62,12 @@ def train(
     log_interval: float | None = None,
     out: TextIO | None = sys.stdout,
     data: TokenData | None = None,
+    checkpoint: Path | None = None,
 ) -> TrainResult:
-    """Train ``config`` for its budget and evaluate it. ``data``: the tokens of ``config``'s
-    corpus, tokenizer and story limit, already loaded (a warm process); else they are loaded.
+    """Train ``config`` for its budget (or ``config.steps`` steps) and evaluate it. ``data``:
+    the tokens of ``config``'s corpus, tokenizer and story limit, already loaded (a warm
+    process); else they are loaded. ``checkpoint``: a stem to keep the final weights at
+    (``study.checkpoint``), written after the clock stopped, so the budget does not pay for it.
 
     Raises:
         UsageError: bad config or data (before the clock starts).
@@ -85,9 +88,22 @@ def train(
             raise OutOfMemory(
                 f"out of memory at step {run.step}: {str(exc).splitlines()[0]}"
             ) from None
-        return run.finish()
+        result = run.finish()
+        if checkpoint is not None:
+            from study.checkpoint import save
+
+            saved = time.perf_counter()
+            save(checkpoint, job.model, config=config, data=job.data, metrics=_metrics(result))
+            log.info("overhead: checkpoint written in %.2fs", time.perf_counter() - saved)
+        return result
     finally:
         torch.set_num_threads(threads)  # the CPU thread tuner must not outlive the job
+
+
+def _metrics(result: TrainResult) -> dict[str, Any]:
+    """What a checkpoint records of its run, to check a reload against."""
+    keys = ("val_loss", "val_bpb", "val_ppl", "steps", "tokens_seen", "eval_tokens", "params")
+    return {k: getattr(result, k) for k in keys}
 
 
 # --------------------------------------------------------------------------- before the clock
@@ -221,17 +237,24 @@ class Run:
         self._shape: tuple[int, int] | None = None
         self._compile_steps_left = 0
 
+    def fraction(self, elapsed: float) -> float:
+        """How far the run is: the step fraction with ``config.steps``, else the elapsed budget
+        fraction (the schedule, the curve points and the end all follow it)."""
+        if self.config.steps is not None:
+            return self.step / self.config.steps
+        return elapsed / self.config.budget
+
     def loop(self) -> None:
-        """Train until the budget is spent; the clock is paused when this returns."""
+        """Train until the budget (or ``config.steps``) is spent; the clock is paused when this
+        returns."""
         config, step_fn = self.config, self.job.step_fn
         self.job.model.train()
         self.clock.start()
-        elapsed = self.clock.elapsed
+        frac = self.fraction(self.clock.elapsed)
         # One reading of the clock after each step decides the progress line, the curve points
         # due and whether the budget is spent: a second reading for the loop's check could find
         # the budget spent where the first had not, and the last curve point would be lost.
-        while elapsed < config.budget:
-            frac = elapsed / config.budget
+        while frac < 1:
             lr = lr_at(frac, peak=config.lr, warmup_frac=config.warmup_frac)
             seq_len = seq_len_at(frac, full=config.model.seq_len, curriculum=config.curriculum)
             _check_fault_hook(self.step)
@@ -251,15 +274,16 @@ class Run:
             if (
                 self.rate_mark is None
                 and self.step >= 3
-                and (self.clock.elapsed >= 0.1 * config.budget)
+                and self.fraction(self.clock.elapsed) >= 0.1
             ):
                 step_fn.sync()
                 self.rate_mark = (self.clock.elapsed, self.tokens_seen)
             elapsed = self.clock.elapsed
-            if elapsed >= self.next_log or elapsed >= config.budget:
+            frac = self.fraction(elapsed)
+            if elapsed >= self.next_log or frac >= 1:
                 self.progress(elapsed, lr)
             while self.next_curve <= config.curve_points and (
-                elapsed >= self.next_curve / config.curve_points * config.budget
+                frac >= self.next_curve / config.curve_points
             ):
                 self.curve_point()
         step_fn.sync()
@@ -331,7 +355,9 @@ class Run:
         paused_at = time.perf_counter()
         self.job.step_fn.sync()
         train_loss = self.read_loss()
-        at = min(self.clock.elapsed, self.config.budget)
+        at = self.clock.elapsed
+        if self.config.steps is None:
+            at = min(at, self.config.budget)
         val_loss = None
         if self.next_curve < self.config.curve_points:
             val_loss, _ = self.job.held_out(self.threads)
@@ -351,7 +377,12 @@ class Run:
     def tokens_per_second(self) -> float:
         """Steady-state rate: from the mark after the first steps (compile, warm-up) to the end."""
         seconds = self.clock.elapsed
-        if self.rate_mark is not None and seconds > self.rate_mark[0]:
+        # A mark at the last step (a 3-step run) leaves no tokens after it: use the whole run.
+        if (
+            self.rate_mark is not None
+            and seconds > self.rate_mark[0]
+            and self.tokens_seen > self.rate_mark[1]
+        ):
             return (self.tokens_seen - self.rate_mark[1]) / (seconds - self.rate_mark[0])
         return self.tokens_seen / max(seconds, 1e-9)
 
