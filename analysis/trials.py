@@ -1,4 +1,5 @@
-"""``python -m analysis.trials --csv PATH``: every trial of a study as one CSV table.
+"""``python -m analysis.trials --csv PATH``: every trial of a study as one CSV table
+(``--config N``: trial N's config as the JSON ``python -m study.train --config`` takes).
 
 One row per trial, whatever its state: number, state, value (held-out perplexity), start time
 and duration (s), every stored attribute (size in parameters, tokens seen, tokens/s, epochs,
@@ -13,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from analysis.args import add_study_args, make_parser, setup_logging
-from analysis.views.trials import run_trials
+from analysis.views.trials import run_trials, trial_config
 from study.errors import cli_main
 
 
@@ -24,14 +25,23 @@ def build_parser() -> argparse.ArgumentParser:
         examples=[
             "python -m analysis.trials --csv trials.csv",
             "python -m analysis.trials --storage sqlite:///study.db --study-name default --csv -",
+            "python -m analysis.trials --study-name default --config 7 > c.json && "
+            "python -m study.train --config c.json --steps 500",
         ],
     )
     add_study_args(parser)
-    parser.add_argument(
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument(
         "--csv",
-        required=True,
         metavar="PATH",
         help="the .csv file to write, or - for standard output",
+    )
+    what.add_argument(
+        "--config",
+        type=int,
+        metavar="N",
+        help="print trial N's full config as JSON for python -m study.train --config "
+        "(needs --study-name)",
     )
     return parser
 
@@ -40,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     setup_logging()
+    if args.config is not None:
+        print(trial_config(storage=args.storage, study_name=args.study_name, number=args.config))
+        return
     print(run_trials(storage=args.storage, study_name=args.study_name, csv=args.csv))
 
 

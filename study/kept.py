@@ -17,6 +17,8 @@ from study.checkpoint import META, WEIGHTS, Checkpoint, load
 from study.errors import UsageError, first_line
 
 if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
+
     from study.data import TokenData
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,7 @@ def find(storage: str, study_name: str, *, trial: int | None = None) -> Kept:
     """
     from optuna.trial import TrialState
 
-    trials = _read_trials(storage, study_name)
+    trials = read_trials(storage, study_name)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if trial is not None:
         found = [t for t in trials if t.number == trial]
@@ -75,7 +77,12 @@ def find(storage: str, study_name: str, *, trial: int | None = None) -> Kept:
     )
 
 
-def _read_trials(storage: str, study_name: str) -> list:  # type: ignore[type-arg]
+def read_trials(storage: str, study_name: str) -> list[FrozenTrial]:
+    """Every trial of ``study_name``, read without writing (an SQLite file read-only).
+
+    Raises:
+        UsageError: the storage cannot be opened or read, or holds no such study.
+    """
     import optuna
     import sqlalchemy as sa
 

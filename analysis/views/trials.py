@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 from analysis.load import DEFAULT_STORAGE, load_study
 from analysis.output import check_output
 from study.fileio import atomic_write_text
@@ -26,3 +28,24 @@ def run_trials(*, storage: str | None = None, study_name: str | None = None, csv
     atomic_write_text(out, text)
     cols = len(data.trials.columns)
     return f"wrote {len(data.trials)} trials x {cols} columns of study {data.study_name!r} to {out}"
+
+
+def trial_config(*, storage: str | None = None, study_name: str | None, number: int) -> str:
+    """Trial ``number``'s full config as the JSON ``python -m study.train --config`` reads.
+
+    Raises:
+        UsageError: no study named, no such trial, or one without a stored config.
+    """
+    from study.config import TrainConfig
+    from study.errors import UsageError
+    from study.kept import read_trials
+
+    if study_name is None:
+        raise UsageError("--config needs --study-name")
+    found = [t for t in read_trials(storage or DEFAULT_STORAGE, study_name) if t.number == number]
+    if not found:
+        raise UsageError(f"study {study_name!r} has no trial {number}")
+    raw = found[0].user_attrs.get("config")
+    if not isinstance(raw, dict):
+        raise UsageError(f"trial {number} of {study_name!r} has no stored config")
+    return json.dumps(TrainConfig.from_dict(raw).to_dict(), indent=2)
