@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STORAGE = "sqlite:///study.db"
+# What python -m study.run writes by default; the shipped studies are in the tracked top-level
+# study.db, read with --storage sqlite:///study.db.
+DEFAULT_STORAGE = "sqlite:///runs/study.db"
 # Where the study runner may leave a failed trial's reason (user attrs first, then system attrs).
 FAIL_REASON_KEYS = ("fail_reason", "failure_reason", "reason", "error")
 CURVE_COLUMNS = (
