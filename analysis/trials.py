@@ -25,8 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
         examples=[
             "python -m analysis.trials --csv trials.csv",
             "python -m analysis.trials --storage sqlite:///study.db --study-name default --csv -",
-            "python -m analysis.trials --study-name default --config 7 > c.json && "
-            "python -m study.train --config c.json --steps 500",
+            "python -m analysis.trials --storage sqlite:///study.db --study-name "
+            "default-cpu-60s --config 1",
         ],
     )
     add_study_args(parser)
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help="print trial N's full config as JSON for python -m study.train --config "
-        "(needs --study-name)",
+        "(with --steps S for an exact re-run); needs --study-name",
     )
     return parser
 

@@ -7,13 +7,20 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
-TINYSTORIES = SHARED_DATA / "tinystories"
+# The same 22 MB of TinyStories is bundled with the package (study/sample), so a plain clone
+# without ../shared runs every test that needs real text.
+BUNDLED = REPO / "study" / "sample"
+TINYSTORIES = (
+    SHARED_DATA / "tinystories"
+    if (SHARED_DATA / "tinystories" / "train.txt.xz").exists()
+    else BUNDLED
+)
 
 
 @pytest.fixture(scope="session")
 def tinystories() -> Path:
     if not (TINYSTORIES / "train.txt.xz").exists():
-        pytest.skip(f"shared corpus not found at {TINYSTORIES}")
+        pytest.skip(f"no TinyStories corpus at {TINYSTORIES} (the bundled sample is missing)")
     return TINYSTORIES
 
 

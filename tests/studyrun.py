@@ -33,6 +33,21 @@ from study.storage.stale import intended_params
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "tinystories"
+if not (DATA / "train.txt.xz").exists():
+    DATA = REPO / "study" / "sample"  # the same text, bundled: a plain clone runs these tests
+# The servers the tests use when STUDY_TEST_POSTGRES_URL / STUDY_TEST_MYSQL_URL are unset: the
+# default local addresses (a test skips only when nothing answers there).
+SERVER_DEFAULTS = {
+    "STUDY_TEST_POSTGRES_URL": "postgresql+psycopg2://postgres@127.0.0.1:5432/test",
+    "STUDY_TEST_MYSQL_URL": "mysql+pymysql://root@127.0.0.1:3306/test",
+}
+
+
+def server_url(variable: str) -> str:
+    """The test server URL: ``$variable`` if set, else its default local address."""
+    return os.environ.get(variable) or SERVER_DEFAULTS[variable]
+
+
 CURVE_POINTS = 4
 BUDGET = 1.0
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import pytest
@@ -179,12 +178,18 @@ def test_load_from_a_postgresql_server() -> None:
 
     import optuna
     import sqlalchemy as sa
+    from studyrun import server_url
 
     from study.storage import schema
 
-    server = os.environ.get("STUDY_TEST_POSTGRES_URL")
-    if not server:
-        pytest.skip("STUDY_TEST_POSTGRES_URL is not set")
+    server = server_url("STUDY_TEST_POSTGRES_URL")
+    engine = sa.create_engine(server)
+    try:
+        engine.connect().close()
+    except (sa.exc.SQLAlchemyError, ImportError) as exc:
+        pytest.skip(f"no PostgreSQL answers at {server}: {exc}")
+    finally:
+        engine.dispose()
     name = f"analysis-test-{uuid.uuid4().hex[:12]}"
     try:
         populate_study(server, study_name=name)

@@ -112,6 +112,8 @@ def test_chinchilla_table_reproduced_from_epoch_digitisation() -> None:
     alpha 0.348 +- 0.015, beta 0.366 +- 0.021; the full Chinchilla grid of starts."""
     import pandas as pd
 
+    if not CHINCHILLA_CSV.is_file():
+        pytest.skip(f"Epoch AI's Chinchilla data is not bundled; expected at {CHINCHILLA_CSV}")
     frame = pd.read_csv(CHINCHILLA_CSV)
     frame = frame.sort_values("loss").iloc[:-5]  # drop the 5 highest-loss points
     n = frame["Model Size"].to_numpy()

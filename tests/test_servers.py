@@ -29,6 +29,7 @@ from studyrun import (
     assert_clean_output,
     check_finished,
     run,
+    server_url,
     study_args,
     trainer_children,
     view,
@@ -46,15 +47,15 @@ PROCESSES, WORKERS, TRIALS = 2, 2, 4
 def server(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
     """(URL, a fresh study name) on a reachable server; the study is deleted afterwards."""
     variable = SERVERS[request.param]
-    url = os.environ.get(variable)
-    if not url:
-        pytest.skip(f"{variable} is not set (.ci/run sets it to the {request.param} server)")
+    url = server_url(variable)
     engine = sa.create_engine(url, pool_pre_ping=True)  # outlives a server restart
     try:
         engine.connect().close()
     except sa.exc.SQLAlchemyError as exc:
         engine.dispose()
-        pytest.skip(f"{request.param} at {variable} is not reachable: {exc}")
+        pytest.skip(
+            f"{request.param} at {url} (${variable} or its default) is not reachable: {exc}"
+        )
     name = f"test-faults-{uuid.uuid4().hex[:12]}"
     try:
         yield url, name
