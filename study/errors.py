@@ -45,9 +45,10 @@ def cli_main(fn: Callable[..., T]) -> Callable[..., T]:
 
 @contextlib.contextmanager
 def stop_like_ctrl_c() -> Iterator[None]:
-    """Within the block SIGTERM (``kill PID``, a scheduler's stop) acts as Ctrl-C does, once.
+    """Within the block SIGTERM (``kill PID``, a scheduler's stop) and SIGHUP (the terminal
+    closed) act as Ctrl-C does, once.
 
-    The first SIGTERM or SIGINT raises KeyboardInterrupt, so the trial in hand is failed and queued
+    The first SIGTERM, SIGHUP or SIGINT raises KeyboardInterrupt, so the trial in hand is failed and queued
     again before the process exits; any later one is ignored, so that this clean-up is not itself
     cut short. A SIGINT the process was started ignoring (a background job of a script) stays
     ignored. The previous handlers come back on exit. Main thread only.
@@ -60,8 +61,12 @@ def stop_like_ctrl_c() -> Iterator[None]:
             stopping = True
             raise KeyboardInterrupt
 
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # SIGHUP too: closing the terminal must queue the trial again, not leave it RUNNING.
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.getsignal(sig) for sig in stops}
     signal.signal(signal.SIGTERM, handler)
+    if previous[signal.SIGHUP] is not signal.SIG_IGN:  # nohup: the user asked to ignore it
+        signal.signal(signal.SIGHUP, handler)
     if previous[signal.SIGINT] is signal.default_int_handler:
         signal.signal(signal.SIGINT, handler)
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 
 from study.checkpoint import keep_arg
@@ -151,6 +152,16 @@ def main(argv: list[str] | None = None) -> int:
     with stop_like_ctrl_c():
         try:
             return run_study(opts)
+        except KeyboardInterrupt:
+            again = shlex.join(
+                ["python", "-m", "study.run", *(sys.argv[1:] if argv is None else argv)]
+            )
+            print(
+                f"interrupted: the trials in training were failed and queued again; resume "
+                f"with: {again}",
+                file=sys.stderr,
+            )
+            return 130
         except StorageGone as exc:
             print(
                 f"error: {exc}; run the same command to go on (trials left running are "

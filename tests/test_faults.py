@@ -144,13 +144,16 @@ def test_random_sigkills_then_reruns_lose_nothing(tmp_path: Path, cache_dir: Pat
 SIGTERM_BUDGET = 6.0
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize(
+    ("stop", "workers"), [(signal.SIGTERM, 1), (signal.SIGTERM, 2), (signal.SIGHUP, 1)]
+)
 def test_sigterm_fails_and_requeues_the_running_trials(
-    tmp_path: Path, cache_dir: Path, workers: int
+    tmp_path: Path, cache_dir: Path, stop: signal.Signals, workers: int
 ) -> None:
-    """``kill PID`` of the study process alone (as a scheduler stops a job) stops it the way
-    Ctrl-C does: every trial in training is failed as interrupted and queued again, no process is
-    left behind, and the next run trains the queued trials and nothing else."""
+    """``kill PID`` of the study process alone (as a scheduler stops a job), or SIGHUP (the
+    terminal closed), stops it the way Ctrl-C does: every trial in training is failed as
+    interrupted and queued again, once; no process is left behind, the message says how to
+    resume, and the next run trains the queued trials and nothing else."""
     url = f"sqlite:///{tmp_path / 'study.db'}"
     sweep = write_sweep(tmp_path)
     mark = uuid.uuid4().hex
@@ -177,7 +180,7 @@ def test_sigterm_fails_and_requeues_the_running_trials(
             assert proc.poll() is None, proc.communicate()[0]
             time.sleep(0.1)
         assert len(trainer_children(mark)) == workers
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(stop)
         output = proc.communicate(timeout=90)[0].decode()
     finally:
         if proc.poll() is None:
@@ -185,6 +188,8 @@ def test_sigterm_fails_and_requeues_the_running_trials(
             proc.wait()
     assert proc.returncode == 130, output
     assert "interrupted" in output and "Traceback" not in output, output
+    assert "queued again; resume with: python -m study.run --sweep" in output, output
+    assert "leaked semaphore" not in output, output
     assert wait_for_no_marked(mark) == []
     v = view(url, "tiny")
     assert v.by_state() == {"FAIL": workers, "WAITING": workers}, v.by_state()
