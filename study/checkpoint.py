@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
     from study.data import TokenData
     from study.models import LanguageModel
+    from study.result import TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +134,15 @@ def save(
     }
     _write(stem.with_suffix(META), (json.dumps(meta, indent=2) + "\n").encode())
     return weights
+
+
+def save_result(stem: Path, model: LanguageModel, *, result: TrainResult, data: TokenData) -> None:
+    """``save`` at the end of a run, with the numbers it recorded (to check a reload against)."""
+    keys = ("val_loss", "val_bpb", "val_ppl", "steps", "tokens_seen", "eval_tokens", "params")
+    started = time.perf_counter()
+    config = TrainConfig.from_dict(result.config)
+    save(stem, model, config=config, data=data, metrics={k: getattr(result, k) for k in keys})
+    log.info("overhead: checkpoint written in %.2fs", time.perf_counter() - started)
 
 
 def _write(path: Path, blob: bytes) -> None:

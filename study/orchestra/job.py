@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from study.checkpoint import install
 from study.config import TrainConfig
 from study.fileio import write_json
 from study.result import EXIT_DIVERGED, EXIT_OK, EXIT_OOM, EXIT_USAGE, TrainResult
@@ -244,13 +245,11 @@ def run_job(
 
 def _keep(outcome: Outcome, written: Path | None, keep_to: Path | None) -> Outcome:
     """Copy a complete trial's checkpoint from the child's folder to ``keep_to``."""
-    if outcome.state != "complete" or written is None or keep_to is None:
+    if outcome.state != "complete" or not (written and keep_to):
         return outcome
     if not written.with_suffix(".json").is_file():
         log.warning("the trainer wrote no checkpoint; nothing is kept of this trial's weights")
         return outcome
-    from study.checkpoint import install
-
     try:
         kept = install(written, keep_to)
     except OSError as exc:  # the trial's result stands; only its weights are lost

@@ -43,8 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-# A fresh run's results go to a file of their own, never into the shipped, tracked study.db
-# (read those with --storage sqlite:///study.db); its folder is made on first use.
+# A fresh run's own file, never the shipped, tracked study.db; its folder is made on first use.
 DEFAULT_STORAGE = "sqlite:///runs/study.db"
 
 

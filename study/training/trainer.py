@@ -90,20 +90,12 @@ def train(
             ) from None
         result = run.finish()
         if checkpoint is not None:
-            from study.checkpoint import save
+            from study.checkpoint import save_result
 
-            saved = time.perf_counter()
-            save(checkpoint, job.model, config=config, data=job.data, metrics=_metrics(result))
-            log.info("overhead: checkpoint written in %.2fs", time.perf_counter() - saved)
+            save_result(checkpoint, job.model, result=result, data=job.data)
         return result
     finally:
         torch.set_num_threads(threads)  # the CPU thread tuner must not outlive the job
-
-
-def _metrics(result: TrainResult) -> dict[str, Any]:
-    """What a checkpoint records of its run, to check a reload against."""
-    keys = ("val_loss", "val_bpb", "val_ppl", "steps", "tokens_seen", "eval_tokens", "params")
-    return {k: getattr(result, k) for k in keys}
 
 
 # --------------------------------------------------------------------------- before the clock
