@@ -179,19 +179,20 @@ def remove(stem: Path) -> None:
 
 def enforce_keep(root: Path, ranked: Iterable[int], *, policy: str) -> list[int]:
     """Keep the checkpoints of the first ``keep_count(policy)`` trial numbers of ``ranked``
-    (best first: the study's complete trials by value) and remove the rest of ``root``'s.
-    Returns the trial numbers removed."""
+    (best first: the study's complete trials by value) and remove the other ranked ones'.
+    A checkpoint of a trial not ranked is left alone: another worker may have just written it,
+    its trial not COMPLETE yet. Returns the trial numbers removed."""
     count = keep_count(policy)
     if count is None or not root.is_dir():
         return []
-    wanted = set(list(ranked)[:count])
+    order = list(ranked)
     removed = []
-    for meta in sorted(root.glob("trial-*" + META)):
-        match = re.fullmatch(r"trial-([0-9]+)", meta.stem)
-        if match is not None and int(match.group(1)) not in wanted:
-            remove(meta.with_suffix(""))
-            removed.append(int(match.group(1)))
-    write_json(root / "keep.json", {"policy": policy, "kept": sorted(wanted)})
+    for number in order[count:]:
+        stem = trial_stem(root, number)
+        if stem.with_suffix(META).exists() or stem.with_suffix(WEIGHTS).exists():
+            remove(stem)
+            removed.append(number)
+    write_json(root / "keep.json", {"policy": policy, "kept": sorted(order[:count])})
     return removed
 
 

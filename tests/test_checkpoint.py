@@ -102,13 +102,13 @@ def _fake(root: Path, numbers: list[int]) -> None:
     [("best", [4]), ("top-2", [4, 1]), ("all", [0, 1, 2, 3, 4]), ("none", [])],
 )
 def test_keep_bounds_the_files(tmp_path: Path, policy: str, kept: list[int]) -> None:
-    _fake(tmp_path, [0, 1, 2, 3, 4])
-    ranked = [4, 1, 3, 0, 2]  # best first
+    _fake(tmp_path, [0, 1, 2, 3, 4, 9])
+    ranked = [4, 1, 3, 0, 2]  # best first; 9 is another worker's, not COMPLETE yet
     checkpoint.enforce_keep(tmp_path, ranked, policy=policy)
     names = sorted(p.name for p in tmp_path.glob("trial-*"))
     assert names == sorted(
         checkpoint.trial_stem(tmp_path, n).with_suffix(s).name
-        for n in kept
+        for n in [*kept, 9]
         for s in (".safetensors", ".json")
     )
 
