@@ -400,11 +400,10 @@ def _record(
     """
     if outcome.state == "complete" and outcome.result is not None:
         result, attrs = outcome.result, trial_attrs(outcome.result)
+        if outcome.checkpoint is not None:  # written with the rest, before COMPLETE
+            attrs[keep.ATTR] = outcome.checkpoint
         try:
-            if outcome.checkpoint is not None:  # before COMPLETE: a complete trial has it all
-                shared.set_attrs(trial.number, {keep.ATTR: outcome.checkpoint})
             shared.complete(trial, result.val_ppl, attrs=attrs, result=result)
-            keep.enforce(shared, spec.storage, keep=spec.keep, checkpoint_dir=spec.checkpoint_dir)
         except (StorageFull, StorageGone) as exc:
             # Nothing of the trial is half-written (each write is one transaction, COMPLETE
             # last) and it stays RUNNING; keep the result to record at the next chance.
@@ -427,6 +426,8 @@ def _record(
                 f"{exc}; trial {trial.number}'s result is kept in {kept} and "
                 f"recorded by the next run"
             ) from None
+        with _unless_unwritable("the --keep policy"):  # the trial is complete whatever happens
+            keep.enforce(shared, spec.storage, keep=spec.keep, checkpoint_dir=spec.checkpoint_dir)
     elif outcome.state == "pruned":
         shared.prune(trial)
     else:
