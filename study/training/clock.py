@@ -84,10 +84,15 @@ class ThreadTuner:
     choice never decides the training steps' threads. Elsewhere: nothing."""
 
     def __init__(
-        self, device: torch.device, *, recheck: float = 20.0, max_recheck: float = 160.0
+        self,
+        device: torch.device,
+        *,
+        recheck: float = 20.0,
+        max_recheck: float = 160.0,
+        enabled: bool = True,
     ) -> None:
         n = torch.get_num_threads()
-        self.options = [n, 1] if device.type == "cpu" and n > 1 else []
+        self.options = [n, 1] if enabled and device.type == "cpu" and n > 1 else []
         self.recheck = recheck
         self.max_recheck = max_recheck
         self.choices: dict[str, ThreadChoice] = {}

@@ -215,7 +215,9 @@ class Run:
         self.out = out
         self.log_interval = log_interval
         self.clock = Clock(job.config.budget)
-        self.threads = ThreadTuner(job.device)
+        # A --steps run is an exact re-run: a thread count chosen by timing would change the
+        # order of the CPU's parallel reductions, and the losses' last bits with it.
+        self.threads = ThreadTuner(job.device, enabled=job.config.steps is None)
         self.step = 0
         self.tokens_seen = 0
         self.next_log = log_interval
