@@ -274,3 +274,43 @@ def _plain(value: Any) -> Any:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     return value.item() if hasattr(value, "item") else value
+
+
+def study_baseline(data: Any, *, cache_dir: Path | None = None) -> Baselines | None:
+    """The baselines of a study (a :class:`analysis.load.StudyData`) on its own protocol,
+    computed on demand and cached; None (the reason logged) where the study's corpus is the
+    hub's (streaming it is not an analysis's job) or cannot be read here."""
+    try:
+        protocol = study_protocol(data.trials)
+        if protocol.data is None:
+            log.warning("no n-gram baseline: the study's corpus is the hub's TinyStories")
+            return None
+        return compute_baselines(protocol, cache_dir=cache_dir)
+    except UsageError as exc:
+        log.warning("no n-gram baseline for study %r: %s", data.study_name, exc)
+        return None
+
+
+def beats_line(result: Baselines, *, best_bpb: float, trial: int) -> str:
+    """One line: whether the study's best trial beats the best n-gram, and by how much (in
+    bits per byte, which both are scored in on the same windows)."""
+    best = result.best()
+    gap = (best.bpb - best_bpb) / best.bpb * 100
+    name = f"best n-gram ({METHOD} order {best.order}, {best.bpb:.4f} bits per byte)"
+    if gap > 0:
+        verdict = f"beats the {name} by {gap:.1f}%"
+    else:
+        verdict = f"does not beat the {name}: {-gap:.1f}% worse"
+    return f"best trial {trial} ({best_bpb:.4f} bits per byte) {verdict}"
+
+
+def trials_beats_line(result: Baselines | None, trials: Any) -> str | None:
+    """:func:`beats_line` for the trial with the lowest ``val_bpb`` among ``trials`` (a frame);
+    None without a baseline or a trial that records bits per byte."""
+    if result is None or "val_bpb" not in trials:
+        return None
+    scored = trials[trials["val_bpb"].gt(0)]
+    if scored.empty:
+        return None
+    row = scored.loc[scored["val_bpb"].idxmin()]
+    return beats_line(result, best_bpb=float(row["val_bpb"]), trial=int(row["number"]))
