@@ -322,11 +322,14 @@ def _loss_law(
     grid: StartGrid,
 ) -> list[str]:
     points = loss_points(data, trials)
+    # End-of-training points only: mid-run points of an unannealed schedule are not end losses.
+    points = points[points["source"].eq("final")].reset_index(drop=True)
     o = scaling_law_for(data, points, budget=budget, ratio=ratio, device=None, grid=grid)
     out = [
-        "<p>Chinchilla Approach 3 on every complete trial's final point and its curve "
-        "points: Huber loss (&delta; = 10<sup>-3</sup>) on log loss, L-BFGS from a grid of "
-        "starts. The predicted best size minimises L(N, T(N) &times; budget).</p>",
+        "<p>Chinchilla Approach 3 on every complete trial's end-of-training point: Huber "
+        "loss (&delta; = 10<sup>-3</sup>) on log loss, L-BFGS from a grid of starts. The "
+        "predicted best size minimises L(N, T(N) &times; budget). Lines marked NOT TRUSTED "
+        "say why the law is not to be read as a prediction.</p>",
         pre(scaling_law_text(o)),
         figure(o.figure()),
     ]
