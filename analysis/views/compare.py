@@ -258,6 +258,15 @@ def run_compare(
             json_out, {"study": data.study_name, "comparisons": [c.as_dict() for c in comparisons]}
         )
     text = "\n\n".join(compare_text(c) for c in comparisons)
+    import pandas as pd
+
+    from analysis.views.seeds import best_configuration_text
+
+    # Seeds of a configuration may sit in another study (one run per seed): group over all.
+    every = pd.concat([complete_trials(d) for d in [data, *more]], ignore_index=True)
+    grouped = best_configuration_text(every, metric=metric)
+    if grouped is not None:
+        text += f"\n\n{grouped}"
     if baseline:
         from analysis.views.baseline import study_baseline, trials_beats_line
 
