@@ -31,6 +31,7 @@ from study.errors import UsageError, first_line, stop_like_ctrl_c
 from study.orchestra import progress
 from study.orchestra.job import Outcome, WarmPool, die_with_parent, prestart_enabled, run_job
 from study.orchestra.machine_load import LoadMeter
+from study.orchestra.repeat import repeat_seed
 from study.result import TrainResult
 from study.storage import pending, stale
 from study.storage.optuna_store import SharedStudy, TrialWrittenOff, curve_step
@@ -243,6 +244,9 @@ def _configure(
     """Under the lock: the trial's config, stored on it; None (trial failed) if it is invalid."""
     try:
         config = sweep.build(trial, **spec.base)
+        seed = repeat_seed(trial.user_attrs)  # a --repeat-top trial: the original, reseeded
+        if seed is not None:
+            config = config.replace(seed=seed)
     except UsageError as exc:
         _fail(shared, trial.number, f"invalid config: {exc}", failures)
         return None
