@@ -157,9 +157,7 @@ def trials_frame(
                 row.update(_flatten(value, prefix=name + "."))
             elif name not in _NESTED_ATTRS:
                 row[name] = value
-        for name in LOAD_ATTRS:  # recorded since the harness measures machine load
-            if name in attrs:
-                row[name] = attrs[name]
+        row.update({k: attrs[k] for k in LOAD_ATTRS if k in attrs})  # where recorded
         row["fail_reason"] = _fail_reason(t)
         for name, value in t.params.items():
             row[f"param.{name}"] = value

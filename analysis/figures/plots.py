@@ -256,8 +256,8 @@ def frontier_figure(
             linestyle=style,
             label=f"N* {device} = {fmt_count(star.n_star)}{note}",
         )
-    if baseline is not None:
-        ax.axhline(baseline[0], color="firebrick", linestyle="--", linewidth=1.2, label=baseline[1])
+    if baseline is not None:  # the best n-gram: a model above it is not worth its training
+        ax.axhline(baseline[0], color="firebrick", linestyle="--", label=baseline[1])
     ax.set(
         xscale="log",
         xlabel="parameters N",

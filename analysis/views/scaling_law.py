@@ -29,6 +29,8 @@ from study.fileio import write_json
 from study.fmt import fmt_count
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pandas as pd
     from matplotlib.figure import Figure
 
@@ -211,20 +213,22 @@ def run_scaling_law(
     except UsageError as exc:
         if data is None:  # a CSV's points are the user's input: too few is bad input
             raise
-        # A study too small to fit is an answer, not an error: say so, as for a bad fit.
-        why = (
-            f"no law could be fitted: {exc}",
-            *point_reasons(
-                params=points["params"], epochs=point_epochs(points, complete_trials(data))
-            ),
-        )
-        if plot_out is not None:
-            plots.save(law_plots.unfitted_figure(points, untrusted=why), plot_out)
-        return "\n".join(
-            [f"loss law L(N, D) on {len(points)} points"] + [f"NOT TRUSTED: {w}" for w in why]
-        )
+        return _unfitted(data, points, exc, plot_out)
     if json_out is not None:
         write_json(json_out, outcome.law.as_dict())
     if plot_out is not None:
         plots.save(outcome.figure(), plot_out)
     return scaling_law_text(outcome)
+
+
+def _unfitted(data: StudyData, points: pd.DataFrame, exc: UsageError, plot_out: Path | None) -> str:
+    """A study too small to fit is an answer, not an error: say so, as for a bad fit."""
+    why = (
+        f"no law could be fitted: {exc}",
+        *point_reasons(params=points["params"], epochs=point_epochs(points, complete_trials(data))),
+    )
+    if plot_out is not None:
+        plots.save(law_plots.unfitted_figure(points, untrusted=why), plot_out)
+    return "\n".join(
+        [f"loss law L(N, D) on {len(points)} points"] + [f"NOT TRUSTED: {w}" for w in why]
+    )
