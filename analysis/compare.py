@@ -52,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--json", default=None, metavar="PATH", help="also write the comparison as JSON"
     )
+    parser.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="leave out the n-gram baseline of the study's corpus (else computed once, cached)",
+    )
     return parser
 
 
@@ -68,6 +73,7 @@ def main(argv: list[str] | None = None) -> None:
             device=args.device,
             json_path=args.json,
             also=args.also,
+            baseline=not args.no_baseline,
         )
     )
 

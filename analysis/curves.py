@@ -31,6 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the figure to write, .png/.svg/.pdf (default curves.png)",
     )
     add_device_arg(parser)
+    parser.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="leave out the n-gram baseline of the study's corpus (else computed once, cached)",
+    )
     return parser
 
 
@@ -44,6 +49,7 @@ def main(argv: list[str] | None = None) -> None:
             study_name=args.study_name,
             plot_path=args.plot,
             device=args.device,
+            baseline=not args.no_baseline,
         )
     )
 

@@ -41,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="depth",
         help="what the point colours show (default depth)",
     )
+    parser.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="leave out the n-gram baseline of the study's corpus (else computed once, cached)",
+    )
     return parser
 
 
@@ -58,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
             budget=args.budget,
             ratio=args.ratio,
             device=args.device,
+            baseline=not args.no_baseline,
         )
     )
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from study.errors import UsageError, first_line
+from study.orchestra.machine_load import LOAD_ATTRS
 from study.storage.schema import TRIAL_ATTRS
 from study.storage.store import check_harness_version, read_only_engine_kwargs, safe_url
 
@@ -158,6 +159,7 @@ def trials_frame(
                 row.update(_flatten(value, prefix=name + "."))
             elif name not in _NESTED_ATTRS:
                 row[name] = value
+        row.update({k: attrs[k] for k in LOAD_ATTRS if k in attrs})  # where recorded
         row["fail_reason"] = _fail_reason(t)
         for name, value in t.params.items():
             row[f"param.{name}"] = value

@@ -1,8 +1,12 @@
 """``python -m analysis.scaling_law``: fit L(N, D) = E + A/N^alpha + B/D^beta (Chinchilla
 Approach 3) and predict the loss-optimal size for the budget.
 
-On a study it uses every complete trial's final point and its curve points; ``--csv`` reads
-columns ``params,tokens,loss``. Prints E, A, B, alpha, beta and the compute-optimal exponents
+On a study it fits every complete trial's end-of-training point (``--curve-points`` adds the
+mid-run curve points, labelled as such: with a cosine schedule they are losses of a model that
+had not annealed); ``--csv`` reads columns ``params,tokens,loss``. The law is checked as
+``analysis.predict`` checks its own (data repeated beyond 4 epochs, exponents out of range, E at
+zero, an optimum on the search bound, too few sizes): a law that fails is printed and drawn with
+"NOT TRUSTED: why", and the command still exits 0. Prints E, A, B, alpha, beta and the compute-optimal exponents
 a = beta/(alpha+beta), b = alpha/(alpha+beta); ``--json`` writes exactly those seven keys.
 """
 
@@ -52,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave out points that had seen the training data more than E "
         "times (the law assumes fresh data; default: keep all)",
     )
+    parser.add_argument(
+        "--curve-points",
+        action="store_true",
+        help="also fit the trials' mid-run curve points (default: end-of-training points only)",
+    )
     return parser
 
 
@@ -71,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
             plot_path=args.plot,
             grid=args.grid,
             max_epochs=args.max_epochs,
+            curve_points=args.curve_points,
         )
     )
 

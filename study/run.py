@@ -19,6 +19,7 @@ from study.cli import ArgumentParser
 from study.config import DEVICES
 from study.data import max_stories_arg
 from study.errors import cli_main, stop_like_ctrl_c
+from study.orchestra.repeat import prepare_repeats
 from study.orchestra.runner import RunOptions, run_study
 from study.orchestra.worker import PRUNERS
 from study.storage.store import StorageFull, StorageGone
@@ -125,6 +126,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="stop after this many failed trials in this run (default: --trials, at least 10)",
     )
+    p.add_argument(
+        "--repeat-top",
+        type=int,
+        default=None,
+        metavar="K",
+        help="re-run the K best configurations of --study-name with seeds 1..N-1 (--seeds N) "
+        "as trials of the same study; give the flags the study ran with (sweep, budget, data)",
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --repeat-top: seeds per configuration, the original's seed 0 included",
+    )
     return p
 
 
@@ -149,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         keep=args.keep,
         checkpoint_dir=args.checkpoint_dir,
     )
+    if args.repeat_top is not None or args.seeds is not None:
+        opts = prepare_repeats(opts, top=args.repeat_top, seeds=args.seeds)
     with stop_like_ctrl_c():
         try:
             return run_study(opts)

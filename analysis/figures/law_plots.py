@@ -5,7 +5,7 @@ overlap another); a crossover outside the measured sizes is drawn and labelled a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,6 +16,7 @@ from analysis.figures.plots import (
     count_ticks,
     new_figure,
     outside_legend,
+    plain_log_ticks,
     size_colorbar,
     span,
 )
@@ -24,6 +25,7 @@ from analysis.fits.loss_law import LossLawFit, LossOptimal
 from study.fmt import fmt_count
 
 if TYPE_CHECKING:
+    import pandas as pd
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
@@ -113,10 +115,13 @@ def loss_law_figure(
     tokens: ArrayLike,
     loss: ArrayLike,
     predictions: Mapping[str, tuple[ThroughputFit, LossOptimal, Crossover]],
+    untrusted: Sequence[str] = (),
 ) -> Figure:
     """Left: loss against tokens, points coloured by size and the law's curves for a few sizes
     in the same colours. Right: for each device, the law's loss after the budget against N,
-    the loss-optimal N (dot) and N* (cross, hollow where extrapolated) marked."""
+    the loss-optimal N (dot) and N* (cross, hollow where extrapolated) marked. ``untrusted``:
+    why the law is not to be trusted, written across the figure. Loss axes go logarithmic
+    where what they show spans more than a decade."""
     from matplotlib import colormaps
     from matplotlib.colors import LogNorm
 
@@ -148,7 +153,50 @@ def loss_law_figure(
     ax.legend(fontsize=8, loc="best")  # matplotlib places it where the fewest points are
     if predictions:
         _best_sizes(panels[1], law, predictions)
+    for panel in panels:
+        _log_if_decades(panel)
+    if untrusted:  # a suptitle: the layout engine makes room for it above the panels
+        fig.suptitle(
+            "\n".join(f"NOT TRUSTED: {why}" for why in untrusted),
+            color="firebrick",
+            fontsize=8,
+            x=0.01,
+            ha="left",
+        )
     return fig
+
+
+def unfitted_figure(points: pd.DataFrame, *, untrusted: Sequence[str]) -> Figure:
+    """The points a law could not be fitted on (loss against tokens, coloured by size) and
+    why, so a figure asked for still says what happened."""
+    from matplotlib import colormaps
+    from matplotlib.colors import LogNorm
+
+    fig = new_figure(width=8.0, height=5.0)
+    ax: Axes = fig.axes[0]
+    n = np.asarray(points["params"], dtype=float)
+    norm = LogNorm(vmin=n.min() / (1.5 if n.min() == n.max() else 1.0), vmax=n.max())
+    sc = ax.scatter(points["tokens"], points["loss"], c=n, norm=norm, cmap=colormaps["viridis"])
+    size_colorbar(fig, sc, ax)
+    ax.set(xscale="log", xlabel="tokens seen D", ylabel="held-out loss (nats/token)")
+    count_ticks(ax)
+    _log_if_decades(ax)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.suptitle(
+        "\n".join(f"NOT TRUSTED: {why}" for why in untrusted), color="firebrick", fontsize=9
+    )
+    return fig
+
+
+def _log_if_decades(ax: Axes) -> None:
+    """A logarithmic y axis where the data drawn span more than a decade."""
+    values = [np.asarray(line.get_ydata(), dtype=float) for line in ax.get_lines()]
+    values += [np.asarray(c.get_offsets(), dtype=float)[:, 1] for c in ax.collections]
+    ys = np.concatenate([v.ravel() for v in values]) if values else np.array([])
+    ys = ys[np.isfinite(ys) & (ys > 0)]
+    if ys.size and ys.max() / ys.min() > 10:
+        ax.set_yscale("log")
+        plain_log_ticks(ax)
 
 
 def _best_sizes(

@@ -81,10 +81,12 @@ def plain_log_ticks(ax: Axes) -> None:
     ax.yaxis.set_minor_formatter(plain)
 
 
-def curves_figure(curves: pd.DataFrame) -> Figure:
+def curves_figure(curves: pd.DataFrame, *, baseline: tuple[float, str] | None = None) -> Figure:
     """Held-out (top) and training (bottom) loss against elapsed seconds (left) and tokens seen
     (right), one line per trial coloured by its size on a log scale (``curves``: columns
-    ``trial``, ``params``, ``elapsed_s``, ``tokens``, ``train_loss``, ``val_loss``)."""
+    ``trial``, ``params``, ``elapsed_s``, ``tokens``, ``train_loss``, ``val_loss``);
+    ``baseline`` (held-out nats/token, label: the best n-gram) a horizontal line on the
+    held-out row."""
     from matplotlib import colormaps
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import LogNorm
@@ -114,6 +116,9 @@ def curves_figure(curves: pd.DataFrame) -> Figure:
                         alpha=0.85,
                         marker="." if len(one) < 4 else None,
                     )
+            if baseline is not None and row == 0:
+                ax.axhline(baseline[0], color="firebrick", linestyle="--", label=baseline[1])
+                ax.legend(fontsize=8, loc="upper right")
             ax.set(
                 xscale="log",
                 yscale="log",
@@ -205,10 +210,12 @@ def frontier_figure(
     group_label: str,
     n_stars: Mapping[str, NStar] | None = None,
     numbers: ArrayLike | None = None,
+    baseline: tuple[float, str] | None = None,
 ) -> Figure:
     """The metric (lower is better) against N on a log axis, points coloured by ``groups``,
     the Pareto frontier as a line, the best trial starred and named (its trial number from
-    ``numbers``) and each device's crossover N* as a vertical line. Labels live in a legend
+    ``numbers``), each device's crossover N* as a vertical line and ``baseline`` (value,
+    label: the best n-gram) as a horizontal one. Labels live in a legend
     beside the axes, so none overlaps a point or another label."""
     fig = new_figure(width=8.5)
     ax: Axes = fig.axes[0]
@@ -249,6 +256,8 @@ def frontier_figure(
             linestyle=style,
             label=f"N* {device} = {fmt_count(star.n_star)}{note}",
         )
+    if baseline is not None:  # the best n-gram: a model above it is not worth its training
+        ax.axhline(baseline[0], color="firebrick", linestyle="--", label=baseline[1])
     ax.set(
         xscale="log",
         xlabel="parameters N",

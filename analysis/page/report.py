@@ -207,6 +207,10 @@ def _summary(data: StudyData, trials: pd.DataFrame) -> list[str]:
             f"{fmt_count(trials['params'].min())} to {fmt_count(trials['params'].max())}",
         ),
     ]
+    from analysis.views.baseline import study_baseline, trials_beats_line
+
+    beats = trials_beats_line(study_baseline(data), trials)
+    rows.append(("n-gram baseline", beats or "none (the study's corpus cannot be read here)"))
     out = [kv_table(rows)]
     out += [note(w) for w in epoch_warnings(trials)]
     out.append("<h3>Best trials</h3>")
@@ -236,15 +240,35 @@ def _summary(data: StudyData, trials: pd.DataFrame) -> list[str]:
 
 
 def _frontier(data: StudyData, *, budget: float | None, ratio: float) -> list[str]:
+    from analysis.views.baseline import study_baseline
+
+    found = study_baseline(data)
     out = [
         "<p>Every complete trial; the line joins the trials no smaller trial beats. Bits per "
-        "byte do not depend on the tokenizer, per-token perplexity does.</p>"
+        "byte do not depend on the tokenizer, per-token perplexity does. The dashed line is "
+        "the best interpolated Witten-Bell n-gram (orders 1-5) counted from the same training "
+        "tokens and scored on the same held-out windows: a model above it is not worth its "
+        "training.</p>"
+        if found is not None
+        else "<p>Every complete trial; the line joins the trials no smaller trial beats. Bits "
+        "per byte do not depend on the tokenizer, per-token perplexity does. No n-gram "
+        "baseline: the study's corpus cannot be read here.</p>"
     ]
+    if found is not None:
+        from analysis.views.baseline import format_baselines
+
+        out.append(pre(format_baselines(found)))
     drawn = set()
     for metric in ("ppl", "bpb"):
         try:
             o = frontier_for(
-                data, metric=metric, color_by="depth", budget=budget, ratio=ratio, device=None
+                data,
+                metric=metric,
+                color_by="depth",
+                budget=budget,
+                ratio=ratio,
+                device=None,
+                baseline=found,
             )
         except UsageError as exc:
             out.append(note(str(exc)))
@@ -298,11 +322,14 @@ def _loss_law(
     grid: StartGrid,
 ) -> list[str]:
     points = loss_points(data, trials)
+    # End-of-training points only: mid-run points of an unannealed schedule are not end losses.
+    points = points[points["source"].eq("final")].reset_index(drop=True)
     o = scaling_law_for(data, points, budget=budget, ratio=ratio, device=None, grid=grid)
     out = [
-        "<p>Chinchilla Approach 3 on every complete trial's final point and its curve "
-        "points: Huber loss (&delta; = 10<sup>-3</sup>) on log loss, L-BFGS from a grid of "
-        "starts. The predicted best size minimises L(N, T(N) &times; budget).</p>",
+        "<p>Chinchilla Approach 3 on every complete trial's end-of-training point: Huber "
+        "loss (&delta; = 10<sup>-3</sup>) on log loss, L-BFGS from a grid of starts. The "
+        "predicted best size minimises L(N, T(N) &times; budget). Lines marked NOT TRUSTED "
+        "say why the law is not to be read as a prediction.</p>",
         pre(scaling_law_text(o)),
         figure(o.figure()),
     ]

@@ -48,12 +48,16 @@ def epoch_warnings(trials: pd.DataFrame) -> list[str]:
 
 
 def curves_section(data: StudyData) -> list[str]:
+    from analysis.views.baseline import study_baseline
+    from analysis.views.curves import baseline_line
+
     curves = curve_points(data)
     return [
         "<p>Every complete trial's stored curve (held-out loss is measured on the same "
-        "windows at every point); colour is the trial's size.</p>",
+        "windows at every point); colour is the trial's size; the dashed line, where shown, is "
+        "the best n-gram's held-out loss on the same windows.</p>",
         pre(curves_text(curves, data.study_name)),
-        figure(plots.curves_figure(curves)),
+        figure(plots.curves_figure(curves, baseline=baseline_line(study_baseline(data)))),
     ]
 
 

@@ -243,9 +243,12 @@ def run_compare(
     device: str | None = None,
     json_path: PathArg = None,
     also: Sequence[str] = (),
+    baseline: bool = True,
 ) -> str:
     """The comparison's text for each device; ``json_path`` also gets it as JSON. The studies
-    named in ``also`` (same storage) join the comparison."""
+    named in ``also`` (same storage) join the comparison. With ``baseline`` a last line says
+    whether the study's best trial beats the best n-gram of its corpus (computed on demand,
+    cached)."""
     json_out = check_output(json_path, what="--json", suffixes=("json",))
     data = load_study(storage or DEFAULT_STORAGE, study_name)
     more = [load_study(storage or DEFAULT_STORAGE, name) for name in also]
@@ -254,4 +257,20 @@ def run_compare(
         write_json(
             json_out, {"study": data.study_name, "comparisons": [c.as_dict() for c in comparisons]}
         )
-    return "\n\n".join(compare_text(c) for c in comparisons)
+    text = "\n\n".join(compare_text(c) for c in comparisons)
+    import pandas as pd
+
+    from analysis.views.seeds import best_configuration_text
+
+    # Seeds of a configuration may sit in another study (one run per seed): group over all.
+    every = pd.concat([complete_trials(d) for d in [data, *more]], ignore_index=True)
+    grouped = best_configuration_text(every, metric=metric)
+    if grouped is not None:
+        text += f"\n\n{grouped}"
+    if baseline:
+        from analysis.views.baseline import study_baseline, trials_beats_line
+
+        beats = trials_beats_line(study_baseline(data), complete_trials(data))
+        if beats is not None:
+            text += f"\n\nstudy {data.study_name!r}: {beats}"
+    return text

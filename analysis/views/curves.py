@@ -10,6 +10,7 @@ from analysis.figures import plots
 from analysis.load import StudyData
 from analysis.output import FIGURE_FORMATS, check_output
 from analysis.selection import PathArg, complete_trials, on_device, open_source
+from analysis.views.baseline import Baselines, study_baseline, trials_beats_line
 from study.errors import UsageError
 from study.fmt import fmt_count
 
@@ -57,8 +58,10 @@ def run_curves(
     study_name: str | None = None,
     plot_path: PathArg = "curves.png",
     device: str | None = None,
+    baseline: bool = True,
 ) -> str:
-    """Draw the study's loss curves to ``plot_path``; returns what to print (where it went).
+    """Draw the study's loss curves to ``plot_path``, with the best n-gram of the study's corpus
+    as a line (``baseline``: computed on demand, cached); returns what to print (where it went).
 
     Raises:
         UsageError: an unwritable path or a figure format other than png/svg/pdf, or a study
@@ -70,5 +73,16 @@ def run_curves(
     data = open_source(storage, study_name, None)
     assert data is not None  # no CSV form
     curves = curve_points(data, device=device)
-    plots.save(plots.curves_figure(curves), out)
-    return f"{curves_text(curves, data.study_name)}\nwrote {out}"
+    found = study_baseline(data) if baseline else None
+    plots.save(plots.curves_figure(curves, baseline=baseline_line(found)), out)
+    text = curves_text(curves, data.study_name)
+    beats = trials_beats_line(found, on_device(complete_trials(data), device))
+    return "\n".join([text, *([beats] if beats else []), f"wrote {out}"])
+
+
+def baseline_line(found: Baselines | None) -> tuple[float, str] | None:
+    """The best n-gram as a held-out loss line (nats/token) and its label."""
+    if found is None:
+        return None
+    best = found.best()
+    return best.nll, f"best n-gram (order {best.order}), {best.nll:.3f}"

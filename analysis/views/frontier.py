@@ -23,6 +23,7 @@ from analysis.selection import (
     metric_values,
     on_device,
 )
+from analysis.views.baseline import study_baseline, trials_beats_line
 from analysis.views.crossover import CrossoverOutcome, device_crossovers
 from study.errors import UsageError
 from study.fmt import fmt_count
@@ -30,6 +31,8 @@ from study.fmt import fmt_count
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
+
+    from analysis.views.baseline import Baselines
 
 # --color-by name -> the trial column the point colours show
 COLOR_BY = {
@@ -51,9 +54,15 @@ class FrontierOutcome:
     frontier: tuple[int, ...]  # row positions in ``trials``
     crossovers: dict[str, CrossoverOutcome]
     skipped: dict[str, str]  # device -> why it has no N*
+    baseline: Baselines | None = None  # the n-gram baselines of the study's corpus
 
     def figure(self) -> Figure:
         column, label = METRICS[self.metric]
+        line = None
+        if self.baseline is not None:
+            best = self.baseline.best()
+            value = best.bpb if self.metric == "bpb" else best.ppl
+            line = (value, f"best n-gram (order {best.order}) = {value:.4g}")
         return plots.frontier_figure(
             self.trials["params"],
             self.trials[column],
@@ -66,6 +75,7 @@ class FrontierOutcome:
                 for d, o in self.crossovers.items()
             },
             numbers=self.trials["number"],
+            baseline=line,
         )
 
 
@@ -77,8 +87,10 @@ def frontier_for(
     budget: float | None,
     ratio: float,
     device: str | None,
+    baseline: Baselines | None = None,
 ) -> FrontierOutcome:
-    """The frontier of ``metric`` over the complete trials (of ``device`` only, if given).
+    """The frontier of ``metric`` over the complete trials (of ``device`` only, if given),
+    with the study's n-gram ``baseline`` to show beside it.
 
     Raises:
         UsageError: unknown metric or colouring, or no trial records both params and the metric.
@@ -95,7 +107,7 @@ def frontier_for(
     front = pareto_frontier(trials["params"], trials[column])
     crossovers, skipped = device_crossovers(trials, budget=budget, ratio=ratio)
     return FrontierOutcome(
-        metric, color_by, trials, tuple(int(i) for i in front), crossovers, skipped
+        metric, color_by, trials, tuple(int(i) for i in front), crossovers, skipped, baseline
     )
 
 
@@ -122,6 +134,9 @@ def frontier_text(o: FrontierOutcome) -> str:
         )
     for device, why in o.skipped.items():
         lines.append(f"no N* for {device}: {why}")
+    beats = trials_beats_line(o.baseline, o.trials)
+    if beats is not None:
+        lines.append(beats)
     return "\n".join(lines)
 
 
@@ -135,13 +150,21 @@ def run_frontier(
     budget: float | None = None,
     ratio: float = 20.0,
     device: str | None = None,
+    baseline: bool = True,
 ) -> str:
     """The metric against parameters with its Pareto frontier and N* marked; draws it to
-    ``plot_path`` if given. Returns the text to print."""
+    ``plot_path`` if given. With ``baseline`` the study's n-gram baselines (computed on demand,
+    cached) are a line on the figure and a verdict in the text. Returns the text to print."""
     plot_out = check_output(plot_path, what="--plot", suffixes=FIGURE_FORMATS)
     data = load_study(storage or DEFAULT_STORAGE, study_name)
     outcome = frontier_for(
-        data, metric=metric, color_by=color_by, budget=budget, ratio=ratio, device=device
+        data,
+        metric=metric,
+        color_by=color_by,
+        budget=budget,
+        ratio=ratio,
+        device=device,
+        baseline=study_baseline(data) if baseline else None,
     )
     if plot_out is not None:
         plots.save(outcome.figure(), plot_out)

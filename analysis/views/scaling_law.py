@@ -19,6 +19,7 @@ from analysis.fits.loss_law import (
     fit_loss_law,
     loss_optimal_n,
 )
+from analysis.fits.trust import point_reasons, untrusted_reasons
 from analysis.load import StudyData, read_csv
 from analysis.output import FIGURE_FORMATS, check_output
 from analysis.selection import PathArg, complete_trials, loss_points, open_source
@@ -28,6 +29,8 @@ from study.fileio import write_json
 from study.fmt import fmt_count
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pandas as pd
     from matplotlib.figure import Figure
 
@@ -67,6 +70,7 @@ class ScalingLawOutcome:
     points: pd.DataFrame
     predictions: dict[str, Prediction]
     skipped: dict[str, str]
+    untrusted: tuple[str, ...] = ()  # why the law is not to be read as a prediction
 
     def figure(self) -> Figure:
         return law_plots.loss_law_figure(
@@ -78,6 +82,7 @@ class ScalingLawOutcome:
                 d: (p.crossover.fit, p.best, p.crossover.crossover)
                 for d, p in self.predictions.items()
             },
+            untrusted=self.untrusted,
         )
 
 
@@ -101,14 +106,36 @@ def scaling_law_for(
         for label, cross in crossovers.items():
             best = loss_optimal_n(law, cross.fit, budget=cross.crossover.budget)
             predictions[label] = Prediction(label, cross, best)
-    return ScalingLawOutcome(law, points, predictions, skipped)
+    untrusted = untrusted_reasons(
+        law,
+        params=points["params"],
+        epochs=None if data is None else point_epochs(points, complete_trials(data)),
+        optima=[(d, p.best) for d, p in predictions.items()],
+    )
+    return ScalingLawOutcome(law, points, predictions, skipped, untrusted)
+
+
+def point_epochs(points: pd.DataFrame, trials: pd.DataFrame) -> pd.Series:
+    """Each point's epochs: its tokens over its trial's unique training tokens (the stored
+    ``unique_tokens``, else tokens seen / epochs; NaN when neither was recorded)."""
+    import pandas as pd
+
+    seen = pd.to_numeric(trials["tokens_seen"], errors="coerce")
+    unique = seen / pd.to_numeric(trials["epochs"], errors="coerce")
+    if "unique_tokens" in trials:
+        unique = pd.to_numeric(trials["unique_tokens"], errors="coerce").fillna(unique)
+    per_trial = pd.Series(unique.to_numpy(), index=trials["number"].to_numpy())
+    return points["tokens"] / points["trial"].map(per_trial)
 
 
 def scaling_law_text(o: ScalingLawOutcome) -> str:
     """The law's parameters and exponents, each device's prediction, and every warning."""
     law = o.law
     sources = o.points["source"].value_counts().to_dict() if "source" in o.points else {}
-    counted = ", ".join(f"{v} {k}" for k, v in sorted(sources.items()))
+    counted = ", ".join(
+        f"{v} {'end-of-training' if k == 'final' else 'mid-run curve'}"
+        for k, v in sorted(sources.items(), key=lambda kv: kv[0] != "final")
+    )
     lines = [
         f"loss law L(N, D) = E + A/N^alpha + B/D^beta on {law.n_points} points"
         + (f" ({counted})" if counted else "")
@@ -122,6 +149,7 @@ def scaling_law_text(o: ScalingLawOutcome) -> str:
         f"a = {law.a:.4f}  (N_opt ~ C^a)",
         f"b = {law.b:.4f}  (D_opt ~ C^b)",
     ]
+    lines += [f"NOT TRUSTED: {why}" for why in o.untrusted]
     lines += [f"warning: {w}" for w in law.warnings]
     for label, p in o.predictions.items():
         c, b = p.crossover.crossover, p.best
@@ -149,11 +177,14 @@ def run_scaling_law(
     plot_path: PathArg = None,
     grid: str = "chinchilla",
     max_epochs: float | None = None,
+    curve_points: bool = False,
 ) -> str:
-    """Fit the loss law on a study's points (finals and curves) or a CSV of
-    ``params,tokens,loss``; on a study, predict the loss-optimal size per device. Writes the
-    law's seven numbers to ``json_path`` and the figure to ``plot_path`` if given; returns the
-    text to print.
+    """Fit the loss law on a study's end-of-training points (with ``curve_points`` its
+    mid-run curve points too) or a CSV of ``params,tokens,loss``; on a study, predict the
+    loss-optimal size per device and check whether the law can be trusted
+    (:func:`analysis.fits.trust.untrusted_reasons`: printed and drawn as NOT TRUSTED, not an
+    error). Writes the law's seven numbers to ``json_path`` and the figure to ``plot_path`` if
+    given; returns the text to print.
 
     Raises:
         UsageError: bad options or paths, or no points to fit (nothing is written then).
@@ -171,13 +202,33 @@ def run_scaling_law(
         if max_epochs is not None and max_epochs <= 0:
             raise UsageError(f"--max-epochs must be positive, got {max_epochs:g}")
         points = loss_points(data, complete_trials(data), max_epochs=max_epochs)
+        if not curve_points:  # mid-run points of an unannealed schedule are not end losses
+            points = points[points["source"].eq("final")].reset_index(drop=True)
         if points.empty:
             raise UsageError("no loss points left to fit (all beyond --max-epochs?)")
-    outcome = scaling_law_for(
-        data, points, budget=budget, ratio=ratio, device=device, grid=start_grid
-    )
+    try:
+        outcome = scaling_law_for(
+            data, points, budget=budget, ratio=ratio, device=device, grid=start_grid
+        )
+    except UsageError as exc:
+        if data is None:  # a CSV's points are the user's input: too few is bad input
+            raise
+        return _unfitted(data, points, exc, plot_out)
     if json_out is not None:
         write_json(json_out, outcome.law.as_dict())
     if plot_out is not None:
         plots.save(outcome.figure(), plot_out)
     return scaling_law_text(outcome)
+
+
+def _unfitted(data: StudyData, points: pd.DataFrame, exc: UsageError, plot_out: Path | None) -> str:
+    """A study too small to fit is an answer, not an error: say so, as for a bad fit."""
+    why = (
+        f"no law could be fitted: {exc}",
+        *point_reasons(params=points["params"], epochs=point_epochs(points, complete_trials(data))),
+    )
+    if plot_out is not None:
+        plots.save(law_plots.unfitted_figure(points, untrusted=why), plot_out)
+    return "\n".join(
+        [f"loss law L(N, D) on {len(points)} points"] + [f"NOT TRUSTED: {w}" for w in why]
+    )

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 from study.errors import UsageError, first_line, stop_like_ctrl_c
 from study.orchestra import keep, progress
 from study.orchestra.job import Outcome, WarmPool, die_with_parent, prestart_enabled, run_job
+from study.orchestra.machine_load import LoadMeter
+from study.orchestra.repeat import repeat_seed
 from study.result import TrainResult
 from study.storage import pending, stale
 from study.storage.optuna_store import SharedStudy, TrialWrittenOff, curve_step
@@ -246,6 +248,9 @@ def _configure(
     """Under the lock: the trial's config, stored on it; None (trial failed) if it is invalid."""
     try:
         config = sweep.build(trial, **spec.base)
+        seed = repeat_seed(trial.user_attrs)  # a --repeat-top trial: the original, reseeded
+        if seed is not None:
+            config = config.replace(seed=seed)
     except UsageError as exc:
         _fail(shared, trial.number, f"invalid config: {exc}", failures)
         return None
@@ -269,7 +274,9 @@ def _train_and_record(
 ) -> None:
     display.trial_started(trial.number, spec.index, trial.params)
     try:
+        meter = LoadMeter.start()
         outcome = _run(spec, shared, trial, config, env, pool, display)
+        _record_load(shared, trial.number, meter)
         _record(spec, shared, trial, outcome, failures)
     except KeyboardInterrupt:
         # Under the study lock, as every recovery is: another worker finishing recoveries
@@ -287,6 +294,15 @@ def _train_and_record(
         )
         return
     display.trial_ended(trial.number, outcome, shared.trials())
+
+
+def _record_load(shared: SharedStudy, number: int, meter: LoadMeter) -> None:
+    """The machine's load during the trial, before it is COMPLETE as every attribute; a
+    database that cannot take it now loses only these readings (``_record`` keeps the result)."""
+    try:
+        shared.set_attrs(number, meter.attrs())
+    except (StorageFull, StorageGone) as exc:
+        log.warning("trial %d: machine load not recorded: %s", number, first_line(exc))
 
 
 def _complete(shared: SharedStudy) -> int:

@@ -191,7 +191,9 @@ def intended_params(trial: FrozenTrial) -> dict[str, Any]:
 
 
 def _enqueue_retry(shared: SharedStudy, trial: FrozenTrial) -> None:
-    shared.enqueue(intended_params(trial), user_attrs={"retry_of": trial.number})
+    # A --repeat-top trial stays one: its retry keeps what it repeats and with which seed.
+    kept = {k: v for k, v in trial.user_attrs.items() if k in ("repeats", "repeat_seed")}
+    shared.enqueue(intended_params(trial), user_attrs={"retry_of": trial.number, **kept})
 
 
 def _process_alive(pid: int, start: str) -> bool:
