@@ -1,54 +1,132 @@
-"""The README's Results commands run on the shipped ``study.db`` as they are written: no training,
-every study they name present, every file they name written."""
+"""Every command README.md and docs/*.md show works as written on the shipped ``study.db``.
+
+The analysis commands run, each from a fresh interpreter, on a copy of ``study.db`` (only the
+path ``study.db`` is rewritten to the copy; relative output paths land beside it). The training
+commands (``study.run``, ``study.train``) are only parsed by their own argument parsers, since
+running them trains. A command that names a study the shipped database does not hold fails here,
+so a study renamed or dropped cannot leave a command behind that no longer works.
+"""
 
 from __future__ import annotations
 
+import importlib
 import re
 import shlex
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from analysis_db import REPO, run_cli
 
-README = REPO / "README.md"
 SHIPPED = REPO / "study.db"
 SHIPPED_URL = "sqlite:///study.db"
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+TRAINING = ("study.run", "study.train")
 
 
-def results_commands() -> list[list[str]]:
-    """The ``python -m analysis.*`` lines of the bash blocks in the README's Results section."""
-    text = README.read_text(encoding="utf-8")
-    section = text.split("\n## Results", 1)[1].split("\n## ", 1)[0]
-    commands = []
-    for block in re.findall(r"```bash\n(.*?)```", section, flags=re.S):
-        for line in block.splitlines():
-            line = line.split("#", 1)[0].strip()
-            if line.startswith("python -m analysis."):
-                commands.append(shlex.split(line))
-    return commands
+@dataclass(frozen=True)
+class Block:
+    """One fenced shell block of a document: its commands, in order, as argument lists."""
+
+    doc: str
+    index: int
+    commands: tuple[tuple[str, ...], ...]
 
 
-def test_the_results_section_names_commands_of_shipped_studies() -> None:
-    commands = results_commands()
-    assert len(commands) >= 4
-    names = {cmd[cmd.index("--study-name") + 1] for cmd in commands if "--study-name" in cmd}
-    assert {"ladder-dense-cpu-300s", "ladder-gpu-h200-300s"} <= names
+def shell_blocks() -> list[Block]:
+    """The ``python -m`` lines of every ``bash`` block, continuation lines joined."""
+    blocks = []
+    for path in DOCS:
+        text = path.read_text(encoding="utf-8")
+        for index, body in enumerate(re.findall(r"```(?:bash|sh)\n(.*?)```", text, flags=re.S)):
+            commands = []
+            for line in body.replace("\\\n", " ").splitlines():
+                for part in line.split(" && "):  # pip install -e . && python -m ...
+                    part = part.strip()
+                    if part.startswith("python -m "):  # other lines (SQL) may not split
+                        commands.append(tuple(shlex.split(part, comments=True)))
+            if commands:
+                blocks.append(Block(str(path.relative_to(REPO)), index, tuple(commands)))
+    return blocks
 
 
-@pytest.mark.parametrize("command", results_commands(), ids=lambda c: " ".join(c[2:5]))
-def test_a_results_command_runs_on_the_shipped_database(command: list[str], tmp_path: Path) -> None:
-    # Where a fresh clone has it. The analysis commands' default storage is runs/study.db (what
-    # study.run writes), so the shipped studies are read with --storage sqlite:///study.db; a
-    # README command written before that default changed is given the flag here.
+def analysis_blocks() -> list[Block]:
+    return [b for b in shell_blocks() if any(c[2].startswith("analysis.") for c in b.commands)]
+
+
+def training_commands() -> list[tuple[str, ...]]:
+    return [c for b in shell_blocks() for c in b.commands if c[2] in TRAINING]
+
+
+def shipped_studies() -> set[str]:
+    import optuna
+
+    summaries = optuna.get_all_study_summaries(f"sqlite:///{SHIPPED}")
+    return {s.study_name for s in summaries}
+
+
+def values_of(command: tuple[str, ...], flag: str) -> list[str]:
+    return [command[i + 1] for i, word in enumerate(command[:-1]) if word == flag]
+
+
+def block_id(block: Block) -> str:
+    return f"{block.doc}#{block.index}"
+
+
+def test_the_docs_show_commands_of_the_headline_studies() -> None:
+    commands = [c for b in analysis_blocks() for c in b.commands]
+    assert len(commands) >= 20
+    names = {name for c in commands for name in values_of(c, "--study-name")}
+    assert {"ladder-dense-cpu-300s", "ladder-gpu-h200-300s", "regularise-h200-300s"} <= names
+    readme = [b for b in analysis_blocks() if b.doc == "README.md"]
+    assert readme, "the README shows no analysis command"
+    assert len(training_commands()) >= 5
+
+
+def test_every_doc_command_names_shipped_studies_and_storage() -> None:
+    shipped = shipped_studies()
+    for block in shell_blocks():
+        for command in block.commands:
+            line = " ".join(command)
+            assert not any(w.startswith("[") or "<" in w or ">" in w for w in command), line
+            names = values_of(command, "--study-name") + values_of(command, "--with")
+            if command[2].startswith("analysis."):
+                # the analysis commands' default storage is not where the shipped studies are
+                if names or "--storage" in command:
+                    assert values_of(command, "--storage") == [SHIPPED_URL], line
+                assert set(names) <= shipped, f"{block.doc}: {line}: not in study.db"
+            elif command[2] in TRAINING:
+                # a study started from the docs must never join a shipped one
+                assert not set(names) & shipped, f"{block.doc}: {line}: reuses a shipped study"
+
+
+@pytest.mark.parametrize("command", training_commands(), ids=lambda c: " ".join(c[2:6]))
+def test_a_training_command_parses(command: tuple[str, ...]) -> None:
+    from sweeps import available
+
+    module = importlib.import_module(command[2])
+    args = module.build_parser().parse_args(list(command[3:]))
+    sweep = getattr(args, "sweep", None)
+    if sweep is not None and not sweep.endswith(".py"):
+        assert sweep in available(), sweep
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("block", analysis_blocks(), ids=block_id)
+def test_an_analysis_block_runs_on_the_shipped_database(block: Block, tmp_path: Path) -> None:
     shutil.copy(SHIPPED, tmp_path / "study.db")
-    if "--storage" not in command:
-        command = [*command, "--storage", SHIPPED_URL]
-    before = set(tmp_path.iterdir())
-    result = run_cli(command[2], *command[3:], cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() or set(tmp_path.iterdir()) - before
-    for flag in ("--plot", "--out", "--json", "--csv", "--throughput-plot"):
-        if flag in command:
-            written = tmp_path / command[command.index(flag) + 1]
-            assert written.is_file() and written.stat().st_size > 0, flag
+    copy_url = f"sqlite:///{tmp_path / 'study.db'}"
+    for command in block.commands:
+        if not command[2].startswith("analysis."):
+            continue
+        args = [copy_url if word == SHIPPED_URL else word for word in command[3:]]
+        before = set(tmp_path.iterdir())
+        result = run_cli(command[2], *args, cwd=tmp_path)
+        line = " ".join(command)
+        assert result.returncode == 0, f"{block.doc}: {line}\n{result.stderr}"
+        assert result.stdout.strip() or set(tmp_path.iterdir()) - before, line
+        for flag in ("--plot", "--out", "--json", "--throughput-plot"):
+            for name in values_of(command, flag):
+                written = tmp_path / name
+                assert written.is_file() and written.stat().st_size > 0, f"{line}: {flag}"
