@@ -45,7 +45,10 @@ def shell_blocks() -> list[Block]:
                 for part in line.split(" && "):  # pip install -e . && python -m ...
                     part = part.strip()
                     if part.startswith("python -m "):  # other lines (SQL) may not split
-                        commands.append(tuple(shlex.split(part, comments=True)))
+                        words = shlex.split(part, comments=True)
+                        if len(words) > 2 and words[-2] == ">":  # stdout into a file: run as is
+                            words = words[:-2]
+                        commands.append(tuple(words))
             if commands:
                 blocks.append(Block(str(path.relative_to(REPO)), index, tuple(commands)))
     return blocks
