@@ -22,6 +22,7 @@ POS_SCHEMES = ("learned", "rope", "alibi", "none")
 MLP_TYPES = ("swiglu", "gelu")
 DEVICES = ("auto", "cuda", "mps", "cpu")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+OPTIMIZERS = ("adamw", "muon")
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,11 @@ class TrainConfig:
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.95
+    optimizer: str = "adamw"  # muon: Muon on the hidden matrices, AdamW on the rest
+    muon_lr: float = 0.02
+    muon_momentum: float = 0.95
+    muon_momentum_warmup: int = 300  # steps from momentum 0.85 to muon_momentum
+    muon_weight_decay: float = 0.0  # decoupled: each step shrinks by muon_lr x this
     grad_clip: float = 1.0
     grad_accum: int = 1
     precision: str = "auto"
@@ -138,6 +144,14 @@ class TrainConfig:
             value = getattr(self, name)
             if not 0 <= value < 1:
                 raise UsageError(f"{name} must be in [0, 1), got {value!r}")
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        if not (math.isfinite(self.muon_lr) and self.muon_lr > 0):
+            raise UsageError(f"muon_lr must be a positive finite number, got {self.muon_lr!r}")
+        if not 0 <= self.muon_momentum < 1:
+            raise UsageError(f"muon_momentum must be in [0, 1), got {self.muon_momentum!r}")
+        _at_least("muon_momentum_warmup", self.muon_momentum_warmup, 1)
+        if self.muon_weight_decay < 0:
+            raise UsageError(f"muon_weight_decay must be >= 0, got {self.muon_weight_decay!r}")
         if self.grad_clip < 0:
             raise UsageError(f"grad_clip must be >= 0 (0 is off), got {self.grad_clip!r}")
         _at_least("grad_accum", self.grad_accum, 1)

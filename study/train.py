@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from study.cli import ArgumentParser
-from study.config import ARCHS, DEVICES, MLP_TYPES, POS_SCHEMES, PRECISIONS, TrainConfig
+from study.config import (
+    ARCHS,
+    DEVICES,
+    MLP_TYPES,
+    OPTIMIZERS,
+    POS_SCHEMES,
+    PRECISIONS,
+    TrainConfig,
+)
 from study.data import max_stories_arg, resolve_data, resolve_max_stories
 from study.errors import UsageError, cli_main
 from study.fileio import write_json
@@ -49,6 +57,11 @@ FLAGS: dict[str, tuple[str, type, Any]] = {
     "lr": ("lr", float, None),
     "warmup_frac": ("warmup_frac", float, None),
     "weight_decay": ("weight_decay", float, None),
+    "optimizer": ("optimizer", str, OPTIMIZERS),
+    "muon_lr": ("muon_lr", float, None),
+    "muon_momentum": ("muon_momentum", float, None),
+    "muon_momentum_warmup": ("muon_momentum_warmup", int, None),
+    "muon_weight_decay": ("muon_weight_decay", float, None),
     "grad_clip": ("grad_clip", float, None),
     "grad_accum": ("grad_accum", int, None),
     "precision": ("precision", str, PRECISIONS),

@@ -51,7 +51,7 @@ from study.models.loss import (
     linear_cross_entropy,
     triton_ready,
 )
-from study.training.optim import make_optimizer
+from study.training.optim import make_optimizer, set_schedule
 
 log = logging.getLogger(__name__)
 
@@ -254,13 +254,6 @@ class TrainStep:
         if self.plan.cuda_graph:
             lr = torch.tensor(config.lr, dtype=torch.float32, device=device)
         self.optimizer = make_optimizer(model, config, fused=self.plan.fused_adamw, lr=lr)
-        self._lr_tensors = list(
-            {
-                id(g["lr"]): g["lr"]
-                for g in self.optimizer.param_groups
-                if isinstance(g["lr"], torch.Tensor)
-            }.values()
-        )
         self.scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
         self.loss_fn = make_loss(model, self.plan)
         self.params = [p for p in model.parameters() if p.requires_grad]
@@ -286,13 +279,10 @@ class TrainStep:
         if self._shape != (rows, seq_len):
             self._new_shape(rows, seq_len)
         self.batches.sample_into(self._x.view(-1, seq_len), self._y.view(-1, seq_len))
+        set_schedule(self.optimizer, lr=lr, step=self.steps, config=self.config)
         if self.plan.cuda_graph:
-            for t in self._lr_tensors:
-                t.fill_(lr)
             self._graph_step()
         else:
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
             self._body()
             self.optimizer.zero_grad(set_to_none=True)
         self._loss_count += accum
