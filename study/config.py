@@ -19,7 +19,8 @@ from study.errors import UsageError
 
 ARCHS = ("gpt", "lstm", "diffusion")
 POS_SCHEMES = ("learned", "rope", "alibi", "none")
-MLP_TYPES = ("swiglu", "gelu")
+MLP_TYPES = ("swiglu", "gelu", "relu2")
+NORMS = ("layernorm", "rmsnorm")
 DEVICES = ("auto", "cuda", "mps", "cpu")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 OPTIMIZERS = ("adamw", "muon")
@@ -28,7 +29,15 @@ OPTIMIZERS = ("adamw", "muon")
 @dataclass(frozen=True)
 class ModelConfig:
     """The network. ``d_model`` must divide by ``n_head`` for attention models. ``dropout`` is
-    the probability of each dropout (off in evaluation; 0 builds the network without any)."""
+    the probability of each dropout (off in evaluation; 0 builds the network without any).
+
+    The speedrun switches (``../shared/RECIPES.md``), all off by default: ``mlp`` relu2
+    (``relu(x)^2``, 4x wide); ``norm`` rmsnorm (parameter-free); ``qk_norm`` (RMSNorm of each
+    head's query and key); ``untied_head`` (an output matrix of its own); ``logit_softcap``
+    (``c * tanh(z / c)`` on the logits, 0 off); ``zero_init_proj`` (residual projections, and
+    an untied head, start at zero). The LSTM takes none of them; the diffusion denoiser takes
+    those of the shared transformer body (mlp, norm, qk_norm, zero_init_proj).
+    """
 
     arch: str = "gpt"
     n_layer: int = 4
@@ -39,9 +48,19 @@ class ModelConfig:
     vocab_size: int = 4096
     seq_len: int = 256
     dropout: float = 0.0
+    norm: str = "layernorm"
+    qk_norm: bool = False
+    untied_head: bool = False
+    logit_softcap: float = 0.0
+    zero_init_proj: bool = False
 
     def validate(self) -> None:
         _choice("arch", self.arch, ARCHS)
+        _choice("norm", self.norm, NORMS)
+        cap = self.logit_softcap
+        if not (isinstance(cap, (int, float)) and math.isfinite(cap) and cap >= 0):
+            raise UsageError(f"logit_softcap must be a finite number >= 0 (0 is off), got {cap!r}")
+        self._validate_switches()
         _choice("pos", self.pos, POS_SCHEMES)
         _choice("mlp", self.mlp, MLP_TYPES)
         _at_least("n_layer", self.n_layer, 1)
@@ -70,6 +89,20 @@ class ModelConfig:
                     f"rope needs an even head dimension; d_model/n_head = "
                     f"{self.d_model // self.n_head}"
                 )
+
+    def _validate_switches(self) -> None:
+        """Refuse a switch on a model it does not apply to (rather than ignore it silently)."""
+        body = {
+            "mlp relu2": self.mlp == "relu2",
+            "norm rmsnorm": self.norm != "layernorm",
+            "qk_norm": self.qk_norm,
+            "zero_init_proj": self.zero_init_proj,
+        }
+        head = {"untied_head": self.untied_head, "logit_softcap": self.logit_softcap != 0}
+        refused = {"lstm": {**body, **head}, "diffusion": head}.get(self.arch, {})
+        names = [name for name, on in refused.items() if on]
+        if names:
+            raise UsageError(f"arch {self.arch} does not take {', '.join(names)}")
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from study.config import (
     ARCHS,
     DEVICES,
     MLP_TYPES,
+    NORMS,
     OPTIMIZERS,
     POS_SCHEMES,
     PRECISIONS,
@@ -53,6 +54,8 @@ FLAGS: dict[str, tuple[str, type, Any]] = {
     "vocab_size": ("model.vocab_size", int, None),
     "seq_len": ("model.seq_len", int, None),
     "dropout": ("model.dropout", float, None),
+    "norm": ("model.norm", str, NORMS),
+    "logit_softcap": ("model.logit_softcap", float, None),
     "batch_size": ("batch_size", int, None),
     "lr": ("lr", float, None),
     "warmup_frac": ("warmup_frac", float, None),
@@ -70,6 +73,12 @@ FLAGS: dict[str, tuple[str, type, Any]] = {
     "sample_tokens": ("sample_tokens", int, None),
     "eval_tokens": ("eval_tokens", int, None),
     "curve_points": ("curve_points", int, None),
+}
+# Boolean model switches: flag -> help (config key model.<flag>).
+SWITCHES = {
+    "qk_norm": "RMSNorm of each head's query and key",
+    "untied_head": "an output head of its own, not tied to the token embedding",
+    "zero_init_proj": "residual projections (and an untied head) start at zero",
 }
 DATA_HELP = (
     "corpus: a file or folder of .txt/.txt.xz/.txt.gz/.jsonl/.parquet, or sample (the "
@@ -120,6 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="torch.compile the model (default: on for CUDA only)",
     )
+    for flag, what in SWITCHES.items():
+        p.add_argument(
+            "--" + flag.replace("_", "-"),
+            dest=flag,
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=what + " (default: off)",
+        )
     p.add_argument(
         "--curriculum",
         dest="curriculum",
@@ -186,6 +203,9 @@ def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = Non
     for flag in ("compile", "curriculum", "max_stories"):
         if getattr(args, flag) is not None:
             base[flag] = getattr(args, flag)
+    for flag in SWITCHES:
+        if getattr(args, flag) is not None:
+            base["model"][flag] = getattr(args, flag)
     config = TrainConfig.from_dict(base)
     config = config.replace(data=resolve_data(config.data))  # the corpus actually read, recorded
     # auto becomes a number once, at startup, from the budget and the device (study.data.budget)

@@ -183,6 +183,7 @@ def make_loss(model: LanguageModel, plan: StepPlan) -> Loss:
         device=head.device,
         vocab_size=head.size(0),
         compile=plan.compile,
+        cap=model.config.logit_softcap,
     )
 
     def loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
