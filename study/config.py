@@ -24,6 +24,7 @@ NORMS = ("layernorm", "rmsnorm")
 DEVICES = ("auto", "cuda", "mps", "cpu")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 OPTIMIZERS = ("adamw", "muon")
+SCHEDULES = ("cosine", "wsd")
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,8 @@ class TrainConfig:
     batch_size: int | None = None
     lr: float = 3e-3
     warmup_frac: float = 0.02
+    schedule: str = "cosine"  # wsd: constant, then linear decay over the last cooldown_frac
+    cooldown_frac: float = 0.5
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.95
@@ -171,6 +174,14 @@ class TrainConfig:
             raise UsageError(f"lr must be a positive finite number, got {self.lr!r}")
         if not 0 <= self.warmup_frac < 1:
             raise UsageError(f"warmup_frac must be in [0, 1), got {self.warmup_frac!r}")
+        _choice("schedule", self.schedule, SCHEDULES)
+        if not 0 < self.cooldown_frac <= 1:
+            raise UsageError(f"cooldown_frac must be in (0, 1], got {self.cooldown_frac!r}")
+        if self.schedule == "wsd" and self.warmup_frac + self.cooldown_frac > 1:
+            raise UsageError(
+                f"warmup_frac + cooldown_frac must be <= 1 for schedule wsd, got "
+                f"{self.warmup_frac:g} + {self.cooldown_frac:g}"
+            )
         if self.weight_decay < 0:
             raise UsageError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         for name in ("beta1", "beta2"):

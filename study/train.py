@@ -29,6 +29,7 @@ from study.config import (
     OPTIMIZERS,
     POS_SCHEMES,
     PRECISIONS,
+    SCHEDULES,
     TrainConfig,
 )
 from study.data import max_stories_arg, resolve_data, resolve_max_stories
@@ -59,6 +60,8 @@ FLAGS: dict[str, tuple[str, type, Any]] = {
     "batch_size": ("batch_size", int, None),
     "lr": ("lr", float, None),
     "warmup_frac": ("warmup_frac", float, None),
+    "schedule": ("schedule", str, SCHEDULES),
+    "cooldown_frac": ("cooldown_frac", float, None),
     "weight_decay": ("weight_decay", float, None),
     "optimizer": ("optimizer", str, OPTIMIZERS),
     "muon_lr": ("muon_lr", float, None),

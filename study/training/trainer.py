@@ -232,7 +232,13 @@ class Run:
         # the budget spent where the first had not, and the last curve point would be lost.
         while elapsed < config.budget:
             frac = elapsed / config.budget
-            lr = lr_at(frac, peak=config.lr, warmup_frac=config.warmup_frac)
+            lr = lr_at(
+                frac,
+                peak=config.lr,
+                warmup_frac=config.warmup_frac,
+                schedule=config.schedule,
+                cooldown_frac=config.cooldown_frac,
+            )
             seq_len = seq_len_at(frac, full=config.model.seq_len, curriculum=config.curriculum)
             _check_fault_hook(self.step)
             compiling = self.compiles((step_fn.rows_at(seq_len), seq_len))
