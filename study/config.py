@@ -144,6 +144,7 @@ class TrainConfig:
     muon_momentum_warmup: int = 300  # steps from momentum 0.85 to muon_momentum
     muon_weight_decay: float = 0.0  # decoupled: each step shrinks by muon_lr x this
     grad_clip: float = 1.0
+    ema_decay: float = 0.0  # > 0: evaluate an EMA of the weights (study.training.ema); 0 off
     grad_accum: int = 1
     precision: str = "auto"
     compile: bool | None = None
@@ -196,6 +197,8 @@ class TrainConfig:
         _at_least("muon_momentum_warmup", self.muon_momentum_warmup, 1)
         if self.muon_weight_decay < 0:
             raise UsageError(f"muon_weight_decay must be >= 0, got {self.muon_weight_decay!r}")
+        if not 0 <= self.ema_decay < 1:
+            raise UsageError(f"ema_decay must be in [0, 1) (0 is off), got {self.ema_decay!r}")
         if self.grad_clip < 0:
             raise UsageError(f"grad_clip must be >= 0 (0 is off), got {self.grad_clip!r}")
         _at_least("grad_accum", self.grad_accum, 1)

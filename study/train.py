@@ -69,6 +69,7 @@ FLAGS: dict[str, tuple[str, type, Any]] = {
     "muon_momentum_warmup": ("muon_momentum_warmup", int, None),
     "muon_weight_decay": ("muon_weight_decay", float, None),
     "grad_clip": ("grad_clip", float, None),
+    "ema_decay": ("ema_decay", float, None),
     "grad_accum": ("grad_accum", int, None),
     "precision": ("precision", str, PRECISIONS),
     "seed": ("seed", int, None),

@@ -51,6 +51,7 @@ from study.models.loss import (
     linear_cross_entropy,
     triton_ready,
 )
+from study.training.ema import WeightAverage
 from study.training.optim import make_optimizer, set_schedule
 
 log = logging.getLogger(__name__)
@@ -258,6 +259,7 @@ class TrainStep:
         self.scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
         self.loss_fn = make_loss(model, self.plan)
         self.params = [p for p in model.parameters() if p.requires_grad]
+        self.ema = WeightAverage(self.params, decay=config.ema_decay) if config.ema_decay else None
         self._loss_sum = torch.zeros((), device=device)
         self._loss_count = 0
         self._bad = torch.zeros((), dtype=torch.bool, device=device)
@@ -286,6 +288,8 @@ class TrainStep:
         else:
             self._body()
             self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update()
         self._loss_count += accum
         self.steps += 1
         self._throttle()
