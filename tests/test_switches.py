@@ -4,6 +4,7 @@ today's model bit for bit."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 
@@ -214,3 +215,57 @@ def test_cli_flags_reach_the_config() -> None:
     )
     assert (config.optimizer, config.muon_lr) == ("muon", 0.03)
     assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+ALL_ON = {
+    "mlp": "relu2",
+    "norm": "rmsnorm",
+    "qk_norm": True,
+    "untied_head": True,
+    "logit_softcap": 15.0,
+    "zero_init_proj": True,
+}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {**ALL_ON, "pos": "rope"},
+        {**ALL_ON, "optimizer": "muon", "ema_decay": 0.9, "schedule": "wsd"},
+        {"logit_softcap": 30.0, "d_model": 64, "n_head": 2},  # fused Triton kernel's width
+        {"mlp": "relu2", "qk_norm": True, "optimizer": "muon"},
+    ],
+)
+def test_switches_compile_and_capture_on_cuda(changes: dict[str, object]) -> None:
+    from study.training.step import StepPlan, TrainStep, plan_step
+
+    device = torch.device("cuda")
+    model_config = ModelConfig(n_layer=2, d_model=128, n_head=4, vocab_size=512, seq_len=64)
+    config = TrainConfig(model=model_config, device="cuda", batch_size=8, lr=1e-3)
+    config = config.replace(**changes)
+    config.validate()
+    torch.manual_seed(0)
+    graphed = build_model(config.model).to(device)
+    eager = copy.deepcopy(graphed)
+    tokens = torch.randint(0, 512, (20_000,), dtype=torch.int32, device=device)
+    plan = plan_step(config, device, graphed)
+    assert plan.compile and plan.cuda_graph and plan.ce_chunk
+    a = TrainStep(graphed, config, device=device, tokens=tokens, batch_size=8, plan=plan)
+    eager_plan = StepPlan(
+        compile=False,
+        cuda_graph=False,
+        ce_chunk=plan.ce_chunk,
+        autocast=plan.autocast,
+        fused_adamw=True,
+    )
+    b = TrainStep(eager, config, device=device, tokens=tokens, batch_size=8, plan=eager_plan)
+    for _ in range(8):  # warm-up steps, capture, replays
+        a(lr=1e-3, seq_len=64)
+        b(lr=1e-3, seq_len=64)
+    assert a._graph is not None
+    loss_a, bad = a.read_loss()
+    assert not bad and math.isfinite(loss_a)
+    assert loss_a == pytest.approx(b.read_loss()[0], rel=2e-2)
+    for p, q in zip(graphed.parameters(), eager.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=5e-2, atol=5e-3)
