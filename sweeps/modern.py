@@ -6,7 +6,10 @@ warmup-stable-decay with its cooldown), weight averaging, the vocabulary and the
 
 Scores compare in bits per byte only: trials of different vocabularies predict different tokens,
 so their per-token losses and perplexities do not compare. The tokenizer and token cache of a
-vocabulary are built the first time a trial asks for it (before its clock starts). ``batch`` auto
+vocabulary are built the first time a trial asks for it (before its clock starts), not before
+the first trial; and a trial scores ``eval_tokens`` held-out tokens of its own vocabulary, so
+trials of two vocabularies are scored on held-out text of the same start but not the same
+length (the study's recorded held-out digest is that of the probe trial's vocabulary). ``batch`` auto
 is the trainer's own pick for the device (32 rows on a CPU, 256 on CUDA); a smaller batch buys
 more optimizer steps in the same time.
 
