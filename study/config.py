@@ -19,15 +19,26 @@ from study.errors import UsageError
 
 ARCHS = ("gpt", "lstm", "diffusion")
 POS_SCHEMES = ("learned", "rope", "alibi", "none")
-MLP_TYPES = ("swiglu", "gelu")
+MLP_TYPES = ("swiglu", "gelu", "relu2")
+NORMS = ("layernorm", "rmsnorm")
 DEVICES = ("auto", "cuda", "mps", "cpu")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+OPTIMIZERS = ("adamw", "muon")
+SCHEDULES = ("cosine", "wsd")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """The network. ``d_model`` must divide by ``n_head`` for attention models. ``dropout`` is
-    the probability of each dropout (off in evaluation; 0 builds the network without any)."""
+    the probability of each dropout (off in evaluation; 0 builds the network without any).
+
+    The speedrun switches (``../shared/RECIPES.md``), all off by default: ``mlp`` relu2
+    (``relu(x)^2``, 4x wide); ``norm`` rmsnorm (parameter-free); ``qk_norm`` (RMSNorm of each
+    head's query and key); ``untied_head`` (an output matrix of its own); ``logit_softcap``
+    (``c * tanh(z / c)`` on the logits, 0 off); ``zero_init_proj`` (residual projections, and
+    an untied head, start at zero). The LSTM takes none of them; the diffusion denoiser takes
+    those of the shared transformer body (mlp, norm, qk_norm, zero_init_proj).
+    """
 
     arch: str = "gpt"
     n_layer: int = 4
@@ -38,9 +49,19 @@ class ModelConfig:
     vocab_size: int = 4096
     seq_len: int = 256
     dropout: float = 0.0
+    norm: str = "layernorm"
+    qk_norm: bool = False
+    untied_head: bool = False
+    logit_softcap: float = 0.0
+    zero_init_proj: bool = False
 
     def validate(self) -> None:
         _choice("arch", self.arch, ARCHS)
+        _choice("norm", self.norm, NORMS)
+        cap = self.logit_softcap
+        if not (isinstance(cap, (int, float)) and math.isfinite(cap) and cap >= 0):
+            raise UsageError(f"logit_softcap must be a finite number >= 0 (0 is off), got {cap!r}")
+        self._validate_switches()
         _choice("pos", self.pos, POS_SCHEMES)
         _choice("mlp", self.mlp, MLP_TYPES)
         _at_least("n_layer", self.n_layer, 1)
@@ -70,6 +91,20 @@ class ModelConfig:
                     f"{self.d_model // self.n_head}"
                 )
 
+    def _validate_switches(self) -> None:
+        """Refuse a switch on a model it does not apply to (rather than ignore it silently)."""
+        body = {
+            "mlp relu2": self.mlp == "relu2",
+            "norm rmsnorm": self.norm != "layernorm",
+            "qk_norm": self.qk_norm,
+            "zero_init_proj": self.zero_init_proj,
+        }
+        head = {"untied_head": self.untied_head, "logit_softcap": self.logit_softcap != 0}
+        refused = {"lstm": {**body, **head}, "diffusion": head}.get(self.arch, {})
+        names = [name for name, on in refused.items() if on]
+        if names:
+            raise UsageError(f"arch {self.arch} does not take {', '.join(names)}")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -98,10 +133,18 @@ class TrainConfig:
     batch_size: int | None = None
     lr: float = 3e-3
     warmup_frac: float = 0.02
+    schedule: str = "cosine"  # wsd: constant, then linear decay over the last cooldown_frac
+    cooldown_frac: float = 0.5
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.95
+    optimizer: str = "adamw"  # muon: Muon on the hidden matrices, AdamW on the rest
+    muon_lr: float = 0.02
+    muon_momentum: float = 0.95
+    muon_momentum_warmup: int = 300  # steps from momentum 0.85 to muon_momentum
+    muon_weight_decay: float = 0.0  # decoupled: each step shrinks by muon_lr x this
     grad_clip: float = 1.0
+    ema_decay: float = 0.0  # > 0: evaluate an EMA of the weights (study.training.ema); 0 off
     grad_accum: int = 1
     precision: str = "auto"
     compile: bool | None = None
@@ -135,12 +178,30 @@ class TrainConfig:
             raise UsageError(f"lr must be a positive finite number, got {self.lr!r}")
         if not 0 <= self.warmup_frac < 1:
             raise UsageError(f"warmup_frac must be in [0, 1), got {self.warmup_frac!r}")
+        _choice("schedule", self.schedule, SCHEDULES)
+        if not 0 < self.cooldown_frac <= 1:
+            raise UsageError(f"cooldown_frac must be in (0, 1], got {self.cooldown_frac!r}")
+        if self.schedule == "wsd" and self.warmup_frac + self.cooldown_frac > 1:
+            raise UsageError(
+                f"warmup_frac + cooldown_frac must be <= 1 for schedule wsd, got "
+                f"{self.warmup_frac:g} + {self.cooldown_frac:g}"
+            )
         if self.weight_decay < 0:
             raise UsageError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         for name in ("beta1", "beta2"):
             value = getattr(self, name)
             if not 0 <= value < 1:
                 raise UsageError(f"{name} must be in [0, 1), got {value!r}")
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        if not (math.isfinite(self.muon_lr) and self.muon_lr > 0):
+            raise UsageError(f"muon_lr must be a positive finite number, got {self.muon_lr!r}")
+        if not 0 <= self.muon_momentum < 1:
+            raise UsageError(f"muon_momentum must be in [0, 1), got {self.muon_momentum!r}")
+        _at_least("muon_momentum_warmup", self.muon_momentum_warmup, 1)
+        if self.muon_weight_decay < 0:
+            raise UsageError(f"muon_weight_decay must be >= 0, got {self.muon_weight_decay!r}")
+        if not 0 <= self.ema_decay < 1:
+            raise UsageError(f"ema_decay must be in [0, 1) (0 is off), got {self.ema_decay!r}")
         if self.grad_clip < 0:
             raise UsageError(f"grad_clip must be >= 0 (0 is off), got {self.grad_clip!r}")
         _at_least("grad_accum", self.grad_accum, 1)

@@ -21,7 +21,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from study.cli import ArgumentParser
-from study.config import ARCHS, DEVICES, MLP_TYPES, POS_SCHEMES, PRECISIONS, TrainConfig
+from study.config import (
+    ARCHS,
+    DEVICES,
+    MLP_TYPES,
+    NORMS,
+    OPTIMIZERS,
+    POS_SCHEMES,
+    PRECISIONS,
+    SCHEDULES,
+    TrainConfig,
+)
 from study.data import max_stories_arg, resolve_data, resolve_max_stories
 from study.errors import UsageError, cli_main
 from study.fileio import write_json
@@ -45,11 +55,21 @@ FLAGS: dict[str, tuple[str, type, Any]] = {
     "vocab_size": ("model.vocab_size", int, None),
     "seq_len": ("model.seq_len", int, None),
     "dropout": ("model.dropout", float, None),
+    "norm": ("model.norm", str, NORMS),
+    "logit_softcap": ("model.logit_softcap", float, None),
     "batch_size": ("batch_size", int, None),
     "lr": ("lr", float, None),
     "warmup_frac": ("warmup_frac", float, None),
+    "schedule": ("schedule", str, SCHEDULES),
+    "cooldown_frac": ("cooldown_frac", float, None),
     "weight_decay": ("weight_decay", float, None),
+    "optimizer": ("optimizer", str, OPTIMIZERS),
+    "muon_lr": ("muon_lr", float, None),
+    "muon_momentum": ("muon_momentum", float, None),
+    "muon_momentum_warmup": ("muon_momentum_warmup", int, None),
+    "muon_weight_decay": ("muon_weight_decay", float, None),
     "grad_clip": ("grad_clip", float, None),
+    "ema_decay": ("ema_decay", float, None),
     "grad_accum": ("grad_accum", int, None),
     "precision": ("precision", str, PRECISIONS),
     "seed": ("seed", int, None),
@@ -63,6 +83,12 @@ STEPS_HELP = (
     "train this many optimizer steps instead of --budget seconds, the schedule following the "
     "step fraction: an exact re-run of a trial (same seed, same device) (default: the budget)"
 )
+# Boolean model switches: flag -> help (config key model.<flag>).
+SWITCHES = {
+    "qk_norm": "RMSNorm of each head's query and key",
+    "untied_head": "an output head of its own, not tied to the token embedding",
+    "zero_init_proj": "residual projections (and an untied head) start at zero",
+}
 DATA_HELP = (
     "corpus: a file or folder of .txt/.txt.xz/.txt.gz/.jsonl/.parquet, or sample (the "
     "bundled TinyStories sample) (default: TinyStories via datasets; the bundled sample "
@@ -115,6 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="torch.compile the model (default: on for CUDA only)",
     )
+    for flag, what in SWITCHES.items():
+        p.add_argument(
+            "--" + flag.replace("_", "-"),
+            dest=flag,
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=what + " (default: off)",
+        )
     p.add_argument(
         "--curriculum",
         dest="curriculum",
@@ -187,6 +221,9 @@ def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = Non
     for flag in ("compile", "curriculum", "max_stories"):
         if getattr(args, flag) is not None:
             base[flag] = getattr(args, flag)
+    for flag in SWITCHES:
+        if getattr(args, flag) is not None:
+            base["model"][flag] = getattr(args, flag)
     config = TrainConfig.from_dict(base)
     config = config.replace(data=resolve_data(config.data))  # the corpus actually read, recorded
     # auto becomes a number once, at startup, from the budget and the device (study.data.budget)

@@ -37,3 +37,37 @@ def test_curriculum_lengths_follow_schedule() -> None:
         128,
         200,
     }
+
+
+def test_wsd_warms_up_holds_then_decays_linearly() -> None:
+    peak = 2e-3
+
+    def lr(f: float) -> float:
+        return lr_at(f, peak=peak, warmup_frac=0.05, schedule="wsd", cooldown_frac=0.4)
+
+    assert lr(0.0) == 0.0
+    assert lr(0.025) == pytest.approx(0.5 * peak)  # warmup
+    assert lr(0.05) == pytest.approx(peak)
+    assert lr(0.3) == peak and lr(0.6) == peak  # stable
+    assert lr(0.7) == pytest.approx(0.75 * peak)  # a quarter into the cooldown
+    assert lr(0.8) == pytest.approx(0.5 * peak)
+    assert lr(0.9) == pytest.approx(0.25 * peak)
+    assert lr(1.0) == 0.0 and lr(1.5) == 0.0
+    # No warmup and a cooldown over the whole budget: a straight line from the peak to 0.
+    assert lr_at(0.3, peak=peak, warmup_frac=0.0, schedule="wsd", cooldown_frac=1.0) == (
+        pytest.approx(0.7 * peak)
+    )
+
+
+def test_wsd_settings_are_validated() -> None:
+    from study.config import TrainConfig
+    from study.errors import UsageError
+
+    TrainConfig(schedule="wsd", warmup_frac=0.05, cooldown_frac=0.95).validate()
+    for changes in (
+        {"schedule": "linear"},
+        {"cooldown_frac": 0.0},
+        {"schedule": "wsd", "warmup_frac": 0.5, "cooldown_frac": 0.6},
+    ):
+        with pytest.raises(UsageError):
+            TrainConfig(**changes).validate()  # type: ignore[arg-type]

@@ -41,6 +41,7 @@ def test_shipped_sweeps_are_listed_and_load() -> None:
         "ladder_dense",
         "ladder_gpu",
         "ladder_large",
+        "modern",
         "positions",
         "regularise",
     }

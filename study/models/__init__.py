@@ -22,7 +22,9 @@ class ParamCount:
     """Parameter counts and training FLOPs per token of one model configuration.
 
     ``total``: every trainable parameter, the tied input/output embedding counted once (the
-    number fits use). ``embedding``: token (and learned position) embeddings.
+    number fits use). ``embedding``: token (and learned position) embeddings, and an untied
+    output head (vocab x d_model of its own: the same role as the tied one, counted beside
+    it so ``nonembedding`` stays the trunk's and compares across tied and untied models).
     ``nonembedding``: ``total - embedding`` (Kaplan et al.'s N). ``flops_per_token``: training
     FLOPs per token, forward and backward, PaLM convention: 6 x (non-embedding weights + the
     output projection's vocab x d_model) + 12 x n_layer x d_model x seq_len for attention scores.
@@ -55,12 +57,16 @@ def build_model(config: ModelConfig) -> LanguageModel:
 def param_groups(model: LanguageModel | nn.Module) -> dict[str, int]:
     """Split ``model``'s parameters into ``embedding`` and ``nonembedding`` (shared tensors once).
 
-    Embeddings are the parameters of ``nn.Embedding`` modules; the tied output head shares the
-    token embedding's tensor, so it is counted there and only once.
+    Embeddings are the parameters of ``nn.Embedding`` modules and the output head: the tied
+    head shares the token embedding's tensor, so it is counted there and only once; an untied
+    one is a tensor of its own, counted in full.
     """
     embedding_ids = {
         id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()
     }
+    head = getattr(model, "head_weight", None)
+    if isinstance(head, nn.Parameter):  # a slice of the embedding (diffusion) is no tensor
+        embedding_ids.add(id(head))
     groups = {"embedding": 0, "nonembedding": 0}
     for p in model.parameters():  # parameters() yields each shared tensor once
         groups["embedding" if id(p) in embedding_ids else "nonembedding"] += p.numel()

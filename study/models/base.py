@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from study.config import ModelConfig
-from study.models.loss import ce_chunk_rows, linear_nll_sum
+from study.models.loss import ce_chunk_rows, linear_nll_sum, softcap
 
 
 def dropout(x: torch.Tensor, p: float, *, training: bool) -> torch.Tensor:
@@ -97,9 +97,14 @@ class NextTokenModel(nn.Module):
     def head_weight(self) -> torch.Tensor:
         raise NotImplementedError
 
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """Logits of hidden states ``h`` (..., d_model): the head, tanh soft-capped at
+        ``config.logit_softcap`` when it is > 0 (``softcap``)."""
+        return softcap(F.linear(h, self.head_weight), self.config.logit_softcap)
+
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """Logits (B, T, vocab)."""
-        return F.linear(self.hidden(idx), self.head_weight)
+        return self.logits(self.hidden(idx))
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Mean next-token cross-entropy, in float32."""
@@ -113,7 +118,13 @@ class NextTokenModel(nn.Module):
             vocab_size=self.config.vocab_size,
             half=torch.is_autocast_enabled(x.device.type),
         )
-        return linear_nll_sum(h.flatten(0, 1), self.head_weight, y.flatten(), chunk=chunk)
+        return linear_nll_sum(
+            h.flatten(0, 1),
+            self.head_weight,
+            y.flatten(),
+            chunk=chunk,
+            cap=self.config.logit_softcap,
+        )
 
     @torch.no_grad()
     def generate(
@@ -136,7 +147,7 @@ class NextTokenModel(nn.Module):
         new: list[int] = []
         for _ in range(n_tokens):
             last = self.hidden(ids[:, -self.config.seq_len :])[:, -1, :]  # (1, d_model)
-            logits = F.linear(last, self.head_weight).float() / temperature  # (1, vocab)
+            logits = self.logits(last).float() / temperature  # (1, vocab)
             if top_k:
                 kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
                 logits = logits.masked_fill(logits < kth, float("-inf"))

@@ -78,7 +78,7 @@ class DiffusionLM(nn.Module):
         self.eval_samples = eval_samples
         self.eval_seed = eval_seed
         self.transformer = Transformer(config, causal=False, n_tokens=config.vocab_size + 1)
-        init_gpt2_(self, config.n_layer)  # as the causal model
+        init_gpt2_(self, config)  # as the causal model
 
     def hidden(self, z: torch.Tensor) -> torch.Tensor:
         """Final normalised hidden states (B, T, d_model) of partly masked ids z (B, T)."""

@@ -2,7 +2,7 @@
 
 Components in dependency order: positional helpers, attention, MLP, block, the transformer body
 (embeddings, blocks, final norm; the diffusion denoiser uses it too), model. Tied input and
-output embeddings, no biases, ``scaled_dot_product_attention`` for attention; dropout (GPT-2's
+output embeddings (or untied), no biases, ``scaled_dot_product_attention`` for attention; dropout (GPT-2's
 places: embeddings, attention weights, each residual branch) only when ``config.dropout`` > 0.
 Positional schemes: ``learned`` (absolute embedding), ``rope`` (rotary), ``alibi`` (linear
 attention bias) and ``none`` (causal masking alone carries position).
@@ -21,9 +21,9 @@ from study.models.base import NextTokenModel, dropout
 
 
 def mlp_hidden(config: ModelConfig) -> int:
-    """Hidden width of the MLP: 4d for GELU, 8d/3 rounded up to a multiple of 8 for SwiGLU,
-    so both hold about 8 d^2 parameters."""
-    if config.mlp == "gelu":
+    """Hidden width of the MLP: 4d for GELU and ReLU^2, 8d/3 rounded up to a multiple of 8 for
+    SwiGLU, so all hold about 8 d^2 parameters."""
+    if config.mlp in ("gelu", "relu2"):
         return 4 * config.d_model
     return 8 * ((8 * config.d_model // 3 + 7) // 8)
 
@@ -51,16 +51,35 @@ def alibi_bias(n_head: int, seq_len: int, *, causal: bool = True) -> torch.Tenso
     return bias.masked_fill(distance < 0, float("-inf")) if causal else bias
 
 
-def init_gpt2_(model: nn.Module, n_layer: int) -> None:
+def init_gpt2_(model: nn.Module, config: ModelConfig) -> None:
     """GPT-2 init in place: weights N(0, 0.02), residual projections scaled by 1/sqrt(2 n_layer)
-    so the residual stream's variance does not grow with depth; norms keep their ones."""
+    so the residual stream's variance does not grow with depth; norms keep their ones. With
+    ``zero_init_proj`` the residual projections and an untied head start at zero (the speedrun
+    records: each block starts as the identity), after the same draws as without it."""
     for name, p in model.named_parameters():
         if p.dim() < 2:
             continue
         std = 0.02
-        if name.endswith(("proj.weight", "down.weight")):
-            std = 0.02 / math.sqrt(2 * n_layer)
+        residual = name.endswith(("proj.weight", "down.weight"))
+        if residual:
+            std = 0.02 / math.sqrt(2 * config.n_layer)
         nn.init.normal_(p, mean=0.0, std=std)
+        if config.zero_init_proj and (residual or name == "head.weight"):
+            nn.init.zeros_(p)
+
+
+class RMSNorm(nn.Module):
+    """Parameter-free RMSNorm over the last dimension (the speedrun records' norm)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, (x.size(-1),))
+
+
+def make_norm(config: ModelConfig) -> nn.Module:
+    """The model's norm: LayerNorm without bias (a gain per channel) or parameter-free RMSNorm."""
+    if config.norm == "rmsnorm":
+        return RMSNorm()
+    return nn.LayerNorm(config.d_model, bias=False)
 
 
 class Attention(nn.Module):
@@ -72,6 +91,7 @@ class Attention(nn.Module):
         self.n_head = config.n_head
         self.head_dim = config.d_model // config.n_head
         self.causal = causal
+        self.qk_norm = config.qk_norm
         self.dropout = config.dropout
         self.qkv = nn.Linear(config.d_model, 3 * config.d_model, bias=False)
         self.proj = nn.Linear(config.d_model, config.d_model, bias=False)
@@ -85,6 +105,8 @@ class Attention(nn.Module):
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)
         # q, k, v: (B, n_head, T, head_dim)
+        if self.qk_norm:  # parameter-free RMSNorm of each head's query and key
+            q, k = F.rms_norm(q, (self.head_dim,)), F.rms_norm(k, (self.head_dim,))
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         p = self.dropout if self.training else 0.0  # on the attention weights
@@ -102,6 +124,7 @@ class MLP(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         hidden = mlp_hidden(config)
+        self.kind = config.mlp
         self.swiglu = config.mlp == "swiglu"
         self.up = nn.Linear(config.d_model, (2 if self.swiglu else 1) * hidden, bias=False)
         self.down = nn.Linear(hidden, config.d_model, bias=False)
@@ -111,6 +134,8 @@ class MLP(nn.Module):
         if self.swiglu:
             gate, value = h.chunk(2, dim=-1)
             h = F.silu(gate) * value
+        elif self.kind == "relu2":
+            h = F.relu(h).square()
         else:
             h = F.gelu(h, approximate="tanh")
         return self.down(h)
@@ -119,9 +144,9 @@ class MLP(nn.Module):
 class Block(nn.Module):
     def __init__(self, config: ModelConfig, *, causal: bool = True) -> None:
         super().__init__()
-        self.ln1 = nn.LayerNorm(config.d_model, bias=False)
+        self.ln1 = make_norm(config)
         self.attn = Attention(config, causal=causal)
-        self.ln2 = nn.LayerNorm(config.d_model, bias=False)
+        self.ln2 = make_norm(config)
         self.mlp = MLP(config)
         self.dropout = config.dropout
 
@@ -148,7 +173,7 @@ class Transformer(nn.Module):
         self.wte = nn.Embedding(n_tokens, config.d_model)
         self.wpe = nn.Embedding(config.seq_len, config.d_model) if config.pos == "learned" else None
         self.blocks = nn.ModuleList(Block(config, causal=causal) for _ in range(config.n_layer))
-        self.ln_f = nn.LayerNorm(config.d_model, bias=False)
+        self.ln_f = make_norm(config)
         if config.pos == "rope":
             cos, sin = rope_tables(config.seq_len, config.d_model // config.n_head)
             self.register_buffer("rope_cos", cos, persistent=False)
@@ -172,7 +197,8 @@ class Transformer(nn.Module):
 
 
 class GPT(NextTokenModel):
-    """Decoder-only transformer: the causal body and a head tied to its token embedding."""
+    """Decoder-only transformer: the causal body and a head tied to its token embedding (or,
+    with ``untied_head``, a matrix of its own)."""
 
     step_fusable = True
 
@@ -181,8 +207,9 @@ class GPT(NextTokenModel):
         self.config = config
         self.transformer = Transformer(config, causal=True, n_tokens=config.vocab_size)
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
-        self.head.weight = self.transformer.wte.weight  # tied: counted once
-        init_gpt2_(self, config.n_layer)
+        if not config.untied_head:
+            self.head.weight = self.transformer.wte.weight  # tied: counted once
+        init_gpt2_(self, config)
 
     def hidden(self, idx: torch.Tensor) -> torch.Tensor:
         return self.transformer(idx)  # (B, T, d_model)

@@ -66,30 +66,53 @@ def softmax_grad_fusable(logits: torch.Tensor, targets: torch.Tensor) -> tuple[t
     return g.to(logits.dtype), nll
 
 
+def softcap(logits: torch.Tensor, cap: float) -> torch.Tensor:
+    """``cap * tanh(logits / cap)``: logits squashed into (-cap, cap); ``cap`` 0 is off."""
+    return cap * torch.tanh(logits / cap) if cap else logits
+
+
+def softcapped(grad: SoftmaxGrad, cap: float) -> SoftmaxGrad:
+    """A chunk's gradient and NLL for raw logits ``z`` when the loss sees ``softcap(z, cap)``:
+    ``grad`` of the capped logits times the cap's derivative ``1 - tanh(z / cap) ** 2``."""
+
+    def capped(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        t = torch.tanh(logits.float() / cap)
+        g, nll = grad((cap * t).to(logits.dtype), targets)
+        return (g.float() * (1 - t * t)).to(logits.dtype), nll
+
+    return capped
+
+
 def triton_ready(device: torch.device) -> bool:
     """Whether the Triton kernels can run on ``device`` (CUDA, Triton installed)."""
     return device.type == "cuda" and importlib.util.find_spec("triton") is not None
 
 
 def head_kernels(
-    kind: CeKernel, *, device: torch.device, vocab_size: int, compile: bool
+    kind: CeKernel, *, device: torch.device, vocab_size: int, compile: bool, cap: float = 0.0
 ) -> tuple[SoftmaxGrad, LogitsGrad | None]:
     """How the fused head turns a chunk into its logits' gradient: ``torch`` (cuBLAS logits, the
     softmax gradient compiled when ``compile``, else eager), ``rows`` (cuBLAS logits, the
     gradient in one Triton pass over them) or ``fused`` (one Triton kernel from ``h`` and the
     weight; no logits in memory). Off CUDA or without Triton every kind is ``torch``, and
-    ``rows`` is ``torch`` where a row is too wide for the kernel."""
+    ``rows`` is ``torch`` where a row is too wide for the kernel. With a logit soft-cap ``cap``
+    > 0 the gradient is ``softcapped`` (``fused``, which never sees the logits, becomes
+    ``rows``)."""
     softmax_grad: SoftmaxGrad = softmax_grad_eager
     if compile:
-        softmax_grad = torch.compile(softmax_grad_fusable, dynamic=False)
+        fusable = softcapped(softmax_grad_fusable, cap) if cap else softmax_grad_fusable
+        softmax_grad = torch.compile(fusable, dynamic=False)
+    elif cap:
+        softmax_grad = softcapped(softmax_grad, cap)
     if kind == "torch" or not triton_ready(device):
         return softmax_grad, None
     from study.models import triton_ce  # imports triton: only here, on CUDA
 
-    if kind == "fused":
+    if kind == "fused" and not cap:
         return softmax_grad, triton_ce.linear_softmax_grad
     if vocab_size <= triton_ce.MAX_ROW:
-        return triton_ce.softmax_grad_rows, None
+        rows: SoftmaxGrad = triton_ce.softmax_grad_rows
+        return (softcapped(rows, cap) if cap else rows), None
     return softmax_grad, None
 
 
@@ -157,15 +180,15 @@ def linear_cross_entropy(
 
 
 def linear_nll_sum(
-    h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, *, chunk: int
+    h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, *, chunk: int, cap: float = 0.0
 ) -> torch.Tensor:
-    """Summed ``F.cross_entropy(h @ weight.T, targets)`` in float32, ``chunk`` rows at a time,
-    without gradients: evaluation's version of ``linear_cross_entropy``. Matmuls follow the
-    ambient autocast, as the model's own head would."""
+    """Summed ``F.cross_entropy(softcap(h @ weight.T, cap), targets)`` in float32, ``chunk``
+    rows at a time, without gradients: evaluation's version of ``linear_cross_entropy``.
+    Matmuls follow the ambient autocast, as the model's own head would."""
     total = torch.zeros((), dtype=torch.float32, device=h.device)
     with torch.no_grad():
         for s in range(0, h.size(0), chunk):
-            logits = (h[s : s + chunk] @ weight.t()).float()  # (chunk, V)
+            logits = softcap((h[s : s + chunk] @ weight.t()).float(), cap)  # (chunk, V)
             t = targets[s : s + chunk]
             total += torch.logsumexp(logits, dim=-1).sum() - logits.gather(1, t[:, None]).sum()
     return total

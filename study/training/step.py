@@ -51,7 +51,8 @@ from study.models.loss import (
     linear_cross_entropy,
     triton_ready,
 )
-from study.training.optim import make_optimizer
+from study.training.ema import WeightAverage
+from study.training.optim import make_optimizer, set_schedule
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +184,7 @@ def make_loss(model: LanguageModel, plan: StepPlan) -> Loss:
         device=head.device,
         vocab_size=head.size(0),
         compile=plan.compile,
+        cap=model.config.logit_softcap,
     )
 
     def loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -254,16 +256,10 @@ class TrainStep:
         if self.plan.cuda_graph:
             lr = torch.tensor(config.lr, dtype=torch.float32, device=device)
         self.optimizer = make_optimizer(model, config, fused=self.plan.fused_adamw, lr=lr)
-        self._lr_tensors = list(
-            {
-                id(g["lr"]): g["lr"]
-                for g in self.optimizer.param_groups
-                if isinstance(g["lr"], torch.Tensor)
-            }.values()
-        )
         self.scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
         self.loss_fn = make_loss(model, self.plan)
         self.params = [p for p in model.parameters() if p.requires_grad]
+        self.ema = WeightAverage(self.params, decay=config.ema_decay) if config.ema_decay else None
         self._loss_sum = torch.zeros((), device=device)
         self._loss_count = 0
         self._bad = torch.zeros((), dtype=torch.bool, device=device)
@@ -286,15 +282,14 @@ class TrainStep:
         if self._shape != (rows, seq_len):
             self._new_shape(rows, seq_len)
         self.batches.sample_into(self._x.view(-1, seq_len), self._y.view(-1, seq_len))
+        set_schedule(self.optimizer, lr=lr, step=self.steps, config=self.config)
         if self.plan.cuda_graph:
-            for t in self._lr_tensors:
-                t.fill_(lr)
             self._graph_step()
         else:
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
             self._body()
             self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update()
         self._loss_count += accum
         self.steps += 1
         self._throttle()

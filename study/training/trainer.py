@@ -7,6 +7,7 @@ The learning rate and the curriculum follow the elapsed budget fraction (``study
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -174,9 +175,11 @@ class Job:
         return self.windows.size(0) * (self.windows.size(1) - 1)
 
     def held_out(self, threads: ThreadTuner) -> tuple[float, float]:
-        """Held-out loss and bits per byte on the fixed windows (eager attention on CUDA): the
-        same windows at every call, so an unchanged model gets the same number."""
-        with eager_attention(self.device):
+        """Held-out loss and bits per byte on the fixed windows (eager attention on CUDA) of the
+        model, or of its weight average with ``ema_decay``: the same windows at every call, so
+        an unchanged model gets the same number."""
+        ema = self.step_fn.ema  # the weight average, when there is one, is what is scored
+        with eager_attention(self.device), ema.swapped() if ema else contextlib.nullcontext():
             return evaluate(
                 self.model,
                 self.windows,
@@ -249,7 +252,13 @@ class Run:
         # due and whether the budget is spent: a second reading for the loop's check could find
         # the budget spent where the first had not, and the last curve point would be lost.
         while frac < 1:
-            lr = lr_at(frac, peak=config.lr, warmup_frac=config.warmup_frac)
+            lr = lr_at(
+                frac,
+                peak=config.lr,
+                warmup_frac=config.warmup_frac,
+                schedule=config.schedule,
+                cooldown_frac=config.cooldown_frac,
+            )
             seq_len = seq_len_at(frac, full=config.model.seq_len, curriculum=config.curriculum)
             _check_fault_hook(self.step)
             compiling = self.compiles((step_fn.rows_at(seq_len), seq_len))
