@@ -54,6 +54,28 @@ def engine_kwargs(url: str) -> dict[str, Any]:
     return {"pool_pre_ping": True}
 
 
+DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
+
+
+def storage_identity(url: str) -> str:
+    """The storage's full identity as this machine names it: ``sqlite:`` and the file's
+    absolute path (a relative URL names another file in each folder), or the dialect, host,
+    port (the default filled in) and database of a server. No user or password.
+
+    Raises:
+        sqlalchemy.exc.ArgumentError: the URL cannot be parsed.
+    """
+    parsed = sa.engine.make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        database = parsed.database or ""
+        if database.startswith("file:"):  # an URI filename: its path, without the options
+            database = database[len("file:") :].split("?", 1)[0]
+        return f"sqlite:{Path(database).resolve()}"
+    port = parsed.port or DEFAULT_PORTS.get(backend) or ""
+    return f"{backend}://{(parsed.host or '').lower()}:{port}/{parsed.database or ''}"
+
+
 def safe_url(url: str) -> str:
     try:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
