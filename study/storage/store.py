@@ -83,6 +83,33 @@ def safe_url(url: str) -> str:
         return url
 
 
+def recover_journal(path: Path) -> None:
+    """Roll back a hot journal left beside SQLite file ``path`` by a process killed in the
+    middle of a write (``path-journal``, or a write-ahead log ``path-wal``), so read-only
+    connections can open it: SQLite rolls a hot journal back on the first read, which a
+    read-only connection cannot do ("attempt to write a readonly database"). The file ends as
+    it was at its last commit, which is what any reader would see anyway. Nothing is done
+    where there is no journal, or where the file or its folder cannot be written (the
+    read-only open then fails with SQLite's own words).
+    """
+    import sqlite3
+
+    journals = [path.with_name(path.name + suffix) for suffix in ("-journal", "-wal")]
+    if not any(j.is_file() and j.stat().st_size > 0 for j in journals):
+        return
+    if not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
+        return
+    # A live writer holds its lock, so SQLite leaves its journal alone (it is not hot).
+    conn = sqlite3.connect(path, timeout=SQLITE_TIMEOUT_S)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
+        log.info("rolled back the journal a killed writer left beside %s", path)
+    except sqlite3.Error as exc:
+        log.debug("could not roll back the journal beside %s (%s)", path, exc)
+    finally:
+        conn.close()
+
+
 def inspect_storage(url: str, study_name: str) -> StorageState:
     """Open ``url`` read-only and report on ``study_name``; a missing SQLite file is fine.
 
@@ -112,6 +139,7 @@ def inspect_storage(url: str, study_name: str) -> StorageState:
         if not path.is_file():
             raise UsageError(f"cannot open storage {shown}: {path} is not a file")
         check_writable(path, shown)
+        recover_journal(path)
         # Read-only, so a file that is not ours is never touched.
         read_url = f"sqlite:///file:{path.resolve()}?mode=ro&uri=true"
     else:
@@ -383,6 +411,7 @@ def read_only_engine_kwargs(url: str) -> dict[str, Any]:
     uri = "file:" + urllib.parse.quote(str(path)) + "?mode=ro"
 
     def connect() -> sqlite3.Connection:
+        recover_journal(path)
         # check_same_thread off: SQLAlchemy's pool hands connections between threads safely.
         return sqlite3.connect(uri, uri=True, timeout=SQLITE_TIMEOUT_S, check_same_thread=False)
 
