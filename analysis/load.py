@@ -16,7 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from study.errors import UsageError, first_line
 from study.storage.schema import TRIAL_ATTRS
-from study.storage.store import check_harness_version, read_only_engine_kwargs, safe_url
+from study.storage.store import (
+    check_harness_version,
+    parse_url,
+    read_only_engine_kwargs,
+    safe_url,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -239,16 +244,11 @@ def _reading_options(storage: str) -> dict[str, Any]:
         UsageError: ``storage`` is not a URL, names no SQLite file, or one that is missing or is
             not an SQLite database.
     """
-    import sqlalchemy as sa
-
-    try:
-        url = sa.engine.make_url(storage)
-    except sa.exc.ArgumentError:
-        raise UsageError(f"not a storage URL: {storage!r} (e.g. sqlite:///study.db)") from None
+    url = parse_url(storage)
     if url.get_backend_name() == "sqlite":
         database = url.database
         if not database or database == ":memory:" or database.startswith("file:"):
-            raise UsageError(f"storage {storage!r} names no SQLite file")
+            raise UsageError(f"storage {safe_url(storage)!r} names no SQLite file")
         path = Path(database).resolve()
         if not path.is_file():
             raise UsageError(f"no study database at {path}")

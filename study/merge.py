@@ -83,10 +83,7 @@ def open_source(src: str) -> tuple[RDBStorage, bool]:
     import optuna
 
     shown = store.safe_url(src)
-    try:
-        parsed = sa.engine.make_url(src)
-    except sa.exc.ArgumentError:
-        raise UsageError(f"cannot parse storage URL {shown!r}") from None
+    parsed = store.parse_url(src)
     sqlite = parsed.get_backend_name() == "sqlite"
     if sqlite and not Path(parsed.database or "").is_file():
         raise UsageError(f"no study database at {shown}: no such file")

@@ -68,6 +68,22 @@ def engine_kwargs(url: str) -> dict[str, Any]:
 DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
 
 
+def parse_url(url: str) -> sa.URL:
+    """The one check of a storage URL's syntax.
+
+    Raises:
+        UsageError: one line (the URL shown without its secrets) where it cannot be parsed,
+            e.g. a non-numeric port.
+    """
+    try:
+        return sa.engine.make_url(url)
+    except (sa.exc.ArgumentError, ValueError, TypeError) as exc:
+        raise UsageError(
+            f"cannot parse storage URL {safe_url(url)!r} ({first_line(exc)}); "
+            f"e.g. sqlite:///study.db or postgresql://user@host:5432/db"
+        ) from None
+
+
 def storage_identity(url: str) -> str:
     """The storage's full identity as this machine names it: ``sqlite:`` and the file's
     absolute path (a relative URL names another file in each folder), or the dialect, host,
@@ -88,10 +104,10 @@ def storage_identity(url: str) -> str:
 
 
 def safe_url(url: str) -> str:
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
-        return url
+    """``url`` with every form of secret hidden (``study.redact``, the one redactor)."""
+    from study.redact import safe_url as shown
+
+    return shown(url)
 
 
 def inspect_storage(url: str, study_name: str) -> StorageState:
@@ -101,10 +117,7 @@ def inspect_storage(url: str, study_name: str) -> StorageState:
         UsageError: the URL is malformed, its driver is missing, or it cannot be opened.
     """
     shown = safe_url(url)
-    try:
-        parsed = sa.engine.make_url(url)
-    except sa.exc.ArgumentError:
-        raise UsageError(f"cannot parse storage URL {url!r}") from None
+    parsed = parse_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
         if database in ("", ":memory:") or database.startswith("file::memory:"):
