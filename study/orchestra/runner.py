@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from study.config import check_budget, check_seed
 from study.data import resolve_data
 from study.errors import UsageError
 from study.orchestra import progress
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
     from study.orchestra.worker import Failures, Lock
 
 log = logging.getLogger(__name__)
+
+MAX_WORKERS = 256  # worker processes on one machine (one per GPU, or a few per CPU)
 
 
 @dataclass(frozen=True)
@@ -66,8 +69,12 @@ class RunOptions:
             raise UsageError(f"--trials must be at least 1, got {self.trials}")
         if not (math.isfinite(self.budget) and self.budget > 0):
             raise UsageError(f"--budget must be a positive number of seconds, got {self.budget:g}")
+        check_budget("--budget", self.budget)
+        check_seed("--seed", self.seed)
         if self.workers < 1:
             raise UsageError(f"--workers must be at least 1, got {self.workers}")
+        if self.workers > MAX_WORKERS:
+            raise UsageError(f"--workers must be at most {MAX_WORKERS}, got {self.workers}")
         if self.max_failures is not None and self.max_failures < 1:
             raise UsageError(f"--max-failures must be at least 1, got {self.max_failures}")
         if self.pruner not in PRUNERS:
