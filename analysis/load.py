@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from analysis.clean import clean_frame, printable
 from study.errors import UsageError, first_line
 from study.storage.schema import TRIAL_ATTRS
 from study.storage.store import (
@@ -114,13 +115,13 @@ def load_study(storage: str = DEFAULT_STORAGE, study_name: str | None = None) ->
     finally:
         rdb.engine.dispose()
     log.info("loaded %d trials of study %r from %s", len(trials), study_name, shown)
-    return StudyData(
+    return StudyData(  # strings from the database shown clean from here on (analysis.clean)
         storage=shown,
-        study_name=study_name,
+        study_name=printable(study_name),
         direction=direction,
-        trials=trials_frame(trials, trial_ids=trial_ids),
-        curves=curves,
-        samples=samples,
+        trials=clean_frame(trials_frame(trials, trial_ids=trial_ids)),
+        curves=clean_frame(curves),
+        samples=clean_frame(samples),
     )
 
 
