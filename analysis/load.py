@@ -110,7 +110,9 @@ def load_study(storage: str = DEFAULT_STORAGE, study_name: str | None = None) ->
         direction = study.direction.name if len(study.directions) == 1 else "MULTI"
         curves = _read_table(rdb.engine, "harness_curve", CURVE_COLUMNS, study_name, tables)
         samples = _read_table(rdb.engine, "harness_sample", SAMPLE_COLUMNS, study_name, tables)
-    except sa.exc.SQLAlchemyError as exc:
+    except (sa.exc.SQLAlchemyError, optuna.exceptions.OptunaError, ValueError) as exc:
+        # A damaged or hand-edited database (corrupt pages, malformed JSON in an attribute)
+        # fails inside Optuna's reading; it is the input that is wrong.
         raise UsageError(f"cannot read {shown}: {first_line(exc)}") from None
     finally:
         rdb.engine.dispose()
