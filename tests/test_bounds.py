@@ -59,6 +59,7 @@ def test_the_edges_are_accepted(changes: dict[str, float]) -> None:
         ({"workers": 10000}, "--workers"),
         ({"seed": 2**70}, "--seed"),
         ({"seed": -3}, "--seed"),
+        ({"study_name": "s" * 513}, "--study-name must be at most 512"),
     ],
 )
 def test_run_options_out_of_bounds_are_refused(changes: dict[str, float], words: str) -> None:

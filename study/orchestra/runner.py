@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_WORKERS = 256  # worker processes on one machine (one per GPU, or a few per CPU)
+MAX_STUDY_NAME = 512  # characters of Optuna's studies.study_name
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,12 @@ class RunOptions:
             raise UsageError(f"--pruner must be one of {', '.join(PRUNERS)}, got {self.pruner!r}")
         if self.study_name is not None and not self.study_name.strip():
             raise UsageError("--study-name must not be empty")
+        if self.study_name is not None and len(self.study_name) > MAX_STUDY_NAME:
+            # Optuna's column holds 512 characters; a server refuses more deep inside Optuna.
+            raise UsageError(
+                f"--study-name must be at most {MAX_STUDY_NAME} characters, "
+                f"got {len(self.study_name)}"
+            )
         stale.grace_s()  # the environment's settings, refused here before anything is written
         store.patience_s()
 
