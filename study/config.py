@@ -218,6 +218,23 @@ def check_seed(name: str, value: int) -> None:
         raise UsageError(f"{name} must be an integer from 0 to {MAX_SEED}, got {value!r}")
 
 
+MAX_WORKERS = 256  # worker processes on one machine (one per GPU, or a few per CPU)
+MAX_STUDY_NAME = 512  # characters of Optuna's studies.study_name
+
+
+def check_run_bounds(*, budget: float, seed: int, workers: int, study_name: str | None) -> None:
+    """Refuse ``python -m study.run`` numbers out of bounds (named as its flags)."""
+    check_budget("--budget", budget)
+    check_seed("--seed", seed)
+    if workers > MAX_WORKERS:
+        raise UsageError(f"--workers must be at most {MAX_WORKERS}, got {workers}")
+    if study_name is not None and len(study_name) > MAX_STUDY_NAME:
+        # Optuna's column holds 512 characters; a server refuses more deep inside Optuna.
+        raise UsageError(
+            f"--study-name must be at most {MAX_STUDY_NAME} characters, got {len(study_name)}"
+        )
+
+
 def max_curve_points(budget: float) -> int:
     """The most curve points a ``budget``-second trial may ask for: one per 1/``POINTS_PER_S``
     seconds, at least ``MIN_POINTS`` (the default's 10 at any budget), at most ``MAX_POINTS``."""

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from study.config import check_budget, check_seed
+from study.config import check_run_bounds
 from study.data import resolve_data
 from study.errors import UsageError
 from study.orchestra import progress
@@ -42,9 +42,6 @@ if TYPE_CHECKING:
     from study.orchestra.worker import Failures, Lock
 
 log = logging.getLogger(__name__)
-
-MAX_WORKERS = 256  # worker processes on one machine (one per GPU, or a few per CPU)
-MAX_STUDY_NAME = 512  # characters of Optuna's studies.study_name
 
 
 @dataclass(frozen=True)
@@ -70,24 +67,17 @@ class RunOptions:
             raise UsageError(f"--trials must be at least 1, got {self.trials}")
         if not (math.isfinite(self.budget) and self.budget > 0):
             raise UsageError(f"--budget must be a positive number of seconds, got {self.budget:g}")
-        check_budget("--budget", self.budget)
-        check_seed("--seed", self.seed)
         if self.workers < 1:
             raise UsageError(f"--workers must be at least 1, got {self.workers}")
-        if self.workers > MAX_WORKERS:
-            raise UsageError(f"--workers must be at most {MAX_WORKERS}, got {self.workers}")
+        check_run_bounds(
+            budget=self.budget, seed=self.seed, workers=self.workers, study_name=self.study_name
+        )
         if self.max_failures is not None and self.max_failures < 1:
             raise UsageError(f"--max-failures must be at least 1, got {self.max_failures}")
         if self.pruner not in PRUNERS:
             raise UsageError(f"--pruner must be one of {', '.join(PRUNERS)}, got {self.pruner!r}")
         if self.study_name is not None and not self.study_name.strip():
             raise UsageError("--study-name must not be empty")
-        if self.study_name is not None and len(self.study_name) > MAX_STUDY_NAME:
-            # Optuna's column holds 512 characters; a server refuses more deep inside Optuna.
-            raise UsageError(
-                f"--study-name must be at most {MAX_STUDY_NAME} characters, "
-                f"got {len(self.study_name)}"
-            )
         stale.grace_s()  # the environment's settings, refused here before anything is written
         store.patience_s()
 
