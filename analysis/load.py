@@ -14,10 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from analysis.clean import clean_frame, printable
 from study.errors import UsageError, first_line
 from study.orchestra.machine_load import LOAD_ATTRS
 from study.storage.schema import TRIAL_ATTRS
-from study.storage.store import check_harness_version, read_only_engine_kwargs, safe_url
+from study.storage.store import (
+    check_harness_version,
+    parse_url,
+    read_only_engine_kwargs,
+    safe_url,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -107,18 +113,20 @@ def load_study(storage: str = DEFAULT_STORAGE, study_name: str | None = None) ->
         direction = study.direction.name if len(study.directions) == 1 else "MULTI"
         curves = _read_table(rdb.engine, "harness_curve", CURVE_COLUMNS, study_name, tables)
         samples = _read_table(rdb.engine, "harness_sample", SAMPLE_COLUMNS, study_name, tables)
-    except sa.exc.SQLAlchemyError as exc:
+    except (sa.exc.SQLAlchemyError, optuna.exceptions.OptunaError, ValueError) as exc:
+        # A damaged or hand-edited database (corrupt pages, malformed JSON in an attribute)
+        # fails inside Optuna's reading; it is the input that is wrong.
         raise UsageError(f"cannot read {shown}: {first_line(exc)}") from None
     finally:
         rdb.engine.dispose()
     log.info("loaded %d trials of study %r from %s", len(trials), study_name, shown)
-    return StudyData(
+    return StudyData(  # strings from the database shown clean from here on (analysis.clean)
         storage=shown,
-        study_name=study_name,
+        study_name=printable(study_name),
         direction=direction,
-        trials=trials_frame(trials, trial_ids=trial_ids),
-        curves=curves,
-        samples=samples,
+        trials=clean_frame(trials_frame(trials, trial_ids=trial_ids)),
+        curves=clean_frame(curves),
+        samples=clean_frame(samples),
     )
 
 
@@ -243,16 +251,11 @@ def _reading_options(storage: str) -> dict[str, Any]:
         UsageError: ``storage`` is not a URL, names no SQLite file, or one that is missing or is
             not an SQLite database.
     """
-    import sqlalchemy as sa
-
-    try:
-        url = sa.engine.make_url(storage)
-    except sa.exc.ArgumentError:
-        raise UsageError(f"not a storage URL: {storage!r} (e.g. sqlite:///study.db)") from None
+    url = parse_url(storage)
     if url.get_backend_name() == "sqlite":
         database = url.database
         if not database or database == ":memory:" or database.startswith("file:"):
-            raise UsageError(f"storage {storage!r} names no SQLite file")
+            raise UsageError(f"storage {safe_url(storage)!r} names no SQLite file")
         path = Path(database).resolve()
         if not path.is_file():
             raise UsageError(f"no study database at {path}")

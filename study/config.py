@@ -170,6 +170,8 @@ class TrainConfig:
             raise UsageError(f"budget must be a finite number of seconds, got {self.budget!r}")
         if self.budget <= 0:
             raise UsageError(f"budget must be positive, got {self.budget:g} seconds")
+        check_budget("budget", self.budget)
+        check_seed("seed", self.seed)
         _choice("device", self.device, DEVICES)
         _choice("precision", self.precision, PRECISIONS)
         if self.batch_size is not None:
@@ -186,8 +188,10 @@ class TrainConfig:
                 f"warmup_frac + cooldown_frac must be <= 1 for schedule wsd, got "
                 f"{self.warmup_frac:g} + {self.cooldown_frac:g}"
             )
-        if self.weight_decay < 0:
-            raise UsageError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise UsageError(
+                f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}"
+            )
         for name in ("beta1", "beta2"):
             value = getattr(self, name)
             if not 0 <= value < 1:
@@ -198,11 +202,11 @@ class TrainConfig:
         if not 0 <= self.muon_momentum < 1:
             raise UsageError(f"muon_momentum must be in [0, 1), got {self.muon_momentum!r}")
         _at_least("muon_momentum_warmup", self.muon_momentum_warmup, 1)
-        if self.muon_weight_decay < 0:
+        if not (math.isfinite(self.muon_weight_decay) and self.muon_weight_decay >= 0):
             raise UsageError(f"muon_weight_decay must be >= 0, got {self.muon_weight_decay!r}")
         if not 0 <= self.ema_decay < 1:
             raise UsageError(f"ema_decay must be in [0, 1) (0 is off), got {self.ema_decay!r}")
-        if self.grad_clip < 0:
+        if not (math.isfinite(self.grad_clip) and self.grad_clip >= 0):
             raise UsageError(f"grad_clip must be >= 0 (0 is off), got {self.grad_clip!r}")
         _at_least("grad_accum", self.grad_accum, 1)
         _at_least("sample_tokens", self.sample_tokens, 0)
@@ -210,6 +214,15 @@ class TrainConfig:
         _at_least("curve_points", self.curve_points, 1)
         if self.steps is not None:
             _at_least("steps", self.steps, 1)
+        most = max_curve_points(self.budget)
+        if self.curve_points > most:
+            # Each point pauses the clock for an evaluation: thousands make a short budget
+            # take minutes.
+            raise UsageError(
+                f"curve_points must be at most {most} for a {self.budget:g} s budget "
+                f"(one per {1 / POINTS_PER_S:g} s, {MIN_POINTS} to {MAX_POINTS}), "
+                f"got {self.curve_points}"
+            )
         if self.max_stories != "auto":
             _at_least("max_stories", self.max_stories, 1)  # type: ignore[arg-type]
 
@@ -250,6 +263,48 @@ class TrainConfig:
         except json.JSONDecodeError as exc:
             raise UsageError(f"config is not valid JSON: {exc}") from None
         return cls.from_dict(raw)
+
+
+MIN_BUDGET_S, MAX_BUDGET_S = 1e-3, 1e6  # a millisecond to eleven days of training
+MIN_POINTS, MAX_POINTS, POINTS_PER_S = 10, 1000, 10.0  # curve points a budget may ask for
+MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit; torch's would take 64, the sampler's 32
+
+
+def check_budget(name: str, value: float) -> None:
+    """Refuse a budget outside ``MIN_BUDGET_S`` .. ``MAX_BUDGET_S`` seconds (or not finite)."""
+    if not (math.isfinite(value) and MIN_BUDGET_S <= value <= MAX_BUDGET_S):
+        raise UsageError(
+            f"{name} must be between {MIN_BUDGET_S:g} and {MAX_BUDGET_S:g} seconds, got {value:g}"
+        )
+
+
+def check_seed(name: str, value: int) -> None:
+    """Refuse a seed outside 0 .. ``MAX_SEED``."""
+    if not (isinstance(value, int) and 0 <= value <= MAX_SEED):
+        raise UsageError(f"{name} must be an integer from 0 to {MAX_SEED}, got {value!r}")
+
+
+MAX_WORKERS = 256  # worker processes on one machine (one per GPU, or a few per CPU)
+MAX_STUDY_NAME = 512  # characters of Optuna's studies.study_name
+
+
+def check_run_bounds(*, budget: float, seed: int, workers: int, study_name: str | None) -> None:
+    """Refuse ``python -m study.run`` numbers out of bounds (named as its flags)."""
+    check_budget("--budget", budget)
+    check_seed("--seed", seed)
+    if workers > MAX_WORKERS:
+        raise UsageError(f"--workers must be at most {MAX_WORKERS}, got {workers}")
+    if study_name is not None and len(study_name) > MAX_STUDY_NAME:
+        # Optuna's column holds 512 characters; a server refuses more deep inside Optuna.
+        raise UsageError(
+            f"--study-name must be at most {MAX_STUDY_NAME} characters, got {len(study_name)}"
+        )
+
+
+def max_curve_points(budget: float) -> int:
+    """The most curve points a ``budget``-second trial may ask for: one per 1/``POINTS_PER_S``
+    seconds, at least ``MIN_POINTS`` (the default's 10 at any budget), at most ``MAX_POINTS``."""
+    return int(min(MAX_POINTS, max(MIN_POINTS, budget * POINTS_PER_S)))
 
 
 def _choice(name: str, value: object, allowed: tuple[str, ...]) -> None:

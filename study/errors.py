@@ -34,7 +34,9 @@ def cli_main(fn: Callable[..., T]) -> Callable[..., T]:
         try:
             return fn(*args, **kwargs)
         except UsageError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            from study.redact import redact  # a message may quote a URL or a driver's words
+
+            print(f"error: {redact(str(exc))}", file=sys.stderr)
             raise SystemExit(2) from None
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)

@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -324,7 +323,7 @@ def test_study_lock_on_sqlite(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'study.db'}"
     _lock_excludes_and_dies_with_its_holder(url, "tiny")
     lock = StudyLock(url, "tiny")
-    assert lock._path is not None and lock._path.parent == Path(tempfile.gettempdir())
+    assert lock._path is not None and lock._path.parent == tmp_path  # beside the database
     with lock:
         assert lock._path.exists()
     assert not lock._path.exists()  # removed when let go

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from analysis.clean import csv_safe
 from analysis.load import DEFAULT_STORAGE, load_study
 from analysis.output import check_output
 from study.fileio import atomic_write_text
@@ -22,7 +23,7 @@ def run_trials(*, storage: str | None = None, study_name: str | None = None, csv
     """
     out = None if csv == STDOUT else check_output(csv, what="--csv", suffixes=("csv",))
     data = load_study(storage or DEFAULT_STORAGE, study_name)
-    text = data.trials.to_csv(index=False)
+    text = csv_safe(data.trials).to_csv(index=False)
     if out is None:
         return text.rstrip("\n")
     atomic_write_text(out, text)

@@ -159,6 +159,8 @@ def find_local_corpus(data: str) -> LocalCorpus:
         if not train:
             raise UsageError(f"folder {data} holds no training files, only held-out or test files")
         return LocalCorpus(given=data, train_files=tuple(train), valid_files=tuple(valid))
+    if not path.is_file():  # a FIFO or a device (a link to /dev/zero) would be read for ever
+        raise UsageError(f"data path {data} is not a regular file or a folder")
     if not suffix(path):
         raise UsageError(
             f"unsupported data file {data}: expected one of {', '.join(sorted(SUFFIXES))} "

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from study.fmt import fmt_count
+from study.redact import safe_url
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
@@ -140,6 +141,7 @@ def summary(
                 f"{fmt_count(a.get('tokens_per_second', 0)):>7}  {fmt_params(t.params)}"
             )
     lines += budget_lines(complete)
+    url = safe_url(url)  # printed: never a secret, whoever calls
     args = f"--storage {shlex.quote(url)} --study-name {shlex.quote(name)}"
     lines.append("plot and analyse (each writes the file it names, here):")
     lines += [f"  python -m analysis.{a} {args} {extra}" for a, extra in ANALYSES]

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from study.config import check_run_bounds
 from study.data import resolve_data
 from study.errors import UsageError
 from study.orchestra import progress
@@ -74,6 +75,9 @@ class RunOptions:
             raise UsageError(f"--budget must be a positive number of seconds, got {self.budget:g}")
         if self.workers < 1:
             raise UsageError(f"--workers must be at least 1, got {self.workers}")
+        check_run_bounds(
+            budget=self.budget, seed=self.seed, workers=self.workers, study_name=self.study_name
+        )
         if self.max_failures is not None and self.max_failures < 1:
             raise UsageError(f"--max-failures must be at least 1, got {self.max_failures}")
         if self.pruner not in PRUNERS:

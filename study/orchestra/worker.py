@@ -425,8 +425,8 @@ def _record(
             # last) and it stays RUNNING; keep the result to record at the next chance.
             try:
                 kept = pending.keep(
+                    shared,
                     spec.storage,
-                    shared.name,
                     cache_dir=spec.cache_dir,
                     number=trial.number,
                     value=result.val_ppl,

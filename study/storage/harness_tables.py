@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -138,8 +137,8 @@ def second_chance(fn: Callable[[], T]) -> T:
 @contextlib.contextmanager
 def creation_lock(url: str) -> Iterator[None]:
     """Held while a database's tables are created: Optuna's table creation (alembic) is not safe
-    when two processes make a new database's tables at once. On SQLite an ``flock`` on a file in
-    the temporary folder named after the database file; on a server a lock the server holds
+    when two processes make a new database's tables at once. On SQLite an ``flock`` on a file
+    beside the database (``lock_file``), removed as it is let go; on a server a lock the server holds
     (``server_creation_lock``), since MySQL's DDL is not transactional and a loser can meet half
     of the winner's tables (``second_chance`` stays as the fallback)."""
     parsed = sa.engine.make_url(url)
@@ -150,19 +149,17 @@ def creation_lock(url: str) -> Iterator[None]:
     if parsed.get_backend_name() != "sqlite":
         yield
         return
-    import fcntl
-    import hashlib
-    import tempfile
+    from study.storage import lock_file
 
-    where = str(Path(parsed.database or "").resolve())
-    tag = hashlib.sha256(where.encode()).hexdigest()[:24]
-    path = Path(tempfile.gettempdir()) / f"five-minute-study-create-{tag}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    path = lock_file.path_for(Path(parsed.database or ""), None)
+    delay = 0.01
+    while (fd := lock_file.try_lock(path)) is None:
+        time.sleep(delay)  # held for seconds at most; polled, so Ctrl-C stops a waiter
+        delay = min(2 * delay, 0.2)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # held for seconds at most; Ctrl-C interrupts it
         yield
     finally:
-        os.close(fd)  # frees the flock; the file stays (removing it would race a waiter)
+        lock_file.release(path, fd)
 
 
 @contextlib.contextmanager

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import time
+import uuid
 import warnings
 from collections.abc import Callable, Container, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -53,6 +54,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 METRIC_NAME = "held-out perplexity"  # the objective: exp(mean held-out loss per token)
+# Study system attribute set once when the harness first opens a study: with Optuna's study id
+# it tells this study from one deleted and made again under its name (``pending``).
+CREATION_ATTR = "harness:creation_id"
 
 
 def curve_step(index: int, *, budget: float, curve_points: int) -> int:
@@ -85,6 +89,9 @@ class SharedStudy:
         self._study_id = self._call(
             storage.get_study_id_from_name, self.name, what="read the study"
         )
+        system = self._call(storage.get_study_system_attrs, self._study_id, what="read the study")
+        # Read now: a result is kept (``pending.keep``) when the database cannot be reached.
+        self.identity = f"{self._study_id}/{system.get(CREATION_ATTR, '')}"
         self._ids: dict[int, int] = {}  # trial number -> storage trial id (never changes)
 
     @classmethod
@@ -108,6 +115,17 @@ class SharedStudy:
             with warnings.catch_warnings():  # "experimental" since Optuna 3.2; still there in 5
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 store.retry(study.set_metric_names, [METRIC_NAME], what="name the objective")
+        study_id = store.retry(storage.get_study_id_from_name, name, what="read the study")
+        if CREATION_ATTR not in store.retry(
+            storage.get_study_system_attrs, study_id, what="read the study"
+        ):
+            store.retry(
+                storage.set_study_system_attr,
+                study_id,
+                CREATION_ATTR,
+                f"{uuid.uuid4().hex}@{time.time():.6f}",
+                what="name the study",
+            )
         return cls(study, storage)
 
     @classmethod

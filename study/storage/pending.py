@@ -8,6 +8,13 @@ a rerun's) records it before it recovers stale trials, so the trained result is 
 and trained again. A pending trial that another machine has meanwhile written off is dropped:
 its configuration was queued again there.
 
+A file is keyed by the storage's full identity (``store.storage_identity``: the absolute path
+of an SQLite file, or the dialect, host, port and database of a server) and the study's own
+(``SharedStudy.identity``: Optuna's study id and the creation id stored with the study), and
+its payload names both again: a study of the same name elsewhere (another folder under the same
+relative URL, another server with a database of the same name) or one deleted and made again
+never sees it, so never records it nor deletes it as "written off".
+
 Files live under the token cache folder (``--cache-dir``, often another disk than the
 database's) or, if that cannot be written, in a ``.pending`` folder beside an SQLite file.
 """
@@ -24,6 +31,7 @@ import sqlalchemy as sa
 
 from study.fileio import write_json
 from study.result import TrainResult
+from study.storage.store import storage_identity
 
 if TYPE_CHECKING:
     from study.storage.optuna_store import SharedStudy
@@ -31,13 +39,24 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def folders(url: str, study_name: str, *, cache_dir: str | None) -> list[Path]:
+def identity(shared: SharedStudy, url: str) -> dict[str, str]:
+    """What names the study a result was kept for: its storage, name and own identity."""
+    return {
+        "storage": storage_identity(url),
+        "study_name": shared.name,
+        "study": shared.identity,
+    }
+
+
+def folders(ident: dict[str, str], url: str, *, cache_dir: str | None) -> list[Path]:
     """Where this study's pending results may lie on this machine, in the order tried."""
     from study.data import default_cache_dir
 
     parsed = sa.engine.make_url(url)
-    # Machines may name the server differently; the database and study name are what agree.
-    key = hashlib.sha256(f"{parsed.database}/{study_name}".encode()).hexdigest()[:16]
+    # Pending files are read back on this machine only, so this machine's name of the server
+    # is the one that must agree; the study's own identity tells namesakes apart.
+    text = "\n".join(ident[k] for k in ("storage", "study_name", "study"))
+    key = hashlib.sha256(text.encode()).hexdigest()[:16]
     out = [(Path(cache_dir) if cache_dir else default_cache_dir()) / "pending-results" / key]
     if parsed.get_backend_name() == "sqlite" and parsed.database:
         db = Path(parsed.database).resolve()
@@ -46,8 +65,8 @@ def folders(url: str, study_name: str, *, cache_dir: str | None) -> list[Path]:
 
 
 def keep(
+    shared: SharedStudy,
     url: str,
-    study_name: str,
     *,
     cache_dir: str | None,
     number: int,
@@ -60,15 +79,16 @@ def keep(
     Raises:
         OSError: no folder could take it (the last error).
     """
+    ident = identity(shared, url)
     payload = {
-        "study_name": study_name,
+        **ident,
         "number": number,
         "value": value,
         "attrs": attrs,
         "result": result.to_dict(),
     }
     error: OSError | None = None
-    for folder in folders(url, study_name, cache_dir=cache_dir):
+    for folder in folders(ident, url, cache_dir=cache_dir):
         path = folder / f"trial-{number}.json"
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -95,7 +115,8 @@ def record(shared: SharedStudy, url: str, *, cache_dir: str | None) -> list[int]
     from study.storage.optuna_store import TrialWrittenOff
 
     done = []
-    for folder in folders(url, shared.name, cache_dir=cache_dir):
+    ident = identity(shared, url)
+    for folder in folders(ident, url, cache_dir=cache_dir):
         for path in sorted(folder.glob("trial-*.json")) if folder.is_dir() else []:
             try:
                 kept = json.loads(path.read_text())
@@ -103,9 +124,11 @@ def record(shared: SharedStudy, url: str, *, cache_dir: str | None) -> list[int]
             except (OSError, ValueError, TypeError, KeyError) as exc:
                 log.warning("ignoring unreadable pending result %s (%s)", path, exc)
                 continue
+            if any(kept.get(k) != v for k, v in ident.items()):
+                continue  # another study's (a key collision or a copied folder): not ours
             try:
                 running = shared.stored(number).state == TrialState.RUNNING
-            except KeyError:  # no such trial: the file came from another study of that name
+            except KeyError:  # no such trial: nothing to record it into
                 running = False
             if running:
                 trial = optuna.Trial(shared.study, shared.trial_id(number))

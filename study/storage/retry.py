@@ -94,11 +94,18 @@ def patience_s() -> float:
     """How long ``retry`` keeps trying: ``$STUDY_STORAGE_PATIENCE_S`` seconds, default
     ``PATIENCE_S`` (a database server restarted or failed over is back within minutes)."""
     text = os.environ.get("STUDY_STORAGE_PATIENCE_S", "").strip()
+    if not text:
+        return PATIENCE_S
     try:
-        return max(0.0, float(text)) if text else PATIENCE_S
+        value = float(text)
     except ValueError:
-        message = f"STUDY_STORAGE_PATIENCE_S must be a number of seconds, got {text!r}"
-        raise UsageError(message) from None
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        message = (
+            f"STUDY_STORAGE_PATIENCE_S must be a number of seconds (finite, >= 0), got {text!r}"
+        )
+        raise UsageError(message)
+    return value
 
 
 def _transient_cause(exc: BaseException) -> BaseException | None:

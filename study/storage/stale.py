@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 20.0  # seconds between heartbeats (at most; see heartbeat_s)
 GRACE_S = 120.0  # default seconds of silence after which a trial is written off
+MIN_GRACE_S = 5.0  # the shortest grace accepted (a heartbeat each 0.8 s)
 
 
 def grace_s() -> float:
@@ -52,9 +53,12 @@ def grace_s() -> float:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not (math.isfinite(value) and value > 0):
+    if not (math.isfinite(value) and MIN_GRACE_S <= value):
+        # Shorter, and the heartbeats (six to a grace) of busy workers on one database come
+        # too late: live trials are written off and queued again without end.
         raise UsageError(
-            f"STUDY_HEARTBEAT_GRACE_S must be a positive number of seconds, got {text!r}"
+            f"STUDY_HEARTBEAT_GRACE_S must be a finite number of seconds >= {MIN_GRACE_S:g}, "
+            f"got {text!r}"
         )
     return value
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -20,9 +19,23 @@ import sqlalchemy as sa
 
 from study.errors import UsageError, first_line
 from study.storage import schema
+from study.storage.checks import (
+    SQLITE_TIMEOUT_S,
+    check_harness_version,
+    check_tables_are_ours,
+    check_writable,
+    recover_journal,
+)
 from study.storage.retry import StorageFull, StorageGone, patience_s, retry
 
-__all__ = ["StorageFull", "StorageGone", "patience_s", "retry"]  # where callers find them
+__all__ = [  # where callers find them
+    "SQLITE_TIMEOUT_S",
+    "StorageFull",
+    "StorageGone",
+    "check_harness_version",
+    "patience_s",
+    "retry",
+]
 
 if TYPE_CHECKING:
     from optuna.storages import RDBStorage
@@ -32,8 +45,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-SQLITE_TIMEOUT_S = 60  # seconds a SQLite connection waits for a lock before "database is locked"
 
 
 @dataclass(frozen=True)
@@ -54,11 +65,49 @@ def engine_kwargs(url: str) -> dict[str, Any]:
     return {"pool_pre_ping": True}
 
 
-def safe_url(url: str) -> str:
+DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
+
+
+def parse_url(url: str) -> sa.URL:
+    """The one check of a storage URL's syntax.
+
+    Raises:
+        UsageError: one line (the URL shown without its secrets) where it cannot be parsed,
+            e.g. a non-numeric port.
+    """
     try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
-        return url
+        return sa.engine.make_url(url)
+    except (sa.exc.ArgumentError, ValueError, TypeError) as exc:
+        raise UsageError(
+            f"cannot parse storage URL {safe_url(url)!r} ({first_line(exc)}); "
+            f"e.g. sqlite:///study.db or postgresql://user@host:5432/db"
+        ) from None
+
+
+def storage_identity(url: str) -> str:
+    """The storage's full identity as this machine names it: ``sqlite:`` and the file's
+    absolute path (a relative URL names another file in each folder), or the dialect, host,
+    port (the default filled in) and database of a server. No user or password.
+
+    Raises:
+        sqlalchemy.exc.ArgumentError: the URL cannot be parsed.
+    """
+    parsed = sa.engine.make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        database = parsed.database or ""
+        if database.startswith("file:"):  # an URI filename: its path, without the options
+            database = database[len("file:") :].split("?", 1)[0]
+        return f"sqlite:{Path(database).resolve()}"
+    port = parsed.port or DEFAULT_PORTS.get(backend) or ""
+    return f"{backend}://{(parsed.host or '').lower()}:{port}/{parsed.database or ''}"
+
+
+def safe_url(url: str) -> str:
+    """``url`` with every form of secret hidden (``study.redact``, the one redactor)."""
+    from study.redact import safe_url as shown
+
+    return shown(url)
 
 
 def inspect_storage(url: str, study_name: str) -> StorageState:
@@ -68,10 +117,7 @@ def inspect_storage(url: str, study_name: str) -> StorageState:
         UsageError: the URL is malformed, its driver is missing, or it cannot be opened.
     """
     shown = safe_url(url)
-    try:
-        parsed = sa.engine.make_url(url)
-    except sa.exc.ArgumentError:
-        raise UsageError(f"cannot parse storage URL {url!r}") from None
+    parsed = parse_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
         if database in ("", ":memory:") or database.startswith("file::memory:"):
@@ -90,6 +136,7 @@ def inspect_storage(url: str, study_name: str) -> StorageState:
         if not path.is_file():
             raise UsageError(f"cannot open storage {shown}: {path} is not a file")
         check_writable(path, shown)
+        recover_journal(path)
         # Read-only, so a file that is not ours is never touched.
         read_url = f"sqlite:///file:{path.resolve()}?mode=ro&uri=true"
     else:
@@ -112,62 +159,6 @@ def inspect_storage(url: str, study_name: str) -> StorageState:
         raise UsageError(f"cannot open storage {shown}: {first_line(exc)}") from None
     finally:
         engine.dispose()
-
-
-# Optuna's own tables, any one of which marks a database Optuna has written.
-OPTUNA_TABLES = frozenset({"studies", "trials", "version_info", "alembic_version"})
-
-
-def check_tables_are_ours(tables: set[str], shown: str, *, sqlite: bool) -> None:
-    """Refuse a database whose tables are another application's: Optuna would add its own
-    tables beside them (on SQLite, which is a file of its own, any foreign table refuses it; a
-    server database may hold others beside a study), and a table named ``studies`` that is not
-    Optuna's would fail deep inside Optuna.
-
-    Raises:
-        UsageError: one line naming the storage and some of the tables found.
-    """
-    ours = OPTUNA_TABLES | set(schema.metadata.tables)
-    if sqlite and tables and tables.isdisjoint(ours):
-        listed = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
-        raise UsageError(
-            f"storage {shown} holds another application's tables ({listed}), no "
-            f"study; give a new file, e.g. sqlite:///study.db"
-        )
-    if "studies" in tables and "version_info" not in tables:
-        raise UsageError(
-            f"storage {shown} has a table named studies that is not Optuna's; "
-            f"give a database of its own"
-        )
-
-
-def check_writable(path: Path, shown: str) -> None:
-    """Refuse an SQLite file that the study could not write: read-only by its mode (even to
-    root, who could write it anyway: the mode says it is not to change), its folder (SQLite
-    writes a journal beside it) or its file system. A run always writes (it counts itself),
-    even on a complete study.
-
-    Raises:
-        UsageError: one line naming the storage and why.
-    """
-    for where in (path, path.parent):
-        try:
-            read_only_fs = bool(os.statvfs(where).f_flag & os.ST_RDONLY)
-            mode_read_only = where.stat().st_mode & 0o222 == 0
-        except OSError as exc:
-            raise UsageError(f"cannot open storage {shown}: {first_line(exc)}") from None
-        if read_only_fs or mode_read_only or not os.access(where, os.W_OK):
-            why = (
-                "is on a read-only file system"
-                if read_only_fs
-                else "is read-only"
-                if where == path
-                else f"is in a read-only folder ({where})"
-            )
-            raise UsageError(
-                f"storage {shown} {why}; a study run records itself in its "
-                f"database (copy it somewhere writable to go on)"
-            )
 
 
 def _read_study(read_url: str, url: str, study_name: str, shown: str) -> StorageState:
@@ -202,37 +193,6 @@ def _read_study(read_url: str, url: str, study_name: str, shown: str) -> Storage
         )
     finally:
         storage.engine.dispose()
-
-
-def check_harness_version(
-    conn: sa.Connection, tables: set[str], shown: str, *, allow_older: bool
-) -> None:
-    """Refuse a storage whose harness tables (``tables``: the names it holds) another version of
-    the harness wrote. A newer schema is always refused: this code cannot know its layout. An
-    older one is refused unless ``allow_older`` or the study can upgrade it in place
-    (``schema.MIGRATES_FROM``): the study writes, and must not mix two layouts in one database,
-    while the analysis only reads, and old studies are what it is for.
-
-    Raises:
-        UsageError: one line naming ``shown`` (the storage), the version found and the one read.
-    """
-    if schema.meta.name not in tables:
-        return
-    row = conn.execute(sa.select(schema.meta.c.value).where(schema.meta.c.key == "schema_version"))
-    found = row.scalar()
-    if found is None or found == str(schema.SCHEMA_VERSION):
-        return
-    if found.isdigit() and int(found) > schema.SCHEMA_VERSION:
-        raise UsageError(
-            f"storage {shown} was written by a newer version of this harness "
-            f"(schema {found}, this one reads {schema.SCHEMA_VERSION}); upgrade it"
-        )
-    if found.isdigit() and (allow_older or int(found) in schema.MIGRATES_FROM):
-        return  # the study upgrades it in place as it opens it (``harness_tables``)
-    raise UsageError(
-        f"storage {shown} holds harness schema version {found}; this version "
-        f"reads {schema.SCHEMA_VERSION}"
-    )
 
 
 def open_storage(url: str) -> RDBStorage:
@@ -361,6 +321,7 @@ def read_only_engine_kwargs(url: str) -> dict[str, Any]:
     uri = "file:" + urllib.parse.quote(str(path)) + "?mode=ro"
 
     def connect() -> sqlite3.Connection:
+        recover_journal(path)
         # check_same_thread off: SQLAlchemy's pool hands connections between threads safely.
         return sqlite3.connect(uri, uri=True, timeout=SQLITE_TIMEOUT_S, check_same_thread=False)
 

@@ -7,18 +7,15 @@ study still needs.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
 
 import sqlalchemy as sa
 
-from study.storage import store
+from study.storage import lock_file, store
 from study.storage.server_lock import ServerLock
 
 log = logging.getLogger(__name__)
@@ -29,7 +26,7 @@ class StudyLock:
 
     On PostgreSQL an advisory lock and on MySQL/MariaDB a named lock, both held by a connection
     of their own, so the server frees them when the holder dies; on SQLite (one machine) an
-    ``flock`` on a file in the temporary folder named after the database and study, freed by the
+    ``flock`` on a file beside the database named after the study (``lock_file``), freed by the
     kernel when the holder dies (the file is removed when it lets go). Other backends get no
     lock beyond the caller's own. Held only for the short step that recovers orphaned trials,
     counts, and starts the next trial. Waiting for it never blocks where a signal cannot reach
@@ -52,9 +49,7 @@ class StudyLock:
         if self.backend in ("postgresql", "mysql", "mariadb"):
             self._engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
         elif self.backend == "sqlite":
-            where = str(Path(parsed.database or "").resolve())
-            tag = hashlib.sha256(f"{where}\n{study_name}".encode()).hexdigest()[:24]
-            self._path = Path(tempfile.gettempdir()) / f"five-minute-study-{tag}.lock"
+            self._path = lock_file.path_for(Path(parsed.database or ""), study_name)
 
     def __enter__(self) -> StudyLock:
         store.retry(self._acquire, what="take the study lock")
@@ -103,23 +98,8 @@ class StudyLock:
             return got
         if self._path is None:
             return True
-        import fcntl
-
-        fd = os.open(self._path, os.O_RDONLY | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            # The holder before us removes the file as it lets go: lock the file that is
-            # there now, not one already unlinked.
-            if os.fstat(fd).st_ino == os.stat(self._path).st_ino:
-                self._fd = fd
-                return True
-        except (BlockingIOError, FileNotFoundError):
-            pass
-        except BaseException:
-            os.close(fd)
-            raise
-        os.close(fd)
-        return False
+        self._fd = lock_file.try_lock(self._path)
+        return self._fd is not None
 
     def _release(self) -> None:
         if self._conn is not None:
@@ -132,11 +112,7 @@ class StudyLock:
                 conn.close()
         if self._fd is not None and self._path is not None:
             fd, self._fd = self._fd, None
-            try:  # no lock files left behind; waiters notice the unlink and open a new one
-                self._path.unlink()
-            except OSError:
-                pass
-            os.close(fd)  # frees the flock
+            lock_file.release(self._path, fd)
 
     def close(self) -> None:
         self._release()
