@@ -244,11 +244,11 @@ def test_compare_with_another_study_pools_its_trials_and_names_their_study() -> 
     from analysis.views.compare import compare_for, compare_text
 
     [reg] = compare_for(
-        RegData(),
+        RegData(),  # type: ignore[arg-type]  # duck-typed: only .trials and .study_name are read
         by="reg",
-        metric="bpb",  # type: ignore[arg-type]
-        also=[LadderData()],
-    )  # type: ignore[list-item]
+        metric="bpb",
+        also=[LadderData()],  # type: ignore[list-item]
+    )
     assert reg.studies == ("reg", "ladder")
     # wd1 do0 now holds the grid's trials 0 and 3 and the ladder's three; its best is the
     # ladder's 256-wide trial 2, which no other setting tried.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import TypedDict
 
 import numpy as np
 import pytest
@@ -25,6 +26,16 @@ C, K, BUDGET = 3e8, 0.7, 300.0  # tokens/s = C N^-K; the true best size is 2.05e
 FRACTIONS = np.array([0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0])
 
 
+class Points(TypedDict):
+    """holdout_check's array arguments, by name."""
+
+    params: np.ndarray
+    tokens: np.ndarray
+    loss: np.ndarray
+    final: np.ndarray
+    tokens_per_second: np.ndarray
+
+
 def ladder(
     sizes: np.ndarray,
     *,
@@ -32,7 +43,7 @@ def ladder(
     seed: int = 0,
     alpha: float = ALPHA,
     unique: float | None = None,
-) -> dict[str, np.ndarray]:
+) -> Points:
     """Curve points at eighths of the budget and the final point, per size, from the law."""
     rng = np.random.default_rng(seed)
     n = np.repeat(sizes, FRACTIONS.size)
@@ -91,7 +102,8 @@ def test_degenerate_fit_gives_reasons_not_numbers() -> None:
     assert any("degenerate exponent" in why for why in result.untrusted)
     assert all(h.predicted is None and h.relative_error is None for h in result.held_out)
     assert result.best.ladder_pick is None and result.best.optimum is None
-    assert result.as_dict()["held_out"][0]["predicted"] is None
+    held = result.as_dict()["held_out"]
+    assert isinstance(held, list) and held[0]["predicted"] is None
 
 
 def test_too_few_sizes_left_to_fit() -> None:

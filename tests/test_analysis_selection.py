@@ -139,7 +139,8 @@ def test_loss_points_are_finals_and_curves_and_max_epochs_leaves_out_repeated_da
 
 def test_open_source_takes_a_csv_or_a_study_not_both(db: Path, tmp_path: Path) -> None:
     assert open_source(None, None, tmp_path / "points.csv") is None
-    assert open_source(url(db), None, None).trials["budget"].max() == BUDGET
+    opened = open_source(url(db), None, None)
+    assert opened is not None and opened.trials["budget"].max() == BUDGET
     with pytest.raises(UsageError, match="either --csv or --storage/--study-name, not both"):
         open_source(url(db), None, tmp_path / "points.csv")
 

@@ -67,7 +67,7 @@ def test_diffusion_without_positions_is_refused() -> None:
 
 def test_lstm_is_causal() -> None:
     torch.manual_seed(0)
-    model = build_model(small("lstm")).eval()
+    model = build_model(small("lstm")).train(False)  # eval(), through the protocol
     x = torch.randint(0, V, (2, 16))
     changed = x.clone()
     changed[:, 10] = (changed[:, 10] + 1) % V
@@ -81,7 +81,7 @@ def test_lstm_is_causal() -> None:
 @pytest.mark.parametrize("pos", ["learned", "rope", "alibi"])
 def test_diffusion_is_bidirectional_and_order_aware(pos: str) -> None:
     torch.manual_seed(0)
-    model = build_model(small("diffusion", pos=pos)).eval()
+    model = build_model(small("diffusion", pos=pos)).train(False)  # eval(), through the protocol
     x = torch.randint(0, V, (1, 16))
     later = x.clone()
     later[:, 12] = (later[:, 12] + 1) % V
@@ -218,7 +218,7 @@ def test_bound_is_above_exact_nll_exhaustively() -> None:
     Monte Carlo nll_sum averages to the exact bound."""
     torch.manual_seed(0)
     config = small("diffusion", seq_len=4, n_layer=1, d_model=16, n_head=2)
-    model = build_model(config).eval()
+    model = build_model(config).train(False)  # eval(), through the protocol
     assert isinstance(model, DiffusionLM)
     with torch.no_grad():
         for p in model.parameters():  # sharper, context-dependent predictions than at init
@@ -292,8 +292,8 @@ def test_each_arch_trains(arch: str, tinystories: Path, cache_dir: Path) -> None
     result = train(
         config,
         cache_dir=cache_dir,
-        events=Sink(),
-        log_interval=0.5,  # type: ignore[arg-type]
+        events=Sink(),  # type: ignore[arg-type]  # write and flush are all train uses
+        log_interval=0.5,
         out=None,
     )
     progress = [e["train_loss"] for e in events if e["kind"] == "progress"]
@@ -301,8 +301,8 @@ def test_each_arch_trains(arch: str, tinystories: Path, cache_dir: Path) -> None
     assert sum(progress[-3:]) / 3 < progress[0] - 0.15, progress  # the loss fell
     assert result.val_loss < math.log(1024) - 0.5
     for value in (result.val_loss, result.val_ppl, result.val_bpb, result.tokens_per_second):
-        assert math.isfinite(value) and value > 0
-    assert all(math.isfinite(p["val_loss"]) for p in result.curve)
+        assert value is not None and math.isfinite(value) and value > 0
+    assert all((v := p["val_loss"]) is not None and math.isfinite(v) for p in result.curve)
     assert result.val_is_bound == (arch == "diffusion")
     assert result.params == sum(p.numel() for p in build_model(config.model).parameters())
     assert result.sample.startswith(config.prompt) and len(result.sample) > len(config.prompt)

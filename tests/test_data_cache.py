@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from datastories import VOCAB, make_stories, write_text
 
 from study.data import bpe, cache, corpus, default_cache_dir, load_tokens
-from tests.datastories import VOCAB, make_stories, write_text
 
 REPO = Path(__file__).resolve().parents[1]
 

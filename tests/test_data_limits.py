@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from datastories import make_stories, read_splits, write_corpus
 
 from study.data import corpus, readers
 from study.errors import UsageError
-from tests.datastories import make_stories, read_splits, write_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 SPARSE_BYTES = 2 * 2**30

@@ -17,11 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from datastories import read_splits
 
 from study import train
 from study.data import corpus, online, sample, tokens
 from study.errors import UsageError
-from tests.datastories import read_splits
 
 # sha256 of the bundled files as study/sample/SOURCES.md gives them: the content stays verbatim.
 SHA256 = {

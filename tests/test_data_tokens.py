@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from datastories import VOCAB, make_stories, write_corpus, write_text
 
 from study.data import corpus, decode, load_tokens
 from study.errors import UsageError
-from tests.datastories import VOCAB, make_stories, write_corpus, write_text
 
 REPO = Path(__file__).resolve().parents[1]
 

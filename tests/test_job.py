@@ -50,7 +50,7 @@ def test_complete_job_reports_progress_curve_and_final(fake: FakeTrainer) -> Non
         fake,
         "ok",
         on_progress=seen["progress"].append,
-        on_curve=lambda e: seen["curve"].append((e["frac"], e["val_loss"])) or False,
+        on_curve=lambda e: seen["curve"].append((e["frac"], e["val_loss"])) or False,  # type: ignore[func-returns-value]
     )
     assert outcome.state == "complete" and outcome.result is not None
     # The parent's measure: the process's wall time less its budgeted seconds (never below 0:

@@ -26,15 +26,15 @@ def test_stale_reason_for_local_and_remote_workers() -> None:
     me, now = stale.this_worker(), time.time()
     assert stale.stale_reason(running({"worker": me, "heartbeat": now}), me=me, now=now) is None
     dead = {**me, "pid": dead_pid()}
-    assert "died" in stale.stale_reason(running({"worker": dead}), me=me, now=now)
+    assert "died" in str(stale.stale_reason(running({"worker": dead}), me=me, now=now))
     if me["start"]:  # /proc: a live pid with another start time was reused by a new process
         reused = {**me, "start": "1"}
-        assert "died" in stale.stale_reason(running({"worker": reused}), me=me, now=now)
+        assert "died" in str(stale.stale_reason(running({"worker": reused}), me=me, now=now))
     remote = {**me, "host": "elsewhere", "pid": 1}
     fresh = running({"worker": remote, "heartbeat": now - 10})
     assert stale.stale_reason(fresh, me=me, now=now) is None
     silent = running({"worker": remote, "heartbeat": now - stale.GRACE_S - 1})
-    assert "no heartbeat from worker elsewhere:1" in stale.stale_reason(silent, me=me, now=now)
+    assert "no heartbeat from worker elsewhere:1" in str(stale.stale_reason(silent, me=me, now=now))
     unstamped = running({}, started=now - stale.GRACE_S - 1)
     assert stale.stale_reason(unstamped, me=me, now=now) is not None
 

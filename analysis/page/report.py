@@ -115,7 +115,7 @@ def build_report(
         f"<title>Study {e(data.study_name)}</title><style>{CSS}</style></head><body>",
         f"<h1>Five-minute study: {e(data.study_name)}</h1>",
         f"<p>Storage <code>{e(data.storage)}</code>, generated "
-        f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}.</p>",
+        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC}.</p>",
     ]
     for title, build in sections:
         parts += section(title, build)
