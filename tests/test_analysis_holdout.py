@@ -10,9 +10,9 @@ from typing import TypedDict
 import numpy as np
 import pytest
 
+from analysis.fits.errors import FitError
 from analysis.fits.holdout import holdout_check
 from analysis.fits.loss_law import StartGrid
-from study.errors import UsageError
 
 SMALL_GRID = StartGrid(
     alpha=(0.0, 0.5, 1.0),
@@ -110,7 +110,7 @@ def test_too_few_sizes_left_to_fit() -> None:
     result = holdout_check(**ladder(np.geomspace(1e5, 1e7, 4)), budget=BUDGET, grid=SMALL_GRID)
     assert not result.trusted and result.law is None
     assert result.untrusted == ("only 2 sizes left to fit; the law needs at least 3",)
-    with pytest.raises(UsageError, match="k must be between 1 and"):
+    with pytest.raises(FitError, match="k must be between 1 and"):
         holdout_check(**ladder(np.geomspace(1e5, 1e7, 4)), k=4)
 
 

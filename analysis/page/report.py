@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from analysis.figures import law_plots, plots
+from analysis.fits.errors import FitError
 from analysis.fits.loss_law import StartGrid
 from analysis.load import DEFAULT_STORAGE, StudyData, load_study
 from analysis.output import check_output
@@ -246,7 +247,7 @@ def _frontier(data: StudyData, *, budget: float | None, ratio: float) -> list[st
             o = frontier_for(
                 data, metric=metric, color_by="depth", budget=budget, ratio=ratio, device=None
             )
-        except UsageError as exc:
+        except (UsageError, FitError) as exc:
             out.append(note(str(exc)))
             continue
         drawn.add(metric)
@@ -377,7 +378,7 @@ def _choices(data: StudyData) -> list[str]:
             break  # one of them never varied: the cells repeat the other
         try:
             comparisons = compare_for(data, by=by)
-        except UsageError as exc:
+        except (UsageError, FitError) as exc:
             out.append(note(str(exc)))
             continue
         compared += 1
