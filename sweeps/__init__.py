@@ -6,8 +6,9 @@ with ``balanced_sampler``); without one the study uses a seeded TPE sampler. The
 the study-wide fields (budget, data, device, seed) on top of what ``suggest`` returns, so a sweep
 only says what varies between trials.
 
-``--sweep`` takes the name of a module here (``default``, ``ladder``, ``ladder_large``, ``archs``,
-``positions``; ``ladders`` is the ladder factory, not a sweep) or the path of a ``.py`` file that
+``--sweep`` takes the name of a module here (``default``, ``ladder``, ``ladder_large``,
+``ladder_dense``, ``ladder_gpu``, ``regularise``, ``archs``, ``positions``; ``ladders`` is the
+ladder factory, not a sweep) or the path of a ``.py`` file that
 defines ``suggest`` the same way.
 """
 

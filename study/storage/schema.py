@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
 SCHEMA_VERSION = 2
-# Versions this code upgrades in place (``store.migrate``): 1 lacked ``harness_curve.eval_tokens``.
+# Versions this code upgrades in place (``harness_tables.create_or_upgrade``): 1 lacked ``harness_curve.eval_tokens``.
 MIGRATES_FROM = frozenset({1})
 
 # MySQL's FLOAT is 4 bytes and its TEXT holds 64 KB; ask it for what the other backends give.
