@@ -25,7 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from study.config import TrainConfig
+from study.config import FixedTerms, TrainConfig
 from study.errors import UsageError
 
 
@@ -38,8 +38,8 @@ class Sweep:
     suggest: Callable[[Any], Any]
     sampler: Callable[..., Any] | None
 
-    def build(self, trial: Any, **base: Any) -> TrainConfig:
-        """``suggest(trial)`` with the study-wide fields in ``base`` applied on top, validated.
+    def build(self, trial: Any, fixed: FixedTerms) -> TrainConfig:
+        """``suggest(trial)`` with the study-wide ``fixed`` terms applied on top, validated.
 
         Raises:
             UsageError: ``suggest`` raised, returned something other than a TrainConfig, or a
@@ -55,7 +55,7 @@ class Sweep:
             raise UsageError(
                 f"sweep {self.name}: suggest must return a TrainConfig, got {type(config).__name__}"
             )
-        config = config.replace(**base)
+        config = fixed.apply(config)
         try:
             config.validate()
         except UsageError as exc:

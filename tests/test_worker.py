@@ -14,6 +14,7 @@ import pytest
 from optuna.trial import TrialState
 from studyrun import fake_trainer, make_result, view, write_sweep
 
+from study.config import FixedTerms
 from study.orchestra.worker import WorkerSpec, make_pruner, run_worker, trial_attrs
 from study.storage import pending, schema, stale
 from study.storage.optuna_store import SharedStudy, curve_step
@@ -54,7 +55,7 @@ def test_a_trial_written_off_underneath_its_worker_is_dropped_and_the_study_goes
         storage=url,
         study_name=name,
         sweep=str(write_sweep(tmp_path)),
-        base={"budget": 2.0, "data": None, "device": "cpu", "seed": 0},
+        fixed=FixedTerms(budget=2.0, data=None, device="cpu", seed=0),
         trials=1,
         max_failures=1,
         pruner="none",
@@ -155,7 +156,7 @@ def test_a_result_the_database_cannot_take_is_kept_and_recorded_later(
         storage=url,
         study_name=name,
         sweep=str(write_sweep(tmp_path)),
-        base={"budget": 2.0, "data": None, "device": "cpu", "seed": 0},
+        fixed=FixedTerms(budget=2.0, data=None, device="cpu", seed=0),
         trials=1,
         max_failures=1,
         pruner="none",

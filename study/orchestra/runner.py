@@ -13,6 +13,7 @@ failed and queued again, and ``workers`` processes train trials until the study 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import multiprocessing
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from study.config import FixedTerms
 from study.data import resolve_data
 from study.errors import UsageError
 from study.orchestra import progress
@@ -98,13 +100,13 @@ def run_study(opts: RunOptions) -> int:
     study_name = opts.study_name or sweep.name
     # Which corpus "no --data" means here (the hub, or the bundled sample when the hub cannot
     # be reached) is decided once, so the trials neither probe again nor record None.
-    base = {
-        "budget": float(opts.budget),
-        "data": resolve_data(opts.data),
-        "device": opts.device,
-        "seed": opts.seed,
-    }
-    probe, space = probe_config(sweep, base)
+    fixed = FixedTerms(
+        budget=float(opts.budget),
+        data=resolve_data(opts.data),
+        device=opts.device,
+        seed=opts.seed,
+    )
+    probe, space = probe_config(sweep, fixed)
     check_device(opts.device)
     state = store.inspect_storage(opts.storage, study_name)
     check_existing(state, study_name, budget=opts.budget)
@@ -114,7 +116,7 @@ def run_study(opts: RunOptions) -> int:
         max_stories=opts.max_stories,
         stored=state.study_attrs.get("max_stories"),
     )
-    base["max_stories"] = tokens.max_stories
+    fixed = dataclasses.replace(fixed, max_stories=tokens.max_stories)
     terms = {
         "budget": float(opts.budget),
         "corpus": tokens.fingerprint,
@@ -139,7 +141,7 @@ def run_study(opts: RunOptions) -> int:
             storage=opts.storage,
             study_name=study_name,
             sweep=sweep.spec,
-            base=base,
+            fixed=fixed,
             trials=opts.trials,
             max_failures=opts.failure_limit,
             pruner=opts.pruner,
@@ -268,7 +270,7 @@ def run_workers(specs: list[WorkerSpec], lock: Lock, failures: Failures) -> list
     return [(p.name, p.exitcode or 0) for p in procs if p.exitcode != 0]
 
 
-def probe_config(sweep: Sweep, base: dict[str, Any]) -> tuple[TrainConfig, dict[str, str]]:
+def probe_config(sweep: Sweep, fixed: FixedTerms) -> tuple[TrainConfig, dict[str, str]]:
     """One suggestion from a throwaway in-memory study: proves the sweep works before the
     database is touched, and gives the tokenizer settings to prepare and the search space
     (``comparability.search_space``). Seeded, so every run of a sweep sees the same branch."""
@@ -280,7 +282,7 @@ def probe_config(sweep: Sweep, base: dict[str, Any]) -> tuple[TrainConfig, dict[
         else optuna.samplers.RandomSampler(seed=0)
     )
     trial = scratch.ask()
-    return sweep.build(trial, **base), search_space(trial)
+    return sweep.build(trial, fixed), search_space(trial)
 
 
 def check_device(device: str) -> None:

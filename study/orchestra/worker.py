@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from study.config import FixedTerms
 from study.errors import UsageError, first_line, stop_like_ctrl_c
 from study.orchestra import progress
 from study.orchestra.job import Outcome, WarmPool, die_with_parent, prestart_enabled, run_job
@@ -73,7 +74,7 @@ class WorkerSpec:
     storage: str
     study_name: str
     sweep: str  # name or absolute path, reloaded in the worker
-    base: dict[str, Any]  # budget, data, device, seed: applied on top of every suggestion
+    fixed: FixedTerms  # budget, data, device, seed, max_stories: on top of every suggestion
     trials: int  # the study's target of COMPLETE trials
     max_failures: int  # stop after this many failed trials in this run (all workers together)
     pruner: str
@@ -189,9 +190,7 @@ def run_worker(spec: WorkerSpec, lock: Lock, failures: Failures) -> None:
         spec.storage,
         spec.study_name,
         sampler=make_sampler(sweep.sampler, seed=spec.sampler_seed),
-        pruner=make_pruner(
-            spec.pruner, curve_points=spec.curve_points, budget=float(spec.base["budget"])
-        ),
+        pruner=make_pruner(spec.pruner, curve_points=spec.curve_points, budget=spec.fixed.budget),
     )
     env = {**os.environ, **spec.env}
     study_lock = StudyLock(spec.storage, spec.study_name)
@@ -199,14 +198,14 @@ def run_worker(spec: WorkerSpec, lock: Lock, failures: Failures) -> None:
         spec.train_command,
         cache_dir=spec.cache_dir,
         env=env,
-        enabled=prestart_enabled(str(spec.base.get("device", "auto"))),
+        enabled=prestart_enabled(spec.fixed.device),
     )
     display = progress.Display(
         spec.study_name,
         target=spec.trials,
         workers=spec.workers,
         done=_complete(shared),
-        budget=float(spec.base["budget"]),
+        budget=spec.fixed.budget,
     )
     waiting = False
     try:
@@ -241,7 +240,7 @@ def _configure(
 ) -> TrainConfig | None:
     """Under the lock: the trial's config, stored on it; None (trial failed) if it is invalid."""
     try:
-        config = sweep.build(trial, **spec.base)
+        config = sweep.build(trial, spec.fixed)
     except UsageError as exc:
         _fail(shared, trial.number, f"invalid config: {exc}", failures)
         return None
