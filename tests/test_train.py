@@ -125,7 +125,7 @@ def test_every_curve_point_is_taken_wherever_the_budget_runs_out(
     """However the last step's reading of the clock and the loop's check of it fall around the
     budget, a run ends with all its curve points, the last at the budget (a trial once stored
     three of four when the budget ran out between the two)."""
-    from study.training.clock import Events
+    from study.events import Events
     from study.training.trainer import Job, Run
 
     config = tiny_config(tinystories, budget=1.0, curve_points=4, eval_tokens=512)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import numpy as np
 import torch
 
+from study import events as ev
 from study.config import TrainConfig
 from study.device import (
     autocast,
@@ -32,10 +33,11 @@ from study.device import (
     versions,
 )
 from study.errors import UsageError
+from study.events import Events
 from study.fmt import fmt_count
 from study.models import LanguageModel, ParamCount, build_model, count_params
 from study.result import CurvePoint, TrainResult
-from study.training.clock import Clock, Events, ThreadTuner
+from study.training.clock import Clock, ThreadTuner
 from study.training.evaluate import eval_windows, evaluate
 from study.training.schedule import lr_at, seq_len_at
 from study.training.step import GRAPH_WARMUP, TrainStep
@@ -312,13 +314,14 @@ class Run:
                 flush=True,
             )
         self.events.emit(
-            "progress",
-            elapsed_s=elapsed,
-            budget=budget,
-            step=self.step,
-            train_loss=train_loss,
-            lr=lr,
-            tok_s=tok_s,
+            ev.progress(
+                elapsed_s=elapsed,
+                budget=budget,
+                step=self.step,
+                train_loss=train_loss,
+                lr=lr,
+                tok_s=tok_s,
+            )
         )
         interval = self.log_interval
         self.next_log += interval * (math.floor((elapsed - self.next_log) / interval) + 1)
@@ -343,7 +346,7 @@ class Run:
             eval_tokens=self.job.eval_tokens,
         )
         self.curve.append(point)
-        self.events.emit("curve", frac=self.next_curve / self.config.curve_points, **point)
+        self.events.emit(ev.curve(frac=self.next_curve / self.config.curve_points, point=point))
         self.next_curve += 1
         self.eval_seconds += time.perf_counter() - paused_at
         self.clock.resume()
@@ -366,7 +369,7 @@ class Run:
             raise Diverged("held-out loss is NaN or infinite after training")
         if self.curve:
             self.curve[-1]["val_loss"] = val_loss
-        self.events.emit("final", val_loss=val_loss, val_bpb=val_bpb)
+        self.events.emit(ev.final(val_loss=val_loss, val_bpb=val_bpb))
         sampled = time.perf_counter()
         sample = self.sample()
         sample_seconds = time.perf_counter() - sampled
