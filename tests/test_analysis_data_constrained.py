@@ -121,6 +121,7 @@ def synthetic(rng: np.random.Generator, *, noise: float) -> tuple[np.ndarray, ..
     return n, d, u, loss, truth.predict(n, d, u)
 
 
+@pytest.mark.slow
 def test_fit_recovers_known_constants_from_noisy_data() -> None:
     n, d, u, loss, clean = synthetic(np.random.default_rng(7), noise=0.003)
     fit = fit_data_constrained(n, d, u, loss, grid=SMALL_GRID)
@@ -144,6 +145,7 @@ def test_fit_refuses_data_it_cannot_use() -> None:
         fit_data_constrained([1e6] * 6, [1e8] * 6, [1e7] * 5, [3.0] * 6)
 
 
+@pytest.mark.slow
 def test_choose_law_uses_chinchilla_within_four_epochs() -> None:
     rng = np.random.default_rng(8)
     n, d = (g.ravel() for g in np.meshgrid(np.geomspace(1e6, 1e8, 6), np.geomspace(1e8, 1e10, 6)))
@@ -157,6 +159,7 @@ def test_choose_law_uses_chinchilla_within_four_epochs() -> None:
     assert any("could not be checked" in w for w in unknown.warnings)
 
 
+@pytest.mark.slow
 def test_choose_law_never_fits_fresh_data_law_to_heavy_repetition() -> None:
     n, d, u, loss, _ = synthetic(np.random.default_rng(9), noise=0.002)
     chosen = choose_law(n, d, loss, unique=u, grid=SMALL_GRID)

@@ -63,6 +63,7 @@ def ladder(
     }
 
 
+@pytest.mark.slow
 def test_true_law_predicts_the_two_largest_sizes() -> None:
     sizes = np.geomspace(1e5, 3e7, 8)
     points = ladder(sizes)
@@ -114,6 +115,7 @@ def test_too_few_sizes_left_to_fit() -> None:
         holdout_check(**ladder(np.geomspace(1e5, 1e7, 4)), k=4)
 
 
+@pytest.mark.slow
 def test_optimum_on_the_search_bound_is_not_a_number() -> None:
     points = ladder(np.geomspace(1e5, 3e7, 8))
     points["tokens_per_second"] = np.full_like(points["params"], 1e6)  # no cost to size
@@ -128,6 +130,7 @@ def test_optimum_on_the_search_bound_is_not_a_number() -> None:
     )
 
 
+@pytest.mark.slow
 def test_repeated_ladder_uses_the_data_constrained_law() -> None:
     sizes = np.geomspace(1e5, 3e7, 8)
     unique = 3e6  # the smallest size sees ~9 epochs, the largest under one

@@ -96,6 +96,7 @@ def test_database_without_optuna_tables_is_refused_untouched(tmp_path: Path) -> 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.db"]
 
 
+@pytest.mark.slow
 def test_without_a_name_the_most_recently_run_study_is_read_and_named(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -134,6 +135,7 @@ def set_schema_version(path: Path, version: str) -> None:
     engine.dispose()
 
 
+@pytest.mark.slow
 def test_newer_harness_schema_is_refused_in_one_line(tmp_path: Path) -> None:
     from study.storage.schema import SCHEMA_VERSION
 
@@ -152,6 +154,7 @@ def test_newer_harness_schema_is_refused_in_one_line(tmp_path: Path) -> None:
     assert digest(path) == before
 
 
+@pytest.mark.slow
 def test_older_harness_schema_loads_for_analysis_and_upgrades_for_a_study(tmp_path: Path) -> None:
     """The analysis reads old studies untouched; a study run accepts the versions it upgrades in
     place (``schema.MIGRATES_FROM``) and refuses older ones."""
@@ -173,6 +176,7 @@ def test_older_harness_schema_loads_for_analysis_and_upgrades_for_a_study(tmp_pa
         load_study(url(path))
 
 
+@pytest.mark.slow
 def test_load_from_a_postgresql_server() -> None:
     """The same reader on a real server (``.ci/run`` sets the URL; skipped where none is)."""
     import uuid

@@ -112,6 +112,7 @@ def test_crossover_figure_draws_an_extrapolated_n_star_as_one(data: StudyData) -
         assert_no_overlaps(fig)
 
 
+@pytest.mark.slow
 def test_loss_law_figure_labels_in_legends_not_on_the_curves(data: StudyData) -> None:
     trials = complete_trials(data)
     o = scaling_law_for(
@@ -124,6 +125,7 @@ def test_loss_law_figure_labels_in_legends_not_on_the_curves(data: StudyData) ->
     assert_no_overlaps(fig)
 
 
+@pytest.mark.slow
 def test_curves_and_ladder_figures_have_no_clashing_labels(data: StudyData) -> None:
     assert_no_overlaps(plots.curves_figure(curve_points(data)))
     results = predict_for(data, device="cpu", grid="coarse")
@@ -135,6 +137,7 @@ def test_curves_and_ladder_figures_have_no_clashing_labels(data: StudyData) -> N
     assert_no_overlaps(fig)
 
 
+@pytest.mark.slow
 def test_figures_render(data: StudyData, tmp_path: Path) -> None:
     out = tmp_path / "curves.svg"
     plots.save(plots.curves_figure(curve_points(data)), out)

@@ -65,6 +65,7 @@ def test_device_label_falls_back_to_the_kind_and_no_trials_is_refused() -> None:
         complete_trials(Data(frame.iloc[:0]))  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_by_device_matches_kind_or_label_case_blind(db: Path) -> None:
     trials = complete_trials(load_study(url(db)))
     groups = by_device(trials, None)

@@ -33,6 +33,7 @@ def small(arch: str, **changes: object) -> ModelConfig:
 
 
 @pytest.mark.parametrize("arch", ["lstm", "diffusion"])
+@pytest.mark.slow
 def test_param_count_matches_numel(arch: str) -> None:
     config = small(arch, pos="learned")
     model = build_model(config)
@@ -51,6 +52,7 @@ def test_param_count_matches_numel(arch: str) -> None:
         assert counts.flops_per_token == 6 * (counts.nonembedding + V * d) + 12 * 2 * d * 16
 
 
+@pytest.mark.slow
 def test_diffusion_matches_gpt_apart_from_mask_row() -> None:
     gpt, diffusion = count_params(small("gpt")), count_params(small("diffusion"))
     assert diffusion.nonembedding == gpt.nonembedding
@@ -123,6 +125,7 @@ def test_diffusion_training_loss_is_masked_nll_over_k() -> None:
 
 @pytest.mark.parametrize("arch", ["lstm", "diffusion"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.slow
 def test_half_precision_autocast(arch: str, dtype: torch.dtype) -> None:
     """--precision bf16/fp16 run the models under autocast (fp16 LSTM on CPU: float32 inside)."""
     torch.manual_seed(0)
@@ -137,6 +140,7 @@ def test_half_precision_autocast(arch: str, dtype: torch.dtype) -> None:
         assert loss.item() == pytest.approx(reference, rel=2e-2)
 
 
+@pytest.mark.slow
 def test_diffusion_learns_to_use_context() -> None:
     """Rows that repeat one uniformly drawn token: without looking at the unmasked positions
     the loss stays at ln V; a working denoiser copies them (floor ln V / T, the all-masked rows)."""
@@ -167,6 +171,7 @@ def uniform_diffusion(config: ModelConfig) -> DiffusionLM:
     return model
 
 
+@pytest.mark.slow
 def test_bound_of_uniform_model_is_its_exact_nll() -> None:
     """Uniform predictions: p(y) = V^-T exactly, and the bound is at least (here equal to) it."""
     config = small("diffusion")
@@ -213,6 +218,7 @@ def exact_nll(model: DiffusionLM, y: torch.Tensor) -> float:
     return -(torch.tensor(probs, dtype=torch.float64).logsumexp(0) - math.log(len(probs))).item()
 
 
+@pytest.mark.slow
 def test_bound_is_above_exact_nll_exhaustively() -> None:
     """T = 4: the exact NLL (all 24 orders) <= the exact bound (all 15 mask sets), and the
     Monte Carlo nll_sum averages to the exact bound."""
@@ -246,6 +252,7 @@ def test_nll_sum_is_deterministic() -> None:
         assert model.nll_sum(y, y).item() == model.nll_sum(y, y).item()
 
 
+@pytest.mark.slow
 def test_diffusion_generate_unmasks_every_position() -> None:
     torch.manual_seed(0)
     model = build_model(small("diffusion"))
@@ -262,6 +269,7 @@ def test_diffusion_generate_unmasks_every_position() -> None:
 
 
 @pytest.mark.parametrize("arch", ["gpt", "lstm", "diffusion"])
+@pytest.mark.slow
 def test_each_arch_trains(arch: str, tinystories: Path, cache_dir: Path) -> None:
     config = TrainConfig(
         model=ModelConfig(

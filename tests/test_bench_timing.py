@@ -36,6 +36,7 @@ def test_time_steps_warms_up_then_counts_whole_groups_of_steps() -> None:
     assert timing.peak_mem_gb is None and timing.mfu is None
 
 
+@pytest.mark.slow
 def test_measure_reports_a_failure_as_one_line() -> None:
     def build() -> Callable[[], int]:
         raise RuntimeError("CUDA out of memory.\nTried to allocate 2 GiB")

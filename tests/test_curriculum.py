@@ -20,6 +20,8 @@ import study.training.trainer as trainer
 from study.config import ModelConfig, TrainConfig
 from study.models import LanguageModel
 
+pytestmark = pytest.mark.slow  # every test here starts processes or trains
+
 FULL, BATCH, ACCUM = 256, 8, 2
 
 

@@ -168,6 +168,7 @@ print(*(hashlib.sha256(b).hexdigest() for b in
 """
 
 
+@pytest.mark.slow
 def test_concurrent_builders_agree(tmp_path: Path) -> None:
     write_text(tmp_path / "c.txt", make_stories(3000))
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -32,6 +32,7 @@ print("exit", proc.returncode, "peak_kib", resource.getrusage(resource.RUSAGE_CH
 """
 
 
+@pytest.mark.slow
 def test_a_2gb_sparse_file_beside_real_text_is_refused_in_bounded_memory(tmp_path: Path) -> None:
     folder = tmp_path / "corpus"
     write_corpus(folder / "a_stories.txt", make_stories(50))

@@ -172,6 +172,7 @@ def test_probe_tells_an_answer_from_silence(
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+@pytest.mark.slow
 def test_an_https_answer_without_a_valid_certificate_is_not_the_hub(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -81,6 +81,7 @@ def test_check_terms_names_what_differs_and_returns_what_is_missing() -> None:
             check_terms(stored, ours, study_name="s")
 
 
+@pytest.mark.slow
 def test_runs_that_would_not_compare_are_refused_under_the_lock(
     tmp_path: Path, cache_dir: Path
 ) -> None:

@@ -36,6 +36,7 @@ def test_the_results_section_names_commands_of_shipped_studies() -> None:
 
 
 @pytest.mark.parametrize("command", results_commands(), ids=lambda c: " ".join(c[2:5]))
+@pytest.mark.slow
 def test_a_results_command_runs_on_the_shipped_database(command: list[str], tmp_path: Path) -> None:
     shutil.copy(SHIPPED, tmp_path / "study.db")  # the default storage, as in a fresh clone
     before = set(tmp_path.iterdir())

@@ -37,6 +37,7 @@ def _wait_for(predicate: object, what: str, timeout: float = 60.0) -> None:
 
 
 @pytest.mark.parametrize("noticed_by", ["report", "heartbeat"])
+@pytest.mark.slow
 def test_a_trial_written_off_underneath_its_worker_is_dropped_and_the_study_goes_on(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -142,6 +143,7 @@ def test_pruners_compare_trials_at_the_same_budget_second() -> None:
     assert all(hyperband[i] in (75, 150, 225) for i in bad), hyperband
 
 
+@pytest.mark.slow
 def test_a_result_the_database_cannot_take_is_kept_and_recorded_later(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
