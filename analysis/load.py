@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from study.errors import UsageError, first_line
-from study.storage.schema import TRIAL_ATTRS
+from study.result import TRIAL_ATTRS
 from study.storage.store import check_harness_version, read_only_engine_kwargs, safe_url
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ class StudyData:
 
     ``trials``: one row per trial: ``number``, ``trial_id``, ``state`` (COMPLETE, FAIL, ...),
     ``value`` (held-out perplexity), ``datetime_start``, ``duration_s``, every name in
-    ``study.storage.schema.TRIAL_ATTRS`` (nested dicts flattened to ``config.model.n_layer`` and the like;
+    ``study.result.TRIAL_ATTRS`` (nested dicts flattened to ``config.model.n_layer`` and the like;
     missing ones are NaN), ``fail_reason`` and ``param.<name>`` for Optuna's sampled params.
     ``curves``: one row per ``harness_curve`` point, ``samples`` one per ``harness_sample`` row.
     """

@@ -12,7 +12,7 @@ from analysis_db import digest, make_study_db, populate_study, run_cli, url
 from analysis.load import load_study
 from analysis.views.frontier import run_frontier
 from study.errors import UsageError
-from study.storage.schema import TRIAL_ATTRS
+from study.result import TRIAL_ATTRS
 
 
 @pytest.fixture(scope="module")

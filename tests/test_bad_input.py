@@ -23,8 +23,7 @@ import sqlalchemy as sa
 import torch
 from studyrun import DATA, REPO, tmpfs, write_sweep
 
-from study.orchestra.worker import trial_attrs
-from study.result import TrainResult
+from study.result import TrainResult, trial_attrs
 from study.storage import schema, store
 
 FOLDER = "store"  # the database's own folder, compared before and after

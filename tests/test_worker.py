@@ -3,6 +3,7 @@ off while it trained (it drops that trial quietly and goes on with the study).""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import multiprocessing
 import threading
@@ -15,17 +16,20 @@ from optuna.trial import TrialState
 from studyrun import fake_trainer, make_result, view, write_sweep
 
 from study.config import FixedTerms
-from study.orchestra.worker import WorkerSpec, make_pruner, run_worker, trial_attrs
-from study.storage import pending, schema, stale
+from study.orchestra.worker import WorkerSpec, make_pruner, run_worker
+from study.result import TRIAL_ATTRS, TrainResult, trial_attrs
+from study.storage import pending, stale
 from study.storage.optuna_store import SharedStudy, curve_step
-from study.storage.schema import TRIAL_ATTRS
 from study.storage.store import StorageGone
 from study.storage.study_lock import StudyLock
 
 
 def test_trial_attrs_are_exactly_the_schema() -> None:
     attrs = trial_attrs(make_result())
-    assert set(attrs) == set(schema.TRIAL_ATTRS)
+    assert list(attrs) == list(TRIAL_ATTRS)
+    fields = {f.name for f in dataclasses.fields(TrainResult)}
+    from_config = {"arch", "n_layer", "d_model", "n_head", "pos", "mlp", "lr", "budget", "seed"}
+    assert set(TRIAL_ATTRS) - fields == from_config  # every other name is a result field
     assert attrs["d_model"] == 64 and attrs["budget"] == 2.0 and attrs["batch_size"] == 4
 
 

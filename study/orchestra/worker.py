@@ -31,10 +31,9 @@ from study.config import FixedTerms
 from study.errors import UsageError, first_line, stop_like_ctrl_c
 from study.orchestra import progress
 from study.orchestra.job import Outcome, WarmPool, die_with_parent, prestart_enabled, run_job
-from study.result import TrainResult
+from study.result import trial_attrs
 from study.storage import pending, stale
 from study.storage.optuna_store import SharedStudy, TrialWrittenOff, curve_step
-from study.storage.schema import TRIAL_ATTRS
 from study.storage.store import StorageFull, StorageGone
 from study.storage.study_lock import StudyLock
 from sweeps import load_sweep
@@ -86,45 +85,6 @@ class WorkerSpec:
     workers: int = 1
     env: dict[str, str] = field(default_factory=dict)  # child environment overrides
     parent_pid: int | None = None  # set when this worker is a process of its own
-
-
-def trial_attrs(result: TrainResult) -> dict[str, Any]:
-    """The user attributes of a complete trial: exactly ``schema.TRIAL_ATTRS``."""
-    config, model = result.config, result.config["model"]
-    attrs = {
-        "config": config,
-        **{k: model[k] for k in ("arch", "n_layer", "d_model", "n_head", "pos", "mlp")},
-        "lr": config["lr"],
-        "budget": config["budget"],
-        "seed": config["seed"],
-        "batch_size": result.batch_size,
-        **{
-            k: getattr(result, k)
-            for k in (
-                "params",
-                "params_nonembedding",
-                "flops_per_token",
-                "tokens_seen",
-                "tokens_per_second",
-                "train_seconds",
-                "steps",
-                "epochs",
-                "unique_tokens",
-                "eval_tokens",
-                "eval_seconds",
-                "val_loss",
-                "val_ppl",
-                "val_bpb",
-                "val_is_bound",
-                "device",
-                "device_name",
-                "versions",
-            )
-        },
-        **{k: getattr(result, k) for k in ("compile_seconds", "outside_seconds")},
-    }
-    assert set(attrs) == set(TRIAL_ATTRS), set(attrs) ^ set(TRIAL_ATTRS)
-    return attrs
 
 
 def make_pruner(name: str, *, curve_points: int, budget: float) -> optuna.pruners.BasePruner:
