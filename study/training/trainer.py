@@ -222,6 +222,7 @@ class Run:
         self.compile_seconds = 0.0  # budgeted seconds of the steps that compiled or captured
         self._shape: tuple[int, int] | None = None
         self._compile_steps_left = 0
+        self.oom_at = _fault_oom_step()  # read once: the loop only compares a number
 
     def loop(self) -> None:
         """Train until the budget is spent; the clock is paused when this returns."""
@@ -236,7 +237,8 @@ class Run:
             frac = elapsed / config.budget
             lr = lr_at(frac, peak=config.lr, warmup_frac=config.warmup_frac)
             seq_len = seq_len_at(frac, full=config.model.seq_len, curriculum=config.curriculum)
-            _check_fault_hook(self.step)
+            if self.step == self.oom_at:
+                raise torch.OutOfMemoryError("simulated out of memory (STUDY_FAULT_OOM_AT_STEP)")
             compiling = self.compiles((step_fn.rows_at(seq_len), seq_len))
             if compiling:  # the device's queue drained before and after: only this step counts
                 step_fn.sync()
@@ -420,9 +422,8 @@ class Run:
         return config.prompt + decode(self.job.data.tokenizer, new_ids)
 
 
-def _check_fault_hook(step: int) -> None:
-    """Test hook: ``STUDY_FAULT_OOM_AT_STEP=N`` raises the device's out-of-memory error at step N,
-    so the out-of-memory path can be tested on a machine without a GPU."""
+def _fault_oom_step() -> int | None:
+    """Test hook: with ``STUDY_FAULT_OOM_AT_STEP=N`` the loop raises the device's out-of-memory
+    error at step N, so the out-of-memory path can be tested on a machine without a GPU."""
     at = os.environ.get("STUDY_FAULT_OOM_AT_STEP")
-    if at is not None and step == int(at):
-        raise torch.OutOfMemoryError("simulated out of memory (STUDY_FAULT_OOM_AT_STEP)")
+    return int(at) if at is not None else None
