@@ -129,7 +129,8 @@ def test_every_curve_point_is_taken_wherever_the_budget_runs_out(
     budget, a run ends with all its curve points, the last at the budget (a trial once stored
     three of four when the budget ran out between the two)."""
     from study.events import Events
-    from study.training.trainer import Job, Run
+    from study.training.setup import Job
+    from study.training.trainer import Run
 
     config = tiny_config(tinystories, budget=1.0, curve_points=4, eval_tokens=512)
     job = Job.prepare(config, cache_dir=cache_dir)
