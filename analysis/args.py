@@ -3,12 +3,33 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
+from analysis.fits.errors import FitError
 from analysis.load import DEFAULT_STORAGE
 from study.cli import ArgumentParser
+from study.errors import UsageError, cli_main
+
+T = TypeVar("T")
+
+
+def analysis_main(fn: Callable[..., T]) -> Callable[..., T]:
+    """An analysis command's ``main`` under :func:`study.errors.cli_main`, a fit's
+    :class:`~analysis.fits.errors.FitError` read as bad input like a UsageError: one line on
+    stderr (``error: ...``) and exit status 2, never a traceback."""
+
+    @functools.wraps(fn)
+    def as_usage(*args: object, **kwargs: object) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except FitError as exc:
+            raise UsageError(str(exc)) from None
+
+    return cli_main(as_usage)
 
 
 def make_parser(prog: str, doc: str | None, *, examples: Sequence[str]) -> argparse.ArgumentParser:

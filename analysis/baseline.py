@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import argparse
 
-from analysis.args import add_study_args, make_parser, setup_logging
-from study.errors import UsageError, cli_main
+from analysis.args import add_study_args, analysis_main, make_parser, setup_logging
+from study.errors import UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@cli_main
+@analysis_main
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)

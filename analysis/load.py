@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from analysis.clean import clean_frame, printable
 from study.errors import UsageError, first_line
 from study.orchestra.machine_load import LOAD_ATTRS
-from study.storage.schema import TRIAL_ATTRS
+from study.result import TRIAL_ATTRS
 from study.storage.store import (
     check_harness_version,
     parse_url,
@@ -58,7 +58,7 @@ class StudyData:
 
     ``trials``: one row per trial: ``number``, ``trial_id``, ``state`` (COMPLETE, FAIL, ...),
     ``value`` (held-out perplexity), ``datetime_start``, ``duration_s``, every name in
-    ``study.storage.schema.TRIAL_ATTRS`` (nested dicts flattened to ``config.model.n_layer`` and the like;
+    ``study.result.TRIAL_ATTRS`` (nested dicts flattened to ``config.model.n_layer`` and the like;
     missing ones are NaN), ``fail_reason`` and ``param.<name>`` for Optuna's sampled params.
     ``curves``: one row per ``harness_curve`` point, ``samples`` one per ``harness_sample`` row.
     """

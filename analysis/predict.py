@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from analysis.args import add_device_arg, add_study_args, make_parser, setup_logging
+from analysis.args import add_device_arg, add_study_args, analysis_main, make_parser, setup_logging
+from analysis.fits.errors import FitError
 from analysis.fits.holdout import HoldoutResult, holdout_check
 from analysis.fits.loss_law import LossLawFit, fit_loss_law
 from analysis.load import DEFAULT_STORAGE, StudyData, load_study
@@ -27,7 +28,7 @@ from analysis.selection import (
     open_source,
 )
 from analysis.views.scaling_law import grid_named
-from study.errors import UsageError, cli_main, first_line
+from study.errors import UsageError, first_line
 from study.fileio import write_json
 from study.fmt import fmt_count
 
@@ -92,7 +93,7 @@ def predict_for(
                 grid=start_grid,
                 base=base,
             )
-        except UsageError as exc:
+        except (UsageError, FitError) as exc:
             out[label] = first_line(exc)
     return out
 
@@ -268,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@cli_main
+@analysis_main
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     setup_logging()

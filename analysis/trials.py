@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import argparse
 
-from analysis.args import add_study_args, make_parser, setup_logging
+from analysis.args import add_study_args, analysis_main, make_parser, setup_logging
 from analysis.views.trials import run_trials, trial_config
-from study.errors import cli_main
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@cli_main
+@analysis_main
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     setup_logging()

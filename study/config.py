@@ -1,6 +1,7 @@
 """Frozen configuration dataclasses, validated at the edge (CLI, JSON, sweep file).
 
-``ModelConfig`` says what network to build, ``TrainConfig`` how to train it for a budget.
+``ModelConfig`` says what network to build, ``TrainConfig`` how to train it for a budget,
+``FixedTerms`` what every trial of a study run trains under, whatever its sweep suggests.
 Unknown keys and wrong types raise :class:`~study.errors.UsageError` here, never deep inside
 training.
 """
@@ -349,3 +350,30 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
             return value
     expected = " or ".join(getattr(o, "__name__", str(o)) for o in options)
     raise UsageError(f"config key {name} must be {expected}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class FixedTerms:
+    """What every trial of a study run trains under, applied on top of each suggestion: the
+    budget in seconds, the corpus (resolved once, so no trial probes the hub again), the device
+    and the seed. ``max_stories`` is the study's training-story limit once its token cache is
+    sized; ``None`` (the probe before that) leaves the suggestion's own. Crosses from the runner
+    to each worker process (frozen and picklable)."""
+
+    budget: float
+    data: str | None
+    device: str
+    seed: int
+    max_stories: int | None = None
+
+    def apply(self, config: TrainConfig) -> TrainConfig:
+        """``config`` with these fields in place of its own (not validated here)."""
+        fields: dict[str, Any] = {
+            "budget": self.budget,
+            "data": self.data,
+            "device": self.device,
+            "seed": self.seed,
+        }
+        if self.max_stories is not None:
+            fields["max_stories"] = self.max_stories
+        return config.replace(**fields)

@@ -74,3 +74,61 @@ class TrainResult:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# The user attributes every complete trial carries (Optuna ``trial.user_attrs``), in the order the
+# analysis tables show them: the one list they are derived from (``trial_attrs``). ``config`` is
+# the config itself, the names in _FROM_MODEL and _FROM_CONFIG are read from it, every other name
+# is the TrainResult field of that name.
+TRIAL_ATTRS = (
+    "config",  # TrainConfig.to_dict(), nested
+    "arch",
+    "n_layer",
+    "d_model",
+    "n_head",
+    "pos",
+    "mlp",
+    "lr",
+    "batch_size",
+    "budget",
+    "params",  # total, tied embeddings counted once
+    "params_nonembedding",
+    "flops_per_token",
+    "tokens_seen",
+    "tokens_per_second",  # steady state
+    "train_seconds",
+    "steps",
+    "epochs",  # tokens_seen / unique_tokens
+    "unique_tokens",  # U: distinct training tokens the trial could draw from
+    "eval_tokens",  # held-out targets of every evaluation (the final one and each curve point)
+    "eval_seconds",  # seconds all evaluations took, outside the budget
+    "val_loss",
+    "val_ppl",
+    "val_bpb",
+    "val_is_bound",
+    "device",  # e.g. "cuda", "cpu"
+    # e.g. "NVIDIA H100 80GB HBM3", "Apple MPS (arm64)", "cpu x86_64 (AMD EPYC, bf16)"
+    "device_name",
+    "versions",  # {"python", "torch", "numpy", "tokenizers", "study"}
+    "seed",
+    "compile_seconds",  # budgeted seconds of the steps that compiled or captured a CUDA graph
+    "outside_seconds",  # the trial process's wall time minus train_seconds (parent-measured)
+)
+_FROM_MODEL = ("arch", "n_layer", "d_model", "n_head", "pos", "mlp")
+_FROM_CONFIG = ("lr", "budget", "seed")
+
+
+def trial_attrs(result: TrainResult) -> dict[str, Any]:
+    """The user attributes of a complete trial: exactly ``TRIAL_ATTRS``, in its order."""
+    config = result.config
+
+    def value(name: str) -> Any:
+        if name == "config":
+            return config
+        if name in _FROM_MODEL:
+            return config["model"][name]
+        if name in _FROM_CONFIG:
+            return config[name]
+        return getattr(result, name)
+
+    return {name: value(name) for name in TRIAL_ATTRS}

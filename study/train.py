@@ -303,7 +303,7 @@ def warm_up(args: argparse.Namespace) -> tuple[TrainConfig | None, TokenData | N
     import torch
 
     from study.device import resolve_device
-    from study.training.trainer import load_config_tokens
+    from study.training.setup import load_config_tokens
 
     hint = config_from_args(args, read_config(args.warm_config)) if args.warm_config else None
     device = resolve_device(hint.device if hint is not None else args.device or "auto")

@@ -6,8 +6,9 @@ with ``balanced_sampler``); without one the study uses a seeded TPE sampler. The
 the study-wide fields (budget, data, device, seed) on top of what ``suggest`` returns, so a sweep
 only says what varies between trials.
 
-``--sweep`` takes the name of a module here (``default``, ``ladder``, ``ladder_large``, ``archs``,
-``positions``; ``ladders`` is the ladder factory, not a sweep) or the path of a ``.py`` file that
+``--sweep`` takes the name of a module here (``default``, ``ladder``, ``ladder_large``,
+``ladder_dense``, ``ladder_gpu``, ``regularise``, ``archs``, ``positions``; ``ladders`` is the
+ladder factory, not a sweep) or the path of a ``.py`` file that
 defines ``suggest`` the same way.
 """
 
@@ -24,7 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from study.config import TrainConfig
+from study.config import FixedTerms, TrainConfig
 from study.errors import UsageError
 
 
@@ -37,8 +38,8 @@ class Sweep:
     suggest: Callable[[Any], Any]
     sampler: Callable[..., Any] | None
 
-    def build(self, trial: Any, **base: Any) -> TrainConfig:
-        """``suggest(trial)`` with the study-wide fields in ``base`` applied on top, validated.
+    def build(self, trial: Any, fixed: FixedTerms) -> TrainConfig:
+        """``suggest(trial)`` with the study-wide ``fixed`` terms applied on top, validated.
 
         Raises:
             UsageError: ``suggest`` raised, returned something other than a TrainConfig, or a
@@ -54,7 +55,7 @@ class Sweep:
             raise UsageError(
                 f"sweep {self.name}: suggest must return a TrainConfig, got {type(config).__name__}"
             )
-        config = config.replace(**base)
+        config = fixed.apply(config)
         try:
             config.validate()
         except UsageError as exc:

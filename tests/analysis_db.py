@@ -1,7 +1,7 @@
 """A small study database built with Optuna's own API, for the analysis tests.
 
 The database holds what the study runner stores: complete trials with every user attribute in
-``study.storage.schema.TRIAL_ATTRS``, a failed trial with its reason, and rows in the harness tables. Its
+``study.result.TRIAL_ATTRS``, a failed trial with its reason, and rows in the harness tables. Its
 numbers follow known laws (tokens/s = c N^-k per device, loss = E + A/N^alpha + B/D^beta), so
 the commands' answers can be checked.
 """
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from study.config import ModelConfig, TrainConfig
-from study.storage.schema import TRIAL_ATTRS
+from study.result import TRIAL_ATTRS
 
 REPO = Path(__file__).resolve().parents[1]
 BUDGET = 300.0

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import multiprocessing.process
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -30,3 +32,20 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("study-cache")
     os.environ["STUDY_CACHE_DIR"] = str(path)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _subprocesses_only_in_slow_tests(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast tier (``-m "not slow"``) starts no process: a test that does without the ``slow``
+    mark fails here, so the promise of ``pytest -m "not slow"`` cannot rot unseen."""
+    if request.node.get_closest_marker("slow") is not None:
+        return
+    name = request.node.nodeid
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"{name} starts a process: mark it @pytest.mark.slow")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", refuse)

@@ -25,10 +25,9 @@ import sqlalchemy as sa
 from optuna.trial import FrozenTrial, TrialState
 
 from study.config import ModelConfig, TrainConfig
-from study.result import TrainResult
+from study.result import TRIAL_ATTRS, TrainResult
 from study.storage import schema
 from study.storage.optuna_store import curve_step
-from study.storage.schema import TRIAL_ATTRS
 from study.storage.stale import intended_params
 
 REPO = Path(__file__).resolve().parents[1]
@@ -300,6 +299,7 @@ def dead_pid() -> int:
 
 FAKE_TRAINER = """
 import argparse, json, os, signal, sys, time
+from study import events as ev
 p = argparse.ArgumentParser()
 for flag in ("--config", "--json", "--events", "--cache-dir", "--checkpoint"):
     p.add_argument(flag)
@@ -308,19 +308,19 @@ a = p.parse_args()
 mode = os.environ["FAKE_MODE"]
 with open(os.environ["FAKE_PIDFILE"], "w") as f:
     f.write(str(os.getpid()))
-events = open(a.events, "a")
-def emit(**e):
-    events.write(json.dumps(e) + "\\n")
-    events.flush()
-emit(kind="progress", elapsed_s=0.5, budget=2.0, step=5, train_loss=5.0, lr=1e-3, tok_s=1000.0)
+events = ev.Events(open(a.events, "a"))
+def curve(frac, elapsed_s, tokens, train_loss, val_loss):
+    point = dict(elapsed_s=elapsed_s, tokens=tokens, train_loss=train_loss, val_loss=val_loss)
+    events.emit(ev.curve(frac=frac, point=point))
+events.emit(ev.progress(elapsed_s=0.5, budget=2.0, step=5, train_loss=5.0, lr=1e-3, tok_s=1000.0))
 if mode == "wait":  # train until the file FAKE_GO appears, then finish as "ok"
     while not os.path.exists(os.environ["FAKE_GO"]):
         time.sleep(0.05)
     mode = "ok"
-emit(kind="curve", frac=0.5, elapsed_s=1.0, tokens=512, train_loss=5.0, val_loss=5.1)
+curve(0.5, 1.0, 512, 5.0, 5.1)
 if mode == "ok":
-    emit(kind="curve", frac=1.0, elapsed_s=2.0, tokens=1024, train_loss=4.0, val_loss=None)
-    emit(kind="final", val_loss=4.2, val_bpb=2.0)
+    curve(1.0, 2.0, 1024, 4.0, None)
+    events.emit(ev.final(val_loss=4.2, val_bpb=2.0))
     with open(a.json, "w") as f:
         f.write(os.environ["FAKE_RESULT"])
 elif mode == "diverged":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from analysis.figures import plots
@@ -69,5 +70,5 @@ def test_figures_draw_the_baseline_line() -> None:
     )
     fig = plots.curves_figure(curves, baseline=(2.4, "best n-gram"))
     panels = [ax for ax in fig.axes if ax.get_lines()]  # the colorbar's axes draw no line
-    ys = [[line.get_ydata()[0] for line in ax.get_lines()] for ax in panels]
+    ys = [[np.asarray(line.get_ydata())[0] for line in ax.get_lines()] for ax in panels]
     assert [row.count(2.4) for row in ys] == [1, 1, 0, 0]  # held-out row only

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from analysis_db import digest, make_study_db, run_cli, url
 
+pytestmark = pytest.mark.slow  # every test here starts processes or trains
+
 
 @pytest.fixture(scope="module")
 def db(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -49,6 +49,7 @@ def test_curve_points_join_each_point_with_its_trials_size(db: Path) -> None:
         (["--study-name", "nope"], "no study named 'nope'"),
     ],
 )
+@pytest.mark.slow
 def test_bad_input_is_one_line_and_exit_2(
     db: Path, tmp_path: Path, args: list[str], message: str
 ) -> None:
@@ -59,6 +60,7 @@ def test_bad_input_is_one_line_and_exit_2(
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_a_study_without_curves_is_refused(tmp_path: Path) -> None:
     import sqlalchemy as sa
 

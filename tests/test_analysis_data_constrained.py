@@ -19,8 +19,8 @@ from analysis.fits.data_constrained import (
     fit_data_constrained,
     optimal_params_for_tokens,
 )
+from analysis.fits.errors import FitError
 from analysis.fits.loss_law import LossLawFit, StartGrid, loss_optimal_n
-from study.errors import UsageError
 
 SMALL_GRID = StartGrid(
     alpha=(0.0, 0.5, 1.0),
@@ -121,6 +121,7 @@ def synthetic(rng: np.random.Generator, *, noise: float) -> tuple[np.ndarray, ..
     return n, d, u, loss, truth.predict(n, d, u)
 
 
+@pytest.mark.slow
 def test_fit_recovers_known_constants_from_noisy_data() -> None:
     n, d, u, loss, clean = synthetic(np.random.default_rng(7), noise=0.003)
     fit = fit_data_constrained(n, d, u, loss, grid=SMALL_GRID)
@@ -136,14 +137,15 @@ def test_fit_recovers_known_constants_from_noisy_data() -> None:
 
 
 def test_fit_refuses_data_it_cannot_use() -> None:
-    with pytest.raises(UsageError, match="no point repeats"):
+    with pytest.raises(FitError, match="no point repeats"):
         fit_data_constrained([1e6] * 6, [1e8] * 6, [1e9] * 6, [3.0] * 6)
-    with pytest.raises(UsageError, match="at least 5 points that saw their data at most once"):
+    with pytest.raises(FitError, match="at least 5 points that saw their data at most once"):
         fit_data_constrained([1e6] * 6, [1e8] * 6, [1e7] * 6, [3.0] * 6)
-    with pytest.raises(UsageError, match="differ in length"):
+    with pytest.raises(FitError, match="differ in length"):
         fit_data_constrained([1e6] * 6, [1e8] * 6, [1e7] * 5, [3.0] * 6)
 
 
+@pytest.mark.slow
 def test_choose_law_uses_chinchilla_within_four_epochs() -> None:
     rng = np.random.default_rng(8)
     n, d = (g.ravel() for g in np.meshgrid(np.geomspace(1e6, 1e8, 6), np.geomspace(1e8, 1e10, 6)))
@@ -157,6 +159,7 @@ def test_choose_law_uses_chinchilla_within_four_epochs() -> None:
     assert any("could not be checked" in w for w in unknown.warnings)
 
 
+@pytest.mark.slow
 def test_choose_law_never_fits_fresh_data_law_to_heavy_repetition() -> None:
     n, d, u, loss, _ = synthetic(np.random.default_rng(9), noise=0.002)
     chosen = choose_law(n, d, loss, unique=u, grid=SMALL_GRID)
@@ -169,7 +172,7 @@ def test_choose_law_never_fits_fresh_data_law_to_heavy_repetition() -> None:
     assert "within 4 epochs" in few.reason and "cannot be fitted" in few.reason
     # Thousands of epochs read as a count (2k), never 2e+03.
     d6 = np.full(6, 1e8)
-    with pytest.raises(UsageError, match=r"^2 of 6 points beyond 4 epochs \(up to 2k\): a "):
+    with pytest.raises(FitError, match=r"^2 of 6 points beyond 4 epochs \(up to 2k\): a "):
         choose_law(
             np.full(6, 1e6),
             d6,
@@ -195,7 +198,7 @@ def test_best_size_works_with_the_data_constrained_law() -> None:
     both = loss_optimal_n(with_r_stars(base, 15.4, 5.3).surface(1e5), tps, budget=300.0)
     assert both.n_opt < 0.5 * fresh.n_opt and both.loss > scarce.loss
     assert not (scarce.at_bound or both.at_bound)
-    with pytest.raises(UsageError, match="unique tokens must be positive"):
+    with pytest.raises(FitError, match="unique tokens must be positive"):
         with_r_stars(base, 15.4, 5.3).surface(0.0)
 
 

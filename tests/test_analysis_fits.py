@@ -17,7 +17,7 @@ from analysis.fits.core import (
     positive_finite,
     solve_crossover,
 )
-from study.errors import UsageError
+from analysis.fits.errors import FitError
 from study.fmt import fmt_count
 
 # --------------------------------------------------------------------------------- throughput
@@ -100,21 +100,21 @@ def test_crossover_interval_covers_truth_and_flags_extrapolation() -> None:
         "an extrapolation",
     )
     assert fmt_count(far.n_star) == "1.03M"
-    with pytest.raises(UsageError, match="no crossover"):
+    with pytest.raises(FitError, match="no crossover"):
         crossover_n(1e3, -1.5, budget=100.0, ratio=20.0)
 
 
 def test_throughput_hard_errors() -> None:
-    with pytest.raises(UsageError, match="two distinct"):
+    with pytest.raises(FitError, match="two distinct"):
         fit_throughput([1e6, 1e6, 1e6], [1e4, 1.1e4, 0.9e4])
     # The positions sweep: one shape, sizes 3% apart by scheme, speeds apart by kernel. Fitted,
     # the noise gave a slope of k = -5.8 and no crossover; it is refused as having no size axis.
-    with pytest.raises(UsageError, match="spanning at least 1.5x, got 1.31M to 1.35M "):
+    with pytest.raises(FitError, match="spanning at least 1.5x, got 1.31M to 1.35M "):
         fit_throughput([1.31e6, 1.32e6, 1.35e6], [2.4e4, 1.9e4, 2.8e4])
     assert fit_throughput([1e6, 1.5e6], [2e4, 1.5e4], n_boot=10).n_points == 2
-    with pytest.raises(UsageError, match="positive"):
+    with pytest.raises(FitError, match="positive"):
         fit_throughput([1e6, 2e6], [1e4, -1.0])
-    with pytest.raises(UsageError, match="positive"):
+    with pytest.raises(FitError, match="positive"):
         fit_throughput([1e6, float("nan")], [1e4, 1e4])
 
 
@@ -138,9 +138,9 @@ def test_pareto_frontier_keeps_only_improving_points() -> None:
 
 def test_positive_finite_flattens_and_refuses_bad_values() -> None:
     assert positive_finite("x", [[1.0, 2.0], [3.0, 4.0]]).tolist() == [1.0, 2.0, 3.0, 4.0]
-    with pytest.raises(UsageError, match="x: no values"):
+    with pytest.raises(FitError, match="x: no values"):
         positive_finite("x", [])
-    with pytest.raises(UsageError, match="value 1 is inf"):
+    with pytest.raises(FitError, match="value 1 is inf"):
         positive_finite("x", [1.0, math.inf])
 
 

@@ -118,6 +118,7 @@ def test_compare_refuses_a_study_with_one_choice_only() -> None:
         compare_for(ChoiceData(), by="depth")  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_compare_cli_on_a_study_writes_json(db: Path, tmp_path: Path) -> None:
     out = tmp_path / "pos.json"
     result = run_cli(
@@ -244,11 +245,11 @@ def test_compare_with_another_study_pools_its_trials_and_names_their_study() -> 
     from analysis.views.compare import compare_for, compare_text
 
     [reg] = compare_for(
-        RegData(),
+        RegData(),  # type: ignore[arg-type]  # duck-typed: only .trials and .study_name are read
         by="reg",
-        metric="bpb",  # type: ignore[arg-type]
-        also=[LadderData()],
-    )  # type: ignore[list-item]
+        metric="bpb",
+        also=[LadderData()],  # type: ignore[list-item]
+    )
     assert reg.studies == ("reg", "ladder")
     # wd1 do0 now holds the grid's trials 0 and 3 and the ladder's three; its best is the
     # ladder's 256-wide trial 2, which no other setting tried.
@@ -268,6 +269,7 @@ def test_compare_with_another_study_pools_its_trials_and_names_their_study() -> 
         compare_for(RegData(), by="reg", also=[RegData()])  # type: ignore[arg-type,list-item]
 
 
+@pytest.mark.slow
 def test_compare_cli_refuses_a_missing_with_study_in_one_line(db: Path) -> None:
     bad = run_cli("analysis.compare", "--storage", url(db), "--by", "pos", "--with", "no-such")
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr

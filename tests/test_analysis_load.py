@@ -11,7 +11,7 @@ from analysis_db import digest, make_study_db, populate_study, run_cli, url
 from analysis.load import load_study
 from analysis.views.frontier import run_frontier
 from study.errors import UsageError
-from study.storage.schema import TRIAL_ATTRS
+from study.result import TRIAL_ATTRS
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +95,7 @@ def test_database_without_optuna_tables_is_refused_untouched(tmp_path: Path) -> 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.db"]
 
 
+@pytest.mark.slow
 def test_without_a_name_the_most_recently_run_study_is_read_and_named(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -133,6 +134,7 @@ def set_schema_version(path: Path, version: str) -> None:
     engine.dispose()
 
 
+@pytest.mark.slow
 def test_newer_harness_schema_is_refused_in_one_line(tmp_path: Path) -> None:
     from study.storage.schema import SCHEMA_VERSION
 
@@ -151,6 +153,7 @@ def test_newer_harness_schema_is_refused_in_one_line(tmp_path: Path) -> None:
     assert digest(path) == before
 
 
+@pytest.mark.slow
 def test_older_harness_schema_loads_for_analysis_and_upgrades_for_a_study(tmp_path: Path) -> None:
     """The analysis reads old studies untouched; a study run accepts the versions it upgrades in
     place (``schema.MIGRATES_FROM``) and refuses older ones."""
@@ -172,6 +175,7 @@ def test_older_harness_schema_loads_for_analysis_and_upgrades_for_a_study(tmp_pa
         load_study(url(path))
 
 
+@pytest.mark.slow
 def test_load_from_a_postgresql_server() -> None:
     """The same reader on a real server (``.ci/run`` sets the URL; skipped where none is)."""
     import uuid

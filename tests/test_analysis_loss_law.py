@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from analysis.fits.core import ThroughputFit
+from analysis.fits.errors import FitError
 from analysis.fits.loss_law import (
     CHINCHILLA_GRID,
     HuberLogLoss,
@@ -19,7 +20,6 @@ from analysis.fits.loss_law import (
     fit_loss_law,
     loss_optimal_n,
 )
-from study.errors import UsageError
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 CHINCHILLA_CSV = SHARED / "chinchilla" / "svg_extracted_data.csv"
@@ -98,11 +98,11 @@ def test_loss_law_recovers_known_parameters_from_noisy_data() -> None:
 
 
 def test_loss_law_hard_errors() -> None:
-    with pytest.raises(UsageError, match="at least 5 points"):
+    with pytest.raises(FitError, match="at least 5 points"):
         fit_loss_law([1e6, 2e6, 3e6, 4e6], [1e8] * 4, [3.0] * 4)
-    with pytest.raises(UsageError, match="loss must be positive"):
+    with pytest.raises(FitError, match="loss must be positive"):
         fit_loss_law([1e6] * 5, [1e8] * 5, [3.0, 3.0, 0.0, 3.0, 3.0])
-    with pytest.raises(UsageError, match="differ in length"):
+    with pytest.raises(FitError, match="differ in length"):
         fit_loss_law([1e6] * 5, [1e8] * 6, [3.0] * 5)
 
 

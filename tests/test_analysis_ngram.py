@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from datastories import make_stories, write_text
 
 from analysis import baseline
 from analysis.fits.ngram import fit_ngram
 from analysis.views import baseline as views
-from tests.datastories import make_stories, write_text
 
 VOCAB = 7
 

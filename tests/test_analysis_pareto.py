@@ -18,6 +18,7 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_study_db(tmp_path_factory.mktemp("study") / "study.db")
 
 
+@pytest.mark.slow
 def test_frontier_plots_perplexity_and_bits_per_byte(
     db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -15,6 +15,8 @@ from analysis.load import load_study
 from analysis.selection import complete_trials
 from study.fmt import fmt_count
 
+pytestmark = pytest.mark.slow  # every test here starts processes or trains
+
 CPU, GPU = "cpu", "NVIDIA H100 80GB HBM3"
 
 

@@ -22,6 +22,7 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_study_db(tmp_path_factory.mktemp("study") / "study.db")
 
 
+@pytest.mark.slow
 def test_report_is_one_self_contained_page(db: Path, tmp_path: Path) -> None:
     out = tmp_path / "report.html"
     report.main(["--storage", url(db), "--out", str(out), "--grid", "coarse"])
@@ -62,6 +63,7 @@ def test_report_is_one_self_contained_page(db: Path, tmp_path: Path) -> None:
     assert "loss-optimal N" in page
 
 
+@pytest.mark.slow
 def test_a_section_that_cannot_run_shows_why_and_the_page_is_still_built(db: Path) -> None:
     data = load_study(url(db))
     # Two small CPU trials and the failed one, no curves or samples: too little for most fits.

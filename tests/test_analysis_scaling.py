@@ -23,6 +23,7 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_study_db(tmp_path_factory.mktemp("study") / "study.db")
 
 
+@pytest.mark.slow
 def test_scaling_law_on_study_uses_finals_and_curves(db: Path, tmp_path: Path) -> None:
     out_json, out_png = tmp_path / "law.json", tmp_path / "law.png"
     text = run_scaling_law(
@@ -48,6 +49,7 @@ def test_scaling_law_on_study_uses_finals_and_curves(db: Path, tmp_path: Path) -
     assert out_png.stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_scaling_law_on_csv_prints_the_seven_numbers(tmp_path: Path) -> None:
     rng = np.random.default_rng(5)
     n, d = (a.ravel() for a in np.meshgrid(np.geomspace(1e5, 1e7, 6), np.geomspace(1e6, 1e8, 6)))
@@ -70,6 +72,7 @@ def test_scaling_law_fits_end_of_training_points_by_default(db: Path) -> None:
     assert "on 24 points (24 end-of-training)" in text
 
 
+@pytest.mark.slow
 def test_scaling_law_max_epochs_fits_fresh_points_only(db: Path) -> None:
     data = load_study(url(db), None)
     fresh = loss_points(data, complete_trials(data), max_epochs=1.0)

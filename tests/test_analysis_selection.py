@@ -65,6 +65,7 @@ def test_device_label_falls_back_to_the_kind_and_no_trials_is_refused() -> None:
         complete_trials(Data(frame.iloc[:0]))  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_by_device_matches_kind_or_label_case_blind(db: Path) -> None:
     trials = complete_trials(load_study(url(db)))
     groups = by_device(trials, None)
@@ -139,7 +140,8 @@ def test_loss_points_are_finals_and_curves_and_max_epochs_leaves_out_repeated_da
 
 def test_open_source_takes_a_csv_or_a_study_not_both(db: Path, tmp_path: Path) -> None:
     assert open_source(None, None, tmp_path / "points.csv") is None
-    assert open_source(url(db), None, None).trials["budget"].max() == BUDGET
+    opened = open_source(url(db), None, None)
+    assert opened is not None and opened.trials["budget"].max() == BUDGET
     with pytest.raises(UsageError, match="either --csv or --storage/--study-name, not both"):
         open_source(url(db), None, tmp_path / "points.csv")
 

@@ -20,6 +20,7 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_study_db(tmp_path_factory.mktemp("study") / "study.db")
 
 
+@pytest.mark.slow
 def test_crossover_on_study_writes_json_and_plot(
     db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

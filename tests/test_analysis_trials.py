@@ -46,6 +46,7 @@ def test_trials_table_is_the_pandas_one_liner(db: Path) -> None:
     check_table(trials_table(url(db)))
 
 
+@pytest.mark.slow
 def test_csv_file_round_trips_through_pandas(db: Path, tmp_path: Path) -> None:
     out = tmp_path / "trials.csv"
     done = run_cli("analysis.trials", "--storage", url(db), "--csv", str(out))
@@ -70,6 +71,7 @@ def test_csv_to_stdout(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
         (["--csv", "no/trials.csv"], "error: --csv folder no does not exist"),
     ],
 )
+@pytest.mark.slow
 def test_bad_paths_are_one_line_and_exit_2(
     db: Path, tmp_path: Path, args: list[str], message: str
 ) -> None:

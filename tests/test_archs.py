@@ -33,6 +33,7 @@ def small(arch: str, **changes: object) -> ModelConfig:
 
 
 @pytest.mark.parametrize("arch", ["lstm", "diffusion"])
+@pytest.mark.slow
 def test_param_count_matches_numel(arch: str) -> None:
     config = small(arch, pos="learned")
     model = build_model(config)
@@ -51,6 +52,7 @@ def test_param_count_matches_numel(arch: str) -> None:
         assert counts.flops_per_token == 6 * (counts.nonembedding + V * d) + 12 * 2 * d * 16
 
 
+@pytest.mark.slow
 def test_diffusion_matches_gpt_apart_from_mask_row() -> None:
     gpt, diffusion = count_params(small("gpt")), count_params(small("diffusion"))
     assert diffusion.nonembedding == gpt.nonembedding
@@ -67,7 +69,7 @@ def test_diffusion_without_positions_is_refused() -> None:
 
 def test_lstm_is_causal() -> None:
     torch.manual_seed(0)
-    model = build_model(small("lstm")).eval()
+    model = build_model(small("lstm")).train(False)  # eval(), through the protocol
     x = torch.randint(0, V, (2, 16))
     changed = x.clone()
     changed[:, 10] = (changed[:, 10] + 1) % V
@@ -81,7 +83,7 @@ def test_lstm_is_causal() -> None:
 @pytest.mark.parametrize("pos", ["learned", "rope", "alibi"])
 def test_diffusion_is_bidirectional_and_order_aware(pos: str) -> None:
     torch.manual_seed(0)
-    model = build_model(small("diffusion", pos=pos)).eval()
+    model = build_model(small("diffusion", pos=pos)).train(False)  # eval(), through the protocol
     x = torch.randint(0, V, (1, 16))
     later = x.clone()
     later[:, 12] = (later[:, 12] + 1) % V
@@ -123,6 +125,7 @@ def test_diffusion_training_loss_is_masked_nll_over_k() -> None:
 
 @pytest.mark.parametrize("arch", ["lstm", "diffusion"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.slow
 def test_half_precision_autocast(arch: str, dtype: torch.dtype) -> None:
     """--precision bf16/fp16 run the models under autocast (fp16 LSTM on CPU: float32 inside)."""
     torch.manual_seed(0)
@@ -137,6 +140,7 @@ def test_half_precision_autocast(arch: str, dtype: torch.dtype) -> None:
         assert loss.item() == pytest.approx(reference, rel=2e-2)
 
 
+@pytest.mark.slow
 def test_diffusion_learns_to_use_context() -> None:
     """Rows that repeat one uniformly drawn token: without looking at the unmasked positions
     the loss stays at ln V; a working denoiser copies them (floor ln V / T, the all-masked rows)."""
@@ -163,10 +167,11 @@ def uniform_diffusion(config: ModelConfig) -> DiffusionLM:
     model = build_model(config)
     assert isinstance(model, DiffusionLM)
     with torch.no_grad():
-        model.transformer.ln_f.weight.zero_()
+        model.transformer.ln_f.weight.zero_()  # type: ignore[operator]
     return model
 
 
+@pytest.mark.slow
 def test_bound_of_uniform_model_is_its_exact_nll() -> None:
     """Uniform predictions: p(y) = V^-T exactly, and the bound is at least (here equal to) it."""
     config = small("diffusion")
@@ -213,12 +218,13 @@ def exact_nll(model: DiffusionLM, y: torch.Tensor) -> float:
     return -(torch.tensor(probs, dtype=torch.float64).logsumexp(0) - math.log(len(probs))).item()
 
 
+@pytest.mark.slow
 def test_bound_is_above_exact_nll_exhaustively() -> None:
     """T = 4: the exact NLL (all 24 orders) <= the exact bound (all 15 mask sets), and the
     Monte Carlo nll_sum averages to the exact bound."""
     torch.manual_seed(0)
     config = small("diffusion", seq_len=4, n_layer=1, d_model=16, n_head=2)
-    model = build_model(config).eval()
+    model = build_model(config).train(False)  # eval(), through the protocol
     assert isinstance(model, DiffusionLM)
     with torch.no_grad():
         for p in model.parameters():  # sharper, context-dependent predictions than at init
@@ -246,6 +252,7 @@ def test_nll_sum_is_deterministic() -> None:
         assert model.nll_sum(y, y).item() == model.nll_sum(y, y).item()
 
 
+@pytest.mark.slow
 def test_diffusion_generate_unmasks_every_position() -> None:
     torch.manual_seed(0)
     model = build_model(small("diffusion"))
@@ -262,6 +269,7 @@ def test_diffusion_generate_unmasks_every_position() -> None:
 
 
 @pytest.mark.parametrize("arch", ["gpt", "lstm", "diffusion"])
+@pytest.mark.slow
 def test_each_arch_trains(arch: str, tinystories: Path, cache_dir: Path) -> None:
     config = TrainConfig(
         model=ModelConfig(
@@ -292,8 +300,8 @@ def test_each_arch_trains(arch: str, tinystories: Path, cache_dir: Path) -> None
     result = train(
         config,
         cache_dir=cache_dir,
-        events=Sink(),
-        log_interval=0.5,  # type: ignore[arg-type]
+        events=Sink(),  # type: ignore[arg-type]  # write and flush are all train uses
+        log_interval=0.5,
         out=None,
     )
     progress = [e["train_loss"] for e in events if e["kind"] == "progress"]
@@ -301,8 +309,8 @@ def test_each_arch_trains(arch: str, tinystories: Path, cache_dir: Path) -> None
     assert sum(progress[-3:]) / 3 < progress[0] - 0.15, progress  # the loss fell
     assert result.val_loss < math.log(1024) - 0.5
     for value in (result.val_loss, result.val_ppl, result.val_bpb, result.tokens_per_second):
-        assert math.isfinite(value) and value > 0
-    assert all(math.isfinite(p["val_loss"]) for p in result.curve)
+        assert value is not None and math.isfinite(value) and value > 0
+    assert all((v := p["val_loss"]) is not None and math.isfinite(v) for p in result.curve)
     assert result.val_is_bound == (arch == "diffusion")
     assert result.params == sum(p.numel() for p in build_model(config.model).parameters())
     assert result.sample.startswith(config.prompt) and len(result.sample) > len(config.prompt)

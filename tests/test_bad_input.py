@@ -23,8 +23,7 @@ import sqlalchemy as sa
 import torch
 from studyrun import DATA, REPO, tmpfs, write_sweep
 
-from study.orchestra.worker import trial_attrs
-from study.result import TrainResult
+from study.result import TrainResult, trial_attrs
 from study.storage import schema, store
 
 FOLDER = "store"  # the database's own folder, compared before and after
@@ -362,6 +361,7 @@ def test_database_of_a_newer_schema_is_refused_by_run_and_analysis(
     assert not (tmp_path / "r.html").exists()
 
 
+@pytest.mark.slow
 def test_existing_study_that_does_not_match(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -380,6 +380,7 @@ def test_existing_study_that_does_not_match(
 
 
 @pytest.mark.parametrize("case", ["corrupt xz", "newer schema"])
+@pytest.mark.slow
 def test_a_real_process_prints_one_line_and_exits_2(
     case: str, study_db: Path, tmp_path: Path, cache_dir: Path
 ) -> None:
@@ -468,6 +469,7 @@ def test_a_read_only_database_is_refused_even_when_complete(
     assert folder_bytes(folder) == before
 
 
+@pytest.mark.slow
 def test_a_database_on_a_read_only_file_system(
     study_db: Path, tmp_path: Path, cache_dir: Path
 ) -> None:

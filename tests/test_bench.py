@@ -39,6 +39,7 @@ def test_parse_variant() -> None:
             parse_variant(bad)
 
 
+@pytest.mark.slow
 def test_one_size_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench.json"
     assert (
@@ -104,6 +105,7 @@ def test_one_size_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         (["--device", "tpu"], "tpu"),
     ],
 )
+@pytest.mark.slow
 def test_bad_input_exits_2(args: list[str], needle: str) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "--device", "cpu", *args],

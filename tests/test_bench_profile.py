@@ -8,6 +8,7 @@ import pytest
 from bench.profile import main
 
 
+@pytest.mark.slow
 def test_profiles_each_step_on_a_cpu(capsys: pytest.CaptureFixture[str]) -> None:
     assert (
         main(["--device", "cpu", "--size", "0.4M", "--batch", "1", "--steps", "1", "--rows", "3"])

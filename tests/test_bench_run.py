@@ -51,6 +51,7 @@ def test_column_d_is_measured_only_on_cuda() -> None:
     assert keys(["c", "d"], torch.device("cuda")) == ["tuned", "graphed"]
 
 
+@pytest.mark.slow
 def test_row_with_d_alone_off_cuda_reports_c_as_d() -> None:
     tokens = torch.randint(0, TINY.vocab_size, (4096,), dtype=torch.int32)
     row = measure_row(

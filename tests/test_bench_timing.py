@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 
@@ -34,8 +36,9 @@ def test_time_steps_warms_up_then_counts_whole_groups_of_steps() -> None:
     assert timing.peak_mem_gb is None and timing.mfu is None
 
 
+@pytest.mark.slow
 def test_measure_reports_a_failure_as_one_line() -> None:
-    def build() -> object:
+    def build() -> Callable[[], int]:
         raise RuntimeError("CUDA out of memory.\nTried to allocate 2 GiB")
 
     got = measure(
@@ -43,7 +46,7 @@ def test_measure_reports_a_failure_as_one_line() -> None:
         device=CPU,
         flops_per_token=1,
         warmup=0,
-        min_steps=1,  # type: ignore[arg-type]
+        min_steps=1,
         min_seconds=0.0,
     )
     assert got == "RuntimeError: CUDA out of memory."

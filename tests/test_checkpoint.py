@@ -12,7 +12,8 @@ import pytest
 from study import checkpoint
 from study.config import ModelConfig, TrainConfig
 from study.kept import score, tokens_of_text
-from study.training.trainer import load_config_tokens, train
+from study.training.setup import load_config_tokens
+from study.training.trainer import train
 
 
 def tiny(data: Path, **changes: object) -> TrainConfig:

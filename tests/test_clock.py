@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import io
-import json
-
 import pytest
 import torch
 
-from study.training.clock import Clock, Events, ThreadTuner
+from study.training.clock import Clock, ThreadTuner
 
 
 @pytest.fixture
@@ -40,19 +37,6 @@ def test_clock_counts_only_running_intervals(now: list[float]) -> None:
     assert clock.elapsed == pytest.approx(9.9) and not clock.done
     now[0] += 0.1
     assert clock.elapsed == pytest.approx(10.0) and clock.done
-
-
-def test_events_are_json_lines() -> None:
-    stream = io.StringIO()
-    events = Events(stream)
-    events.emit("progress", step=3, train_loss=2.5)
-    events.emit("final", val_loss=2.25)
-    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
-    assert lines == [
-        {"kind": "progress", "step": 3, "train_loss": 2.5},
-        {"kind": "final", "val_loss": 2.25},
-    ]
-    Events().emit("progress", step=1)  # no stream: nothing to write, no error
 
 
 def test_thread_tuner_keeps_the_faster_choice(now: list[float]) -> None:

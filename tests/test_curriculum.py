@@ -16,9 +16,12 @@ import pytest
 import torch
 from torch import nn
 
+import study.training.setup as setup
 import study.training.trainer as trainer
 from study.config import ModelConfig, TrainConfig
 from study.models import LanguageModel
+
+pytestmark = pytest.mark.slow  # every test here starts processes or trains
 
 FULL, BATCH, ACCUM = 256, 8, 2
 
@@ -31,7 +34,7 @@ def scheduled(frac: float) -> int:
 def record_training_shapes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
     """Make the trainer's models append the (rows, seq_len) of each training batch to a list."""
     shapes: list[tuple[int, ...]] = []
-    real_build = trainer.build_model
+    real_build = setup.build_model
 
     def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
         if module.training and torch.is_grad_enabled():  # training steps, not eval/sampling
@@ -43,7 +46,7 @@ def record_training_shapes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, .
         embedding.register_forward_pre_hook(hook)
         return model
 
-    monkeypatch.setattr(trainer, "build_model", recording_build)
+    monkeypatch.setattr(setup, "build_model", recording_build)
     return shapes
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from datastories import VOCAB, make_stories, stripped, write_corpus, write_text
 
 from study.data import TokenData, bpe, corpus, decode, encode, load_tokens
-from tests.datastories import VOCAB, make_stories, stripped, write_corpus, write_text
 
 
 def test_token_bytes_count_the_utf8_bytes_of_decoded_text(tmp_path: Path) -> None:
@@ -27,7 +27,7 @@ def test_token_bytes_count_the_utf8_bytes_of_decoded_text(tmp_path: Path) -> Non
         ids = data.train[start:end]
         assert decode(data.tokenizer, ids) == story
         assert int(data.token_bytes[ids].sum()) == len(story.encode("utf-8"))
-        start = end + 1
+        start = int(end) + 1
 
 
 def test_token_array_layout_and_helpers(tmp_path: Path) -> None:

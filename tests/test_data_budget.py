@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from datastories import make_stories, write_text
 
 from study.data import budget, build, hub, online, resolve_max_stories, tokens
 from study.errors import UsageError
-from tests.datastories import make_stories, write_text
 
 TINYSTORIES = {"train_stories": 2_119_719, "train_bytes": 1_911_420_483}
 

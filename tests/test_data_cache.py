@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from datastories import VOCAB, make_stories, write_text
 
 from study.data import bpe, cache, corpus, default_cache_dir, load_tokens
-from tests.datastories import VOCAB, make_stories, write_text
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -168,6 +168,7 @@ print(*(hashlib.sha256(b).hexdigest() for b in
 """
 
 
+@pytest.mark.slow
 def test_concurrent_builders_agree(tmp_path: Path) -> None:
     write_text(tmp_path / "c.txt", make_stories(3000))
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -6,10 +6,10 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from datastories import make_stories, read_splits, stripped, write_corpus, write_text
 
 from study.data import corpus, readers
 from study.errors import UsageError
-from tests.datastories import make_stories, read_splits, stripped, write_corpus, write_text
 
 
 @pytest.mark.parametrize(

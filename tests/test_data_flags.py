@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from datastories import make_stories, write_text
 
 from study import run, train
 from study.config import TrainConfig
 from study.errors import UsageError
 from study.orchestra import runner
-from tests.datastories import make_stories, write_text
 
 
 @pytest.fixture

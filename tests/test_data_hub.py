@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from datastories import VOCAB, make_stories, read_splits, stripped, write_corpus
 
 from study.data import decode, hub, load_tokens
 from study.errors import UsageError
-from tests.datastories import VOCAB, make_stories, read_splits, stripped, write_corpus
 
 
 def _local_hub_dataset(root: Path) -> Path:

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from datastories import make_stories, read_splits, write_corpus
 
 from study.data import corpus, readers
 from study.errors import UsageError
-from tests.datastories import make_stories, read_splits, write_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 SPARSE_BYTES = 2 * 2**30
@@ -32,6 +32,7 @@ print("exit", proc.returncode, "peak_kib", resource.getrusage(resource.RUSAGE_CH
 """
 
 
+@pytest.mark.slow
 def test_a_2gb_sparse_file_beside_real_text_is_refused_in_bounded_memory(tmp_path: Path) -> None:
     folder = tmp_path / "corpus"
     write_corpus(folder / "a_stories.txt", make_stories(50))

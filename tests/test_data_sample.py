@@ -17,11 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from datastories import read_splits
 
 from study import train
 from study.data import corpus, online, sample, tokens
 from study.errors import UsageError
-from tests.datastories import read_splits
 
 # sha256 of the bundled files as study/sample/SOURCES.md gives them: the content stays verbatim.
 SHA256 = {
@@ -174,6 +174,7 @@ def test_probe_tells_an_answer_from_silence(
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+@pytest.mark.slow
 def test_an_https_answer_without_a_valid_certificate_is_not_the_hub(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from datastories import VOCAB, make_stories, write_corpus, write_text
 
 from study.data import corpus, decode, load_tokens
 from study.errors import UsageError
-from tests.datastories import VOCAB, make_stories, write_corpus, write_text
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -123,6 +123,7 @@ def test_bad_input_raises_usage_error(
     assert not list((tmp_path / "k").glob("tokens-*"))
 
 
+@pytest.mark.slow
 def test_importing_and_local_loading_need_neither_datasets_nor_pyarrow(tmp_path: Path) -> None:
     write_text(tmp_path / "c.txt", make_stories(50))
     script = (
@@ -148,6 +149,7 @@ def test_importing_and_local_loading_need_neither_datasets_nor_pyarrow(tmp_path:
 # ------------------------------------------------------------------------------- real corpus
 
 
+@pytest.mark.slow
 def test_real_corpus(tinystories: Path, cache_dir: Path) -> None:
     # Sized for a CUDA device, auto takes the whole corpus (as a study on a GPU would).
     data = load_tokens(

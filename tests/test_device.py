@@ -20,6 +20,7 @@ from study.device import (
 from study.errors import UsageError
 
 
+@pytest.mark.slow
 def test_importing_the_module_does_not_import_torch() -> None:
     """The study runner checks a device through this module before any worker starts."""
     code = "import sys, study.device; print('torch' in sys.modules)"

@@ -36,6 +36,8 @@ from studyrun import (
     write_sweep,
 )
 
+pytestmark = pytest.mark.slow  # every test here starts processes or trains
+
 # ------------------------------------------------------------------------------ kill and resume
 
 KILL_SEED = 8

@@ -80,6 +80,7 @@ def step_grads(
 
 
 @pytest.mark.parametrize("arch", ["gpt", "lstm"])
+@pytest.mark.slow
 def test_accumulated_gradient_equals_big_batch(arch: str) -> None:
     model, config, tokens = make(arch)
     accumulated, micro_loss = step_grads(model, config, tokens, rows=B, grad_accum=K)
@@ -124,6 +125,7 @@ def test_accumulation_scales_with_the_grad_scaler() -> None:
         torch.testing.assert_close(scaled[name] / scale, big[name], rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_run_with_grad_accum_counts_tokens(tinystories: Path, cache_dir: Path) -> None:
     config = TrainConfig(
         model=ModelConfig(n_layer=1, d_model=32, n_head=2, vocab_size=1024, seq_len=32),

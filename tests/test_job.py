@@ -44,13 +44,14 @@ def assert_gone(pidfile: Path) -> None:
         os.kill(int(pidfile.read_text()), 0)
 
 
+@pytest.mark.slow
 def test_complete_job_reports_progress_curve_and_final(fake: FakeTrainer) -> None:
     seen: dict[str, list[Any]] = {"progress": [], "curve": []}
     outcome = job(
         fake,
         "ok",
         on_progress=seen["progress"].append,
-        on_curve=lambda e: seen["curve"].append((e["frac"], e["val_loss"])) or False,
+        on_curve=lambda e: seen["curve"].append((e["frac"], e["val_loss"])) or False,  # type: ignore[func-returns-value]
     )
     assert outcome.state == "complete" and outcome.result is not None
     # The parent's measure: the process's wall time less its budgeted seconds (never below 0:
@@ -72,6 +73,7 @@ def test_complete_job_reports_progress_curve_and_final(fake: FakeTrainer) -> Non
         ("killed", "crash: killed by SIGKILL"),
     ],
 )
+@pytest.mark.slow
 def test_failed_jobs_carry_a_reason(fake: FakeTrainer, mode: str, reason: str) -> None:
     outcome = job(fake, mode)
     assert outcome.state == "fail" and outcome.result is None
@@ -80,6 +82,7 @@ def test_failed_jobs_carry_a_reason(fake: FakeTrainer, mode: str, reason: str) -
         assert "RuntimeError: boom in the trainer" in outcome.reason
 
 
+@pytest.mark.slow
 def test_pruning_stops_the_child(fake: FakeTrainer) -> None:
     start = time.monotonic()
     outcome = job(fake, "slow", on_curve=lambda e: True)
@@ -88,6 +91,7 @@ def test_pruning_stops_the_child(fake: FakeTrainer) -> None:
     assert_gone(fake.pidfile)
 
 
+@pytest.mark.slow
 def test_interrupt_stops_the_child(fake: FakeTrainer) -> None:
     def tick() -> None:
         if fake.pidfile.exists():
@@ -166,6 +170,7 @@ def assert_consistent(result: TrainResult) -> None:
         assert phase is not None and phase >= 0
 
 
+@pytest.mark.slow
 def test_warm_job_trains_like_a_cold_one(tinystories: Path, cache_dir: Path) -> None:
     """A pre-started ``--config-from-stdin`` child takes the trial and gives the same result
     fields as a cold child; the pool starts the next one at once and closes it at the end."""
@@ -192,6 +197,7 @@ def test_warm_job_trains_like_a_cold_one(tinystories: Path, cache_dir: Path) -> 
         assert result.compile_seconds == 0.0  # an eager CPU step compiles nothing
 
 
+@pytest.mark.slow
 def test_warm_child_exits_quietly_without_a_trial(tinystories: Path, cache_dir: Path) -> None:
     pool = WarmPool((sys.executable, "-m", "study.train"), enabled=True, cache_dir=str(cache_dir))
     pool.refill(real_config(tinystories))

@@ -24,7 +24,7 @@ def test_a_study_keeps_its_best_model_to_generate_from_and_score(
     first = run(study_args(url, sweep, cache_dir, "--trials", "2", "--keep", "best"))
     assert first.returncode == 0, first.stderr
     trials = optuna.load_study(study_name="tiny", storage=url).get_trials()
-    best = min(trials, key=lambda t: t.value)
+    best = min(trials, key=lambda t: float(t.value or 0.0))
     folder = tmp_path / "study.checkpoints" / "tiny"
     # --keep best: one checkpoint (weights + JSON) and the policy's note, whatever ran.
     assert sorted(p.name for p in folder.iterdir()) == [
@@ -45,7 +45,7 @@ def test_a_study_keeps_its_best_model_to_generate_from_and_score(
     code, text3, _ = _cli("study.generate", *common, *gen[:-1], "4", cache_dir=cache_dir)
     assert code == 0 and text3 != text1  # the seed matters, so the equality above can fail
 
-    worse = max(trials, key=lambda t: t.value).number
+    worse = max(trials, key=lambda t: float(t.value or 0.0)).number
     code, _, err = _cli("study.generate", *common, "--trial", str(worse), cache_dir=cache_dir)
     assert code == 2 and "no longer kept" in err and "Traceback" not in err
 

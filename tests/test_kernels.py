@@ -14,6 +14,7 @@ from study.config import ModelConfig, TrainConfig
 from study.models import build_model
 from study.models.loss import (
     CE_KERNELS,
+    CeKernel,
     cuda_ce_kernel,
     head_kernels,
     linear_cross_entropy,
@@ -26,10 +27,10 @@ gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA dev
 
 
 @pytest.mark.parametrize("kind", CE_KERNELS)
-def test_every_kind_falls_back_to_pytorch_off_cuda(kind: str) -> None:
+def test_every_kind_falls_back_to_pytorch_off_cuda(kind: CeKernel) -> None:
     softmax_grad, logits_grad = head_kernels(
         kind,
-        device=torch.device("cpu"),  # type: ignore[arg-type]
+        device=torch.device("cpu"),
         vocab_size=300,
         compile=False,
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 from studyrun import fake_trainer, view, write_sweep
 
 from analysis.load import load_study
+from study.config import FixedTerms
 from study.orchestra.machine_load import LOAD_ATTRS, LoadMeter
 from study.orchestra.worker import WorkerSpec, run_worker
 from study.storage.optuna_store import SharedStudy
@@ -32,7 +33,7 @@ def test_a_trial_records_the_machine_load(tmp_path: Path) -> None:
         storage=url,
         study_name=name,
         sweep=str(write_sweep(tmp_path)),
-        base={"budget": 2.0, "data": None, "device": "cpu", "seed": 0},
+        fixed=FixedTerms(budget=2.0, data=None, device="cpu", seed=0),
         trials=1,
         max_failures=1,
         pruner="none",

@@ -65,6 +65,7 @@ def rows(url: str, name: str) -> list[tuple]:
     return [tuple(r) for r in out]
 
 
+@pytest.mark.slow
 def test_merge_copies_trials_and_rows(tmp_path: Path) -> None:
     src, dst = f"sqlite:///{tmp_path / 'gpu.db'}", f"sqlite:///{tmp_path / 'main.db'}"
     make_study(src, "gpu", 3)

@@ -49,7 +49,7 @@ def test_causal(pos: str, mlp: str) -> None:
     config = ModelConfig(
         n_layer=2, d_model=32, n_head=4, pos=pos, mlp=mlp, vocab_size=300, seq_len=16
     )
-    model = build_model(config).eval()
+    model = build_model(config).train(False)  # eval(), through the protocol
     x = torch.randint(0, 300, (2, 16))
     y = x.clone()
     y[:, 10] = (y[:, 10] + 1) % 300
@@ -65,7 +65,7 @@ def test_position_schemes_see_order() -> None:
     torch.manual_seed(0)
     for pos in ("learned", "rope", "alibi"):
         config = ModelConfig(n_layer=1, d_model=32, n_head=2, pos=pos, vocab_size=300, seq_len=8)
-        model = build_model(config).eval()
+        model = build_model(config).train(False)  # eval(), through the protocol
         x = torch.tensor([[5, 6, 7, 8, 9, 10, 11, 12]])
         swapped = torch.tensor([[6, 5, 7, 8, 9, 10, 11, 12]])
         with torch.no_grad():
@@ -107,8 +107,8 @@ def test_gpt_and_diffusion_share_one_transformer_body() -> None:
     gpt = build_model(config)
     diffusion = build_model(dataclasses.replace(config, arch="diffusion"))
     assert type(gpt.transformer) is type(diffusion.transformer) is Transformer  # type: ignore[attr-defined]
-    assert [b.attn.causal for b in gpt.transformer.blocks] == [True, True]  # type: ignore[attr-defined]
-    assert [b.attn.causal for b in diffusion.transformer.blocks] == [False, False]  # type: ignore[attr-defined]
+    assert [b.attn.causal for b in gpt.transformer.blocks] == [True, True]  # type: ignore[attr-defined,union-attr]
+    assert [b.attn.causal for b in diffusion.transformer.blocks] == [False, False]  # type: ignore[attr-defined,union-attr]
 
 
 @pytest.mark.parametrize("arch", ["gpt", "lstm"])

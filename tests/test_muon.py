@@ -93,7 +93,7 @@ def muon_config(**changes: object) -> TrainConfig:
 def test_routing_puts_hidden_matrices_on_muon_and_the_rest_on_adamw() -> None:
     model = build_model(muon_config(pos="learned").model)
     routes = route_params(model)
-    names = {id(p): n for n, p in model.named_parameters()}
+    names = {id(p): n for n, p in model.named_parameters()}  # type: ignore[attr-defined]
     muon = {names[id(p)] for p in routes["muon"]}
     assert muon == {
         f"transformer.blocks.{i}.{m}.weight"

@@ -22,7 +22,8 @@ URL = "sqlite:///study.db"  # relative: the same text names a different file in 
 def two_folders(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     here = Path.cwd()
     a, b = tmp_path / "a", tmp_path / "b"
-    a.mkdir(), b.mkdir()
+    a.mkdir()
+    b.mkdir()
     try:
         yield a, b
     finally:

@@ -170,6 +170,7 @@ def play_display(tmp_path: Path, *, tty: bool) -> str:
     return b"".join(chunks).decode()
 
 
+@pytest.mark.slow
 def test_bar_on_a_terminal_plain_lines_without(tmp_path: Path) -> None:
     text = play_display(tmp_path, tty=True)
     assert "BAR" in text and "PLAIN" not in text

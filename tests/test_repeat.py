@@ -7,14 +7,14 @@ from pathlib import Path
 
 import optuna
 import pytest
-from optuna.distributions import FloatDistribution
+from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 from studyrun import run, study_args, view, write_sweep
 
 from study import run as run_command
 from study.orchestra.repeat import missing_repeats
 
-LR = {"lr": FloatDistribution(1e-4, 1e-1, log=True)}
+LR: dict[str, BaseDistribution] = {"lr": FloatDistribution(1e-4, 1e-1, log=True)}
 
 
 def _trial(number: int, value: float | None, state: TrialState = TrialState.COMPLETE, **attrs):
@@ -76,7 +76,7 @@ def test_repeat_top_adds_k_times_n_minus_1_trials_once(tmp_path: Path) -> None:
     v = view(url, name)
     assert v.by_state() == {"COMPLETE": 5}
     originals = sorted(
-        (t for t in v.trials if "repeats" not in t.user_attrs), key=lambda t: t.value
+        (t for t in v.trials if "repeats" not in t.user_attrs), key=lambda t: float(t.value or 0.0)
     )
     repeats = [t for t in v.trials if "repeats" in t.user_attrs]
     assert sorted(t.user_attrs["repeats"] for t in repeats) == sorted(

@@ -29,6 +29,7 @@ from study import run as run_module
 from study.storage import store
 
 
+@pytest.mark.slow
 def test_study_completes_then_resume_adds_exactly_one(tmp_path: Path, cache_dir: Path) -> None:
     url = f"sqlite:///{tmp_path / 'study.db'}"
     sweep = write_sweep(tmp_path)
@@ -91,6 +92,7 @@ def test_a_database_gone_for_good_ends_the_run_with_one_line(
     )
 
 
+@pytest.mark.slow
 def test_two_identical_runs_started_together_on_a_new_file_both_succeed(
     tmp_path: Path, cache_dir: Path
 ) -> None:

@@ -10,30 +10,30 @@ import pytest
 from studyrun import REPO, run, study_args, view, write_sweep
 
 from study.errors import UsageError
-from study.orchestra import runner
+from study.orchestra import launch, runner
 from study.orchestra.comparability import check_terms
 from study.storage.store import StorageState
 
 
 def test_child_env_splits_devices_and_cores(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert runner.child_env(0, 1, device="auto") == {}
+    assert launch.child_env(0, 1, device="auto") == {}
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
-    assert [runner.child_env(i, 3, device="cuda") for i in range(3)] == [
+    assert [launch.child_env(i, 3, device="cuda") for i in range(3)] == [
         {"CUDA_VISIBLE_DEVICES": "2"},
         {"CUDA_VISIBLE_DEVICES": "5"},
         {"CUDA_VISIBLE_DEVICES": "2"},
     ]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(runner.os, "cpu_count", lambda: 16)
-    assert runner.child_env(1, 4, device="auto") == {"OMP_NUM_THREADS": "4"}
+    monkeypatch.setattr(launch.os, "cpu_count", lambda: 16)
+    assert launch.child_env(1, 4, device="auto") == {"OMP_NUM_THREADS": "4"}
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    assert runner.child_env(1, 4, device="cpu") == {}
+    assert launch.child_env(1, 4, device="cpu") == {}
 
 
 def test_sampler_seeds_differ_by_worker_and_resume() -> None:
-    seeds = {runner.sampler_seed(0, before, i) for before in (0, 3) for i in range(2)}
-    assert len(seeds) == 4 and runner.sampler_seed(0, 3, 1) == runner.sampler_seed(0, 3, 1)
+    seeds = {launch.sampler_seed(0, before, i) for before in (0, 3) for i in range(2)}
+    assert len(seeds) == 4 and launch.sampler_seed(0, 3, 1) == launch.sampler_seed(0, 3, 1)
 
 
 def _state(directions: tuple[str, ...], attrs: dict[str, object]) -> StorageState:
@@ -81,6 +81,7 @@ def test_check_terms_names_what_differs_and_returns_what_is_missing() -> None:
             check_terms(stored, ours, study_name="s")
 
 
+@pytest.mark.slow
 def test_runs_that_would_not_compare_are_refused_under_the_lock(
     tmp_path: Path, cache_dir: Path
 ) -> None:

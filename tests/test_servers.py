@@ -38,6 +38,8 @@ from studyrun import (
 from study.storage import schema
 from study.storage.study_lock import StudyLock
 
+pytestmark = pytest.mark.slow  # every test here starts processes or trains
+
 SERVERS = {"postgresql": "STUDY_TEST_POSTGRES_URL", "mysql": "STUDY_TEST_MYSQL_URL"}
 PROCESSES, WORKERS, TRIALS = 2, 2, 4
 

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 from studyrun import dead_pid, make_result
 
@@ -22,19 +23,20 @@ def running(user_attrs: dict[str, Any], started: float | None = None) -> Any:
     return SimpleNamespace(user_attrs=user_attrs, datetime_start=start)
 
 
+@pytest.mark.slow
 def test_stale_reason_for_local_and_remote_workers() -> None:
     me, now = stale.this_worker(), time.time()
     assert stale.stale_reason(running({"worker": me, "heartbeat": now}), me=me, now=now) is None
     dead = {**me, "pid": dead_pid()}
-    assert "died" in stale.stale_reason(running({"worker": dead}), me=me, now=now)
+    assert "died" in str(stale.stale_reason(running({"worker": dead}), me=me, now=now))
     if me["start"]:  # /proc: a live pid with another start time was reused by a new process
         reused = {**me, "start": "1"}
-        assert "died" in stale.stale_reason(running({"worker": reused}), me=me, now=now)
+        assert "died" in str(stale.stale_reason(running({"worker": reused}), me=me, now=now))
     remote = {**me, "host": "elsewhere", "pid": 1}
     fresh = running({"worker": remote, "heartbeat": now - 10})
     assert stale.stale_reason(fresh, me=me, now=now) is None
     silent = running({"worker": remote, "heartbeat": now - stale.GRACE_S - 1})
-    assert "no heartbeat from worker elsewhere:1" in stale.stale_reason(silent, me=me, now=now)
+    assert "no heartbeat from worker elsewhere:1" in str(stale.stale_reason(silent, me=me, now=now))
     unstamped = running({}, started=now - stale.GRACE_S - 1)
     assert stale.stale_reason(unstamped, me=me, now=now) is not None
 
@@ -64,6 +66,7 @@ def test_heartbeats_missed_while_the_database_was_away_do_not_count() -> None:
     )
 
 
+@pytest.mark.slow
 def test_recover_stale_fails_requeues_and_drops_rows(tmp_path: Path) -> None:
     shared = SharedStudy.create(f"sqlite:///{tmp_path / 'study.db'}", "s")
     study = shared.study
@@ -94,6 +97,7 @@ def test_recover_stale_fails_requeues_and_drops_rows(tmp_path: Path) -> None:
     assert retry.suggest_float("lr", 1e-4, 1e-2, log=True) == orphan.params["lr"]
 
 
+@pytest.mark.slow
 def test_recovery_finishes_what_a_kill_cut_short(tmp_path: Path) -> None:
     """The states a SIGKILL can leave, recovered deterministically under the study lock: a
     trial killed before its worker stamped it, a failed trial whose retry was never queued (its

@@ -252,6 +252,7 @@ optuna.create_study(storage=store.open_storage(sys.argv[1]), study_name=sys.argv
 """
 
 
+@pytest.mark.slow
 def test_processes_creating_one_new_sqlite_file_at_once_all_succeed(tmp_path: Path) -> None:
     """Optuna's table creation (alembic) on a new file is not safe when processes race (issue
     18 #6: "UNIQUE constraint failed: alembic_version.version_num", "table trial_params already

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import ModuleType
 
 import pytest
 from test_sweeps import sample_configs
@@ -15,11 +16,8 @@ from study.models import count_params
 from sweeps.ladders import Ladder, lr_for
 
 
-def totals(module: object) -> list[float]:
-    return [
-        count_params(module.config_for(name).model).total  # type: ignore[attr-defined]
-        for name in module.SIZES
-    ]  # type: ignore[attr-defined]
+def totals(module: ModuleType) -> list[float]:
+    return [count_params(module.config_for(name).model).total for name in module.SIZES]
 
 
 def test_dense_ladder_steps_by_about_1_4x_from_0_1m_to_4m() -> None:

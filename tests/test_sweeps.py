@@ -3,17 +3,18 @@ balanced sampler. Each shipped sweep has its own file (tests/test_sweep_<name>.p
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pytest
 
-from study.config import TrainConfig
+from study.config import FixedTerms, TrainConfig
 from study.errors import UsageError
 from sweeps import available, balanced_sampler, load_sweep
 
-BASE = {"budget": 30.0, "data": "corpus.txt", "device": "cpu", "seed": 7}
+FIXED = FixedTerms(budget=30.0, data="corpus.txt", device="cpu", seed=7)
 
 
 def sample_configs(name: str, n: int) -> list[TrainConfig]:
@@ -28,7 +29,7 @@ def sample_configs(name: str, n: int) -> list[TrainConfig]:
     out = []
     for _ in range(n):
         trial = study.ask()
-        out.append(sweep.build(trial, **BASE))
+        out.append(sweep.build(trial, FIXED))
         study.tell(trial, 1.0)
     return out
 
@@ -101,8 +102,19 @@ def test_sweep_file_is_loaded_and_base_fields_win(tmp_path: Path) -> None:
     )
     sweep = load_sweep(str(path))
     assert sweep.name == "mine" and sweep.spec == str(path.resolve())
-    config = sweep.build(optuna.create_study().ask(), **BASE)
+    config = sweep.build(optuna.create_study().ask(), FIXED)
     assert config.budget == 30.0 and 1e-3 <= config.lr <= 2e-3
+    assert (config.data, config.device, config.seed) == ("corpus.txt", "cpu", 7)
+
+
+def test_fixed_terms_size_the_corpus_only_once_it_is_sized() -> None:
+    suggested = TrainConfig(max_stories=500, budget=999.0)
+    probe = FIXED.apply(suggested)  # before the token cache is sized: the suggestion's own
+    assert probe.max_stories == 500 and probe.budget == 30.0
+    sized = dataclasses.replace(FIXED, max_stories=1234)
+    assert sized.apply(suggested).max_stories == 1234
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        FIXED.budget = 1.0  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(
@@ -123,7 +135,7 @@ def test_bad_sweep_files_are_usage_errors(tmp_path: Path, text: str, message: st
     path = tmp_path / "bad.py"
     path.write_text(text)
     with pytest.raises(UsageError, match=message):
-        load_sweep(str(path)).build(optuna.create_study().ask(), **BASE)
+        load_sweep(str(path)).build(optuna.create_study().ask(), FIXED)
 
 
 def test_unknown_sweep_name_lists_the_choices() -> None:

@@ -36,6 +36,7 @@ def tiny_config(data: Path, **changes: object) -> TrainConfig:
 # ----------------------------------------------------------------------------- real runs
 
 
+@pytest.mark.slow
 def test_short_real_run(tinystories: Path, cache_dir: Path) -> None:
     config = tiny_config(tinystories, budget=6.0)
     events: list[str] = []
@@ -74,6 +75,7 @@ def test_short_real_run(tinystories: Path, cache_dir: Path) -> None:
     assert result.config == config.to_dict()
 
 
+@pytest.mark.slow
 def test_curve_point_and_final_point_agree_on_an_unchanged_model(
     tinystories: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -119,14 +121,16 @@ class ReadTickClock:
         return self.now
 
 
+@pytest.mark.slow
 def test_every_curve_point_is_taken_wherever_the_budget_runs_out(
     tinystories: Path, cache_dir: Path
 ) -> None:
     """However the last step's reading of the clock and the loop's check of it fall around the
     budget, a run ends with all its curve points, the last at the budget (a trial once stored
     three of four when the budget ran out between the two)."""
-    from study.training.clock import Events
-    from study.training.trainer import Job, Run
+    from study.events import Events
+    from study.training.setup import Job
+    from study.training.trainer import Run
 
     config = tiny_config(tinystories, budget=1.0, curve_points=4, eval_tokens=512)
     job = Job.prepare(config, cache_dir=cache_dir)
@@ -151,6 +155,7 @@ def run_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_cli_writes_result_json(tinystories: Path, cache_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "result.json"
     events = tmp_path / "events.jsonl"
@@ -240,6 +245,7 @@ def test_cli_writes_result_json(tinystories: Path, cache_dir: Path, tmp_path: Pa
     assert re.search(r"params \d+(\.\d+)?k \|", summary), summary  # a tiny model: tens of k
 
 
+@pytest.mark.slow
 def test_cli_diverged_and_oom(tinystories: Path, cache_dir: Path, tmp_path: Path) -> None:
     common = [
         "--budget",
@@ -297,6 +303,7 @@ def test_cli_diverged_and_oom(tinystories: Path, cache_dir: Path, tmp_path: Path
         (["--not-a-flag"], "not-a-flag"),
     ],
 )
+@pytest.mark.slow
 def test_bad_input_exits_2(args: list[str], needle: str, tmp_path: Path) -> None:
     proc = run_cli("--device", "cpu", *args) if "--device" not in args else run_cli(*args)
     assert proc.returncode == 2
@@ -306,12 +313,14 @@ def test_bad_input_exits_2(args: list[str], needle: str, tmp_path: Path) -> None
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.slow
 def test_absent_cuda_exits_2(tinystories: Path) -> None:
     proc = run_cli("--device", "cuda", "--data", str(tinystories))
     assert proc.returncode == 2
     assert "cuda" in proc.stderr.lower() and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_empty_corpus_exits_2(tmp_path: Path) -> None:
     empty = tmp_path / "empty.txt"
     empty.write_text("")
@@ -339,6 +348,7 @@ def test_cuda_short_run(tinystories: Path, cache_dir: Path) -> None:
         ('{"budget": -1}', "budget"),
     ],
 )
+@pytest.mark.slow
 def test_config_from_stdin_refuses_bad_input_in_one_line(stdin: str, needle: str) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "study.train", "--config-from-stdin", "--device", "cpu"],
@@ -353,6 +363,7 @@ def test_config_from_stdin_refuses_bad_input_in_one_line(stdin: str, needle: str
     assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], proc.stderr
 
 
+@pytest.mark.slow
 def test_config_from_stdin_exits_0_when_no_trial_comes() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "study.train", "--config-from-stdin", "--device", "cpu"],
@@ -391,6 +402,7 @@ def test_compile_steps_are_the_first_at_each_shape() -> None:
     assert compile_steps(compile=True, cuda_graph=True, shapes=shapes) == graphed * 2
 
 
+@pytest.mark.slow
 def test_result_records_where_the_seconds_went(tinystories: Path, cache_dir: Path) -> None:
     result = train(
         tiny_config(tinystories, budget=2.0, curve_points=2), cache_dir=cache_dir, out=None

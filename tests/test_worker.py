@@ -3,6 +3,7 @@ off while it trained (it drops that trial quietly and goes on with the study).""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import multiprocessing
 import threading
@@ -14,17 +15,21 @@ import pytest
 from optuna.trial import TrialState
 from studyrun import fake_trainer, make_result, view, write_sweep
 
-from study.orchestra.worker import WorkerSpec, make_pruner, run_worker, trial_attrs
-from study.storage import pending, schema, stale
+from study.config import FixedTerms
+from study.orchestra.worker import WorkerSpec, make_pruner, run_worker
+from study.result import TRIAL_ATTRS, TrainResult, trial_attrs
+from study.storage import pending, stale
 from study.storage.optuna_store import SharedStudy, curve_step
-from study.storage.schema import TRIAL_ATTRS
 from study.storage.store import StorageGone
 from study.storage.study_lock import StudyLock
 
 
 def test_trial_attrs_are_exactly_the_schema() -> None:
     attrs = trial_attrs(make_result())
-    assert set(attrs) == set(schema.TRIAL_ATTRS)
+    assert list(attrs) == list(TRIAL_ATTRS)
+    fields = {f.name for f in dataclasses.fields(TrainResult)}
+    from_config = {"arch", "n_layer", "d_model", "n_head", "pos", "mlp", "lr", "budget", "seed"}
+    assert set(TRIAL_ATTRS) - fields == from_config  # every other name is a result field
     assert attrs["d_model"] == 64 and attrs["budget"] == 2.0 and attrs["batch_size"] == 4
 
 
@@ -36,6 +41,7 @@ def _wait_for(predicate: object, what: str, timeout: float = 60.0) -> None:
 
 
 @pytest.mark.parametrize("noticed_by", ["report", "heartbeat"])
+@pytest.mark.slow
 def test_a_trial_written_off_underneath_its_worker_is_dropped_and_the_study_goes_on(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -54,7 +60,7 @@ def test_a_trial_written_off_underneath_its_worker_is_dropped_and_the_study_goes
         storage=url,
         study_name=name,
         sweep=str(write_sweep(tmp_path)),
-        base={"budget": 2.0, "data": None, "device": "cpu", "seed": 0},
+        fixed=FixedTerms(budget=2.0, data=None, device="cpu", seed=0),
         trials=1,
         max_failures=1,
         pruner="none",
@@ -141,6 +147,7 @@ def test_pruners_compare_trials_at_the_same_budget_second() -> None:
     assert all(hyperband[i] in (75, 150, 225) for i in bad), hyperband
 
 
+@pytest.mark.slow
 def test_a_result_the_database_cannot_take_is_kept_and_recorded_later(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -155,7 +162,7 @@ def test_a_result_the_database_cannot_take_is_kept_and_recorded_later(
         storage=url,
         study_name=name,
         sweep=str(write_sweep(tmp_path)),
-        base={"budget": 2.0, "data": None, "device": "cpu", "seed": 0},
+        fixed=FixedTerms(budget=2.0, data=None, device="cpu", seed=0),
         trials=1,
         max_failures=1,
         pruner="none",

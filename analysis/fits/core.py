@@ -5,7 +5,7 @@ The loss law L(N, D) lives in :mod:`analysis.fits.loss_law`, its data-constraine
 
 Everything here takes arrays and returns frozen result objects: no I/O, no prints, no plots.
 Soft problems (a parameter at a bound, an optimiser that did not converge, an extrapolation)
-come back in ``warnings``; inputs no fit can use raise :class:`~study.errors.UsageError`.
+come back in ``warnings``; inputs no fit can use raise :class:`~analysis.fits.errors.FitError`.
 
 Notation: N is total parameters, D tokens seen, T(N) steady-state tokens per second, ``budget``
 wall-clock training seconds, so a model of size N sees D(N) = T(N) * budget tokens.
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from study.errors import UsageError
+from analysis.fits.errors import FitError
 from study.fmt import fmt_count
 
 FloatArray = NDArray[np.float64]
@@ -75,27 +75,27 @@ def fit_throughput(
     """Fit T(N) = c * N^-k in log-log space, with a bootstrap interval on c and k.
 
     Raises:
-        UsageError: fewer than two distinct sizes, sizes spanning less than ``MIN_SIZE_SPAN``,
+        FitError: fewer than two distinct sizes, sizes spanning less than ``MIN_SIZE_SPAN``,
             or a non-positive or non-finite value.
     """
     n = positive_finite("params", params)
     t = positive_finite("tokens_per_second", tokens_per_second)
     if n.shape != t.shape:
-        raise UsageError(f"params and tokens_per_second differ in length ({n.size} vs {t.size})")
+        raise FitError(f"params and tokens_per_second differ in length ({n.size} vs {t.size})")
     if np.unique(n).size < 2:
-        raise UsageError(
+        raise FitError(
             f"a throughput fit needs at least two distinct model sizes, got {np.unique(n).size}"
             + (f" for device {device}" if device else "")
         )
     if n.max() < MIN_SIZE_SPAN * n.min():
-        raise UsageError(
+        raise FitError(
             f"a throughput fit needs sizes spanning at least {MIN_SIZE_SPAN:g}x, got "
             f"{fmt_count(n.min())} to {fmt_count(n.max())}"
             + (f" on device {device}" if device else "")
             + " (a study at one size, such as the positions sweep, has no size axis)"
         )
     if not 0 < level < 1:
-        raise UsageError(f"level must be in (0, 1), got {level}")
+        raise FitError(f"level must be in (0, 1), got {level}")
     x, y = np.log(n), np.log(t)
     slope, intercept = _line(x, y)
     resid = y - (intercept + slope * x)
@@ -148,7 +148,7 @@ def fit_throughput_by_device(
     t = np.asarray(tokens_per_second, dtype=np.float64)
     labels = np.asarray(list(devices), dtype=object)
     if not n.shape == t.shape == labels.shape:
-        raise UsageError("params, tokens_per_second and devices differ in length")
+        raise FitError("params, tokens_per_second and devices differ in length")
     return {
         str(dev): fit_throughput(
             n[labels == dev],
@@ -189,14 +189,14 @@ def crossover_n(c: float, k: float, *, budget: float, ratio: float) -> float:
     """Closed form: c * N^-k * budget = ratio * N  =>  N* = (c * budget / ratio)^(1 / (1 + k)).
 
     Raises:
-        UsageError: k <= -1 (tokens in budget never fall below ratio * N) or bad arguments.
+        FitError: k <= -1 (tokens in budget never fall below ratio * N) or bad arguments.
     """
     if not (budget > 0 and ratio > 0 and c > 0):
-        raise UsageError(
+        raise FitError(
             f"crossover needs positive c, budget and ratio (c={c}, budget={budget}, ratio={ratio})"
         )
     if 1 + k <= 0:
-        raise UsageError(f"no crossover: throughput exponent k = {k:.3g} <= -1")
+        raise FitError(f"no crossover: throughput exponent k = {k:.3g} <= -1")
     return float(math.exp((math.log(c) + math.log(budget) - math.log(ratio)) / (1 + k)))
 
 
@@ -258,15 +258,15 @@ def positive_finite(name: str, values: ArrayLike) -> FloatArray:
     """``values`` as a flat float64 array.
 
     Raises:
-        UsageError: no values, or one that is not positive and finite (named by ``name``).
+        FitError: no values, or one that is not positive and finite (named by ``name``).
     """
     arr = np.asarray(values, dtype=np.float64).ravel()
     if arr.size == 0:
-        raise UsageError(f"{name}: no values")
+        raise FitError(f"{name}: no values")
     bad = ~np.isfinite(arr) | (arr <= 0)
     if bad.any():
         i = int(np.argmax(bad))
-        raise UsageError(f"{name} must be positive and finite; value {i} is {float(arr[i])!r}")
+        raise FitError(f"{name} must be positive and finite; value {i} is {float(arr[i])!r}")
     return arr
 
 

@@ -15,7 +15,7 @@ is Chinchilla's for fresh data and a model no larger than compute-optimal for it
 R*_D = 15.39 and R*_N = 5.31.
 
 Arrays in, frozen results out; soft problems in ``warnings``, unusable input raises
-:class:`~study.errors.UsageError`.
+:class:`~analysis.fits.errors.FitError`.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from analysis.fits.core import positive_finite
+from analysis.fits.errors import FitError
 from analysis.fits.loss_law import CHINCHILLA_GRID, LossLawFit, StartGrid, fit_loss_law, huber
-from study.errors import UsageError
 from study.fmt import fmt_count
 
 FloatArray = NDArray[np.float64]
@@ -109,7 +109,7 @@ class DataConstrainedFit:
     def surface(self, unique: float) -> DataConstrainedSurface:
         """The law at a fixed number of unique tokens, as :func:`loss_optimal_n` takes it."""
         if not (unique > 0 and math.isfinite(unique)):
-            raise UsageError(f"unique tokens must be positive and finite, got {unique!r}")
+            raise FitError(f"unique tokens must be positive and finite, got {unique!r}")
         return DataConstrainedSurface(fit=self, unique=float(unique))
 
     def as_dict(self) -> dict[str, float]:
@@ -155,21 +155,21 @@ def fit_data_constrained(
     stage one (constants from another fit, or published ones).
 
     Raises:
-        UsageError: bad values, differing lengths, no repeated point, or (without ``base``)
+        FitError: bad values, differing lengths, no repeated point, or (without ``base``)
             fewer than 5 fresh points.
     """
     n, d = positive_finite("params", params), positive_finite("tokens", tokens)
     u, loss_arr = positive_finite("unique", unique), positive_finite("loss", loss)
     if not n.shape == d.shape == u.shape == loss_arr.shape:
-        raise UsageError("params, tokens, unique and loss differ in length")
+        raise FitError("params, tokens, unique and loss differ in length")
     fresh = d <= u
     if fresh.all():
-        raise UsageError("no point repeats its data (D <= U everywhere): fit Chinchilla's law")
+        raise FitError("no point repeats its data (D <= U everywhere): fit Chinchilla's law")
     warnings: list[str] = []
     stages = "R*_D and R*_N on all points, Chinchilla constants given"
     if base is None:
         if fresh.sum() < 5:
-            raise UsageError(
+            raise FitError(
                 f"the data-constrained law needs at least 5 points that saw their data at most "
                 f"once (D <= U) to fix E, A, B, alpha, beta; got {int(fresh.sum())}"
             )
@@ -256,7 +256,7 @@ def _fit_r_stars(
             if math.isfinite(res.fun) and res.fun < best[0]:
                 best = (float(res.fun), np.asarray(res.x), bool(res.success))
     if not best[1].size:
-        raise UsageError("the R* fit gave no finite objective from any start")
+        raise FitError("the R* fit gave no finite objective from any start")
     rn = math.exp(best[1][1]) if rn_free else PUBLISHED_RN_STAR
     return math.exp(best[1][0]), rn, best[0], best[2]
 
@@ -296,7 +296,7 @@ class ChosenLaw:
         predicts as if every token were new)."""
         if self.data_constrained is not None:
             if unique is None:
-                raise UsageError("the data-constrained law needs the unique tokens to predict")
+                raise FitError("the data-constrained law needs the unique tokens to predict")
             return self.data_constrained.surface(unique)
         assert self.chinchilla is not None
         return self.chinchilla
@@ -304,7 +304,7 @@ class ChosenLaw:
     def predict(self, n: ArrayLike, d: ArrayLike, unique: ArrayLike | None = None) -> FloatArray:
         if self.data_constrained is not None:
             if unique is None:
-                raise UsageError("the data-constrained law needs the unique tokens to predict")
+                raise FitError("the data-constrained law needs the unique tokens to predict")
             return self.data_constrained.predict(n, d, unique)
         assert self.chinchilla is not None
         return self.chinchilla.predict(n, d)
@@ -352,13 +352,13 @@ def choose_law(
     data-constrained law be fitted where no point is fresh; it only fits R*_D and R*_N then.
 
     Raises:
-        UsageError: bad values, or too few points for any law.
+        FitError: bad values, or too few points for any law.
     """
     n, d, loss_arr = (
         positive_finite(k, v) for k, v in (("params", params), ("tokens", tokens), ("loss", loss))
     )
     if not n.shape == d.shape == loss_arr.shape:
-        raise UsageError("params, tokens and loss differ in length")
+        raise FitError("params, tokens and loss differ in length")
     if unique is None:
         law = fit_loss_law(n, d, loss_arr, delta=delta, grid=grid)
         note = (
@@ -386,10 +386,10 @@ def choose_law(
     )
     try:
         dc = fit_data_constrained(n, d, u, loss_arr, delta=delta, grid=grid, base=base)
-    except UsageError as exc:
+    except FitError as exc:
         keep = ~over
         if keep.sum() < 5:
-            raise UsageError(
+            raise FitError(
                 f"{why}; the data-constrained law cannot be fitted ({exc}), and "
                 f"only {int(keep.sum())} points lie within {fresh_epochs:g} "
                 f"epochs"

@@ -18,8 +18,9 @@ from numpy.typing import ArrayLike, NDArray
 
 from analysis.fits.core import fit_throughput, positive_finite
 from analysis.fits.data_constrained import FRESH_EPOCHS, ChosenLaw, choose_law
+from analysis.fits.errors import FitError
 from analysis.fits.loss_law import CHINCHILLA_GRID, LossLawFit, StartGrid, loss_optimal_n
-from study.errors import UsageError, first_line
+from study.errors import first_line
 from study.fmt import fmt_count
 
 FloatArray = NDArray[np.float64]
@@ -124,7 +125,7 @@ def holdout_check(
     :func:`~analysis.fits.data_constrained.choose_law`).
 
     Raises:
-        UsageError: bad values or lengths, no final point, or ``k`` outside 1..sizes - 1.
+        FitError: bad values or lengths, no final point, or ``k`` outside 1..sizes - 1.
     """
     n, d, loss_arr = (
         positive_finite(name, v)
@@ -135,7 +136,7 @@ def holdout_check(
     if not n.shape == d.shape == loss_arr.shape == is_final.shape or (
         u is not None and u.shape != n.shape
     ):
-        raise UsageError("params, tokens, loss, final (and unique) differ in length")
+        raise FitError("params, tokens, loss, final (and unique) differ in length")
     sizes = _per_size(n, d, loss_arr, u, is_final, tokens_per_second)
     held = _held_out(sizes, k=k, around_best=around_best)
     fit_mask = ~np.isin(n, sizes.params[held])
@@ -157,7 +158,7 @@ def holdout_check(
                 grid=grid,
                 base=base,
             )
-        except UsageError as exc:
+        except FitError as exc:
             untrusted.append(f"no law could be fitted: {first_line(exc)}")
         else:
             untrusted.extend(_degenerate(law))
@@ -184,10 +185,10 @@ def _per_size(
 ) -> _Sizes:
     """Mean final tokens, unique tokens, loss and tokens/s per distinct size."""
     if not final.any():
-        raise UsageError("no final point: the held-out check compares final losses")
+        raise FitError("no final point: the held-out check compares final losses")
     tps = None if tokens_per_second is None else np.asarray(tokens_per_second, dtype=np.float64)
     if tps is not None and tps.shape != n.shape:
-        raise UsageError("tokens_per_second differs in length from params")
+        raise FitError("tokens_per_second differs in length from params")
     sizes = np.unique(n[final])
 
     def mean(values: FloatArray) -> FloatArray:
@@ -207,13 +208,13 @@ def _held_out(sizes: _Sizes, *, k: int, around_best: bool) -> NDArray[np.intp]:
     count = sizes.params.size
     if around_best:
         if count < 2:
-            raise UsageError("holding out the sizes around the best needs at least 2 sizes")
+            raise FitError("holding out the sizes around the best needs at least 2 sizes")
         best = int(np.argmin(sizes.loss))
         neighbours = [i for i in (best - 1, best + 1) if 0 <= i < count]
         other = min(neighbours, key=lambda i: sizes.loss[i])
         return np.array(sorted((best, other)), dtype=np.intp)
     if not 1 <= k < count:
-        raise UsageError(f"k must be between 1 and the number of sizes - 1 ({count - 1}), got {k}")
+        raise FitError(f"k must be between 1 and the number of sizes - 1 ({count - 1}), got {k}")
     return np.arange(count - k, count, dtype=np.intp)
 
 
@@ -268,7 +269,7 @@ def _best_size(
         throughput = fit_throughput(
             sizes.params[fit_idx], sizes.tokens_per_second[fit_idx], n_boot=10
         )
-    except UsageError as exc:
+    except FitError as exc:
         return BestSize(measured, pick, None, None, (f"throughput: {first_line(exc)}",))
     unique = None if sizes.unique is None else float(np.median(sizes.unique))
     opt = loss_optimal_n(law.surface(unique), throughput, budget=budget)

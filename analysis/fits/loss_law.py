@@ -3,7 +3,7 @@ the size it predicts is best when every size trains for the same wall-clock budg
 
 Arrays in, frozen results out: no I/O, no prints, no plots. Soft problems (a degenerate
 exponent, an optimiser that did not converge, an optimum at the search bound) come back in
-``warnings``; inputs no fit can use raise :class:`~study.errors.UsageError`. The law assumes
+``warnings``; inputs no fit can use raise :class:`~analysis.fits.errors.FitError`. The law assumes
 every token is fresh; :mod:`analysis.fits.data_constrained` holds its form for repeated data.
 """
 
@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from analysis.fits.core import ThroughputFit, positive_finite
-from study.errors import UsageError
+from analysis.fits.errors import FitError
 from study.fmt import fmt_count
 
 FloatArray = NDArray[np.float64]
@@ -183,26 +183,26 @@ def fit_loss_law(
     slower.
 
     Raises:
-        UsageError: fewer than 5 points, a non-positive or non-finite value, or no start giving
+        FitError: fewer than 5 points, a non-positive or non-finite value, or no start giving
             a finite objective.
     """
     n = positive_finite("params", params)
     d = positive_finite("tokens", tokens)
     loss_arr = positive_finite("loss", loss)
     if not n.shape == d.shape == loss_arr.shape:
-        raise UsageError("params, tokens and loss differ in length")
+        raise FitError("params, tokens and loss differ in length")
     if n.size < 5:
-        raise UsageError(f"the loss law has 5 parameters and needs at least 5 points, got {n.size}")
+        raise FitError(f"the loss law has 5 parameters and needs at least 5 points, got {n.size}")
     if not delta > 0:
-        raise UsageError(f"Huber delta must be positive, got {delta}")
+        raise FitError(f"Huber delta must be positive, got {delta}")
     starts = grid.starts()
     if starts.size == 0:
-        raise UsageError("the grid of starts is empty")
+        raise FitError("the grid of starts is empty")
     best_f, best_x, best_ok, n_converged = _run_starts(
         starts, np.log(n), np.log(d), np.log(loss_arr), delta=float(delta), max_iter=max_iter
     )
     if best_x is None:
-        raise UsageError("the loss-law fit gave no finite objective from any start")
+        raise FitError("the loss-law fit gave no finite objective from any start")
 
     log_a, log_b, log_e, alpha, beta = (float(v) for v in best_x)
     e_vanished = math.exp(log_e) < 1e-3 * float(loss_arr.min())
@@ -332,14 +332,14 @@ def loss_optimal_n(
     from scipy.optimize import minimize_scalar
 
     if not budget > 0:
-        raise UsageError(f"budget must be positive, got {budget}")
+        raise FitError(f"budget must be positive, got {budget}")
     if n_bounds is None:
         lo_seen = min(law.n_range[0], throughput.n_min)
         hi_seen = max(law.n_range[1], throughput.n_max)
         n_bounds = (lo_seen / 1e3, hi_seen * 1e3)
     lo, hi = (float(v) for v in n_bounds)
     if not 0 < lo < hi:
-        raise UsageError(f"n_bounds must satisfy 0 < low < high, got {n_bounds}")
+        raise FitError(f"n_bounds must satisfy 0 < low < high, got {n_bounds}")
 
     def objective(log_n: float) -> float:
         n_val = math.exp(log_n)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from analysis.figures import plots
+from analysis.fits.errors import FitError
 from analysis.selection import fmt_value
 from study.errors import UsageError
 
@@ -31,10 +32,10 @@ img { max-width: 100%; } .note { color: #a33; }
 
 
 def section(title: str, build: Callable[[], list[str]]) -> list[str]:
-    """The heading and what ``build`` returns, or the reason (a UsageError) it could not."""
+    """The heading and what ``build`` returns, or the reason (a UsageError or FitError) it could not."""
     try:
         body = build()
-    except UsageError as exc:
+    except (UsageError, FitError) as exc:
         body = [note(str(exc))]
     return [f"<h2>{e(title)}</h2>", *body]
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from analysis.figures import law_plots, plots
+from analysis.fits.errors import FitError
 from analysis.fits.loss_law import StartGrid
 from analysis.load import DEFAULT_STORAGE, StudyData, load_study
 from analysis.output import check_output
@@ -115,7 +116,7 @@ def build_report(
         f"<title>Study {e(data.study_name)}</title><style>{CSS}</style></head><body>",
         f"<h1>Five-minute study: {e(data.study_name)}</h1>",
         f"<p>Storage <code>{e(data.storage)}</code>, generated "
-        f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}.</p>",
+        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC}.</p>",
     ]
     for title, build in sections:
         parts += section(title, build)
@@ -270,7 +271,7 @@ def _frontier(data: StudyData, *, budget: float | None, ratio: float) -> list[st
                 device=None,
                 baseline=found,
             )
-        except UsageError as exc:
+        except (UsageError, FitError) as exc:
             out.append(note(str(exc)))
             continue
         drawn.add(metric)
@@ -404,7 +405,7 @@ def _choices(data: StudyData) -> list[str]:
             break  # one of them never varied: the cells repeat the other
         try:
             comparisons = compare_for(data, by=by)
-        except UsageError as exc:
+        except (UsageError, FitError) as exc:
             out.append(note(str(exc)))
             continue
         compared += 1

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from analysis.figures import law_plots, plots
 from analysis.fits.core import Crossover, ThroughputFit, fit_throughput, solve_crossover
+from analysis.fits.errors import FitError
 from analysis.load import read_csv
 from analysis.output import FIGURE_FORMATS, check_output
 from analysis.selection import (
@@ -104,7 +105,7 @@ def device_crossovers(
             done[label] = crossover_for(
                 label, n, t, budget=budget_of(frame, budget), ratio=ratio, left_out=left_out
             )
-        except UsageError as exc:
+        except (UsageError, FitError) as exc:
             skipped[label] = str(exc)
     return done, skipped
 

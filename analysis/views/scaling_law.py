@@ -1,7 +1,7 @@
 """The loss law L(N, D) fitted on a study, and the loss-optimal size it predicts per device: what
 ``python -m analysis.scaling_law`` does, and the loss-law section of the report.
 
-The fit is Chinchilla Approach 3 (``analysis.fits.core.fit_loss_law``); the prediction minimises
+The fit is Chinchilla Approach 3 (``analysis.fits.loss_law.fit_loss_law``); the prediction minimises
 L(N, T(N) * budget) with each device's throughput fit (``analysis.views.crossover``).
 """
 

@@ -1,7 +1,7 @@
 """Triton kernels for the fused head's cross-entropy gradient (CUDA only; imported lazily).
 
-``study.kernels`` is the public side: it picks these kernels where Triton and CUDA are present
-and falls back to PyTorch elsewhere. Both kernels return, for rows of logits ``h @ w.T`` and
+``study.models.loss`` is the public side (``head_kernels``): it picks these kernels where Triton
+and CUDA are present and falls back to PyTorch elsewhere. Both kernels return, for rows of logits ``h @ w.T`` and
 their targets, the gradient of the summed cross-entropy with respect to the logits,
 ``softmax - onehot`` in 16 bits, and each row's NLL in float32, all arithmetic in float32:
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from study import events as ev
 from study.checkpoint import install
 from study.config import TrainConfig
 from study.fileio import write_json
@@ -271,10 +272,10 @@ def _watch(
         while True:
             status = proc.poll()
             for event in events.read():
-                if event.get("kind") == "progress" and on_progress is not None:
+                if event.get("kind") == ev.PROGRESS and on_progress is not None:
                     on_progress(event)
-                elif event.get("kind") in ("curve", "final") and on_curve is not None:
-                    if event["kind"] == "final":  # the full evaluation closes the curve
+                elif event.get("kind") in (ev.CURVE, ev.FINAL) and on_curve is not None:
+                    if event["kind"] == ev.FINAL:  # the full evaluation closes the curve
                         event = {**event, "frac": 1.0}
                     # Once the child has finished its result stands; only report the point.
                     if on_curve(event) and status is None:

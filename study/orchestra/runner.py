@@ -13,23 +13,20 @@ failed and queued again, and ``workers`` processes train trials until the study 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import multiprocessing
-import os
-import socket
 import sys
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from study.config import check_run_bounds
+from study.config import FixedTerms, check_run_bounds
 from study.data import resolve_data
 from study.errors import UsageError
-from study.orchestra import progress
+from study.orchestra import launch, progress
 from study.orchestra.comparability import check_terms, heldout_digest, search_space
-from study.orchestra.job import compile_cache_env
 from study.orchestra.worker import PRUNERS, WorkerSpec, process_main, quiet_optuna, run_worker
 from study.storage import pending, stale, store
 from study.storage.optuna_store import SharedStudy
@@ -108,13 +105,13 @@ def run_study(opts: RunOptions) -> int:
     study_name = opts.study_name or sweep.name
     # Which corpus "no --data" means here (the hub, or the bundled sample when the hub cannot
     # be reached) is decided once, so the trials neither probe again nor record None.
-    base = {
-        "budget": float(opts.budget),
-        "data": resolve_data(opts.data),
-        "device": opts.device,
-        "seed": opts.seed,
-    }
-    probe, space = probe_config(sweep, base)
+    fixed = FixedTerms(
+        budget=float(opts.budget),
+        data=resolve_data(opts.data),
+        device=opts.device,
+        seed=opts.seed,
+    )
+    probe, space = probe_config(sweep, fixed)
     check_device(opts.device)
     if opts.storage == DEFAULT_STORAGE:
         Path(DEFAULT_STORAGE.removeprefix("sqlite:///")).parent.mkdir(exist_ok=True)
@@ -126,7 +123,7 @@ def run_study(opts: RunOptions) -> int:
         max_stories=opts.max_stories,
         stored=state.study_attrs.get("max_stories"),
     )
-    base["max_stories"] = tokens.max_stories
+    fixed = dataclasses.replace(fixed, max_stories=tokens.max_stories)
     terms = {
         "budget": float(opts.budget),
         "corpus": tokens.fingerprint,
@@ -146,36 +143,27 @@ def run_study(opts: RunOptions) -> int:
     )
     ctx = multiprocessing.get_context("spawn")
     lock, failures = ctx.Lock(), ctx.Value("i", 0)
-    specs = [
-        WorkerSpec(
-            storage=opts.storage,
-            study_name=study_name,
-            sweep=sweep.spec,
-            base=base,
-            trials=opts.trials,
-            max_failures=opts.failure_limit,
-            pruner=opts.pruner,
-            curve_points=probe.curve_points,
-            sampler_seed=sampler_seed(opts.seed, run_index, i),
-            cache_dir=opts.cache_dir,
-            index=i,
-            workers=opts.workers,
-            env={
-                **compile_cache_env(opts.cache_dir),
-                **child_env(i, opts.workers, device=opts.device),
-            },
-            parent_pid=os.getpid() if opts.workers > 1 else None,
-            keep=opts.keep,
-            checkpoint_dir=opts.checkpoint_dir,
-        )
-        for i in range(opts.workers)
-    ]
+    specs = launch.worker_specs(
+        opts,
+        study_name=study_name,
+        sweep=sweep,
+        fixed=fixed,
+        curve_points=probe.curve_points,
+        run_index=run_index,
+    )
     dead_workers = run_workers(specs, lock, failures)
 
     trials = shared.trials()
     for line in progress.summary(study_name, state.url, trials, target=opts.trials):
         progress.emit(line)
     complete = sum(t.state == TrialState.COMPLETE for t in trials)
+    return exit_status(opts, dead_workers, complete=complete, failed=failures.value)
+
+
+def exit_status(
+    opts: RunOptions, dead_workers: list[tuple[str, int]], *, complete: int, failed: int
+) -> int:
+    """0 once the study holds its trials; 1, with the reason on stderr, if it stopped short."""
     if dead_workers:
         for name, code in dead_workers:
             print(f"error: {name} exited with status {code}", file=sys.stderr)
@@ -183,7 +171,7 @@ def run_study(opts: RunOptions) -> int:
     if complete < opts.trials:
         print(
             f"error: stopped at {complete}/{opts.trials} complete trials after "
-            f"{failures.value} failed ones in this run (--max-failures "
+            f"{failed} failed ones in this run (--max-failures "
             f"{opts.failure_limit}); run the same command to go on",
             file=sys.stderr,
         )
@@ -282,7 +270,7 @@ def run_workers(specs: list[WorkerSpec], lock: Lock, failures: Failures) -> list
     return [(p.name, p.exitcode or 0) for p in procs if p.exitcode != 0]
 
 
-def probe_config(sweep: Sweep, base: dict[str, Any]) -> tuple[TrainConfig, dict[str, str]]:
+def probe_config(sweep: Sweep, fixed: FixedTerms) -> tuple[TrainConfig, dict[str, str]]:
     """One suggestion from a throwaway in-memory study: proves the sweep works before the
     database is touched, and gives the tokenizer settings to prepare and the search space
     (``comparability.search_space``). Seeded, so every run of a sweep sees the same branch."""
@@ -294,7 +282,7 @@ def probe_config(sweep: Sweep, base: dict[str, Any]) -> tuple[TrainConfig, dict[
         else optuna.samplers.RandomSampler(seed=0)
     )
     trial = scratch.ask()
-    return sweep.build(trial, **base), search_space(trial)
+    return sweep.build(trial, fixed), search_space(trial)
 
 
 def check_device(device: str) -> None:
@@ -368,37 +356,3 @@ def study_tokens(
 
 
 RUNS_ATTR = "five_minute_study:runs"  # study system attribute: runs started so far
-
-
-def sampler_seed(seed: int, run_index: int, index: int) -> int:
-    """Distinct per worker, per run of the study (resumed or concurrent) and per host, so no two
-    workers draw the same sequence; the same for the same run of the same command."""
-    host = zlib.crc32(socket.gethostname().encode())
-    return int(zlib.crc32(f"{seed}:{run_index}:{index}:{host}".encode()))
-
-
-def child_env(index: int, workers: int, *, device: str) -> dict[str, str]:
-    """Environment overrides for worker ``index``'s trainer children.
-
-    With several workers each gets CUDA device ``index % device_count`` (of those visible), or,
-    without CUDA, an equal share of the CPU cores (unless OMP_NUM_THREADS is already set).
-    """
-    if workers == 1:
-        return {}
-    if device in ("auto", "cuda"):
-        visible = cuda_devices()
-        if visible:
-            return {"CUDA_VISIBLE_DEVICES": visible[index % len(visible)]}
-    if device in ("auto", "cpu") and "OMP_NUM_THREADS" not in os.environ:
-        return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // workers))}
-    return {}
-
-
-def cuda_devices() -> list[str]:
-    """CUDA device ids this process may use: CUDA_VISIBLE_DEVICES if set, else all."""
-    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if listed is not None:
-        return [d.strip() for d in listed.split(",") if d.strip()]
-    import torch
-
-    return [str(i) for i in range(torch.cuda.device_count())]

@@ -98,7 +98,7 @@ class SharedStudy:
     def create(cls, url: str, name: str) -> SharedStudy:
         """Open ``url`` (creating Optuna's and the harness tables) and create or load ``name``,
         a study that minimises ``METRIC_NAME`` (named for Optuna's dashboard). Intermediate
-        values are reported by budget second (``worker.curve_step``). Call under the study
+        values are reported by budget second (:func:`curve_step`). Call under the study
         lock."""
         import optuna
 

@@ -1,7 +1,7 @@
 """The harness's own tables, kept in the same database as Optuna's.
 
 Optuna's tables hold each trial's objective (held-out perplexity) and its user attributes (the
-scalar results and the full config, see ``TRIAL_ATTRS``). Series too long for attributes live
+scalar results and the full config, see ``study.result.TRIAL_ATTRS``). Series too long for attributes live
 here, keyed by Optuna's ``trial_id`` (unique across studies in one storage) with the study name and
 trial number repeated so a reader needs no join.
 """
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
 SCHEMA_VERSION = 2
-# Versions this code upgrades in place (``store.migrate``): 1 lacked ``harness_curve.eval_tokens``.
+# Versions this code upgrades in place (``harness_tables.create_or_upgrade``): 1 lacked ``harness_curve.eval_tokens``.
 MIGRATES_FROM = frozenset({1})
 
 # MySQL's FLOAT is 4 bytes and its TEXT holds 64 KB; ask it for what the other backends give.
@@ -51,40 +51,4 @@ sample = sa.Table(
     sa.Column("trial_number", sa.Integer, nullable=False),
     sa.Column("prompt", TEXT, nullable=False),
     sa.Column("text", TEXT, nullable=False),
-)
-
-# User attributes every complete trial carries (Optuna ``trial.user_attrs``).
-TRIAL_ATTRS = (
-    "config",  # TrainConfig.to_dict(), nested
-    "arch",
-    "n_layer",
-    "d_model",
-    "n_head",
-    "pos",
-    "mlp",
-    "lr",
-    "batch_size",
-    "budget",
-    "params",  # total, tied embeddings counted once
-    "params_nonembedding",
-    "flops_per_token",
-    "tokens_seen",
-    "tokens_per_second",  # steady state
-    "train_seconds",
-    "steps",
-    "epochs",  # tokens_seen / unique_tokens
-    "unique_tokens",  # U: distinct training tokens the trial could draw from
-    "eval_tokens",  # held-out targets of every evaluation (the final one and each curve point)
-    "eval_seconds",  # seconds all evaluations took, outside the budget
-    "val_loss",
-    "val_ppl",
-    "val_bpb",
-    "val_is_bound",
-    "device",  # e.g. "cuda", "cpu"
-    # e.g. "NVIDIA H100 80GB HBM3", "Apple MPS (arm64)", "cpu x86_64 (AMD EPYC, bf16)"
-    "device_name",
-    "versions",  # {"python", "torch", "numpy", "tokenizers", "study"}
-    "seed",
-    "compile_seconds",  # budgeted seconds of the steps that compiled or captured a CUDA graph
-    "outside_seconds",  # the trial process's wall time minus train_seconds (parent-measured)
 )

@@ -1,4 +1,4 @@
-"""The budget clock, the CPU thread tuner and the JSON-lines event stream of one job.
+"""The budget clock and the CPU thread tuner of one job (its event stream: ``study.events``).
 
 The budget is wall-clock seconds of training from the first optimizer step to the last; the
 clock pauses while the model is evaluated.
@@ -6,13 +6,11 @@ clock pauses while the model is evaluated.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TextIO
 
 import torch
 
@@ -46,19 +44,6 @@ class Clock:
     @property
     def done(self) -> bool:
         return self.elapsed >= self.budget
-
-
-@dataclass
-class Events:
-    """Progress and curve points as JSON lines (for the study runner), flushed as they happen;
-    nothing without a stream."""
-
-    stream: TextIO | None = None
-
-    def emit(self, kind: str, **values: Any) -> None:
-        if self.stream is not None:
-            self.stream.write(json.dumps({"kind": kind, **values}) + "\n")
-            self.stream.flush()
 
 
 @dataclass

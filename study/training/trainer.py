@@ -1,4 +1,4 @@
-"""One budgeted training job: set up before the clock, the loop, the final evaluation.
+"""One budgeted training job: its setup (``study.training.setup``), the loop, the final evaluation.
 
 The budget is wall-clock seconds of training from the first optimizer step to the last, compile
 time and host-device copies included; periodic evaluation pauses the clock (``study.training.clock``).
@@ -7,39 +7,30 @@ The learning rate and the curriculum follow the elapsed budget fraction (``study
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
 import sys
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
-import numpy as np
 import torch
 
+from study import events as ev
 from study.config import TrainConfig
 from study.device import (
-    autocast,
-    autocast_dtype,
-    default_batch_size,
     device_name,
     eager_attention,
-    resolve_device,
     versions,
 )
-from study.errors import UsageError
+from study.events import Events
 from study.fmt import fmt_count
-from study.models import LanguageModel, ParamCount, build_model, count_params
 from study.result import CurvePoint, TrainResult
-from study.training.clock import Clock, Events, ThreadTuner
-from study.training.evaluate import eval_windows, evaluate
+from study.training.clock import Clock, ThreadTuner
 from study.training.schedule import lr_at, seq_len_at
-from study.training.step import GRAPH_WARMUP, TrainStep
+from study.training.setup import Job
+from study.training.step import GRAPH_WARMUP
 
 if TYPE_CHECKING:
     from study.data import TokenData
@@ -102,106 +93,6 @@ def train(
 # --------------------------------------------------------------------------- before the clock
 
 
-@dataclass(frozen=True)
-class Job:
-    """Everything built before the clock starts: data on the device, the model, its step and the
-    fixed held-out windows."""
-
-    config: TrainConfig
-    device: torch.device
-    data: TokenData
-    model: LanguageModel
-    counts: ParamCount
-    batch_size: int
-    step_fn: TrainStep
-    windows: torch.Tensor  # (n, seq_len + 1): the held-out windows every point is scored on
-    token_bytes: torch.Tensor  # UTF-8 bytes of each token id
-    eval_batch: int
-    amp: Callable[[], AbstractContextManager[Any]]
-
-    @classmethod
-    def prepare(
-        cls, config: TrainConfig, *, cache_dir: Path | None, data: TokenData | None = None
-    ) -> Job:
-        """Validate, load the tokens (tokenizer and cache: before the clock), build the model
-        and its step.
-
-        Raises:
-            UsageError: a bad config, a device not present, too little data.
-        """
-        config.validate()
-        started = time.perf_counter()
-        device = resolve_device(config.device)
-        if data is None:
-            data = load_config_tokens(config, cache_dir=cache_dir)
-        log.info("overhead: data loaded in %.2fs", time.perf_counter() - started)
-        mc = config.model
-        if len(data.train) < mc.seq_len + 2:
-            raise UsageError(
-                f"the training split has {len(data.train)} tokens, fewer than seq_len + 2 = "
-                f"{mc.seq_len + 2}"
-            )
-        torch.manual_seed(config.seed)
-        model = build_model(mc).to(device)
-        batch_size = config.batch_size or default_batch_size(device)
-        train_tokens = torch.from_numpy(data.train.astype(np.int32)).to(device)
-        step_fn = TrainStep(
-            model, config, device=device, tokens=train_tokens, batch_size=batch_size
-        )
-        log.info("step: %s, batch %d", step_fn.plan.describe(), batch_size)
-        windows = torch.from_numpy(
-            eval_windows(data.valid, n_tokens=config.eval_tokens, seq_len=mc.seq_len)
-        ).to(device)
-        log.info("overhead: ready to train %.2fs after the start", time.perf_counter() - started)
-        return cls(
-            config=config,
-            device=device,
-            data=data,
-            model=model,
-            counts=count_params(mc, model),
-            batch_size=batch_size,
-            step_fn=step_fn,
-            windows=windows,
-            token_bytes=torch.from_numpy(data.token_bytes.astype(np.int64)).to(device),
-            # Small batches on CPU: as fast per token, and they let the thread tuner time them.
-            eval_batch=max(1, min(batch_size, 64 if device.type != "cpu" else 8)),
-            amp=autocast(device, autocast_dtype(config.precision, device)),
-        )
-
-    @property
-    def eval_tokens(self) -> int:
-        """Held-out targets each evaluation scores (``config.eval_tokens`` or what the held-out
-        split holds, in whole windows)."""
-        return self.windows.size(0) * (self.windows.size(1) - 1)
-
-    def held_out(self, threads: ThreadTuner) -> tuple[float, float]:
-        """Held-out loss and bits per byte on the fixed windows (eager attention on CUDA) of the
-        model, or of its weight average with ``ema_decay``: the same windows at every call, so
-        an unchanged model gets the same number."""
-        ema = self.step_fn.ema  # the weight average, when there is one, is what is scored
-        with eager_attention(self.device), ema.swapped() if ema else contextlib.nullcontext():
-            return evaluate(
-                self.model,
-                self.windows,
-                token_bytes=self.token_bytes,
-                batch_size=self.eval_batch,
-                amp=self.amp,
-                threads=threads,
-            )
-
-
-def load_config_tokens(config: TrainConfig, *, cache_dir: Path | None) -> TokenData:
-    """The tokens of ``config``'s corpus, tokenizer and story limit (built once, then mapped)."""
-    from study.data import load_tokens
-
-    return load_tokens(
-        config.data,
-        vocab_size=config.model.vocab_size,
-        cache_dir=cache_dir,
-        max_stories=config.max_stories,
-    )
-
-
 # --------------------------------------------------------------------------- the loop
 
 
@@ -233,6 +124,7 @@ class Run:
         self.compile_seconds = 0.0  # budgeted seconds of the steps that compiled or captured
         self._shape: tuple[int, int] | None = None
         self._compile_steps_left = 0
+        self.oom_at = _fault_oom_step()  # read once: the loop only compares a number
 
     def fraction(self, elapsed: float) -> float:
         """How far the run is: the step fraction with ``config.steps``, else the elapsed budget
@@ -260,7 +152,8 @@ class Run:
                 cooldown_frac=config.cooldown_frac,
             )
             seq_len = seq_len_at(frac, full=config.model.seq_len, curriculum=config.curriculum)
-            _check_fault_hook(self.step)
+            if self.step == self.oom_at:
+                raise torch.OutOfMemoryError("simulated out of memory (STUDY_FAULT_OOM_AT_STEP)")
             compiling = self.compiles((step_fn.rows_at(seq_len), seq_len))
             if compiling:  # the device's queue drained before and after: only this step counts
                 step_fn.sync()
@@ -339,13 +232,14 @@ class Run:
                 flush=True,
             )
         self.events.emit(
-            "progress",
-            elapsed_s=elapsed,
-            budget=budget,
-            step=self.step,
-            train_loss=train_loss,
-            lr=lr,
-            tok_s=tok_s,
+            ev.progress(
+                elapsed_s=elapsed,
+                budget=budget,
+                step=self.step,
+                train_loss=train_loss,
+                lr=lr,
+                tok_s=tok_s,
+            )
         )
         interval = self.log_interval
         self.next_log += interval * (math.floor((elapsed - self.next_log) / interval) + 1)
@@ -372,7 +266,7 @@ class Run:
             eval_tokens=self.job.eval_tokens,
         )
         self.curve.append(point)
-        self.events.emit("curve", frac=self.next_curve / self.config.curve_points, **point)
+        self.events.emit(ev.curve(frac=self.next_curve / self.config.curve_points, point=point))
         self.next_curve += 1
         self.eval_seconds += time.perf_counter() - paused_at
         self.clock.resume()
@@ -400,7 +294,7 @@ class Run:
             raise Diverged("held-out loss is NaN or infinite after training")
         if self.curve:
             self.curve[-1]["val_loss"] = val_loss
-        self.events.emit("final", val_loss=val_loss, val_bpb=val_bpb)
+        self.events.emit(ev.final(val_loss=val_loss, val_bpb=val_bpb))
         sampled = time.perf_counter()
         sample = self.sample()
         sample_seconds = time.perf_counter() - sampled
@@ -451,9 +345,8 @@ class Run:
         return config.prompt + decode(self.job.data.tokenizer, new_ids)
 
 
-def _check_fault_hook(step: int) -> None:
-    """Test hook: ``STUDY_FAULT_OOM_AT_STEP=N`` raises the device's out-of-memory error at step N,
-    so the out-of-memory path can be tested on a machine without a GPU."""
+def _fault_oom_step() -> int | None:
+    """Test hook: with ``STUDY_FAULT_OOM_AT_STEP=N`` the loop raises the device's out-of-memory
+    error at step N, so the out-of-memory path can be tested on a machine without a GPU."""
     at = os.environ.get("STUDY_FAULT_OOM_AT_STEP")
-    if at is not None and step == int(at):
-        raise torch.OutOfMemoryError("simulated out of memory (STUDY_FAULT_OOM_AT_STEP)")
+    return int(at) if at is not None else None
