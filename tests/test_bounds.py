@@ -85,6 +85,7 @@ def test_environment_settings_out_of_bounds_are_refused(
         stale.grace_s() if "GRACE" in name else retry.patience_s()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["fifo", "devzero"])
 def test_a_corpus_that_is_no_regular_file_is_refused(tmp_path: Path, kind: str) -> None:
     path = tmp_path / "stories.txt"

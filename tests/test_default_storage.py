@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from studyrun import DATA, REPO, write_sweep
 
 from analysis.load import DEFAULT_STORAGE
@@ -18,6 +19,7 @@ def test_run_and_analysis_default_to_runs_study_db() -> None:
     assert RunOptions().storage == DEFAULT_STORAGE == "sqlite:///runs/study.db"
 
 
+@pytest.mark.slow
 def test_a_run_with_the_default_storage_leaves_the_shipped_file_alone(
     tmp_path: Path, cache_dir: Path
 ) -> None:

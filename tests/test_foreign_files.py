@@ -40,6 +40,7 @@ def _refused(proc: subprocess.CompletedProcess[str]) -> None:
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["missing", "trials", "notes"])
 def test_merge_refuses_a_missing_or_foreign_source(tmp_path: Path, source: str) -> None:
     src, dst = tmp_path / "src.db", tmp_path / "dst.db"
@@ -51,6 +52,7 @@ def test_merge_refuses_a_missing_or_foreign_source(tmp_path: Path, source: str) 
     assert (_snapshot(src), _snapshot(dst)) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("table", ["trials", "notes"])
 def test_merge_refuses_a_foreign_destination(tmp_path: Path, table: str) -> None:
     src, dst = tmp_path / "src.db", _foreign(tmp_path / "dst.db", table)
@@ -60,6 +62,7 @@ def test_merge_refuses_a_foreign_destination(tmp_path: Path, table: str) -> None
     assert (_snapshot(src), _snapshot(dst)) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("table", ["trials", "studies", "notes"])
 def test_run_refuses_a_foreign_sqlite_file(tmp_path: Path, cache_dir: Path, table: str) -> None:
     db = _foreign(tmp_path / "theirs.db", table)

@@ -10,6 +10,7 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pytest
 from analysis_db import make_study_db, run_cli, url
 
 ESCAPE = "\x1b[2J\x1b]0;owned\x07"
@@ -30,6 +31,7 @@ def _plant(db: Path) -> None:
     conn.close()
 
 
+@pytest.mark.slow
 def test_control_characters_and_formulas_from_a_database_are_neutralised(tmp_path: Path) -> None:
     db = make_study_db(tmp_path / "study.db")
     _plant(db)

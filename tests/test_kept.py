@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import optuna
+import pytest
 from studyrun import DATA, REPO, run, study_args, write_sweep
 
 
@@ -16,6 +17,7 @@ def _cli(module: str, *args: str, cache_dir: Path) -> tuple[int, str, str]:
     return proc.returncode, proc.stdout, proc.stderr
 
 
+@pytest.mark.slow
 def test_a_study_keeps_its_best_model_to_generate_from_and_score(
     tmp_path: Path, cache_dir: Path
 ) -> None:
@@ -66,6 +68,7 @@ def test_a_study_keeps_its_best_model_to_generate_from_and_score(
     assert REPO.is_dir()
 
 
+@pytest.mark.slow
 def test_keep_none_keeps_nothing_and_generate_says_so(tmp_path: Path, cache_dir: Path) -> None:
     url = f"sqlite:///{tmp_path / 'study.db'}"
     sweep = write_sweep(tmp_path)
@@ -78,6 +81,7 @@ def test_keep_none_keeps_nothing_and_generate_says_so(tmp_path: Path, cache_dir:
     assert code == 2 and "no kept model" in err
 
 
+@pytest.mark.slow
 def test_trials_config_prints_what_study_train_takes(tmp_path: Path) -> None:
     from study.config import TrainConfig
 

@@ -6,6 +6,7 @@ import multiprocessing
 import os
 from pathlib import Path
 
+import pytest
 from studyrun import fake_trainer, view, write_sweep
 
 from analysis.load import load_study
@@ -25,6 +26,7 @@ def test_meter_reads_load_and_a_child_share_in_range() -> None:
     assert 0 < attrs["child_cpu_share"] <= 1.0
 
 
+@pytest.mark.slow
 def test_a_trial_records_the_machine_load(tmp_path: Path) -> None:
     url, name = f"sqlite:///{tmp_path / 'study.db'}", "load"
     SharedStudy.create(url, name)

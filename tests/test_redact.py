@@ -67,6 +67,7 @@ def test_the_suggested_commands_and_errors_hide_the_secret(
         assert _leaks(capsys.readouterr().err) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", ["analysis.report", "analysis.trials", "study.merge"])
 def test_commands_never_print_a_query_password(module: str, tmp_path: object) -> None:
     url = f"{BASE}?password={SECRET}&connect_timeout=1"
@@ -93,6 +94,7 @@ def test_commands_never_print_a_query_password(module: str, tmp_path: object) ->
     assert _leaks(proc.stdout + proc.stderr) == [], proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", ["analysis.trials", "study.merge"])
 def test_a_non_numeric_port_is_one_line_without_the_password(module: str, tmp_path: object) -> None:
     url = f"postgresql://user:{SECRET}@host:abc/db"

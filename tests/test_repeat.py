@@ -64,6 +64,7 @@ def test_refuses_a_study_that_does_not_exist(
     assert err == f"error: no study named 'nope' in {url}"
 
 
+@pytest.mark.slow
 def test_repeat_top_adds_k_times_n_minus_1_trials_once(tmp_path: Path) -> None:
     url, name = f"sqlite:///{tmp_path / 'study.db'}", "tiny"
     sweep, cache = write_sweep(tmp_path), tmp_path / "cache"

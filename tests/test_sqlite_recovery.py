@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from studyrun import REPO, check_records, run, study_args, view, write_sweep
 
 # A process that records a trial (harness rows, attributes, value) with a one-page cache, so a
@@ -33,6 +34,7 @@ shared.complete(trial, result.val_ppl, attrs={}, result=result)
 """
 
 
+@pytest.mark.slow
 def test_a_kill_while_recording_leaves_a_study_the_next_run_and_the_analysis_open(
     tmp_path: Path, cache_dir: Path
 ) -> None:

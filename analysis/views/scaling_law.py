@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from analysis.figures import law_plots, plots
+from analysis.fits.errors import FitError
 from analysis.fits.loss_law import (
     CHINCHILLA_GRID,
     LossLawFit,
@@ -210,7 +211,7 @@ def run_scaling_law(
         outcome = scaling_law_for(
             data, points, budget=budget, ratio=ratio, device=device, grid=start_grid
         )
-    except UsageError as exc:
+    except (UsageError, FitError) as exc:
         if data is None:  # a CSV's points are the user's input: too few is bad input
             raise
         return _unfitted(data, points, exc, plot_out)
@@ -221,7 +222,7 @@ def run_scaling_law(
     return scaling_law_text(outcome)
 
 
-def _unfitted(data: StudyData, points: pd.DataFrame, exc: UsageError, plot_out: Path | None) -> str:
+def _unfitted(data: StudyData, points: pd.DataFrame, exc: Exception, plot_out: Path | None) -> str:
     """A study too small to fit is an answer, not an error: say so, as for a bad fit."""
     why = (
         f"no law could be fitted: {exc}",
