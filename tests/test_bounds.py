@@ -15,7 +15,7 @@ from studyrun import REPO
 from study.config import ModelConfig, TrainConfig
 from study.data.corpus import find_local_corpus
 from study.errors import UsageError
-from study.orchestra.runner import RunOptions
+from study.orchestra.options import RunOptions
 from study.storage import retry, stale
 
 TINY = ModelConfig(d_model=32, n_head=2, vocab_size=512, seq_len=64)

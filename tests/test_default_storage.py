@@ -12,7 +12,7 @@ import pytest
 from studyrun import DATA, REPO, write_sweep
 
 from analysis.load import DEFAULT_STORAGE
-from study.orchestra.runner import RunOptions
+from study.orchestra.options import RunOptions
 
 
 def test_run_and_analysis_default_to_runs_study_db() -> None:

@@ -13,7 +13,7 @@ from study.orchestra.job import compile_cache_env
 from study.orchestra.worker import WorkerSpec
 
 if TYPE_CHECKING:
-    from study.orchestra.runner import RunOptions
+    from study.orchestra.options import RunOptions
     from sweeps import Sweep
 
 

@@ -19,7 +19,7 @@ from study.errors import UsageError
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
-    from study.orchestra.runner import RunOptions
+    from study.orchestra.options import RunOptions
     from study.storage.optuna_store import SharedStudy
 
 REPEATS_ATTR = "repeats"

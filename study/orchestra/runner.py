@@ -15,19 +15,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import multiprocessing
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from study.config import FixedTerms, check_run_bounds
+from study.config import FixedTerms
 from study.data import resolve_data
 from study.errors import UsageError
 from study.orchestra import launch, progress
 from study.orchestra.comparability import check_terms, heldout_digest, search_space
-from study.orchestra.worker import PRUNERS, WorkerSpec, process_main, quiet_optuna, run_worker
+from study.orchestra.options import DEFAULT_STORAGE, RunOptions
+from study.orchestra.worker import WorkerSpec, process_main, quiet_optuna, run_worker
 from study.storage import pending, stale, store
 from study.storage.optuna_store import SharedStudy
 from study.storage.study_lock import StudyLock
@@ -39,55 +38,6 @@ if TYPE_CHECKING:
     from study.orchestra.worker import Failures, Lock
 
 log = logging.getLogger(__name__)
-
-
-# A fresh run's own file, never the shipped, tracked study.db; its folder is made on first use.
-DEFAULT_STORAGE = "sqlite:///runs/study.db"
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """What ``python -m study.run`` was asked for; ``None`` study name means the sweep's name."""
-
-    trials: int = 40
-    budget: float = 300.0
-    sweep: str = "default"
-    storage: str = DEFAULT_STORAGE
-    study_name: str | None = None
-    data: str | None = None
-    device: str = "auto"
-    workers: int = 1
-    seed: int = 0
-    pruner: str = "none"
-    cache_dir: str | None = None
-    max_failures: int | None = None  # None: max(10, trials)
-    max_stories: int | str = "auto"  # training stories of every trial; auto: study.data.budget
-    keep: str = "top-3"  # which trials' final weights stay (study.checkpoint.keep_count)
-    checkpoint_dir: str | None = None  # None: beside an SQLite file; a server keeps none
-
-    def validate(self) -> None:
-        if self.trials < 1:
-            raise UsageError(f"--trials must be at least 1, got {self.trials}")
-        if not (math.isfinite(self.budget) and self.budget > 0):
-            raise UsageError(f"--budget must be a positive number of seconds, got {self.budget:g}")
-        if self.workers < 1:
-            raise UsageError(f"--workers must be at least 1, got {self.workers}")
-        check_run_bounds(
-            budget=self.budget, seed=self.seed, workers=self.workers, study_name=self.study_name
-        )
-        if self.max_failures is not None and self.max_failures < 1:
-            raise UsageError(f"--max-failures must be at least 1, got {self.max_failures}")
-        if self.pruner not in PRUNERS:
-            raise UsageError(f"--pruner must be one of {', '.join(PRUNERS)}, got {self.pruner!r}")
-        if self.study_name is not None and not self.study_name.strip():
-            raise UsageError("--study-name must not be empty")
-        stale.grace_s()  # the environment's settings, refused here before anything is written
-        store.patience_s()
-
-    @property
-    def failure_limit(self) -> int:
-        """Failed trials after which this run stops: ``max_failures``, or max(10, trials)."""
-        return self.max_failures if self.max_failures is not None else max(10, self.trials)
 
 
 def run_study(opts: RunOptions) -> int:

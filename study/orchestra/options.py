@@ -1,0 +1,59 @@
+"""What ``python -m study.run`` was asked for, checked before anything is written."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from study.config import check_run_bounds
+from study.errors import UsageError
+from study.orchestra.worker import PRUNERS
+from study.storage import stale, store
+
+# A fresh run's own file, never the shipped, tracked study.db; its folder is made on first use.
+DEFAULT_STORAGE = "sqlite:///runs/study.db"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What ``python -m study.run`` was asked for; ``None`` study name means the sweep's name."""
+
+    trials: int = 40
+    budget: float = 300.0
+    sweep: str = "default"
+    storage: str = DEFAULT_STORAGE
+    study_name: str | None = None
+    data: str | None = None
+    device: str = "auto"
+    workers: int = 1
+    seed: int = 0
+    pruner: str = "none"
+    cache_dir: str | None = None
+    max_failures: int | None = None  # None: max(10, trials)
+    max_stories: int | str = "auto"  # training stories of every trial; auto: study.data.budget
+    keep: str = "top-3"  # which trials' final weights stay (study.checkpoint.keep_count)
+    checkpoint_dir: str | None = None  # None: beside an SQLite file; a server keeps none
+
+    def validate(self) -> None:
+        if self.trials < 1:
+            raise UsageError(f"--trials must be at least 1, got {self.trials}")
+        if not (math.isfinite(self.budget) and self.budget > 0):
+            raise UsageError(f"--budget must be a positive number of seconds, got {self.budget:g}")
+        if self.workers < 1:
+            raise UsageError(f"--workers must be at least 1, got {self.workers}")
+        check_run_bounds(
+            budget=self.budget, seed=self.seed, workers=self.workers, study_name=self.study_name
+        )
+        if self.max_failures is not None and self.max_failures < 1:
+            raise UsageError(f"--max-failures must be at least 1, got {self.max_failures}")
+        if self.pruner not in PRUNERS:
+            raise UsageError(f"--pruner must be one of {', '.join(PRUNERS)}, got {self.pruner!r}")
+        if self.study_name is not None and not self.study_name.strip():
+            raise UsageError("--study-name must not be empty")
+        stale.grace_s()  # the environment's settings, refused here before anything is written
+        store.patience_s()
+
+    @property
+    def failure_limit(self) -> int:
+        """Failed trials after which this run stops: ``max_failures``, or max(10, trials)."""
+        return self.max_failures if self.max_failures is not None else max(10, self.trials)
