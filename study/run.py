@@ -19,10 +19,9 @@ from study.cli import ArgumentParser
 from study.config import DEVICES
 from study.data import max_stories_arg
 from study.errors import cli_main, stop_like_ctrl_c
-from study.orchestra.options import RunOptions
+from study.orchestra.options import PRUNERS, RunOptions
 from study.orchestra.repeat import prepare_repeats
 from study.orchestra.runner import run_study
-from study.orchestra.worker import PRUNERS
 from study.storage.store import StorageFull, StorageGone
 from sweeps import available
 

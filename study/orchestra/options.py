@@ -7,11 +7,13 @@ from dataclasses import dataclass
 
 from study.config import check_run_bounds
 from study.errors import UsageError
-from study.orchestra.worker import PRUNERS
 from study.storage import stale, store
 
 # A fresh run's own file, never the shipped, tracked study.db; its folder is made on first use.
 DEFAULT_STORAGE = "sqlite:///runs/study.db"
+
+
+PRUNERS = ("none", "median", "hyperband")
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from study.orchestra import keep as keeping
 from study.orchestra import progress
 from study.orchestra.job import Outcome, WarmPool, die_with_parent, prestart_enabled, run_job
 from study.orchestra.machine_load import LoadMeter
+from study.orchestra.options import PRUNERS
 from study.orchestra.repeat import repeat_seed
 from study.result import TrainResult, trial_attrs
 from study.storage import pending, stale
@@ -57,7 +58,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PRUNERS = ("none", "median", "hyperband")
 TRAIN_COMMAND = (sys.executable, "-m", "study.train")
 WAIT_S = 1.0  # seconds between looks at the study while its last trials run elsewhere
 
