@@ -98,11 +98,18 @@ class SharedStudy:
     def create(cls, url: str, name: str) -> SharedStudy:
         """Open ``url`` (creating Optuna's and the harness tables) and create or load ``name``,
         a study that minimises ``METRIC_NAME`` (named for Optuna's dashboard). Intermediate
-        values are reported by budget second (:func:`curve_step`). Call under the study
+        values are reported by budget second (:func:`curve_step`); an older study keyed by
+        curve index is upgraded once (``study.storage.upgrade_study``). Call under the study
         lock."""
         import optuna
 
+        from study.storage.upgrade_study import upgrade_study
+
         storage = store.open_storage(url)
+        # Before Optuna loads it: a study of the older kind is named and its steps rekeyed once.
+        store.retry(
+            upgrade_study, storage.engine, name, metric_name=METRIC_NAME, what="upgrade the study"
+        )
         study = store.retry(
             optuna.create_study,
             storage=storage,
