@@ -13,13 +13,13 @@ from analysis.fits.data_constrained import (
     PUBLISHED_RD_STAR,
     PUBLISHED_RN_STAR,
     DataConstrainedFit,
-    choose_law,
     effective_data,
     effective_params,
     fit_data_constrained,
     optimal_params_for_tokens,
 )
 from analysis.fits.errors import FitError
+from analysis.fits.law_choice import choose_law
 from analysis.fits.loss_law import LossLawFit, StartGrid, loss_optimal_n
 
 SMALL_GRID = StartGrid(

@@ -17,8 +17,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from analysis.fits.core import fit_throughput, positive_finite
-from analysis.fits.data_constrained import FRESH_EPOCHS, ChosenLaw, choose_law
 from analysis.fits.errors import FitError
+from analysis.fits.law_choice import FRESH_EPOCHS, ChosenLaw, choose_law
 from analysis.fits.loss_law import CHINCHILLA_GRID, LossLawFit, StartGrid, loss_optimal_n
 from study.errors import first_line
 from study.fmt import fmt_count
@@ -115,14 +115,14 @@ def holdout_check(
     grid: StartGrid = CHINCHILLA_GRID,
     base: LossLawFit | None = None,
 ) -> HoldoutResult:
-    """Fit :func:`~analysis.fits.data_constrained.choose_law` on every point (curve and final) of all
+    """Fit :func:`~analysis.fits.law_choice.choose_law` on every point (curve and final) of all
     sizes but the held-out ones, and check its predictions on the held-out sizes' final points.
 
     Held out: the largest ``k`` sizes, or with ``around_best`` the measured best size and its
     better neighbour (the pair the optimum lies between). ``tokens_per_second`` (of the final
     points) and ``budget`` add the predicted optimum N; without them only the ladder pick.
     ``base``: Chinchilla constants from elsewhere for the data-constrained law (see
-    :func:`~analysis.fits.data_constrained.choose_law`).
+    :func:`~analysis.fits.law_choice.choose_law`).
 
     Raises:
         FitError: bad values or lengths, no final point, or ``k`` outside 1..sizes - 1.

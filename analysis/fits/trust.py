@@ -12,8 +12,8 @@ from collections.abc import Iterable
 import numpy as np
 from numpy.typing import ArrayLike
 
-from analysis.fits.data_constrained import FRESH_EPOCHS
 from analysis.fits.holdout import MIN_FIT_SIZES
+from analysis.fits.law_choice import FRESH_EPOCHS
 from analysis.fits.loss_law import LossLawFit, LossOptimal
 from study.fmt import fmt_count
 
