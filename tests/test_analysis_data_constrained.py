@@ -20,7 +20,8 @@ from analysis.fits.data_constrained import (
 )
 from analysis.fits.errors import FitError
 from analysis.fits.law_choice import choose_law
-from analysis.fits.loss_law import LossLawFit, StartGrid, loss_optimal_n
+from analysis.fits.loss_law import LossLawFit, StartGrid
+from analysis.fits.loss_optimum import loss_optimal_n
 
 SMALL_GRID = StartGrid(
     alpha=(0.0, 0.5, 1.0),

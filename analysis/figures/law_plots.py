@@ -21,7 +21,8 @@ from analysis.figures.plots import (
     span,
 )
 from analysis.fits.core import Crossover, ThroughputFit
-from analysis.fits.loss_law import LossLawFit, LossOptimal
+from analysis.fits.loss_law import LossLawFit
+from analysis.fits.loss_optimum import LossOptimal
 from study.fmt import fmt_count
 
 if TYPE_CHECKING:

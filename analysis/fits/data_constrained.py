@@ -107,7 +107,7 @@ class DataConstrainedFit:
         return b.E + b.A * n_eff**-b.alpha + b.B * d_eff**-b.beta
 
     def surface(self, unique: float) -> DataConstrainedSurface:
-        """The law at a fixed number of unique tokens, as :func:`loss_optimal_n` takes it."""
+        """The law at a fixed number of unique tokens, as :func:`~analysis.fits.loss_optimum.loss_optimal_n` takes it."""
         if not (unique > 0 and math.isfinite(unique)):
             raise FitError(f"unique tokens must be positive and finite, got {unique!r}")
         return DataConstrainedSurface(fit=self, unique=float(unique))

@@ -19,7 +19,8 @@ from numpy.typing import ArrayLike, NDArray
 from analysis.fits.core import fit_throughput, positive_finite
 from analysis.fits.errors import FitError
 from analysis.fits.law_choice import FRESH_EPOCHS, ChosenLaw, choose_law
-from analysis.fits.loss_law import CHINCHILLA_GRID, LossLawFit, StartGrid, loss_optimal_n
+from analysis.fits.loss_law import CHINCHILLA_GRID, LossLawFit, StartGrid
+from analysis.fits.loss_optimum import loss_optimal_n
 from study.errors import first_line
 from study.fmt import fmt_count
 
