@@ -128,16 +128,7 @@ def holdout_check(
     Raises:
         FitError: bad values or lengths, no final point, or ``k`` outside 1..sizes - 1.
     """
-    n, d, loss_arr = (
-        positive_finite(name, v)
-        for name, v in (("params", params), ("tokens", tokens), ("loss", loss))
-    )
-    is_final = np.asarray(final, dtype=bool).ravel()
-    u = None if unique is None else positive_finite("unique", unique)
-    if not n.shape == d.shape == loss_arr.shape == is_final.shape or (
-        u is not None and u.shape != n.shape
-    ):
-        raise FitError("params, tokens, loss, final (and unique) differ in length")
+    n, d, loss_arr, is_final, u = _holdout_points(params, tokens, loss, final, unique)
     sizes = _per_size(n, d, loss_arr, u, is_final, tokens_per_second)
     held = _held_out(sizes, k=k, around_best=around_best)
     fit_mask = ~np.isin(n, sizes.params[held])
@@ -174,6 +165,27 @@ def holdout_check(
         budget=budget,
         n_fit_points=int(fit_mask.sum()),
     )
+
+
+def _holdout_points(
+    params: ArrayLike,
+    tokens: ArrayLike,
+    loss: ArrayLike,
+    final: ArrayLike,
+    unique: ArrayLike | None,
+) -> tuple[FloatArray, FloatArray, FloatArray, NDArray[np.bool_], FloatArray | None]:
+    """:func:`holdout_check`'s inputs as arrays of one length, or FitError."""
+    n, d, loss_arr = (
+        positive_finite(name, v)
+        for name, v in (("params", params), ("tokens", tokens), ("loss", loss))
+    )
+    is_final = np.asarray(final, dtype=bool).ravel()
+    u = None if unique is None else positive_finite("unique", unique)
+    if not n.shape == d.shape == loss_arr.shape == is_final.shape or (
+        u is not None and u.shape != n.shape
+    ):
+        raise FitError("params, tokens, loss, final (and unique) differ in length")
+    return n, d, loss_arr, is_final, u
 
 
 def _per_size(
