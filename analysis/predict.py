@@ -1,7 +1,7 @@
 """``python -m analysis.predict``: are the loss law's predictions true on sizes it never saw?
 
 Per device, the law that fits the study's regime (Chinchilla's, or the data-constrained form
-where trials repeat their data more than 4 times; ``analysis.fits.data_constrained.choose_law``) is
+where trials repeat their data more than 4 times; ``analysis.fits.law_choice.choose_law``) is
 fitted on every point (final and curve) of all sizes but the largest ``--k`` (or, with
 ``--around-best``, the measured best size and its better neighbour). It then predicts each
 held-out size's final held-out loss and the best size for the budget, against what was measured.

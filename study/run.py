@@ -43,6 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_study_args(p, d)
+    _add_training_args(p, d)
+    _add_keep_args(p, d)
+    _add_repeat_args(p)
+    return p
+
+
+def _add_study_args(p: argparse.ArgumentParser, d: RunOptions) -> None:
+    """How many trials, of what budget and search space, in which study."""
     p.add_argument(
         "--trials",
         type=int,
@@ -72,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="SQLAlchemy URL of the study database (default %(default)s)",
     )
     p.add_argument("--study-name", default=None, help="study name (default: the sweep's name)")
+
+
+def _add_training_args(p: argparse.ArgumentParser, d: RunOptions) -> None:
+    """What every trial trains on and where: corpus, device, workers, seed, pruner."""
     p.add_argument(
         "--data",
         default=None,
@@ -105,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
         "sees its training tokens at most ~4 times on this device, up to the "
         "whole corpus; see study.data.budget) or a number (default %(default)s)",
     )
+
+
+def _add_keep_args(p: argparse.ArgumentParser, d: RunOptions) -> None:
+    """What the run keeps (weights) and when it gives up (failures)."""
     p.add_argument(
         "--keep",
         type=keep_arg,
@@ -126,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="stop after this many failed trials in this run (default: --trials, at least 10)",
     )
+
+
+def _add_repeat_args(p: argparse.ArgumentParser) -> None:
+    """Re-running a study's best configurations with more seeds."""
     p.add_argument(
         "--repeat-top",
         type=int,
@@ -141,7 +162,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="with --repeat-top: seeds per configuration, the original's seed 0 included",
     )
-    return p
 
 
 @cli_main

@@ -113,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--weight-decay 1.0",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_config_args(p)
+    _add_switch_args(p)
+    _add_io_args(p)
+    return p
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    """``--config`` and one flag per TrainConfig field of :data:`FLAGS`, each overriding it."""
     p.add_argument("--config", type=Path, help="JSON file holding a TrainConfig; flags override it")
     defaults = TrainConfig()
     for dest, (key, typ, choices) in FLAGS.items():
@@ -126,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
             default=None,
             help=HELPS.get(dest, f"(default: {shown})"),
         )
+
+
+def _add_switch_args(p: argparse.ArgumentParser) -> None:
+    """The corpus size and the on/off switches (compile, :data:`SWITCHES`, curriculum)."""
     p.add_argument(
         "--max-stories",
         type=max_stories_arg,
@@ -156,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="grow the sequence length from 64 to full by mid-budget",
     )
+
+
+def _add_io_args(p: argparse.ArgumentParser) -> None:
+    """Where the config comes from and where results, weights, events and caches go."""
     p.add_argument(
         "--config-from-stdin",
         action="store_true",
@@ -177,7 +193,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", type=Path, help="tokenizer and token cache folder")
     p.add_argument("--log-interval", type=float, help="seconds between progress lines")
     p.add_argument("--quiet", action="store_true", help="no progress lines or sample")
-    return p
 
 
 def read_config(path: Path) -> dict[str, Any]:

@@ -13,14 +13,15 @@ from analysis.fits.data_constrained import (
     PUBLISHED_RD_STAR,
     PUBLISHED_RN_STAR,
     DataConstrainedFit,
-    choose_law,
     effective_data,
     effective_params,
     fit_data_constrained,
     optimal_params_for_tokens,
 )
 from analysis.fits.errors import FitError
-from analysis.fits.loss_law import LossLawFit, StartGrid, loss_optimal_n
+from analysis.fits.law_choice import choose_law
+from analysis.fits.loss_law import LossLawFit, StartGrid
+from analysis.fits.loss_optimum import loss_optimal_n
 
 SMALL_GRID = StartGrid(
     alpha=(0.0, 0.5, 1.0),

@@ -18,8 +18,8 @@ from analysis.fits.loss_law import (
     LossLawFit,
     StartGrid,
     fit_loss_law,
-    loss_optimal_n,
 )
+from analysis.fits.loss_optimum import loss_optimal_n
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 CHINCHILLA_CSV = SHARED / "chinchilla" / "svg_extracted_data.csv"

@@ -12,7 +12,8 @@ from analysis_db import make_study_db, url
 
 from analysis import crossover, curves, frontier, predict, report, scaling_law, trials
 from analysis.load import load_study
-from analysis.page.report import build_report, report_commands, run_report
+from analysis.page.commands import report_commands
+from analysis.page.report import build_report, run_report
 from analysis.views.scaling_law import COARSE_GRID
 from study.errors import UsageError
 

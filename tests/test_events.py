@@ -9,7 +9,7 @@ import typing
 from pathlib import Path
 
 from study import events as ev
-from study.orchestra.job import EventReader
+from study.orchestra.event_reader import EventReader
 from study.result import CurvePoint
 
 

@@ -16,7 +16,8 @@ from optuna.trial import TrialState
 from studyrun import fake_trainer, make_result, view, write_sweep
 
 from study.config import FixedTerms
-from study.orchestra.worker import WorkerSpec, make_pruner, run_worker
+from study.orchestra.optuna_setup import make_pruner
+from study.orchestra.worker import WorkerSpec, run_worker
 from study.result import TRIAL_ATTRS, TrainResult, trial_attrs
 from study.storage import pending, stale
 from study.storage.optuna_store import SharedStudy, curve_step

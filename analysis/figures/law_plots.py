@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
 from analysis.figures.plots import (
     COLORS,
@@ -21,7 +21,8 @@ from analysis.figures.plots import (
     span,
 )
 from analysis.fits.core import Crossover, ThroughputFit
-from analysis.fits.loss_law import LossLawFit, LossOptimal
+from analysis.fits.loss_law import LossLawFit
+from analysis.fits.loss_optimum import LossOptimal
 from study.fmt import fmt_count
 
 if TYPE_CHECKING:
@@ -46,6 +47,49 @@ def crossover_figure(
     n = np.asarray(params, dtype=float)
     t = np.asarray(tokens_per_second, dtype=float)
     lo, hi = span(fit.n_min, fit.n_max, cross.n_star, cross.n_star_low, cross.n_star_high, pad=1.5)
+    _draw_throughput(ax, fit, cross, n=n, t=t, lo=lo, hi=hi)
+    grid = np.geomspace(lo, hi, 200)
+    ax.plot(
+        grid,
+        cross.ratio * grid,
+        color=COLORS[1],
+        linestyle="-.",
+        label=f"{cross.ratio:g} x N tokens",
+    )
+    ax.axvspan(
+        cross.n_star_low,
+        cross.n_star_high,
+        color=COLORS[1],
+        alpha=0.12,
+        label=f"{cross.level:.0%} bootstrap interval of N*",
+    )
+    _mark_n_star(ax, fit, cross)
+    title = "Chinchilla crossover" + (f" ({label})" if label else "")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="parameters N",
+        ylabel="tokens seen in budget",
+        title=title,
+    )
+    count_ticks(ax, y=True)
+    ax.grid(True, which="both", alpha=0.3)
+    outside_legend(ax)
+    return fig
+
+
+def _draw_throughput(
+    ax: Axes,
+    fit: ThroughputFit,
+    cross: Crossover,
+    *,
+    n: NDArray[np.float64],
+    t: NDArray[np.float64],
+    lo: float,
+    hi: float,
+) -> None:
+    """The measured tokens in the budget, and the fit: solid over the measured sizes, dashed
+    out to ``lo`` and ``hi``."""
     ax.scatter(
         n, t * cross.budget, s=18, color=COLORS[0], alpha=0.7, label="measured tokens/s x budget"
     )
@@ -64,21 +108,10 @@ def crossover_figure(
             linestyle="--",
             linewidth=1,
         )
-    grid = np.geomspace(lo, hi, 200)
-    ax.plot(
-        grid,
-        cross.ratio * grid,
-        color=COLORS[1],
-        linestyle="-.",
-        label=f"{cross.ratio:g} x N tokens",
-    )
-    ax.axvspan(
-        cross.n_star_low,
-        cross.n_star_high,
-        color=COLORS[1],
-        alpha=0.12,
-        label=f"{cross.level:.0%} bootstrap interval of N*",
-    )
+
+
+def _mark_n_star(ax: Axes, fit: ThroughputFit, cross: Crossover) -> None:
+    """N* as a point (hollow and labelled when extrapolated, with a dashed vertical line)."""
     where = f"N* = {fmt_count(cross.n_star)} ({fmt_count(cross.tokens_at_n_star)} tokens)"
     if cross.extrapolated:
         ax.axvline(cross.n_star, color="black", linestyle="--", linewidth=1)
@@ -94,18 +127,6 @@ def crossover_figure(
         zorder=5,
         label=where,
     )
-    title = "Chinchilla crossover" + (f" ({label})" if label else "")
-    ax.set(
-        xscale="log",
-        yscale="log",
-        xlabel="parameters N",
-        ylabel="tokens seen in budget",
-        title=title,
-    )
-    count_ticks(ax, y=True)
-    ax.grid(True, which="both", alpha=0.3)
-    outside_legend(ax)
-    return fig
 
 
 def loss_law_figure(

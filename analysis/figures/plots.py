@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
 from analysis.fits.core import ThroughputFit
 from study.fileio import atomic_write_bytes
@@ -235,27 +235,8 @@ def frontier_figure(
     idx = np.asarray(frontier, dtype=int)
     if idx.size:
         ax.step(n[idx], m[idx], where="post", color="black", linewidth=1.5, label="Pareto frontier")
-    if m.size and np.isfinite(m).any():
-        b = int(np.nanargmin(m))
-        name = "" if numbers is None else f"trial {int(np.asarray(numbers)[b])}, "
-        ax.scatter(
-            [n[b]],
-            [m[b]],
-            marker="*",
-            s=260,
-            color="gold",
-            edgecolors="black",
-            zorder=5,
-            label=f"best: {name}N = {fmt_count(n[b])}, {m[b]:.4g}",
-        )
-    for j, (device, star) in enumerate((n_stars or {}).items()):
-        style, note = ("--", " (extrapolated)") if star.extrapolated else ((":", "-.")[j % 2], "")
-        ax.axvline(
-            star.n_star,
-            color="0.3",
-            linestyle=style,
-            label=f"N* {device} = {fmt_count(star.n_star)}{note}",
-        )
+    _mark_best(ax, n, m, numbers)
+    _mark_n_stars(ax, n_stars or {})
     if baseline is not None:  # the best n-gram: a model above it is not worth its training
         ax.axhline(baseline[0], color="firebrick", linestyle="--", label=baseline[1])
     ax.set(
@@ -271,6 +252,38 @@ def frontier_figure(
     ax.grid(True, which="both", alpha=0.3)
     outside_legend(ax)
     return fig
+
+
+def _mark_best(
+    ax: Axes, n: NDArray[np.float64], m: NDArray[np.float64], numbers: ArrayLike | None
+) -> None:
+    """The best trial (lowest metric) as a gold star, named by its trial number if given."""
+    if not (m.size and np.isfinite(m).any()):
+        return
+    b = int(np.nanargmin(m))
+    name = "" if numbers is None else f"trial {int(np.asarray(numbers)[b])}, "
+    ax.scatter(
+        [n[b]],
+        [m[b]],
+        marker="*",
+        s=260,
+        color="gold",
+        edgecolors="black",
+        zorder=5,
+        label=f"best: {name}N = {fmt_count(n[b])}, {m[b]:.4g}",
+    )
+
+
+def _mark_n_stars(ax: Axes, n_stars: Mapping[str, NStar]) -> None:
+    """Each device's crossover N* as a vertical line, dashed and labelled when extrapolated."""
+    for j, (device, star) in enumerate(n_stars.items()):
+        style, note = ("--", " (extrapolated)") if star.extrapolated else ((":", "-.")[j % 2], "")
+        ax.axvline(
+            star.n_star,
+            color="0.3",
+            linestyle=style,
+            label=f"N* {device} = {fmt_count(star.n_star)}{note}",
+        )
 
 
 def outside_legend(ax: Axes) -> None:

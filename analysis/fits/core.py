@@ -78,22 +78,7 @@ def fit_throughput(
         FitError: fewer than two distinct sizes, sizes spanning less than ``MIN_SIZE_SPAN``,
             or a non-positive or non-finite value.
     """
-    n = positive_finite("params", params)
-    t = positive_finite("tokens_per_second", tokens_per_second)
-    if n.shape != t.shape:
-        raise FitError(f"params and tokens_per_second differ in length ({n.size} vs {t.size})")
-    if np.unique(n).size < 2:
-        raise FitError(
-            f"a throughput fit needs at least two distinct model sizes, got {np.unique(n).size}"
-            + (f" for device {device}" if device else "")
-        )
-    if n.max() < MIN_SIZE_SPAN * n.min():
-        raise FitError(
-            f"a throughput fit needs sizes spanning at least {MIN_SIZE_SPAN:g}x, got "
-            f"{fmt_count(n.min())} to {fmt_count(n.max())}"
-            + (f" on device {device}" if device else "")
-            + " (a study at one size, such as the positions sweep, has no size axis)"
-        )
+    n, t = _throughput_points(params, tokens_per_second, device=device)
     if not 0 < level < 1:
         raise FitError(f"level must be in (0, 1), got {level}")
     x, y = np.log(n), np.log(t)
@@ -104,14 +89,7 @@ def fit_throughput(
 
     boot_c, boot_k = _bootstrap_lines(x, y, n_boot=n_boot, seed=seed)
 
-    warnings: list[str] = []
-    if n.size < 4:
-        warnings.append(f"only {n.size} points; the bootstrap interval is rough")
-    if boot_k.size < 0.9 * n_boot:
-        dropped = n_boot - int(boot_k.size)
-        warnings.append(f"{dropped} bootstrap resamples held one size and were dropped")
-    if -slope <= -1:
-        warnings.append(f"k = {-slope:.3g} <= -1: tokens/s grows faster than N, no crossover")
+    warnings = _throughput_warnings(int(n.size), int(boot_k.size), n_boot=n_boot, slope=slope)
     q = ((1 - level) / 2, 1 - (1 - level) / 2)
     c_low, c_high = _quantiles(boot_c, q, float(np.exp(intercept)))
     k_low, k_high = _quantiles(boot_k, q, float(-slope))
@@ -132,6 +110,42 @@ def fit_throughput(
         device=device,
         warnings=tuple(warnings),
     )
+
+
+def _throughput_points(
+    params: ArrayLike, tokens_per_second: ArrayLike, *, device: str | None
+) -> tuple[FloatArray, FloatArray]:
+    """The sizes and tokens/s as arrays, or FitError when no throughput fit can use them."""
+    n = positive_finite("params", params)
+    t = positive_finite("tokens_per_second", tokens_per_second)
+    if n.shape != t.shape:
+        raise FitError(f"params and tokens_per_second differ in length ({n.size} vs {t.size})")
+    if np.unique(n).size < 2:
+        raise FitError(
+            f"a throughput fit needs at least two distinct model sizes, got {np.unique(n).size}"
+            + (f" for device {device}" if device else "")
+        )
+    if n.max() < MIN_SIZE_SPAN * n.min():
+        raise FitError(
+            f"a throughput fit needs sizes spanning at least {MIN_SIZE_SPAN:g}x, got "
+            f"{fmt_count(n.min())} to {fmt_count(n.max())}"
+            + (f" on device {device}" if device else "")
+            + " (a study at one size, such as the positions sweep, has no size axis)"
+        )
+    return n, t
+
+
+def _throughput_warnings(n_points: int, n_kept: int, *, n_boot: int, slope: float) -> list[str]:
+    """Soft problems of a throughput fit: few points, dropped resamples, no crossover."""
+    warnings: list[str] = []
+    if n_points < 4:
+        warnings.append(f"only {n_points} points; the bootstrap interval is rough")
+    if n_kept < 0.9 * n_boot:
+        dropped = n_boot - n_kept
+        warnings.append(f"{dropped} bootstrap resamples held one size and were dropped")
+    if -slope <= -1:
+        warnings.append(f"k = {-slope:.3g} <= -1: tokens/s grows faster than N, no crossover")
+    return warnings
 
 
 def fit_throughput_by_device(

@@ -107,7 +107,7 @@ class DataConstrainedFit:
         return b.E + b.A * n_eff**-b.alpha + b.B * d_eff**-b.beta
 
     def surface(self, unique: float) -> DataConstrainedSurface:
-        """The law at a fixed number of unique tokens, as :func:`loss_optimal_n` takes it."""
+        """The law at a fixed number of unique tokens, as :func:`~analysis.fits.loss_optimum.loss_optimal_n` takes it."""
         if not (unique > 0 and math.isfinite(unique)):
             raise FitError(f"unique tokens must be positive and finite, got {unique!r}")
         return DataConstrainedSurface(fit=self, unique=float(unique))
@@ -168,23 +168,7 @@ def fit_data_constrained(
     warnings: list[str] = []
     stages = "R*_D and R*_N on all points, Chinchilla constants given"
     if base is None:
-        if fresh.sum() < 5:
-            raise FitError(
-                f"the data-constrained law needs at least 5 points that saw their data at most "
-                f"once (D <= U) to fix E, A, B, alpha, beta; got {int(fresh.sum())}"
-            )
-        base = fit_loss_law(n[fresh], d[fresh], loss_arr[fresh], delta=delta, grid=grid)
-        stages = (
-            f"Chinchilla constants on {int(fresh.sum())} fresh points, then R*_D and "
-            f"R*_N on all {n.size}"
-        )
-        warnings.extend(f"Chinchilla stage: {w}" for w in base.warnings)
-        big = int((n[fresh] > unique_params(d[fresh], u[fresh], base)).sum())
-        if big:
-            warnings.append(
-                f"{big} of the {int(fresh.sum())} fresh points are above N_opt(D): "
-                f"stage one fitted them without the excess-parameter discount"
-            )
+        base, stages = _fit_fresh_stage(n, d, u, loss_arr, fresh, delta, grid, warnings)
     rn_free = bool((n > unique_params(d, u, base)).any())
     if not rn_free:
         warnings.append(
@@ -196,16 +180,7 @@ def fit_data_constrained(
     )
     if not converged:
         warnings.append("the R* fit did not converge (L-BFGS stopped early)")
-    for name, value, free, what in (
-        ("R*_D", rd_star, True, "repeated tokens"),
-        ("R*_N", rn_star, rn_free, "excess parameters"),
-    ):
-        if free and not R_STAR_BOUNDS[0] * 1.01 < value < R_STAR_BOUNDS[1] / 1.01:
-            lo, hi = (fmt_count(v) for v in R_STAR_BOUNDS)
-            warnings.append(
-                f"{name} = {fmt_count(value)} sits at a bound of [{lo}, {hi}]: the "
-                f"points do not resolve how fast {what} lose value"
-            )
+    warnings.extend(_bound_warnings(rd_star, rn_star, rn_free=rn_free))
     return DataConstrainedFit(
         base=base,
         rd_star=rd_star,
@@ -221,6 +196,54 @@ def fit_data_constrained(
         stages=stages,
         warnings=tuple(warnings),
     )
+
+
+def _fit_fresh_stage(
+    n: FloatArray,
+    d: FloatArray,
+    u: FloatArray,
+    loss_arr: FloatArray,
+    fresh: NDArray[np.bool_],
+    delta: float,
+    grid: StartGrid,
+    warnings: list[str],
+) -> tuple[LossLawFit, str]:
+    """Stage one of :func:`fit_data_constrained`: Chinchilla's constants on the fresh points,
+    and the stage description; its warnings are appended to ``warnings``."""
+    if fresh.sum() < 5:
+        raise FitError(
+            f"the data-constrained law needs at least 5 points that saw their data at most "
+            f"once (D <= U) to fix E, A, B, alpha, beta; got {int(fresh.sum())}"
+        )
+    base = fit_loss_law(n[fresh], d[fresh], loss_arr[fresh], delta=delta, grid=grid)
+    stages = (
+        f"Chinchilla constants on {int(fresh.sum())} fresh points, then R*_D and "
+        f"R*_N on all {n.size}"
+    )
+    warnings.extend(f"Chinchilla stage: {w}" for w in base.warnings)
+    big = int((n[fresh] > unique_params(d[fresh], u[fresh], base)).sum())
+    if big:
+        warnings.append(
+            f"{big} of the {int(fresh.sum())} fresh points are above N_opt(D): "
+            f"stage one fitted them without the excess-parameter discount"
+        )
+    return base, stages
+
+
+def _bound_warnings(rd_star: float, rn_star: float, *, rn_free: bool) -> list[str]:
+    """A warning for each fitted R* that sits at a bound of :data:`R_STAR_BOUNDS`."""
+    warnings: list[str] = []
+    for name, value, free, what in (
+        ("R*_D", rd_star, True, "repeated tokens"),
+        ("R*_N", rn_star, rn_free, "excess parameters"),
+    ):
+        if free and not R_STAR_BOUNDS[0] * 1.01 < value < R_STAR_BOUNDS[1] / 1.01:
+            lo, hi = (fmt_count(v) for v in R_STAR_BOUNDS)
+            warnings.append(
+                f"{name} = {fmt_count(value)} sits at a bound of [{lo}, {hi}]: the "
+                f"points do not resolve how fast {what} lose value"
+            )
+    return warnings
 
 
 def _fit_r_stars(
@@ -259,155 +282,3 @@ def _fit_r_stars(
         raise FitError("the R* fit gave no finite objective from any start")
     rn = math.exp(best[1][1]) if rn_free else PUBLISHED_RN_STAR
     return math.exp(best[1][0]), rn, best[0], best[2]
-
-
-# ---------------------------------------------------------------------------------------------
-# Which law fits the study's regime
-# ---------------------------------------------------------------------------------------------
-
-# Up to about 4 epochs repeated tokens are worth nearly as much as fresh ones (Muennighoff et al.
-# 2023, their Figure 3: at 4 epochs D' = 3.72 U of 4 U seen), so the fresh-data law still holds.
-FRESH_EPOCHS = 4.0
-
-
-@dataclass(frozen=True)
-class ChosenLaw:
-    """The law fitted to a study's points, which form it is and why.
-
-    ``form`` is ``"chinchilla"`` or ``"data-constrained"``; exactly the matching one of
-    ``chinchilla``/``data_constrained`` is set. ``n_dropped`` counts points the fit left out.
-    """
-
-    form: str
-    reason: str
-    chinchilla: LossLawFit | None
-    data_constrained: DataConstrainedFit | None
-    max_epochs: float
-    n_points: int
-    n_dropped: int
-    warnings: tuple[str, ...] = ()
-
-    @property
-    def n_range(self) -> tuple[float, float]:
-        return self._law().n_range
-
-    def surface(self, unique: float | None) -> LossLawFit | DataConstrainedSurface:
-        """L(N, D) for a corpus of ``unique`` tokens (ignored by the fresh-data law, which
-        predicts as if every token were new)."""
-        if self.data_constrained is not None:
-            if unique is None:
-                raise FitError("the data-constrained law needs the unique tokens to predict")
-            return self.data_constrained.surface(unique)
-        assert self.chinchilla is not None
-        return self.chinchilla
-
-    def predict(self, n: ArrayLike, d: ArrayLike, unique: ArrayLike | None = None) -> FloatArray:
-        if self.data_constrained is not None:
-            if unique is None:
-                raise FitError("the data-constrained law needs the unique tokens to predict")
-            return self.data_constrained.predict(n, d, unique)
-        assert self.chinchilla is not None
-        return self.chinchilla.predict(n, d)
-
-    def constants(self) -> dict[str, float]:
-        """E, A, B, alpha, beta, a, b, and for the data-constrained law R*_D and R*_N."""
-        return self._law().as_dict()
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "form": self.form,
-            "reason": self.reason,
-            "max_epochs": self.max_epochs,
-            "n_points": self.n_points,
-            "n_dropped": self.n_dropped,
-            "constants": self.constants(),
-            "warnings": list(self.warnings),
-        }
-
-    def _law(self) -> LossLawFit | DataConstrainedFit:
-        law = self.data_constrained or self.chinchilla
-        assert law is not None
-        return law
-
-
-def choose_law(
-    params: ArrayLike,
-    tokens: ArrayLike,
-    loss: ArrayLike,
-    *,
-    unique: ArrayLike | None,
-    fresh_epochs: float = FRESH_EPOCHS,
-    delta: float = 1e-3,
-    grid: StartGrid = CHINCHILLA_GRID,
-    base: LossLawFit | None = None,
-) -> ChosenLaw:
-    """Fit the law that matches the points' regime and say which and why.
-
-    Every point within ``fresh_epochs`` (D / U): Chinchilla's law on all of them. Any point
-    beyond: the data-constrained law; where it cannot be fitted (fewer than 5 fresh points),
-    Chinchilla's law on the points within ``fresh_epochs`` only, the rest dropped and counted.
-    Without ``unique`` (U not recorded) Chinchilla's law, with a warning that its fresh-data
-    assumption went unchecked. The fresh-data law is never fitted to points beyond
-    ``fresh_epochs``. ``base`` (Chinchilla constants fitted elsewhere, on fresh data) lets the
-    data-constrained law be fitted where no point is fresh; it only fits R*_D and R*_N then.
-
-    Raises:
-        FitError: bad values, or too few points for any law.
-    """
-    n, d, loss_arr = (
-        positive_finite(k, v) for k, v in (("params", params), ("tokens", tokens), ("loss", loss))
-    )
-    if not n.shape == d.shape == loss_arr.shape:
-        raise FitError("params, tokens and loss differ in length")
-    if unique is None:
-        law = fit_loss_law(n, d, loss_arr, delta=delta, grid=grid)
-        note = (
-            "unique tokens were not recorded: Chinchilla's law assumes every token was "
-            "fresh, and that could not be checked"
-        )
-        return ChosenLaw(
-            "chinchilla", note, law, None, math.nan, int(n.size), 0, (note, *law.warnings)
-        )
-    u = positive_finite("unique", unique)
-    epochs = d / u
-    top = float(epochs.max())
-    over = epochs > fresh_epochs
-    if not over.any():
-        law = fit_loss_law(n, d, loss_arr, delta=delta, grid=grid)
-        reason = (
-            f"every point within {fresh_epochs:g} epochs (at most {fmt_count(top)}): "
-            "repeated tokens are worth nearly as much as fresh ones there, so "
-            "Chinchilla's law"
-        )
-        return ChosenLaw("chinchilla", reason, law, None, top, int(n.size), 0, law.warnings)
-    why = (
-        f"{int(over.sum())} of {n.size} points beyond {fresh_epochs:g} epochs (up to "
-        f"{fmt_count(top)}): a fresh-data law would count their repeated tokens as new"
-    )
-    try:
-        dc = fit_data_constrained(n, d, u, loss_arr, delta=delta, grid=grid, base=base)
-    except FitError as exc:
-        keep = ~over
-        if keep.sum() < 5:
-            raise FitError(
-                f"{why}; the data-constrained law cannot be fitted ({exc}), and "
-                f"only {int(keep.sum())} points lie within {fresh_epochs:g} "
-                f"epochs"
-            ) from None
-        law = fit_loss_law(n[keep], d[keep], loss_arr[keep], delta=delta, grid=grid)
-        reason = (
-            f"{why}; the data-constrained law cannot be fitted ({exc}), so Chinchilla's "
-            f"law on the {int(keep.sum())} points within {fresh_epochs:g} epochs"
-        )
-        return ChosenLaw(
-            "chinchilla",
-            reason,
-            law,
-            None,
-            top,
-            int(n.size),
-            int(over.sum()),
-            (f"{int(over.sum())} points beyond {fresh_epochs:g} epochs left out", *law.warnings),
-        )
-    reason = f"{why}, so the data-constrained law of Muennighoff et al. 2023 ({dc.stages})"
-    return ChosenLaw("data-constrained", reason, None, dc, top, int(n.size), 0, dc.warnings)

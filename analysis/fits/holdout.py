@@ -17,9 +17,10 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from analysis.fits.core import fit_throughput, positive_finite
-from analysis.fits.data_constrained import FRESH_EPOCHS, ChosenLaw, choose_law
 from analysis.fits.errors import FitError
-from analysis.fits.loss_law import CHINCHILLA_GRID, LossLawFit, StartGrid, loss_optimal_n
+from analysis.fits.law_choice import FRESH_EPOCHS, ChosenLaw, choose_law
+from analysis.fits.loss_law import CHINCHILLA_GRID, LossLawFit, StartGrid
+from analysis.fits.loss_optimum import loss_optimal_n
 from study.errors import first_line
 from study.fmt import fmt_count
 
@@ -115,28 +116,19 @@ def holdout_check(
     grid: StartGrid = CHINCHILLA_GRID,
     base: LossLawFit | None = None,
 ) -> HoldoutResult:
-    """Fit :func:`~analysis.fits.data_constrained.choose_law` on every point (curve and final) of all
+    """Fit :func:`~analysis.fits.law_choice.choose_law` on every point (curve and final) of all
     sizes but the held-out ones, and check its predictions on the held-out sizes' final points.
 
     Held out: the largest ``k`` sizes, or with ``around_best`` the measured best size and its
     better neighbour (the pair the optimum lies between). ``tokens_per_second`` (of the final
     points) and ``budget`` add the predicted optimum N; without them only the ladder pick.
     ``base``: Chinchilla constants from elsewhere for the data-constrained law (see
-    :func:`~analysis.fits.data_constrained.choose_law`).
+    :func:`~analysis.fits.law_choice.choose_law`).
 
     Raises:
         FitError: bad values or lengths, no final point, or ``k`` outside 1..sizes - 1.
     """
-    n, d, loss_arr = (
-        positive_finite(name, v)
-        for name, v in (("params", params), ("tokens", tokens), ("loss", loss))
-    )
-    is_final = np.asarray(final, dtype=bool).ravel()
-    u = None if unique is None else positive_finite("unique", unique)
-    if not n.shape == d.shape == loss_arr.shape == is_final.shape or (
-        u is not None and u.shape != n.shape
-    ):
-        raise FitError("params, tokens, loss, final (and unique) differ in length")
+    n, d, loss_arr, is_final, u = _holdout_points(params, tokens, loss, final, unique)
     sizes = _per_size(n, d, loss_arr, u, is_final, tokens_per_second)
     held = _held_out(sizes, k=k, around_best=around_best)
     fit_mask = ~np.isin(n, sizes.params[held])
@@ -173,6 +165,27 @@ def holdout_check(
         budget=budget,
         n_fit_points=int(fit_mask.sum()),
     )
+
+
+def _holdout_points(
+    params: ArrayLike,
+    tokens: ArrayLike,
+    loss: ArrayLike,
+    final: ArrayLike,
+    unique: ArrayLike | None,
+) -> tuple[FloatArray, FloatArray, FloatArray, NDArray[np.bool_], FloatArray | None]:
+    """:func:`holdout_check`'s inputs as arrays of one length, or FitError."""
+    n, d, loss_arr = (
+        positive_finite(name, v)
+        for name, v in (("params", params), ("tokens", tokens), ("loss", loss))
+    )
+    is_final = np.asarray(final, dtype=bool).ravel()
+    u = None if unique is None else positive_finite("unique", unique)
+    if not n.shape == d.shape == loss_arr.shape == is_final.shape or (
+        u is not None and u.shape != n.shape
+    ):
+        raise FitError("params, tokens, loss, final (and unique) differ in length")
+    return n, d, loss_arr, is_final, u
 
 
 def _per_size(

@@ -1,5 +1,6 @@
-"""Pure fit of the loss law L(N, D) = E + A / N^alpha + B / D^beta (Chinchilla Approach 3), and
-the size it predicts is best when every size trains for the same wall-clock budget.
+"""Pure fit of the loss law L(N, D) = E + A / N^alpha + B / D^beta (Chinchilla Approach 3); the
+size it predicts is best when every size trains for the same wall-clock budget is in
+:mod:`analysis.fits.loss_optimum`.
 
 Arrays in, frozen results out: no I/O, no prints, no plots. Soft problems (a degenerate
 exponent, an optimiser that did not converge, an optimum at the search bound) come back in
@@ -19,9 +20,8 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from analysis.fits.core import ThroughputFit, positive_finite
+from analysis.fits.core import positive_finite
 from analysis.fits.errors import FitError
-from study.fmt import fmt_count
 
 FloatArray = NDArray[np.float64]
 
@@ -55,7 +55,7 @@ CHINCHILLA_GRID = StartGrid()
 
 
 class LossSurface(Protocol):
-    """What :func:`loss_optimal_n` needs of a law: a loss for (N, D), and the sizes it saw."""
+    """What :func:`~analysis.fits.loss_optimum.loss_optimal_n` needs of a law: a loss for (N, D), and the sizes it saw."""
 
     @property
     def n_range(self) -> tuple[float, float]: ...
@@ -293,93 +293,6 @@ def _run_starts(
             if math.isfinite(res.fun) and np.all(np.isfinite(res.x)) and res.fun < best_f:
                 best_f, best_x, best_ok = float(res.fun), np.array(res.x), bool(res.success)
     return best_f, best_x, best_ok, n_ok
-
-
-# ---------------------------------------------------------------------------------------------
-# Loss-optimal size for a budget: minimise L(N, T(N) * budget) over N
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LossOptimal:
-    """The size the loss law predicts is best when every size trains for ``budget`` seconds."""
-
-    n_opt: float
-    tokens: float
-    tokens_per_second: float
-    loss: float
-    tokens_per_param: float
-    budget: float
-    n_bounds: tuple[float, float]
-    at_bound: bool
-    extrapolated: bool
-    warnings: tuple[str, ...] = ()
-
-
-def loss_optimal_n(
-    law: LossSurface,
-    throughput: ThroughputFit,
-    *,
-    budget: float,
-    n_bounds: tuple[float, float] | None = None,
-) -> LossOptimal:
-    """Minimise L(N, T(N) * budget) over log N on ``n_bounds`` (1-D bounded minimisation).
-
-    ``law`` is any :class:`LossSurface`: a :class:`LossLawFit`, or a data-constrained fit bound
-    to the study's unique tokens (:meth:`analysis.fits.data_constrained.DataConstrainedFit.surface`).
-    The default bounds reach 1000x beyond the sizes either fit saw, on both sides.
-    """
-    from scipy.optimize import minimize_scalar
-
-    if not budget > 0:
-        raise FitError(f"budget must be positive, got {budget}")
-    if n_bounds is None:
-        lo_seen = min(law.n_range[0], throughput.n_min)
-        hi_seen = max(law.n_range[1], throughput.n_max)
-        n_bounds = (lo_seen / 1e3, hi_seen * 1e3)
-    lo, hi = (float(v) for v in n_bounds)
-    if not 0 < lo < hi:
-        raise FitError(f"n_bounds must satisfy 0 < low < high, got {n_bounds}")
-
-    def objective(log_n: float) -> float:
-        n_val = math.exp(log_n)
-        return float(law.predict(n_val, throughput.tokens_per_second(n_val) * budget))
-
-    res = minimize_scalar(
-        objective,
-        bounds=(math.log(lo), math.log(hi)),
-        method="bounded",
-        options={"xatol": 1e-6},
-    )
-    n_opt = float(math.exp(res.x))
-    tps = float(throughput.tokens_per_second(n_opt))
-    tokens = tps * budget
-    warnings: list[str] = []
-    at_bound = abs(res.x - math.log(lo)) < 1e-3 or abs(res.x - math.log(hi)) < 1e-3
-    if at_bound:
-        warnings.append(
-            f"the optimum sits at the search bound ({fmt_count(n_opt)}): no interior minimum"
-        )
-    if not res.success:
-        warnings.append("the 1-D minimisation did not converge")
-    extrapolated = not (law.n_range[0] <= n_opt <= law.n_range[1])
-    if extrapolated:
-        warnings.append(
-            f"N_opt = {fmt_count(n_opt)} lies outside the sizes the loss law saw "
-            f"[{fmt_count(law.n_range[0])}, {fmt_count(law.n_range[1])}]"
-        )
-    return LossOptimal(
-        n_opt=n_opt,
-        tokens=tokens,
-        tokens_per_second=tps,
-        loss=float(res.fun),
-        tokens_per_param=tokens / n_opt,
-        budget=float(budget),
-        n_bounds=(lo, hi),
-        at_bound=bool(at_bound),
-        extrapolated=extrapolated,
-        warnings=tuple(warnings),
-    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,9 +12,10 @@ from collections.abc import Iterable
 import numpy as np
 from numpy.typing import ArrayLike
 
-from analysis.fits.data_constrained import FRESH_EPOCHS
 from analysis.fits.holdout import MIN_FIT_SIZES
-from analysis.fits.loss_law import LossLawFit, LossOptimal
+from analysis.fits.law_choice import FRESH_EPOCHS
+from analysis.fits.loss_law import LossLawFit
+from analysis.fits.loss_optimum import LossOptimal
 from study.fmt import fmt_count
 
 # Exponents published for language models lie near 0.3 (Chinchilla: alpha 0.34, beta 0.28);

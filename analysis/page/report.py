@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shlex
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -19,6 +18,7 @@ from analysis.fits.errors import FitError
 from analysis.fits.loss_law import StartGrid
 from analysis.load import DEFAULT_STORAGE, StudyData, load_study
 from analysis.output import check_output
+from analysis.page.commands import report_commands
 from analysis.page.parts import CSS, e, figure, kv_table, note, plain_table, pre, section, table
 from analysis.page.sections import curves_section, epoch_warnings, prediction_section, story
 from analysis.selection import check_budget, complete_trials, loss_points
@@ -122,72 +122,6 @@ def build_report(
         parts += section(title, build)
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
-
-
-def report_commands(
-    *,
-    storage: str,
-    study_name: str,
-    budget: float | None,
-    ratio: float,
-    out: str,
-    devices: Sequence[str] = ("DEVICE",),
-) -> list[str]:
-    """The report's own command and the per-figure commands that reproduce its parts."""
-    base = ["--storage", storage, "--study-name", study_name]
-    extra = (["--budget", f"{budget:g}"] if budget is not None else []) + (
-        ["--ratio", f"{ratio:g}"] if ratio != 20.0 else []
-    )
-    py = ["python", "-m"]
-    return [
-        shlex.join(py + ["analysis.report", *base, *extra, "--out", out]),
-        shlex.join(py + ["analysis.frontier", *base, *extra, "--plot", "frontier.png"]),
-        shlex.join(
-            py
-            + ["analysis.frontier", *base, *extra, "--metric", "bpb", "--plot", "frontier_bpb.png"]
-        ),
-        *(
-            shlex.join(
-                py
-                + [
-                    "analysis.crossover",
-                    *base,
-                    *extra,
-                    "--device",
-                    device,
-                    "--plot",
-                    f"crossover_{i}.png",
-                    "--json",
-                    f"crossover_{i}.json",
-                ]
-            )
-            for i, device in enumerate(devices)
-        ),
-        shlex.join(
-            py
-            + [
-                "analysis.scaling_law",
-                *base,
-                *extra,
-                "--json",
-                "loss_law.json",
-                "--plot",
-                "loss_law.png",
-            ]
-        ),
-        shlex.join(py + ["analysis.curves", *base, "--plot", "curves.png"]),
-        shlex.join(
-            py
-            + [
-                "analysis.predict",
-                *base,
-                *(["--budget", f"{budget:g}"] if budget is not None else []),
-                "--json",
-                "predict.json",
-            ]
-        ),
-        shlex.join(py + ["analysis.trials", *base, "--csv", "trials.csv"]),
-    ]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from analysis.figures import plots
 from analysis.figures.ladder_plot import ladder_figure
-from analysis.fits.data_constrained import FRESH_EPOCHS
+from analysis.fits.law_choice import FRESH_EPOCHS
 from analysis.fits.loss_law import StartGrid
 from analysis.page.parts import e, figure, note, plain_table, pre
 from analysis.predict import ladder_points, predict_for, predict_text

@@ -12,14 +12,8 @@ from typing import TYPE_CHECKING
 
 from analysis.figures import law_plots, plots
 from analysis.fits.errors import FitError
-from analysis.fits.loss_law import (
-    CHINCHILLA_GRID,
-    LossLawFit,
-    LossOptimal,
-    StartGrid,
-    fit_loss_law,
-    loss_optimal_n,
-)
+from analysis.fits.loss_law import CHINCHILLA_GRID, LossLawFit, StartGrid, fit_loss_law
+from analysis.fits.loss_optimum import LossOptimal, loss_optimal_n
 from analysis.fits.trust import point_reasons, untrusted_reasons
 from analysis.load import StudyData, read_csv
 from analysis.output import FIGURE_FORMATS, check_output

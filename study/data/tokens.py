@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -164,30 +164,36 @@ def load_tokens(
     arrays = cache.load_arrays(manifest, meta=meta)
     if arrays is None:
         built = True
-        with cache.build_lock(cache_dir, manifest.stem):
-            # Another process may have finished the build while this one waited for the lock.
-            arrays = cache.load_arrays(manifest, meta=meta)
-            if arrays is None:
-                _write_or_fail(
-                    cache_dir,
-                    lambda: build.build_arrays(
-                        source,
-                        manifest,
-                        tokenizer=tokenizer,
-                        max_stories=limit,
-                        vocab_size=vocab_size,
-                        meta=meta,
-                    ),
-                )
-                arrays = cache.load_arrays(manifest, meta=meta)
-    if arrays is None:  # written and at once unreadable: the folder is not keeping files
-        raise UsageError(f"cannot read back the token cache in {cache_dir}")
+        arrays = _build_arrays(
+            source,
+            manifest,
+            cache_dir,
+            tokenizer=tokenizer,
+            limit=limit,
+            vocab_size=vocab_size,
+            meta=meta,
+        )
     log.info(
         "token cache %s %s in %.2fs",
         manifest.name,
         "built" if built else "loaded",
         time.perf_counter() - start,
     )
+    return _token_data(
+        arrays, source, tokenizer, vocab_size=vocab_size, fingerprint=fingerprint, limit=limit
+    )
+
+
+def _token_data(
+    arrays: dict[str, np.memmap],
+    source: corpus.Source,
+    tokenizer: Tokenizer,
+    *,
+    vocab_size: int,
+    fingerprint: str,
+    limit: int | None,
+) -> TokenData:
+    """The loaded arrays with the tokenizer's end-of-text id and bytes per token."""
     eot_id = build.eot_id(tokenizer)
     return TokenData(
         train=arrays["train"],
@@ -200,6 +206,38 @@ def load_tokens(
         source=source.describe(max_stories=limit),
         max_stories=limit,
     )
+
+
+def _build_arrays(
+    source: corpus.Source,
+    manifest: Path,
+    cache_dir: Path,
+    *,
+    tokenizer: Tokenizer,
+    limit: int | None,
+    vocab_size: int,
+    meta: dict[str, Any],
+) -> dict[str, np.memmap]:
+    """Tokenize ``source`` into the cache under the build lock and read the arrays back."""
+    with cache.build_lock(cache_dir, manifest.stem):
+        # Another process may have finished the build while this one waited for the lock.
+        arrays = cache.load_arrays(manifest, meta=meta)
+        if arrays is None:
+            _write_or_fail(
+                cache_dir,
+                lambda: build.build_arrays(
+                    source,
+                    manifest,
+                    tokenizer=tokenizer,
+                    max_stories=limit,
+                    vocab_size=vocab_size,
+                    meta=meta,
+                ),
+            )
+            arrays = cache.load_arrays(manifest, meta=meta)
+    if arrays is None:  # written and at once unreadable: the folder is not keeping files
+        raise UsageError(f"cannot read back the token cache in {cache_dir}")
+    return arrays
 
 
 def resolve_max_stories(

@@ -35,6 +35,7 @@ from study import events as ev
 from study.checkpoint import install
 from study.config import TrainConfig
 from study.fileio import write_json
+from study.orchestra.event_reader import EventReader
 from study.result import EXIT_DIVERGED, EXIT_OK, EXIT_OOM, EXIT_USAGE, TrainResult
 
 log = logging.getLogger(__name__)
@@ -340,35 +341,6 @@ def _tail(path: Path) -> str:
         return ""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return " | ".join(lines[-TAIL_LINES:])[-1000:]
-
-
-class EventReader:
-    """Reads the complete JSON lines appended to a file since the last call."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._offset = 0
-        self._partial = b""
-
-    def read(self) -> list[dict[str, Any]]:
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self._offset)
-                data = f.read()
-        except FileNotFoundError:
-            return []
-        self._offset += len(data)
-        *lines, self._partial = (self._partial + data).split(b"\n")
-        events = []
-        for line in lines:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                log.debug("skipping a malformed event line: %r", line[:200])
-                continue
-            if isinstance(event, dict):
-                events.append(event)
-        return events
 
 
 def stop(child: Child) -> None:

@@ -26,7 +26,8 @@ from study.errors import UsageError
 from study.orchestra import launch, progress
 from study.orchestra.comparability import check_terms, heldout_digest, search_space
 from study.orchestra.options import DEFAULT_STORAGE, RunOptions
-from study.orchestra.worker import WorkerSpec, process_main, quiet_optuna, run_worker
+from study.orchestra.optuna_setup import quiet_optuna
+from study.orchestra.worker import WorkerSpec, process_main, run_worker
 from study.storage import pending, stale, store
 from study.storage.optuna_store import SharedStudy
 from study.storage.study_lock import StudyLock

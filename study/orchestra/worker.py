@@ -22,8 +22,7 @@ import logging
 import os
 import sys
 import time
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,11 +32,11 @@ from study.orchestra import keep as keeping
 from study.orchestra import progress
 from study.orchestra.job import Outcome, WarmPool, die_with_parent, prestart_enabled, run_job
 from study.orchestra.machine_load import LoadMeter
-from study.orchestra.options import PRUNERS
+from study.orchestra.optuna_setup import make_pruner, make_sampler, quiet_optuna
 from study.orchestra.repeat import repeat_seed
 from study.result import TrainResult, trial_attrs
 from study.storage import pending, stale
-from study.storage.optuna_store import SharedStudy, TrialWrittenOff, curve_step
+from study.storage.optuna_store import SharedStudy, TrialWrittenOff
 from study.storage.store import StorageFull, StorageGone
 from study.storage.study_lock import StudyLock
 from sweeps import load_sweep
@@ -83,45 +82,6 @@ class WorkerSpec:
     parent_pid: int | None = None  # set when this worker is a process of its own
     keep: str = "top-3"  # --keep: which trials' final weights stay (study.checkpoint)
     checkpoint_dir: str | None = None  # --checkpoint-dir (else beside an SQLite file)
-
-
-def make_pruner(name: str, *, curve_points: int, budget: float) -> optuna.pruners.BasePruner:
-    """``median`` waits for a quarter of the budget: early on, small models always lead.
-    Steps are ``curve_step`` s (budget seconds)."""
-    import optuna
-
-    def step(index: int) -> int:
-        return curve_step(index, budget=budget, curve_points=curve_points)
-
-    if name == "none":
-        return optuna.pruners.NopPruner()
-    if name == "median":
-        return optuna.pruners.MedianPruner(
-            n_startup_trials=5, n_warmup_steps=step(max(1, curve_points // 4))
-        )
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=step(1), max_resource=step(curve_points))
-    raise UsageError(f"unknown pruner {name!r}; use {', '.join(PRUNERS)}")
-
-
-def make_sampler(
-    sweep_sampler: Callable[..., Any] | None, *, seed: int
-) -> optuna.samplers.BaseSampler:
-    """The sweep's own sampler if it has one, else TPE."""
-    import optuna
-
-    if sweep_sampler is not None:
-        sampler: optuna.samplers.BaseSampler = sweep_sampler(seed=seed)
-        return sampler
-    # constant_liar keeps parallel workers from sampling the same point while trials run.
-    return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
-
-
-def quiet_optuna() -> None:
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 def process_main(spec: WorkerSpec, lock: Lock, failures: Failures) -> None:
