@@ -14,11 +14,11 @@ import logging
 import sys
 from pathlib import Path
 
-from study.checkpoint import load_tokens_of
 from study.cli import ArgumentParser
 from study.config import DEVICES
 from study.errors import UsageError, cli_main
-from study.kept import DEFAULT_STORAGE, find, generate, load
+from study.kept.checkpoint import load_tokens_of
+from study.kept.model import DEFAULT_STORAGE, find, generate, load
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,11 +14,11 @@ import logging
 import shlex
 import sys
 
-from study.checkpoint import keep_arg
 from study.cli import ArgumentParser
 from study.config import DEVICES
 from study.data import max_stories_arg
 from study.errors import cli_main, stop_like_ctrl_c
+from study.kept.checkpoint import keep_arg
 from study.orchestra.options import PRUNERS, RunOptions
 from study.orchestra.repeat import prepare_repeats
 from study.orchestra.runner import run_study

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from study import checkpoint
 from study.config import ModelConfig, TrainConfig
-from study.kept import score, tokens_of_text
+from study.kept import checkpoint
+from study.kept.model import score, tokens_of_text
 from study.training.setup import load_config_tokens
 from study.training.trainer import train
 

@@ -91,7 +91,7 @@ def test_trials_config_prints_what_study_train_takes(tmp_path: Path) -> None:
         + ["--study-name", "default-cpu-60s", "--config", "1"]
     )
     assert proc.returncode == 0, proc.stderr
-    from study.kept import read_trials
+    from study.kept.model import read_trials
 
     stored = read_trials(url, "default-cpu-60s")[1]  # read-only: the shipped file stays as is
     assert (

@@ -39,7 +39,7 @@ def trial_config(*, storage: str | None = None, study_name: str | None, number: 
     """
     from study.config import TrainConfig
     from study.errors import UsageError
-    from study.kept import read_trials
+    from study.kept.model import read_trials
 
     if study_name is None:
         raise UsageError("--config needs --study-name")

@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from study import events as ev
-from study.checkpoint import install
 from study.config import TrainConfig
 from study.fileio import write_json
+from study.kept.checkpoint import install
 from study.orchestra.event_reader import EventReader
 from study.result import EXIT_DIVERGED, EXIT_OK, EXIT_OOM, EXIT_USAGE, TrainResult
 
@@ -79,7 +79,7 @@ class Child:
         self._tmp = tempfile.TemporaryDirectory(prefix="study-trial-")
         folder = Path(self._tmp.name)
         self.result_path, self.log_path = folder / "result.json", folder / "output.log"
-        self.checkpoint = folder / "model" if checkpoint else None  # a stem: study.checkpoint
+        self.checkpoint = folder / "model" if checkpoint else None  # a stem: study.kept.checkpoint
         self.events = EventReader(folder / "events.jsonl")
         self.warm = warm
         config_path = folder / "config.json"  # the trial's, or the warm-up's hint
@@ -218,7 +218,7 @@ def run_job(
     """Train ``config`` in a child ``command`` (e.g. ``python -m study.train``) and wait for it.
 
     With a ``pool``, its warm child (if any) takes the trial and the pool starts the next one.
-    ``keep_to``: a checkpoint stem (``study.checkpoint``) where a complete trial's final weights
+    ``keep_to``: a checkpoint stem (``study.kept.checkpoint``) where a complete trial's final weights
     are copied from the child's folder, after it exited (its budget has long stopped); the
     pool's children must then be made with ``checkpoint=True``.
     ``on_tick`` runs every poll (about 4 times a second) so the caller can send heartbeats.

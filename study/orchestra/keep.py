@@ -1,7 +1,7 @@
 """The study's side of checkpoints: where a trial's weights go and which ones stay.
 
 The trainer child writes its final weights after its clock stopped; the worker copies them to
-the study's checkpoint folder (``study.checkpoint.checkpoint_root``), records the path as the
+the study's checkpoint folder (``study.kept.checkpoint.checkpoint_root``), records the path as the
 trial's ``checkpoint`` user attribute before the trial becomes COMPLETE, and then applies the
 ``--keep`` policy over the study's complete trials, best value first.
 """
@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from study.checkpoint import checkpoint_root, enforce_keep, keep_count, trial_stem
+from study.kept.checkpoint import checkpoint_root, enforce_keep, keep_count, trial_stem
 
 if TYPE_CHECKING:
     from study.storage.optuna_store import SharedStudy

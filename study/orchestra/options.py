@@ -33,7 +33,7 @@ class RunOptions:
     cache_dir: str | None = None
     max_failures: int | None = None  # None: max(10, trials)
     max_stories: int | str = "auto"  # training stories of every trial; auto: study.data.budget
-    keep: str = "top-3"  # which trials' final weights stay (study.checkpoint.keep_count)
+    keep: str = "top-3"  # which trials' final weights stay (study.kept.checkpoint.keep_count)
     checkpoint_dir: str | None = None  # None: beside an SQLite file; a server keeps none
 
     def validate(self) -> None:

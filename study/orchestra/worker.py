@@ -80,7 +80,7 @@ class WorkerSpec:
     workers: int = 1
     env: dict[str, str] = field(default_factory=dict)  # child environment overrides
     parent_pid: int | None = None  # set when this worker is a process of its own
-    keep: str = "top-3"  # --keep: which trials' final weights stay (study.checkpoint)
+    keep: str = "top-3"  # --keep: which trials' final weights stay (study.kept.checkpoint)
     checkpoint_dir: str | None = None  # --checkpoint-dir (else beside an SQLite file)
 
 

@@ -59,7 +59,7 @@ def train(
     """Train ``config`` for its budget (or ``config.steps`` steps) and evaluate it. ``data``:
     the tokens of ``config``'s corpus, tokenizer and story limit, already loaded (a warm
     process); else they are loaded. ``checkpoint``: a stem to keep the final weights at
-    (``study.checkpoint``), written after the clock stopped, so the budget does not pay for it.
+    (``study.kept.checkpoint``), written after the clock stopped, so the budget does not pay for it.
 
     Raises:
         UsageError: bad config or data (before the clock starts).
@@ -82,7 +82,7 @@ def train(
             ) from None
         result = run.finish()
         if checkpoint is not None:
-            from study.checkpoint import save_result
+            from study.kept.checkpoint import save_result
 
             save_result(checkpoint, job.model, result=result, data=job.data)
         return result

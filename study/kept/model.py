@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from study.checkpoint import META, WEIGHTS, Checkpoint, load
 from study.errors import UsageError, first_line
+from study.kept.checkpoint import META, WEIGHTS, Checkpoint, load
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
