@@ -26,10 +26,13 @@ from analysis_db import make_study_db, url
 from analysis.page.report import run_report
 
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(
-    BROWSER is None,
-    reason="no chromium on PATH (Debian: apt-get install chromium; .ci/run installs it)",
-)
+pytestmark = [
+    pytest.mark.slow,  # starts a browser
+    pytest.mark.skipif(
+        BROWSER is None,
+        reason="no chromium on PATH (Debian: apt-get install chromium; .ci/run installs it)",
+    ),
+]
 
 WRAPPER = """<!DOCTYPE html><html><body><pre id="result">pending</pre>
 <iframe id="report" src="%s" width="1200" height="900"></iframe>
