@@ -27,7 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 from study.config import ModelConfig, TrainConfig
 from study.result import TRIAL_ATTRS, TrainResult
 from study.storage import schema
-from study.storage.optuna_store import curve_step
+from study.storage.schema import curve_step
 from study.storage.stale import intended_params
 
 REPO = Path(__file__).resolve().parents[1]

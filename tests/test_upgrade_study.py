@@ -15,7 +15,8 @@ import sqlalchemy as sa
 from analysis_db import REPO, digest, run_cli, url
 
 from analysis.load import load_study
-from study.storage.optuna_store import METRIC_NAME, SharedStudy, curve_step
+from study.storage.optuna_store import METRIC_NAME, SharedStudy
+from study.storage.schema import curve_step
 from study.storage.upgrade_study import UPGRADE_ATTR, upgrade_study
 
 OLDER_STUDIES = (
@@ -121,7 +122,7 @@ def test_a_failed_upgrade_leaves_the_study_as_it_was(
             raise RuntimeError("disk gone")
         return curve_step(index, budget=budget, curve_points=curve_points)
 
-    monkeypatch.setattr("study.storage.optuna_store.curve_step", breaks_on_the_second_trial)
+    monkeypatch.setattr("study.storage.schema.curve_step", breaks_on_the_second_trial)
     engine = sa.create_engine(url(path))
     try:
         with pytest.raises(RuntimeError, match="disk gone"):

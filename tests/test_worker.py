@@ -20,7 +20,8 @@ from study.orchestra.optuna_setup import make_pruner
 from study.orchestra.worker import WorkerSpec, run_worker
 from study.result import TRIAL_ATTRS, TrainResult, trial_attrs
 from study.storage import pending, stale
-from study.storage.optuna_store import SharedStudy, curve_step
+from study.storage.optuna_store import SharedStudy
+from study.storage.schema import curve_step
 from study.storage.store import StorageGone
 from study.storage.study_lock import StudyLock
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from study.errors import UsageError
 from study.orchestra.options import PRUNERS
-from study.storage.optuna_store import curve_step
+from study.storage.schema import curve_step
 
 if TYPE_CHECKING:
     import optuna

@@ -41,6 +41,7 @@ from collections.abc import Callable, Container, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from study.storage import store
+from study.storage.schema import curve_step
 
 if TYPE_CHECKING:
     import optuna
@@ -57,15 +58,6 @@ METRIC_NAME = "held-out perplexity"  # the objective: exp(mean held-out loss per
 # Study system attribute set once when the harness first opens a study: with Optuna's study id
 # it tells this study from one deleted and made again under its name (``pending``).
 CREATION_ATTR = "harness:creation_id"
-
-
-def curve_step(index: int, *, budget: float, curve_points: int) -> int:
-    """The step under which curve point ``index`` (1 .. ``curve_points``, at budget fraction
-    ``index / curve_points``) is reported: its elapsed budget in whole seconds, which is what
-    Optuna's dashboard plots, or the index itself where the budget has fewer seconds than points
-    (so steps never repeat). The same for every trial of a study, so pruners compare trials at
-    the same point of their budget."""
-    return max(round(index * budget / curve_points), index)
 
 
 class TrialWrittenOff(Exception):

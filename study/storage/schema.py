@@ -52,3 +52,12 @@ sample = sa.Table(
     sa.Column("prompt", TEXT, nullable=False),
     sa.Column("text", TEXT, nullable=False),
 )
+
+
+def curve_step(index: int, *, budget: float, curve_points: int) -> int:
+    """The step under which curve point ``index`` (1 .. ``curve_points``, at budget fraction
+    ``index / curve_points``) is reported: its elapsed budget in whole seconds, which is what
+    Optuna's dashboard plots, or the index itself where the budget has fewer seconds than points
+    (so steps never repeat). The same for every trial of a study, so pruners compare trials at
+    the same point of their budget."""
+    return max(round(index * budget / curve_points), index)

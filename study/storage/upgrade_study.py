@@ -99,7 +99,7 @@ def _rekey_steps(conn: sa.Connection, study_id: int, study_name: str) -> int:
     """Move every trial's intermediate values from curve index to budget-second steps; the
     number of trials whose steps changed. A trial whose steps are not curve indices, or whose
     budget is unknown, is left as it is (and said so in the log)."""
-    from study.storage.optuna_store import curve_step
+    from study.storage.schema import curve_step
 
     study_budget = _number(
         conn.execute(
