@@ -37,8 +37,9 @@ class ModelConfig:
     (``relu(x)^2``, 4x wide); ``norm`` rmsnorm (parameter-free); ``qk_norm`` (RMSNorm of each
     head's query and key); ``untied_head`` (an output matrix of its own); ``logit_softcap``
     (``c * tanh(z / c)`` on the logits, 0 off); ``zero_init_proj`` (residual projections, and
-    an untied head, start at zero). The LSTM takes none of them; the diffusion denoiser takes
-    those of the shared transformer body (mlp, norm, qk_norm, zero_init_proj).
+    an untied head, start at zero); ``embed_shortcut`` (the normed embedding mixed into the
+    input of every block by two learned scalars per layer). The LSTM takes none of them; the
+    diffusion denoiser takes those of the shared transformer body (all but the head's two).
     """
 
     arch: str = "gpt"
@@ -55,6 +56,7 @@ class ModelConfig:
     untied_head: bool = False
     logit_softcap: float = 0.0
     zero_init_proj: bool = False
+    embed_shortcut: bool = False
 
     def validate(self) -> None:
         _choice("arch", self.arch, ARCHS)
@@ -99,6 +101,7 @@ class ModelConfig:
             "norm rmsnorm": self.norm != "layernorm",
             "qk_norm": self.qk_norm,
             "zero_init_proj": self.zero_init_proj,
+            "embed_shortcut": self.embed_shortcut,
         }
         head = {"untied_head": self.untied_head, "logit_softcap": self.logit_softcap != 0}
         refused = {"lstm": {**body, **head}, "diffusion": head}.get(self.arch, {})

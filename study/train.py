@@ -88,6 +88,7 @@ SWITCHES = {
     "qk_norm": "RMSNorm of each head's query and key",
     "untied_head": "an output head of its own, not tied to the token embedding",
     "zero_init_proj": "residual projections (and an untied head) start at zero",
+    "embed_shortcut": "the normed embedding mixed into every block's input by learned scalars",
 }
 DATA_HELP = (
     "corpus: a file or folder of .txt/.txt.xz/.txt.gz/.jsonl/.parquet, or sample (the "

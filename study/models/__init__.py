@@ -25,7 +25,8 @@ class ParamCount:
     number fits use). ``embedding``: token (and learned position) embeddings, and an untied
     output head (vocab x d_model of its own: the same role as the tied one, counted beside
     it so ``nonembedding`` stays the trunk's and compares across tied and untied models).
-    ``nonembedding``: ``total - embedding`` (Kaplan et al.'s N). ``flops_per_token``: training
+    ``nonembedding``: ``total - embedding`` (Kaplan et al.'s N), the embedding shortcut's two
+    scalars per layer included. ``flops_per_token``: training
     FLOPs per token, forward and backward, PaLM convention: 6 x (non-embedding weights + the
     output projection's vocab x d_model) + 12 x n_layer x d_model x seq_len for attention scores.
     """

@@ -5,7 +5,8 @@ Components in dependency order: positional helpers, attention, MLP, block, the t
 output embeddings (or untied), no biases, ``scaled_dot_product_attention`` for attention; dropout (GPT-2's
 places: embeddings, attention weights, each residual branch) only when ``config.dropout`` > 0.
 Positional schemes: ``learned`` (absolute embedding), ``rope`` (rotary), ``alibi`` (linear
-attention bias) and ``none`` (causal masking alone carries position).
+attention bias) and ``none`` (causal masking alone carries position). Off by default: the
+embedding shortcut into every block (``embed_shortcut``, modded-nanogpt's and nanochat's).
 """
 
 from __future__ import annotations
@@ -164,7 +165,11 @@ class Block(nn.Module):
 class Transformer(nn.Module):
     """Token (and learned position) embedding, ``n_layer`` blocks, final norm: the body the GPT
     and the diffusion denoiser share. ``causal`` picks masked or bidirectional attention (and
-    ALiBi's form); ``n_tokens`` rows of embedding (the denoiser adds a ``[MASK]`` row)."""
+    ALiBi's form); ``n_tokens`` rows of embedding (the denoiser adds a ``[MASK]`` row).
+
+    ``embed_shortcut``: before block i the residual stream becomes
+    ``resid_lambdas[i] * x + x0_lambdas[i] * x0``, x0 the parameter-free RMSNorm of the embedding
+    output; the scalars start at 1 and 0, so the network starts as the one without them."""
 
     def __init__(self, config: ModelConfig, *, causal: bool, n_tokens: int) -> None:
         super().__init__()
@@ -174,6 +179,10 @@ class Transformer(nn.Module):
         self.wpe = nn.Embedding(config.seq_len, config.d_model) if config.pos == "learned" else None
         self.blocks = nn.ModuleList(Block(config, causal=causal) for _ in range(config.n_layer))
         self.ln_f = make_norm(config)
+        self.shortcut = config.embed_shortcut
+        if config.embed_shortcut:
+            self.resid_lambdas = nn.Parameter(torch.ones(config.n_layer))
+            self.x0_lambdas = nn.Parameter(torch.zeros(config.n_layer))
         if config.pos == "rope":
             cos, sin = rope_tables(config.seq_len, config.d_model // config.n_head)
             self.register_buffer("rope_cos", cos, persistent=False)
@@ -191,7 +200,10 @@ class Transformer(nn.Module):
         x = dropout(x, self.dropout, training=self.training)
         rope = (self.rope_cos, self.rope_sin) if self.pos == "rope" else None
         bias = self.alibi if self.pos == "alibi" else None
-        for block in self.blocks:
+        x0 = F.rms_norm(x, (x.size(-1),)) if self.shortcut else None  # (B, T, d_model)
+        for i, block in enumerate(self.blocks):
+            if x0 is not None:
+                x = self.resid_lambdas[i] * x + self.x0_lambdas[i] * x0
             x = block(x, rope, bias)
         return self.ln_f(x)
 
