@@ -38,7 +38,9 @@ class ModelConfig:
     head's query and key); ``untied_head`` (an output matrix of its own); ``logit_softcap``
     (``c * tanh(z / c)`` on the logits, 0 off); ``zero_init_proj`` (residual projections, and
     an untied head, start at zero); ``embed_shortcut`` (the normed embedding mixed into the
-    input of every block by two learned scalars per layer). The LSTM takes none of them; the
+    input of every block by two learned scalars per layer); ``value_embeds`` (that many more
+    embedding tables mixed into the attention values of the first and last as many layers, at
+    most ``n_layer``). The LSTM takes none of them; the
     diffusion denoiser takes those of the shared transformer body (all but the head's two).
     """
 
@@ -57,6 +59,7 @@ class ModelConfig:
     logit_softcap: float = 0.0
     zero_init_proj: bool = False
     embed_shortcut: bool = False
+    value_embeds: int = 0
 
     def validate(self) -> None:
         _choice("arch", self.arch, ARCHS)
@@ -71,6 +74,11 @@ class ModelConfig:
         _at_least("d_model", self.d_model, 1)
         _at_least("n_head", self.n_head, 1)
         _at_least("seq_len", self.seq_len, 2)
+        _at_least("value_embeds", self.value_embeds, 0)
+        if self.value_embeds > self.n_layer:
+            raise UsageError(
+                f"value_embeds must be at most n_layer ({self.n_layer}), got {self.value_embeds}"
+            )
         if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
             raise UsageError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if not 257 <= self.vocab_size <= 2**32 - 1:
@@ -102,6 +110,7 @@ class ModelConfig:
             "qk_norm": self.qk_norm,
             "zero_init_proj": self.zero_init_proj,
             "embed_shortcut": self.embed_shortcut,
+            "value_embeds": self.value_embeds != 0,
         }
         head = {"untied_head": self.untied_head, "logit_softcap": self.logit_softcap != 0}
         refused = {"lstm": {**body, **head}, "diffusion": head}.get(self.arch, {})

@@ -57,6 +57,7 @@ FLAGS: dict[str, tuple[str, type, Any]] = {
     "dropout": ("model.dropout", float, None),
     "norm": ("model.norm", str, NORMS),
     "logit_softcap": ("model.logit_softcap", float, None),
+    "value_embeds": ("model.value_embeds", int, None),
     "batch_size": ("batch_size", int, None),
     "lr": ("lr", float, None),
     "warmup_frac": ("warmup_frac", float, None),
@@ -97,7 +98,11 @@ DATA_HELP = (
 )
 
 
-HELPS = {"data": DATA_HELP, "steps": STEPS_HELP}
+VALUE_EMBEDS_HELP = (
+    "K embedding tables more, mixed into the attention values of the first K and the last K "
+    "layers by learned scalars, at most --n-layer (default: 0, off)"
+)
+HELPS = {"data": DATA_HELP, "steps": STEPS_HELP, "value_embeds": VALUE_EMBEDS_HELP}
 
 
 def build_parser() -> argparse.ArgumentParser:

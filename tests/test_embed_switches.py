@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from study.config import ModelConfig, TrainConfig
 from study.errors import UsageError
 from study.models import build_model, count_params
+from study.models.gpt import apply_rope, value_embed_layers
 from study.train import build_parser, config_from_args, main
 from study.training.optim import MuonAdamW, make_optimizer, route_params
 
@@ -117,3 +118,110 @@ def test_shortcut_flag_reaches_the_config() -> None:
     assert config.model.embed_shortcut is True
     assert TrainConfig.from_dict(config.to_dict()) == config
     assert config_from_args(build_parser().parse_args(["--data", "sample"])).model == ModelConfig()
+
+
+@pytest.mark.parametrize(
+    ("n_layer", "tables", "layers"),
+    [
+        (5, 2, [0, 1, None, 0, 1]),
+        (6, 3, [0, 1, 2, 0, 1, 2]),
+        (3, 2, [0, 1, 1]),
+        (2, 2, [0, 1]),
+        (1, 1, [0]),
+        (3, 0, [None, None, None]),
+    ],
+)
+def test_value_embed_layers_take_the_first_and_last_layers(
+    n_layer: int, tables: int, layers: list[int | None]
+) -> None:
+    assert value_embed_layers(n_layer, tables) == layers
+
+
+def test_value_embeds_forward_matches_the_hand_written_one() -> None:
+    model = seeded(value_embeds=1, pos="rope")
+    body = model.transformer
+    lambdas = ((0.3, 1.7), (-0.4, 0.9))
+    with torch.no_grad():
+        for block, pair in zip(body.blocks, lambdas, strict=True):
+            block.attn.ve_lambdas.copy_(torch.tensor(pair))
+        x = body.wte.weight[IDX]  # (2, 8, 16)
+        ve = body.value_embeds[0].weight[IDX].view(2, 8, 2, 8).transpose(1, 2)  # (B, h, T, hd)
+        for block, (a, b) in zip(body.blocks, lambdas, strict=True):
+            h = block.ln1(x)
+            q, k, v = (h @ block.attn.qkv.weight.T).view(2, 8, 3, 2, 8).permute(2, 0, 3, 1, 4)
+            q, k = (
+                apply_rope(q, body.rope_cos, body.rope_sin),
+                apply_rope(k, body.rope_cos, body.rope_sin),
+            )
+            scores = (q @ k.transpose(-1, -2)) / 8**0.5
+            scores = scores.masked_fill(torch.ones(8, 8).triu(1).bool(), float("-inf"))
+            y = scores.softmax(-1) @ (a * v + b * ve)  # (B, h, T, hd)
+            x = x + y.transpose(1, 2).reshape(2, 8, 16) @ block.attn.proj.weight.T
+            x = x + block.mlp(block.ln2(x))
+        expected = F.linear(body.ln_f(x), body.wte.weight)
+        torch.testing.assert_close(model(IDX), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_value_embeds_leave_every_other_weight_as_drawn_without_them() -> None:
+    on, off = seeded(value_embeds=2, untied_head=True), seeded(untied_head=True)
+    on_state = on.state_dict()
+    tables = [on_state.pop(f"transformer.value_embeds.{j}.weight") for j in range(2)]
+    for j in range(2):
+        assert torch.equal(
+            on_state.pop(f"transformer.blocks.{j}.attn.ve_lambdas"), torch.full((2,), 0.5)
+        )
+    assert on_state.keys() == off.state_dict().keys()
+    for key, value in off.state_dict().items():
+        assert torch.equal(on_state[key], value), key
+    for table in tables:  # drawn as the token embedding, each its own draw
+        assert table.shape == (300, 16) and 0.015 < table.std().item() < 0.025
+    assert not torch.equal(tables[0], tables[1])
+
+
+def test_value_embeds_are_counted_as_embeddings_and_go_to_adam() -> None:
+    config = ModelConfig(**{**TINY.__dict__, "n_layer": 3, "value_embeds": 1})
+    plain = count_params(ModelConfig(**{**TINY.__dict__, "n_layer": 3}))
+    on = count_params(config)
+    assert on.embedding == plain.embedding + 300 * 16  # one table, vocab x d_model
+    assert on.nonembedding == plain.nonembedding + 2 * 2  # layers 0 and 2 mix it in
+    assert on.total == on.embedding + on.nonembedding
+    assert on.flops_per_token == plain.flops_per_token + 6 * 2 * 2  # a lookup: no matmul
+    model = seeded(n_layer=3, value_embeds=1)
+    assert on.total == sum(p.numel() for p in model.parameters())
+    routes = {name: {id(p) for p in ps} for name, ps in route_params(model).items()}
+    assert id(model.transformer.value_embeds[0].weight) in routes["adam_decay"]
+    lambdas = [b.attn.ve_lambdas for b in model.transformer.blocks if b.attn.ve_lambdas is not None]
+    assert len(lambdas) == 2 and {id(p) for p in lambdas} <= routes["adam"]
+    assert model.transformer.blocks[1].attn.ve_lambdas is None
+
+
+def test_diffusion_takes_value_embeds_with_its_mask_row() -> None:
+    model = seeded(arch="diffusion", value_embeds=1)
+    assert model.transformer.value_embeds[0].weight.shape == (301, 16)  # and [MASK]
+    model.loss(IDX, IDX).backward()
+    assert model.transformer.value_embeds[0].weight.grad is not None
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"arch": "lstm", "value_embeds": 1}, "arch lstm does not take value_embeds"),
+        ({"value_embeds": 3}, r"value_embeds must be at most n_layer \(2\), got 3"),
+        ({"value_embeds": -1}, "value_embeds must be an integer >= 0, got -1"),
+        ({"value_embeds": True}, "value_embeds must be an integer >= 0, got True"),
+    ],
+)
+def test_bad_value_embeds_are_refused(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        ModelConfig(**{**TINY.__dict__, **changes}).validate()
+
+
+def test_value_embeds_flag_reaches_the_config(capsys: pytest.CaptureFixture[str]) -> None:
+    args = build_parser().parse_args(["--value-embeds", "2", "--n-layer", "4", "--data", "sample"])
+    config = config_from_args(args)
+    assert config.model.value_embeds == 2
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(SystemExit) as exc:
+        main(["--value-embeds", "5", "--n-layer", "4", "--data", "sample", "--budget", "1"])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err == "error: value_embeds must be at most n_layer (4), got 5\n"

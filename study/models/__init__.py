@@ -26,7 +26,9 @@ class ParamCount:
     output head (vocab x d_model of its own: the same role as the tied one, counted beside
     it so ``nonembedding`` stays the trunk's and compares across tied and untied models).
     ``nonembedding``: ``total - embedding`` (Kaplan et al.'s N), the embedding shortcut's two
-    scalars per layer included. ``flops_per_token``: training
+    scalars per layer and the value embeddings' two per layer that takes one included; the
+    value embedding tables (``value_embeds`` x vocab x d_model) are embeddings and add no FLOPs
+    (a lookup). ``flops_per_token``: training
     FLOPs per token, forward and backward, PaLM convention: 6 x (non-embedding weights + the
     output projection's vocab x d_model) + 12 x n_layer x d_model x seq_len for attention scores.
     """
@@ -58,7 +60,8 @@ def build_model(config: ModelConfig) -> LanguageModel:
 def param_groups(model: LanguageModel | nn.Module) -> dict[str, int]:
     """Split ``model``'s parameters into ``embedding`` and ``nonembedding`` (shared tensors once).
 
-    Embeddings are the parameters of ``nn.Embedding`` modules and the output head: the tied
+    Embeddings are the parameters of ``nn.Embedding`` modules (value embedding tables too) and
+    the output head: the tied
     head shares the token embedding's tensor, so it is counted there and only once; an untied
     one is a tensor of its own, counted in full.
     """

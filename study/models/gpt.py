@@ -6,7 +6,9 @@ output embeddings (or untied), no biases, ``scaled_dot_product_attention`` for a
 places: embeddings, attention weights, each residual branch) only when ``config.dropout`` > 0.
 Positional schemes: ``learned`` (absolute embedding), ``rope`` (rotary), ``alibi`` (linear
 attention bias) and ``none`` (causal masking alone carries position). Off by default: the
-embedding shortcut into every block (``embed_shortcut``, modded-nanogpt's and nanochat's).
+embedding shortcut into every block (``embed_shortcut``, modded-nanogpt's and nanochat's) and
+value embeddings mixed into the attention values of some layers (``value_embeds``,
+modded-nanogpt's).
 """
 
 from __future__ import annotations
@@ -56,8 +58,11 @@ def init_gpt2_(model: nn.Module, config: ModelConfig) -> None:
     """GPT-2 init in place: weights N(0, 0.02), residual projections scaled by 1/sqrt(2 n_layer)
     so the residual stream's variance does not grow with depth; norms keep their ones. With
     ``zero_init_proj`` the residual projections and an untied head start at zero (the speedrun
-    records: each block starts as the identity), after the same draws as without it."""
-    for name, p in model.named_parameters():
+    records: each block starts as the identity), after the same draws as without it. Value
+    embedding tables (drawn as the token embedding) draw last, so every other weight is drawn
+    as without them."""
+    named = sorted(model.named_parameters(), key=lambda item: ".value_embeds." in f".{item[0]}")
+    for name, p in named:
         if p.dim() < 2:
             continue
         std = 0.02
@@ -83,11 +88,25 @@ def make_norm(config: ModelConfig) -> nn.Module:
     return nn.LayerNorm(config.d_model, bias=False)
 
 
+def value_embed_layers(n_layer: int, tables: int) -> list[int | None]:
+    """Which value embedding table each layer mixes into its values (None: none): the first
+    ``tables`` layers take tables 0, 1, ... and so do the last ``tables`` (modded-nanogpt's
+    "012 ... 012"); a layer in both takes its first one, the middle ones none."""
+    first = {i: i for i in range(tables)}
+    last = {n_layer - tables + j: j for j in range(tables)}
+    return [first.get(i, last.get(i)) for i in range(n_layer)]
+
+
 class Attention(nn.Module):
     """Multi-head self-attention; ``causal=False`` lets every position see every position (the
-    diffusion denoiser). ``bias`` (ALiBi) carries its own mask when given."""
+    diffusion denoiser). ``bias`` (ALiBi) carries its own mask when given. A layer built with
+    ``value_embed`` mixes the value embedding ``ve`` it is given into its values by two learned
+    scalars, ``v = ve_lambdas[0] * v + ve_lambdas[1] * ve``, both 0.5 at the start (the form and
+    start of modded-nanogpt)."""
 
-    def __init__(self, config: ModelConfig, *, causal: bool = True) -> None:
+    def __init__(
+        self, config: ModelConfig, *, causal: bool = True, value_embed: bool = False
+    ) -> None:
         super().__init__()
         self.n_head = config.n_head
         self.head_dim = config.d_model // config.n_head
@@ -96,16 +115,21 @@ class Attention(nn.Module):
         self.dropout = config.dropout
         self.qkv = nn.Linear(config.d_model, 3 * config.d_model, bias=False)
         self.proj = nn.Linear(config.d_model, config.d_model, bias=False)
+        self.ve_lambdas = nn.Parameter(torch.full((2,), 0.5)) if value_embed else None
 
     def forward(
         self,
         x: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor] | None,
         bias: torch.Tensor | None,
+        ve: torch.Tensor | None = None,
     ) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)
         # q, k, v: (B, n_head, T, head_dim)
+        if self.ve_lambdas is not None and ve is not None:  # ve: (B, T, d_model)
+            ve = ve.view(B, T, self.n_head, self.head_dim).transpose(1, 2).to(v.dtype)
+            v = self.ve_lambdas[0] * v + self.ve_lambdas[1] * ve
         if self.qk_norm:  # parameter-free RMSNorm of each head's query and key
             q, k = F.rms_norm(q, (self.head_dim,)), F.rms_norm(k, (self.head_dim,))
         if rope is not None:
@@ -143,10 +167,12 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, config: ModelConfig, *, causal: bool = True) -> None:
+    def __init__(
+        self, config: ModelConfig, *, causal: bool = True, value_embed: bool = False
+    ) -> None:
         super().__init__()
         self.ln1 = make_norm(config)
-        self.attn = Attention(config, causal=causal)
+        self.attn = Attention(config, causal=causal, value_embed=value_embed)
         self.ln2 = make_norm(config)
         self.mlp = MLP(config)
         self.dropout = config.dropout
@@ -156,9 +182,10 @@ class Block(nn.Module):
         x: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor] | None,
         bias: torch.Tensor | None,
+        ve: torch.Tensor | None = None,
     ) -> torch.Tensor:
         p, training = self.dropout, self.training
-        x = x + dropout(self.attn(self.ln1(x), rope, bias), p, training=training)
+        x = x + dropout(self.attn(self.ln1(x), rope, bias, ve), p, training=training)
         return x + dropout(self.mlp(self.ln2(x)), p, training=training)
 
 
@@ -169,7 +196,9 @@ class Transformer(nn.Module):
 
     ``embed_shortcut``: before block i the residual stream becomes
     ``resid_lambdas[i] * x + x0_lambdas[i] * x0``, x0 the parameter-free RMSNorm of the embedding
-    output; the scalars start at 1 and 0, so the network starts as the one without them."""
+    output; the scalars start at 1 and 0, so the network starts as the one without them.
+    ``value_embeds`` K: K more embedding tables of ``n_tokens`` x d_model, looked up with the
+    same ids, whose rows the layers of ``value_embed_layers`` mix into their attention values."""
 
     def __init__(self, config: ModelConfig, *, causal: bool, n_tokens: int) -> None:
         super().__init__()
@@ -177,8 +206,16 @@ class Transformer(nn.Module):
         self.dropout = config.dropout
         self.wte = nn.Embedding(n_tokens, config.d_model)
         self.wpe = nn.Embedding(config.seq_len, config.d_model) if config.pos == "learned" else None
-        self.blocks = nn.ModuleList(Block(config, causal=causal) for _ in range(config.n_layer))
+        self.ve_layers = value_embed_layers(config.n_layer, config.value_embeds)
+        self.blocks = nn.ModuleList(
+            Block(config, causal=causal, value_embed=table is not None) for table in self.ve_layers
+        )
         self.ln_f = make_norm(config)
+        # Built without a draw (``_weight``): init_gpt2_ draws them, after everything else.
+        self.value_embeds = nn.ModuleList(
+            nn.Embedding(n_tokens, config.d_model, _weight=torch.empty(n_tokens, config.d_model))
+            for _ in range(config.value_embeds)
+        )
         self.shortcut = config.embed_shortcut
         if config.embed_shortcut:
             self.resid_lambdas = nn.Parameter(torch.ones(config.n_layer))
@@ -201,10 +238,12 @@ class Transformer(nn.Module):
         rope = (self.rope_cos, self.rope_sin) if self.pos == "rope" else None
         bias = self.alibi if self.pos == "alibi" else None
         x0 = F.rms_norm(x, (x.size(-1),)) if self.shortcut else None  # (B, T, d_model)
+        values = [table(idx) for table in self.value_embeds]  # each (B, T, d_model)
         for i, block in enumerate(self.blocks):
             if x0 is not None:
                 x = self.resid_lambdas[i] * x + self.x0_lambdas[i] * x0
-            x = block(x, rope, bias)
+            table = self.ve_layers[i]
+            x = block(x, rope, bias, None if table is None else values[table])
         return self.ln_f(x)
 
 

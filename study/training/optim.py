@@ -96,9 +96,9 @@ Optimizer = torch.optim.AdamW | ForeachAdamW | MuonAdamW
 
 def route_params(model: LanguageModel) -> dict[str, list[torch.Tensor]]:
     """Which optimizer each parameter gets with ``optimizer`` muon: ``muon`` the hidden 2-D
-    matrices; ``adam_decay`` the embeddings and the output head (2-D, decayed as by AdamW
-    alone); ``adam`` the vectors and scalars (norm gains, the embedding shortcut's lambdas),
-    never decayed."""
+    matrices; ``adam_decay`` the embeddings (value embedding tables too) and the output head
+    (2-D, decayed as by AdamW alone); ``adam`` the vectors and scalars (norm gains, the
+    embedding shortcut's and value embeddings' lambdas), never decayed."""
     module = cast(nn.Module, model)
     embedding = {
         id(p) for m in module.modules() if isinstance(m, nn.Embedding) for p in m.parameters()
