@@ -224,7 +224,10 @@ ALL_ON = {
     "untied_head": True,
     "logit_softcap": 15.0,
     "zero_init_proj": True,
+    "embed_shortcut": True,
+    "value_embeds": 2,
 }
+EMBEDS = {"embed_shortcut": True, "value_embeds": 1}
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -235,6 +238,10 @@ ALL_ON = {
         {**ALL_ON, "optimizer": "muon", "ema_decay": 0.9, "schedule": "wsd"},
         {"logit_softcap": 30.0, "d_model": 64, "n_head": 2},  # fused Triton kernel's width
         {"mlp": "relu2", "qk_norm": True, "optimizer": "muon"},
+        {**EMBEDS, "pos": "rope"},
+        {**EMBEDS, "optimizer": "muon", "d_model": 64, "n_head": 2},  # and the Triton kernel
+        {"embed_shortcut": True, "pos": "learned", "ema_decay": 0.9},
+        {"value_embeds": 2, "pos": "alibi", "optimizer": "muon"},
     ],
 )
 def test_switches_compile_and_capture_on_cuda(changes: dict[str, object]) -> None:
