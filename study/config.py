@@ -369,14 +369,16 @@ class FixedTerms:
     """What every trial of a study run trains under, applied on top of each suggestion: the
     budget in seconds, the corpus (resolved once, so no trial probes the hub again), the device
     and the seed. ``max_stories`` is the study's training-story limit once its token cache is
-    sized; ``None`` (the probe before that) leaves the suggestion's own. Crosses from the runner
-    to each worker process (frozen and picklable)."""
+    sized; ``None`` (the probe before that) leaves the suggestion's own. ``vocab_sizes``: the
+    vocabularies whose tokens the study prepared (``sweeps.Sweep.build`` refuses another).
+    Crosses from the runner to each worker process (frozen and picklable)."""
 
     budget: float
     data: str | None
     device: str
     seed: int
     max_stories: int | None = None
+    vocab_sizes: tuple[int, ...] | None = None
 
     def apply(self, config: TrainConfig) -> TrainConfig:
         """``config`` with these fields in place of its own (not validated here)."""

@@ -6,6 +6,11 @@ with ``balanced_sampler``); without one the study uses a seeded TPE sampler. The
 the study-wide fields (budget, data, device, seed) on top of what ``suggest`` returns, so a sweep
 only says what varies between trials.
 
+A sweep whose trials use several vocabularies declares them all in ``VOCAB_SIZES`` (a tuple of
+ints): the study builds each one's tokenizer and token cache before the first trial and refuses
+a suggestion of another. A sweep without it that suggests ``vocab_size`` from a categorical
+needs none (the choices are read from its suggestion); one that suggests it otherwise does.
+
 ``--sweep`` takes the name of a module here (``default``, ``ladder``, ``ladder_large``,
 ``ladder_dense``, ``ladder_gpu``, ``regularise``, ``archs``, ``positions``; ``ladders`` is the
 ladder factory, not a sweep) or the path of a ``.py`` file that
@@ -37,6 +42,7 @@ class Sweep:
     spec: str
     suggest: Callable[[Any], Any]
     sampler: Callable[..., Any] | None
+    vocab_sizes: tuple[int, ...] | None = None  # the module's VOCAB_SIZES, if it declares them
 
     def build(self, trial: Any, fixed: FixedTerms) -> TrainConfig:
         """``suggest(trial)`` with the study-wide ``fixed`` terms applied on top, validated.
@@ -60,6 +66,13 @@ class Sweep:
             config.validate()
         except UsageError as exc:
             raise UsageError(f"sweep {self.name}: {exc}") from None
+        vocab, prepared = config.model.vocab_size, fixed.vocab_sizes
+        if prepared is not None and vocab not in prepared:
+            raise UsageError(
+                f"sweep {self.name}: suggested vocab_size {vocab}, not one of the vocabularies "
+                f"prepared before the first trial ({', '.join(map(str, prepared))}); declare "
+                f"every vocabulary suggest can return in VOCAB_SIZES"
+            )
         return config
 
 
@@ -101,7 +114,16 @@ def load_sweep(spec: str) -> Sweep:
     sampler = getattr(module, "sampler", None)
     if sampler is not None and not callable(sampler):
         raise UsageError(f"sweep {spec}: 'sampler' must be a function sampler(*, seed) -> sampler")
-    return Sweep(name=name, spec=spec, suggest=suggest, sampler=sampler)
+    vocabs = getattr(module, "VOCAB_SIZES", None)
+    if vocabs is not None:
+        if not (
+            isinstance(vocabs, tuple | list)
+            and vocabs
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in vocabs)
+        ):
+            raise UsageError(f"sweep {spec}: VOCAB_SIZES must be a non-empty tuple of integers")
+        vocabs = tuple(vocabs)
+    return Sweep(name=name, spec=spec, suggest=suggest, sampler=sampler, vocab_sizes=vocabs)
 
 
 def _load_file(path: Path) -> ModuleType:

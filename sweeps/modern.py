@@ -5,11 +5,11 @@ QK-norm, untied head, logit soft-cap, zero-initialised projections), the schedul
 warmup-stable-decay with its cooldown), weight averaging, the vocabulary and the batch size.
 
 Scores compare in bits per byte only: trials of different vocabularies predict different tokens,
-so their per-token losses and perplexities do not compare. The tokenizer and token cache of a
-vocabulary are built the first time a trial asks for it (before its clock starts), not before
-the first trial; and a trial scores ``eval_tokens`` held-out tokens of its own vocabulary, so
-trials of two vocabularies are scored on held-out text of the same start but not the same
-length (the study's recorded held-out digest is that of the probe trial's vocabulary). ``batch`` auto
+so their per-token losses and perplexities do not compare. ``VOCAB_SIZES`` declares every
+vocabulary, so the study builds each one's tokenizer and token cache before the first trial
+(``study.orchestra.vocabularies``); a trial scores ``eval_tokens`` held-out tokens of its own
+vocabulary, so trials of two vocabularies are scored on held-out text of the same start but not
+the same length (the study's recorded held-out digest is that of the probe trial's vocabulary). ``batch`` auto
 is the trainer's own pick for the device (32 rows on a CPU, 256 on CUDA); a smaller batch buys
 more optimizer steps in the same time.
 
@@ -24,7 +24,7 @@ from typing import Any
 from study.config import ModelConfig, TrainConfig
 from sweeps.default import WIDTHS, n_head_for
 
-VOCABS = (1024, 2048, 4096)
+VOCAB_SIZES = (1024, 2048, 4096)
 BATCHES = ("auto", 16, 32, 64, 128, 256)
 SOFTCAPS = (0.0, 15.0, 30.0)
 
@@ -37,7 +37,7 @@ def suggest(trial: Any) -> TrainConfig:
         n_head=n_head_for(d_model),
         pos=trial.suggest_categorical("pos", ["learned", "rope"]),
         mlp=trial.suggest_categorical("mlp", ["swiglu", "gelu", "relu2"]),
-        vocab_size=trial.suggest_categorical("vocab_size", list(VOCABS)),
+        vocab_size=trial.suggest_categorical("vocab_size", list(VOCAB_SIZES)),
         dropout=trial.suggest_float("dropout", 0.0, 0.3),
         norm=trial.suggest_categorical("norm", ["layernorm", "rmsnorm"]),
         qk_norm=trial.suggest_categorical("qk_norm", [False, True]),

@@ -29,6 +29,7 @@ TERMS = {
     "eval_tokens": "evaluation protocol (held-out tokens scored per evaluation, eval_tokens)",
     "sweep": "sweep (--sweep)",
     "search_space": "sweep's search space (its parameters and their ranges)",
+    "vocab_sizes": "vocabularies (the sweep's VOCAB_SIZES, or its vocab_size choices)",
 }
 
 

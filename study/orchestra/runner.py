@@ -3,7 +3,8 @@
 Bad input (unknown sweep, a sweep file without ``suggest``, a storage that cannot be opened,
 is read-only or is another application's, ``--trials 0``, a study of the same name that
 maximises or ran with another budget, data that cannot be read, a device this machine lacks) is
-refused before anything is written to the database. Then the token cache is built once, the
+refused before anything is written to the database. Then the token cache is built once (for
+each vocabulary the sweep can use: ``study.orchestra.vocabularies``), the
 study and the harness tables are created (or upgraded), the study's terms are checked under the
 study lock (``study.orchestra.comparability``: a run whose trials would not compare is refused), results
 kept while the database could not take them are recorded, trials orphaned by a killed run are
@@ -27,6 +28,7 @@ from study.orchestra import launch, progress
 from study.orchestra.comparability import check_terms, heldout_digest, search_space
 from study.orchestra.options import DEFAULT_STORAGE, RunOptions
 from study.orchestra.optuna_setup import quiet_optuna
+from study.orchestra.vocabularies import prepare_vocabularies, study_vocabularies
 from study.orchestra.worker import WorkerSpec, process_main, run_worker
 from study.storage import pending, stale, store
 from study.storage.optuna_store import SharedStudy
@@ -62,7 +64,7 @@ def run_study(opts: RunOptions) -> int:
         device=opts.device,
         seed=opts.seed,
     )
-    probe, space = probe_config(sweep, fixed)
+    probe, space, vocabs = probe_config(sweep, fixed)
     check_device(opts.device)
     if opts.storage == DEFAULT_STORAGE:
         Path(DEFAULT_STORAGE.removeprefix("sqlite:///")).parent.mkdir(exist_ok=True)
@@ -74,7 +76,8 @@ def run_study(opts: RunOptions) -> int:
         max_stories=opts.max_stories,
         stored=state.study_attrs.get("max_stories"),
     )
-    fixed = dataclasses.replace(fixed, max_stories=tokens.max_stories)
+    prepare_vocabularies(probe, vocabs, cache_dir=opts.cache_dir, max_stories=tokens.max_stories)
+    fixed = dataclasses.replace(fixed, max_stories=tokens.max_stories, vocab_sizes=vocabs)
     terms = {
         "budget": float(opts.budget),
         "corpus": tokens.fingerprint,
@@ -84,6 +87,8 @@ def run_study(opts: RunOptions) -> int:
         "sweep": sweep.name,
         "search_space": space,
     }
+    if len(vocabs) > 1:  # a study of one vocabulary records none, as before
+        terms["vocab_sizes"] = list(vocabs)
     del tokens  # the workers' trainers map the cache themselves
 
     shared, run_index = open_study(opts, study_name, terms)
@@ -221,10 +226,14 @@ def run_workers(specs: list[WorkerSpec], lock: Lock, failures: Failures) -> list
     return [(p.name, p.exitcode or 0) for p in procs if p.exitcode != 0]
 
 
-def probe_config(sweep: Sweep, fixed: FixedTerms) -> tuple[TrainConfig, dict[str, str]]:
+def probe_config(
+    sweep: Sweep, fixed: FixedTerms
+) -> tuple[TrainConfig, dict[str, str], tuple[int, ...]]:
     """One suggestion from a throwaway in-memory study: proves the sweep works before the
-    database is touched, and gives the tokenizer settings to prepare and the search space
-    (``comparability.search_space``). Seeded, so every run of a sweep sees the same branch."""
+    database is touched, and gives the tokenizer settings to prepare, the search space
+    (``comparability.search_space``) and every vocabulary the trials may use
+    (``vocabularies.study_vocabularies``, the suggestion's first). Seeded, so every run of a
+    sweep sees the same branch."""
     import optuna
 
     scratch = optuna.create_study(
@@ -233,7 +242,8 @@ def probe_config(sweep: Sweep, fixed: FixedTerms) -> tuple[TrainConfig, dict[str
         else optuna.samplers.RandomSampler(seed=0)
     )
     trial = scratch.ask()
-    return sweep.build(trial, fixed), search_space(trial)
+    probe = sweep.build(trial, fixed)
+    return probe, search_space(trial), study_vocabularies(sweep, trial.distributions, probe)
 
 
 def check_device(device: str) -> None:
