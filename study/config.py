@@ -136,7 +136,10 @@ class TrainConfig:
     deprecated and ignored: older versions scored curve points on that many tokens and only the
     final point on ``eval_tokens``. A config that names it still loads (from JSON, a sweep, the
     constructor), and the field always reads None, so a stored config with a number there marks
-    a trial of the old, mixed protocol.
+    a trial of the old, mixed protocol. ``eval_bytes`` (None: off, the protocol above) scores
+    the held-out text instead: the first whole held-out stories that hold at least that many
+    UTF-8 bytes, the same text whatever the vocabulary (``study.training.evaluate.heldout_set``),
+    ``eval_tokens`` then unused; a study of several vocabularies sets it for all its trials.
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -166,6 +169,7 @@ class TrainConfig:
     prompt: str = "Once upon a time"
     sample_tokens: int = 120
     eval_tokens: int = 65_536
+    eval_bytes: int | None = None  # the held-out text by bytes, same in every vocabulary
     curve_points: int = 10
     curve_eval_tokens: int | None = None  # deprecated, ignored (see above)
     max_stories: int | str = "auto"  # training stories read; auto: see study.data.budget
@@ -209,14 +213,7 @@ class TrainConfig:
             value = getattr(self, name)
             if not 0 <= value < 1:
                 raise UsageError(f"{name} must be in [0, 1), got {value!r}")
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        if not (math.isfinite(self.muon_lr) and self.muon_lr > 0):
-            raise UsageError(f"muon_lr must be a positive finite number, got {self.muon_lr!r}")
-        if not 0 <= self.muon_momentum < 1:
-            raise UsageError(f"muon_momentum must be in [0, 1), got {self.muon_momentum!r}")
-        _at_least("muon_momentum_warmup", self.muon_momentum_warmup, 1)
-        if not (math.isfinite(self.muon_weight_decay) and self.muon_weight_decay >= 0):
-            raise UsageError(f"muon_weight_decay must be >= 0, got {self.muon_weight_decay!r}")
+        self._validate_muon()
         if not 0 <= self.ema_decay < 1:
             raise UsageError(f"ema_decay must be in [0, 1) (0 is off), got {self.ema_decay!r}")
         if not (math.isfinite(self.grad_clip) and self.grad_clip >= 0):
@@ -224,6 +221,8 @@ class TrainConfig:
         _at_least("grad_accum", self.grad_accum, 1)
         _at_least("sample_tokens", self.sample_tokens, 0)
         _at_least("eval_tokens", self.eval_tokens, self.model.seq_len)
+        if self.eval_bytes is not None:
+            _at_least("eval_bytes", self.eval_bytes, 1)
         _at_least("curve_points", self.curve_points, 1)
         if self.steps is not None:
             _at_least("steps", self.steps, 1)
@@ -238,6 +237,16 @@ class TrainConfig:
             )
         if self.max_stories != "auto":
             _at_least("max_stories", self.max_stories, 1)  # type: ignore[arg-type]
+
+    def _validate_muon(self) -> None:
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        if not (math.isfinite(self.muon_lr) and self.muon_lr > 0):
+            raise UsageError(f"muon_lr must be a positive finite number, got {self.muon_lr!r}")
+        if not 0 <= self.muon_momentum < 1:
+            raise UsageError(f"muon_momentum must be in [0, 1), got {self.muon_momentum!r}")
+        _at_least("muon_momentum_warmup", self.muon_momentum_warmup, 1)
+        if not (math.isfinite(self.muon_weight_decay) and self.muon_weight_decay >= 0):
+            raise UsageError(f"muon_weight_decay must be >= 0, got {self.muon_weight_decay!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -297,23 +306,6 @@ def check_seed(name: str, value: int) -> None:
         raise UsageError(f"{name} must be an integer from 0 to {MAX_SEED}, got {value!r}")
 
 
-MAX_WORKERS = 256  # worker processes on one machine (one per GPU, or a few per CPU)
-MAX_STUDY_NAME = 512  # characters of Optuna's studies.study_name
-
-
-def check_run_bounds(*, budget: float, seed: int, workers: int, study_name: str | None) -> None:
-    """Refuse ``python -m study.run`` numbers out of bounds (named as its flags)."""
-    check_budget("--budget", budget)
-    check_seed("--seed", seed)
-    if workers > MAX_WORKERS:
-        raise UsageError(f"--workers must be at most {MAX_WORKERS}, got {workers}")
-    if study_name is not None and len(study_name) > MAX_STUDY_NAME:
-        # Optuna's column holds 512 characters; a server refuses more deep inside Optuna.
-        raise UsageError(
-            f"--study-name must be at most {MAX_STUDY_NAME} characters, got {len(study_name)}"
-        )
-
-
 def max_curve_points(budget: float) -> int:
     """The most curve points a ``budget``-second trial may ask for: one per 1/``POINTS_PER_S``
     seconds, at least ``MIN_POINTS`` (the default's 10 at any budget), at most ``MAX_POINTS``."""
@@ -370,7 +362,8 @@ class FixedTerms:
     budget in seconds, the corpus (resolved once, so no trial probes the hub again), the device
     and the seed. ``max_stories`` is the study's training-story limit once its token cache is
     sized; ``None`` (the probe before that) leaves the suggestion's own. ``vocab_sizes``: the
-    vocabularies whose tokens the study prepared (``sweeps.Sweep.build`` refuses another).
+    vocabularies whose tokens the study prepared (``sweeps.Sweep.build`` refuses another);
+    ``eval_bytes``, when not None, the held-out text every trial is scored on (``TrainConfig``).
     Crosses from the runner to each worker process (frozen and picklable)."""
 
     budget: float
@@ -379,6 +372,7 @@ class FixedTerms:
     seed: int
     max_stories: int | None = None
     vocab_sizes: tuple[int, ...] | None = None
+    eval_bytes: int | None = None
 
     def apply(self, config: TrainConfig) -> TrainConfig:
         """``config`` with these fields in place of its own (not validated here)."""
@@ -390,4 +384,6 @@ class FixedTerms:
         }
         if self.max_stories is not None:
             fields["max_stories"] = self.max_stories
+        if self.eval_bytes is not None:
+            fields["eval_bytes"] = self.eval_bytes
         return config.replace(**fields)

@@ -3,7 +3,8 @@
     python -m study.evaluate --study-name default --trial 7 --data valid.txt.xz
 
 Prints the held-out loss (nats per token), perplexity and bits per byte on the file's stories,
-in the trainer's windows (``--eval-tokens`` targets, default the trial's own). Bits per byte
+in the trainer's windows (``--eval-tokens`` targets; default the trial's own protocol, its
+eval_tokens or the whole stories of its eval_bytes). Bits per byte
 do not depend on the tokenizer, so they compare with published numbers on the same text.
 """
 
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--eval-tokens",
         type=int,
         default=None,
-        help="held-out targets to score, in whole windows (default: the trial's own)",
+        help="held-out targets to score, in whole windows (default: the trial's own protocol)",
     )
     p.add_argument("--device", default="cpu", choices=DEVICES, help="(default %(default)s)")
     p.add_argument("--cache-dir", type=Path, help="tokenizer and token cache folder")

@@ -32,8 +32,8 @@ class TrainResult:
     ``val_bpb`` is total NLL in nats / (ln 2 * UTF-8 bytes of the evaluated targets).
     ``val_is_bound`` is True when the loss is an upper bound (diffusion ELBO), not an exact NLL.
     ``curve`` holds ``CurvePoint`` s at regular budget fractions, each scored on the same
-    ``eval_tokens`` held-out targets as the final point (``eval_seconds``: the seconds all
-    evaluations took, outside the budget). ``unique_tokens`` is U, the distinct training tokens
+    ``eval_tokens`` held-out targets as the final point (``eval_bytes``: their UTF-8 bytes;
+    ``eval_seconds``: the seconds all evaluations took, outside the budget). ``unique_tokens`` is U, the distinct training tokens
     the trial could draw from, and ``epochs`` is D / U (``tokens_seen`` / ``unique_tokens``).
 
     Where the seconds went: ``compile_seconds`` are the budgeted seconds of the steps that
@@ -65,6 +65,7 @@ class TrainResult:
     val_is_bound: bool = False
     unique_tokens: int | None = None  # None in results of versions before it was recorded
     eval_tokens: int | None = None
+    eval_bytes: int | None = None  # UTF-8 bytes of those targets (None in older results)
     eval_seconds: float | None = None
     compile_seconds: float | None = None
     import_seconds: float | None = None

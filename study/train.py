@@ -77,6 +77,7 @@ FLAGS: dict[str, tuple[str, type, Any]] = {
     "prompt": ("prompt", str, None),
     "sample_tokens": ("sample_tokens", int, None),
     "eval_tokens": ("eval_tokens", int, None),
+    "eval_bytes": ("eval_bytes", int, None),
     "curve_points": ("curve_points", int, None),
     "steps": ("steps", int, None),
 }
@@ -102,7 +103,16 @@ VALUE_EMBEDS_HELP = (
     "K embedding tables more, mixed into the attention values of the first K and the last K "
     "layers by learned scalars, at most --n-layer (default: 0, off)"
 )
-HELPS = {"data": DATA_HELP, "steps": STEPS_HELP, "value_embeds": VALUE_EMBEDS_HELP}
+EVAL_BYTES_HELP = (
+    "score the first whole held-out stories holding at least this many UTF-8 bytes, the same "
+    "text in every vocabulary, in place of --eval-tokens tokens of this one (default: off)"
+)
+HELPS = {
+    "data": DATA_HELP,
+    "steps": STEPS_HELP,
+    "value_embeds": VALUE_EMBEDS_HELP,
+    "eval_bytes": EVAL_BYTES_HELP,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,11 +7,11 @@ warmup-stable-decay with its cooldown), weight averaging, the vocabulary and the
 Scores compare in bits per byte only: trials of different vocabularies predict different tokens,
 so their per-token losses and perplexities do not compare. ``VOCAB_SIZES`` declares every
 vocabulary, so the study builds each one's tokenizer and token cache before the first trial
-(``study.orchestra.vocabularies``); a trial scores ``eval_tokens`` held-out tokens of its own
-vocabulary, so trials of two vocabularies are scored on held-out text of the same start but not
-the same length (the study's recorded held-out digest is that of the probe trial's vocabulary). ``batch`` auto
-is the trainer's own pick for the device (32 rows on a CPU, 256 on CUDA); a smaller batch buys
-more optimizer steps in the same time.
+(``study.orchestra.vocabularies``), and scores every trial on the same held-out text,
+``eval_bytes`` of whole stories (``DEFAULT_EVAL_BYTES`` there), so bits per byte are over
+identical bytes (the study's recorded held-out digest is that of the probe trial's vocabulary).
+``batch`` auto is the trainer's own pick for the device (32 rows on a CPU, 256 on CUDA); a
+smaller batch buys more optimizer steps in the same time.
 
 Nothing here is measured yet: this space is the one a study of these recipes should search, not
 a claim about which switch pays.

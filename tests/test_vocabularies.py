@@ -16,6 +16,7 @@ from study.data import build, load_tokens
 from study.errors import UsageError
 from study.orchestra import runner
 from study.orchestra.options import RunOptions
+from study.orchestra.vocabularies import DEFAULT_EVAL_BYTES, study_eval_bytes
 from sweeps import load_sweep
 
 SWEEP = """
@@ -118,5 +119,18 @@ def test_every_vocabulary_is_built_once_before_the_first_trial(
     assert runner.run_study(opts) == 1  # no trial ran: the workers were stood in for
     assert sorted(seen[0]["trained"]) == [300, 400]  # one tokenizer each, in the parent
     assert sorted(seen[0]["fixed"].vocab_sizes) == [300, 400]
+    assert seen[0]["fixed"].eval_bytes == DEFAULT_EVAL_BYTES  # one held-out text for both
     assert runner.run_study(opts) == 1  # resumed: nothing is built again
     assert seen[1]["trained"] == seen[0]["trained"] and sorted(trained) == [300, 400]
+
+
+def test_a_study_of_several_vocabularies_scores_one_held_out_text(tmp_path: Path) -> None:
+    fixed = FixedTerms(1.0, None, "cpu", 0)
+    one = runner.probe_config(load_sweep(sweep_file(tmp_path, vocab="512", name="one")), fixed)
+    assert study_eval_bytes(one[0], one[2]) is None  # a study of one: eval_tokens, as ever
+    two = runner.probe_config(load_sweep(sweep_file(tmp_path)), fixed)
+    assert study_eval_bytes(two[0], two[2]) == DEFAULT_EVAL_BYTES
+    own = two[0].replace(eval_bytes=5000)  # a sweep that sets its own keeps it
+    assert study_eval_bytes(own, two[2]) == 5000 and study_eval_bytes(own, (512,)) == 5000
+    config = FixedTerms(1.0, None, "cpu", 0, eval_bytes=5000).apply(one[0])
+    assert config.eval_bytes == 5000 and fixed.apply(one[0]).eval_bytes is None

@@ -117,23 +117,27 @@ def score(
     checkpoint: Checkpoint, valid: object, *, data: TokenData, eval_tokens: int | None = None
 ) -> tuple[float, float, int]:
     """Held-out loss (nats per token), bits per byte and targets scored of ``checkpoint`` on
-    the id array ``valid``, in the windows and batches the trainer uses (``eval_tokens``:
-    default the trial's own)."""
+    the id array ``valid``, in the windows and batches the trainer uses: the trial's own
+    protocol (its ``eval_bytes`` of whole stories, or its ``eval_tokens``), or ``eval_tokens``
+    tokens when given."""
     import numpy as np
     import torch
 
     from study.device import autocast, autocast_dtype, eager_attention
-    from study.training.evaluate import eval_windows, evaluate
+    from study.training.evaluate import evaluate, heldout_set
 
     config = checkpoint.config
     device = next(iter(checkpoint.model.parameters())).device
-    windows = torch.from_numpy(
-        eval_windows(
-            np.asarray(valid),
-            n_tokens=eval_tokens or config.eval_tokens,
-            seq_len=config.model.seq_len,
-        )
-    ).to(device)
+    held = heldout_set(
+        np.asarray(valid),
+        seq_len=config.model.seq_len,
+        eval_tokens=eval_tokens or config.eval_tokens,
+        eval_bytes=config.eval_bytes if eval_tokens is None else None,
+        token_bytes=data.token_bytes,
+        eot_id=data.eot_id,
+    )
+    windows = torch.from_numpy(held.windows).to(device)
+    tail = None if held.tail is None else torch.from_numpy(held.tail).to(device)
     token_bytes = torch.from_numpy(data.token_bytes.astype(np.int64)).to(device)
     with eager_attention(device):
         loss, bpb = evaluate(
@@ -142,8 +146,10 @@ def score(
             token_bytes=token_bytes,
             batch_size=8 if device.type == "cpu" else 64,
             amp=autocast(device, autocast_dtype(config.precision, device)),
+            tail=tail,
         )
-    return loss, bpb, windows.size(0) * (windows.size(1) - 1)
+    tail_targets = 0 if tail is None else tail.size(1) - 1
+    return loss, bpb, windows.size(0) * (windows.size(1) - 1) + tail_targets
 
 
 def tokens_of_text(path: Path, *, data: TokenData) -> object:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from study.config import check_run_bounds
+from study.config import check_budget, check_seed
 from study.errors import UsageError
 from study.storage import stale, store
 
@@ -14,6 +14,22 @@ DEFAULT_STORAGE = "sqlite:///runs/study.db"
 
 
 PRUNERS = ("none", "median", "hyperband")
+
+MAX_WORKERS = 256  # worker processes on one machine (one per GPU, or a few per CPU)
+MAX_STUDY_NAME = 512  # characters of Optuna's studies.study_name
+
+
+def check_run_bounds(*, budget: float, seed: int, workers: int, study_name: str | None) -> None:
+    """Refuse ``python -m study.run`` numbers out of bounds (named as its flags)."""
+    check_budget("--budget", budget)
+    check_seed("--seed", seed)
+    if workers > MAX_WORKERS:
+        raise UsageError(f"--workers must be at most {MAX_WORKERS}, got {workers}")
+    if study_name is not None and len(study_name) > MAX_STUDY_NAME:
+        # Optuna's column holds 512 characters; a server refuses more deep inside Optuna.
+        raise UsageError(
+            f"--study-name must be at most {MAX_STUDY_NAME} characters, got {len(study_name)}"
+        )
 
 
 @dataclass(frozen=True)

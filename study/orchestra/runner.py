@@ -28,7 +28,11 @@ from study.orchestra import launch, progress
 from study.orchestra.comparability import check_terms, heldout_digest, search_space
 from study.orchestra.options import DEFAULT_STORAGE, RunOptions
 from study.orchestra.optuna_setup import quiet_optuna
-from study.orchestra.vocabularies import prepare_vocabularies, study_vocabularies
+from study.orchestra.vocabularies import (
+    prepare_vocabularies,
+    study_eval_bytes,
+    study_vocabularies,
+)
 from study.orchestra.worker import WorkerSpec, process_main, run_worker
 from study.storage import pending, stale, store
 from study.storage.optuna_store import SharedStudy
@@ -70,26 +74,10 @@ def run_study(opts: RunOptions) -> int:
         Path(DEFAULT_STORAGE.removeprefix("sqlite:///")).parent.mkdir(exist_ok=True)
     state = store.inspect_storage(opts.storage, study_name)
     check_existing(state, study_name, budget=opts.budget)
-    tokens = study_tokens(
-        probe,
-        cache_dir=opts.cache_dir,
-        max_stories=opts.max_stories,
-        stored=state.study_attrs.get("max_stories"),
+    fixed, terms = prepare_study(
+        opts, probe, vocabs, fixed=fixed, stored=state.study_attrs.get("max_stories")
     )
-    prepare_vocabularies(probe, vocabs, cache_dir=opts.cache_dir, max_stories=tokens.max_stories)
-    fixed = dataclasses.replace(fixed, max_stories=tokens.max_stories, vocab_sizes=vocabs)
-    terms = {
-        "budget": float(opts.budget),
-        "corpus": tokens.fingerprint,
-        "heldout": heldout_digest(tokens.valid),
-        "max_stories": tokens.max_stories,
-        "eval_tokens": probe.eval_tokens,
-        "sweep": sweep.name,
-        "search_space": space,
-    }
-    if len(vocabs) > 1:  # a study of one vocabulary records none, as before
-        terms["vocab_sizes"] = list(vocabs)
-    del tokens  # the workers' trainers map the cache themselves
+    terms.update(sweep=sweep.name, search_space=space)
 
     shared, run_index = open_study(opts, study_name, terms)
     progress.emit(
@@ -114,6 +102,44 @@ def run_study(opts: RunOptions) -> int:
         progress.emit(line)
     complete = sum(t.state == TrialState.COMPLETE for t in trials)
     return exit_status(opts, dead_workers, complete=complete, failed=failures.value)
+
+
+def prepare_study(
+    opts: RunOptions,
+    probe: TrainConfig,
+    vocabs: tuple[int, ...],
+    *,
+    fixed: FixedTerms,
+    stored: Any,
+) -> tuple[FixedTerms, dict[str, Any]]:
+    """Build the tokens of every vocabulary of the study (``study_tokens``, then
+    ``vocabularies.prepare_vocabularies``) and settle what every trial trains under.
+
+    Returns:
+        ``fixed`` with the study's story limit, vocabularies and held-out bytes, and the terms
+        of the study its corpus and evaluation make (``comparability``; the sweep's are added
+        by the caller).
+    """
+    tokens = study_tokens(
+        probe, cache_dir=opts.cache_dir, max_stories=opts.max_stories, stored=stored
+    )
+    prepare_vocabularies(probe, vocabs, cache_dir=opts.cache_dir, max_stories=tokens.max_stories)
+    eval_bytes = study_eval_bytes(probe, vocabs)
+    fixed = dataclasses.replace(
+        fixed, max_stories=tokens.max_stories, vocab_sizes=vocabs, eval_bytes=eval_bytes
+    )
+    terms: dict[str, Any] = {
+        "budget": float(opts.budget),
+        "corpus": tokens.fingerprint,
+        "heldout": heldout_digest(tokens.valid),
+        "max_stories": tokens.max_stories,
+        "eval_tokens": probe.eval_tokens,
+    }
+    if len(vocabs) > 1:  # a study of one vocabulary records neither, as before
+        terms["vocab_sizes"] = list(vocabs)
+    if eval_bytes is not None:
+        terms["eval_bytes"] = eval_bytes
+    return fixed, terms  # the workers' trainers map the token cache themselves
 
 
 def exit_status(

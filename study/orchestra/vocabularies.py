@@ -7,6 +7,12 @@ vocabulary the sweep can return (``study_vocabularies``) and builds them all in 
 (``prepare_vocabularies``), before any worker starts; a trial then maps the cache the parent
 built, and a suggestion of a vocabulary that was not prepared is refused
 (``sweeps.Sweep.build``).
+
+Per-token losses do not compare across vocabularies, and neither would bits per byte if each
+trial scored ``eval_tokens`` tokens of its own vocabulary: a 1024-token vocabulary's 65,536
+tokens hold fewer bytes of text than a 4096-token one's. So a study of several vocabularies
+scores every trial on the same held-out text, ``eval_bytes`` of whole stories
+(``study_eval_bytes``); a study of one keeps the token protocol it always had.
 """
 
 from __future__ import annotations
@@ -62,6 +68,22 @@ def study_vocabularies(
         except UsageError as exc:
             raise UsageError(f"sweep {sweep.name}: VOCAB_SIZES: {exc}") from None
     return (own, *sorted(set(declared) - {own}))
+
+
+# The held-out text of a study of several vocabularies, unless its sweep sets eval_bytes: 256 KiB,
+# about what the default 65,536 held-out targets hold at vocabulary 4096 (260,625 bytes of the
+# bundled sample's held-out split). There it is the first 349 of the split's 814 stories,
+# 262,565 bytes: 66,038 targets at vocabulary 4096, 71,613 at 2048, 82,503 at 1024.
+DEFAULT_EVAL_BYTES = 262_144
+
+
+def study_eval_bytes(probe: TrainConfig, vocabs: tuple[int, ...]) -> int | None:
+    """The held-out bytes every trial of the study is scored on: the sweep's own
+    ``eval_bytes`` if its suggestion sets one, else ``DEFAULT_EVAL_BYTES`` for a study of
+    several vocabularies, else None (``eval_tokens`` tokens, as a study of one always was)."""
+    if probe.eval_bytes is not None:
+        return probe.eval_bytes
+    return DEFAULT_EVAL_BYTES if len(vocabs) > 1 else None
 
 
 def prepare_vocabularies(

@@ -27,7 +27,7 @@ from study.device import (
 from study.errors import UsageError
 from study.models import LanguageModel, ParamCount, build_model, count_params
 from study.training.clock import ThreadTuner
-from study.training.evaluate import eval_windows, evaluate
+from study.training.evaluate import evaluate, heldout_set
 from study.training.step import TrainStep
 
 if TYPE_CHECKING:
@@ -49,6 +49,7 @@ class Job:
     batch_size: int
     step_fn: TrainStep
     windows: torch.Tensor  # (n, seq_len + 1): the held-out windows every point is scored on
+    tail: torch.Tensor | None  # (1, r + 1): the last, shorter window of a byte span (eval_bytes)
     token_bytes: torch.Tensor  # UTF-8 bytes of each token id
     eval_batch: int
     amp: Callable[[], AbstractContextManager[Any]]
@@ -83,9 +84,14 @@ class Job:
             model, config, device=device, tokens=train_tokens, batch_size=batch_size
         )
         log.info("step: %s, batch %d", step_fn.plan.describe(), batch_size)
-        windows = torch.from_numpy(
-            eval_windows(data.valid, n_tokens=config.eval_tokens, seq_len=mc.seq_len)
-        ).to(device)
+        held = heldout_set(
+            data.valid,
+            seq_len=mc.seq_len,
+            eval_tokens=config.eval_tokens,
+            eval_bytes=config.eval_bytes,
+            token_bytes=data.token_bytes,
+            eot_id=data.eot_id,
+        )
         log.info("overhead: ready to train %.2fs after the start", time.perf_counter() - started)
         return cls(
             config=config,
@@ -95,7 +101,8 @@ class Job:
             counts=count_params(mc, model),
             batch_size=batch_size,
             step_fn=step_fn,
-            windows=windows,
+            windows=torch.from_numpy(held.windows).to(device),
+            tail=None if held.tail is None else torch.from_numpy(held.tail).to(device),
             token_bytes=torch.from_numpy(data.token_bytes.astype(np.int64)).to(device),
             # Small batches on CPU: as fast per token, and they let the thread tuner time them.
             eval_batch=max(1, min(batch_size, 64 if device.type != "cpu" else 8)),
@@ -105,8 +112,16 @@ class Job:
     @property
     def eval_tokens(self) -> int:
         """Held-out targets each evaluation scores (``config.eval_tokens`` or what the held-out
-        split holds, in whole windows)."""
-        return self.windows.size(0) * (self.windows.size(1) - 1)
+        split holds, in whole windows; with ``eval_bytes``, every token of its stories)."""
+        tail = 0 if self.tail is None else self.tail.size(1) - 1
+        return self.windows.size(0) * (self.windows.size(1) - 1) + tail
+
+    @property
+    def eval_bytes(self) -> int:
+        """UTF-8 bytes of the held-out targets each evaluation scores (bits per byte's divisor;
+        the same in every vocabulary with ``config.eval_bytes``)."""
+        tail = 0 if self.tail is None else int(self.token_bytes[self.tail[:, 1:]].sum())
+        return int(self.token_bytes[self.windows[:, 1:]].sum()) + tail
 
     def held_out(self, threads: ThreadTuner) -> tuple[float, float]:
         """Held-out loss and bits per byte on the fixed windows (eager attention on CUDA) of the
@@ -121,6 +136,7 @@ class Job:
                 batch_size=self.eval_batch,
                 amp=self.amp,
                 threads=threads,
+                tail=self.tail,
             )
 
 

@@ -326,6 +326,7 @@ class Run:
             curve=self.curve,
             val_is_bound=job.model.nll_is_bound,
             eval_tokens=job.eval_tokens,
+            eval_bytes=job.eval_bytes,
             eval_seconds=self.eval_seconds,
             compile_seconds=self.compile_seconds,
             setup_seconds=self.setup_seconds,
