@@ -124,6 +124,27 @@ def metric_values(trials: pd.DataFrame, metric: str) -> pd.Series:
     return values.fillna(trials["value"]) if metric == "ppl" else values
 
 
+VOCAB_COLUMN = "config.model.vocab_size"
+
+
+def vocab_note(trials: pd.DataFrame) -> str | None:
+    """The note line a table or figure of per-token loss or perplexity over ``trials`` carries
+    when they span several vocabularies (None for one): a vocabulary's tokens are not another's,
+    so those numbers do not compare across vocabularies; bits per byte do."""
+    import pandas as pd
+
+    if VOCAB_COLUMN not in trials:
+        return None
+    vocabs = sorted({int(v) for v in pd.to_numeric(trials[VOCAB_COLUMN], errors="coerce").dropna()})
+    if len(vocabs) < 2:
+        return None
+    return (
+        f"note: these trials use {len(vocabs)} vocabularies ({', '.join(map(str, vocabs))}): "
+        f"per-token loss and perplexity do not compare across vocabularies, bits per byte do "
+        f"(--metric bpb)"
+    )
+
+
 def throughput_points(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
     """(params, tokens/s) of the trials that measured a steady-state rate, and the numbers of
     those that did not (too few steps in the budget to leave the warm-up)."""

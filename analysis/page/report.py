@@ -21,7 +21,7 @@ from analysis.output import check_output
 from analysis.page.commands import report_commands
 from analysis.page.parts import CSS, e, figure, kv_table, note, plain_table, pre, section, table
 from analysis.page.sections import curves_section, epoch_warnings, prediction_section, story
-from analysis.selection import check_budget, complete_trials, loss_points
+from analysis.selection import check_budget, complete_trials, loss_points, vocab_note
 from analysis.views.compare import compare_for, compare_text
 from analysis.views.crossover import crossover_text, device_crossovers
 from analysis.views.frontier import frontier_for, frontier_text
@@ -147,7 +147,7 @@ def _summary(data: StudyData, trials: pd.DataFrame) -> list[str]:
     beats = trials_beats_line(study_baseline(data), trials)
     rows.append(("n-gram baseline", beats or "none (the study's corpus cannot be read here)"))
     out = [kv_table(rows)]
-    out += [note(w) for w in epoch_warnings(trials)]
+    out += [note(w) for w in [*epoch_warnings(trials), vocab_note(trials)] if w]
     out.append("<h3>Best trials</h3>")
     best = trials.sort_values("value").head(10)
     out.append(

@@ -24,6 +24,7 @@ from analysis.selection import (
     fmt_value,
     metric_column,
     metric_values,
+    vocab_note,
 )
 from study.errors import UsageError
 from study.fileio import write_json
@@ -264,6 +265,9 @@ def run_compare(
 
     # Seeds of a configuration may sit in another study (one run per seed): group over all.
     every = pd.concat([complete_trials(d) for d in [data, *more]], ignore_index=True)
+    note = vocab_note(every) if metric == "ppl" else None
+    if note is not None:
+        text = f"{note}\n\n{text}"
     grouped = best_configuration_text(every, metric=metric)
     if grouped is not None:
         text += f"\n\n{grouped}"

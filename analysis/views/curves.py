@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from analysis.figures import plots
 from analysis.load import StudyData
 from analysis.output import FIGURE_FORMATS, check_output
-from analysis.selection import PathArg, complete_trials, on_device, open_source
+from analysis.selection import PathArg, complete_trials, on_device, open_source, vocab_note
 from analysis.views.baseline import Baselines, study_baseline, trials_beats_line
 from study.errors import UsageError
 from study.fmt import fmt_count
@@ -76,8 +76,9 @@ def run_curves(
     found = study_baseline(data) if baseline else None
     plots.save(plots.curves_figure(curves, baseline=baseline_line(found)), out)
     text = curves_text(curves, data.study_name)
-    beats = trials_beats_line(found, on_device(complete_trials(data), device))
-    return "\n".join([text, *([beats] if beats else []), f"wrote {out}"])
+    trials = on_device(complete_trials(data), device)
+    beats, note = trials_beats_line(found, trials), vocab_note(trials)  # losses per token
+    return "\n".join([text, *([beats] if beats else []), *([note] if note else []), f"wrote {out}"])
 
 
 def baseline_line(found: Baselines | None) -> tuple[float, str] | None:

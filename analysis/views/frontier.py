@@ -22,6 +22,7 @@ from analysis.selection import (
     metric_column,
     metric_values,
     on_device,
+    vocab_note,
 )
 from analysis.views.baseline import study_baseline, trials_beats_line
 from analysis.views.crossover import CrossoverOutcome, device_crossovers
@@ -137,7 +138,8 @@ def frontier_text(o: FrontierOutcome) -> str:
     beats = trials_beats_line(o.baseline, o.trials)
     if beats is not None:
         lines.append(beats)
-    return "\n".join(lines)
+    note = vocab_note(o.trials) if o.metric == "ppl" else None
+    return "\n".join(lines + ([note] if note else []))
 
 
 def run_frontier(

@@ -17,7 +17,7 @@ from analysis.fits.loss_optimum import LossOptimal, loss_optimal_n
 from analysis.fits.trust import point_reasons, untrusted_reasons
 from analysis.load import StudyData, read_csv
 from analysis.output import FIGURE_FORMATS, check_output
-from analysis.selection import PathArg, complete_trials, loss_points, open_source
+from analysis.selection import PathArg, complete_trials, loss_points, open_source, vocab_note
 from analysis.views.crossover import CrossoverOutcome, device_crossovers
 from study.errors import UsageError
 from study.fileio import write_json
@@ -213,7 +213,8 @@ def run_scaling_law(
         write_json(json_out, outcome.law.as_dict())
     if plot_out is not None:
         plots.save(outcome.figure(), plot_out)
-    return scaling_law_text(outcome)
+    note = None if data is None else vocab_note(complete_trials(data))  # a law of loss per token
+    return scaling_law_text(outcome) + (f"\n{note}" if note else "")
 
 
 def _unfitted(data: StudyData, points: pd.DataFrame, exc: Exception, plot_out: Path | None) -> str:
