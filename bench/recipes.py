@@ -1,8 +1,11 @@
 """``python -m bench.recipes``: the trainer's step rate with AdamW, Muon, and Muon with the
 speedrun switches, on rungs of the GPU ladder (random tokens on the device, the trainer's own
-plan: compile, CUDA graph, fused head), so Muon's cost per token shows beside AdamW's.
+plan: compile, CUDA graph, fused head), so Muon's cost per token shows beside AdamW's. Each
+embedding switch has a recipe of its own (``shortcut``, ``value-embeds``) and both ride with
+Muon and the modern switches in ``muon+modern+embeds``.
 
 python -m bench.recipes --sizes L3-d128,L5-d256 --json /tmp/recipes.json
+python -m bench.recipes --sizes L3-d128 --recipes adamw,shortcut,value-embeds
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ import torch
 from bench.timing import time_steps
 from study.cli import ArgumentParser
 from study.config import TrainConfig
-from study.errors import cli_main
+from study.errors import UsageError, cli_main
 from study.models import build_model, count_params
 from study.training.step import TrainStep
-from sweeps.ladder_gpu import LADDER
+from sweeps.ladder_gpu import LADDER, SIZES
 
 MODERN = {
     "mlp": "relu2",
@@ -32,11 +35,38 @@ MODERN = {
     "logit_softcap": 15.0,
     "zero_init_proj": True,
 }
+EMBEDS = {"embed_shortcut": True, "value_embeds": 1}  # one table: every rung has a layer for it
 RECIPES: dict[str, dict[str, object]] = {
     "adamw": {},
     "muon": {"optimizer": "muon"},
     "muon+modern": {"optimizer": "muon", **MODERN},
+    "shortcut": {"embed_shortcut": True},
+    "value-embeds": {"value_embeds": 1},
+    "muon+modern+embeds": {"optimizer": "muon", **MODERN, **EMBEDS},
 }
+
+
+def recipe_configs(sizes: str, recipes: str, *, device: str) -> list[tuple[str, str, TrainConfig]]:
+    """(size, recipe, config) of every cell, all checked before any is measured.
+
+    Raises:
+        UsageError: an unknown size or recipe, or a config that does not validate.
+    """
+    names, rungs = recipes.split(","), sizes.split(",")
+    for what, asked, known in (("recipe", names, RECIPES), ("size", rungs, SIZES)):
+        unknown = [n for n in asked if n not in known]
+        if unknown:
+            raise UsageError(
+                f"unknown {what}(s) {', '.join(unknown)}; choose from {', '.join(known)}"
+            )
+    cells = []
+    for size in rungs:
+        base = dataclasses.replace(LADDER.config(size), device=device)
+        for name in names:
+            config = base.replace(**RECIPES[name])
+            config.validate()
+            cells.append((size, name, config))
+    return cells
 
 
 def measure(
@@ -83,23 +113,19 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     rows = []
-    for size in args.sizes.split(","):
-        base = dataclasses.replace(LADDER.config(size), device=device.type)
-        for name in args.recipes.split(","):
-            config = base.replace(**RECIPES[name])
-            config.validate()
-            row = {
-                "size": size,
-                "recipe": name,
-                **measure(config, batch=args.batch, device=device, seconds=args.seconds),
-            }
-            rows.append(row)
-            print(
-                f"{size:8} {name:12} {row['params'] / 1e6:5.2f}M "
-                f"{row['tokens_per_s'] / 1e6:7.3f} Mtok/s {row['step_ms']:7.2f} ms/step "
-                f"warm-up {row['warmup_s']:5.1f}s loss {row['train_loss']:.3f} | {row['plan']}",
-                flush=True,
-            )
+    for size, name, config in recipe_configs(args.sizes, args.recipes, device=device.type):
+        row = {
+            "size": size,
+            "recipe": name,
+            **measure(config, batch=args.batch, device=device, seconds=args.seconds),
+        }
+        rows.append(row)
+        print(
+            f"{size:8} {name:18} {row['params'] / 1e6:5.2f}M "
+            f"{row['tokens_per_s'] / 1e6:7.3f} Mtok/s {row['step_ms']:7.2f} ms/step "
+            f"warm-up {row['warmup_s']:5.1f}s loss {row['train_loss']:.3f} | {row['plan']}",
+            flush=True,
+        )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0

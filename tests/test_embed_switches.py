@@ -271,3 +271,20 @@ def test_cpu_eager_step_trains_both(optimizer: str) -> None:
     body = model.transformer  # type: ignore[attr-defined]
     assert not torch.equal(body.x0_lambdas, torch.zeros(2))
     assert not torch.equal(body.blocks[0].attn.ve_lambdas, torch.full((2,), 0.5))
+
+
+def test_bench_recipes_has_a_recipe_for_each_embedding_switch() -> None:
+    from bench.recipes import RECIPES, recipe_configs
+    from sweeps.ladder_gpu import SIZES
+
+    cells = recipe_configs(",".join(SIZES), ",".join(RECIPES), device="cpu")  # all validate
+    assert len(cells) == len(SIZES) * len(RECIPES)
+    by_name = {(size, name): config for size, name, config in cells}
+    assert by_name["L2-d64", "shortcut"].model.embed_shortcut
+    assert by_name["L2-d64", "value-embeds"].model.value_embeds == 1
+    both = by_name["L5-d256", "muon+modern+embeds"]
+    assert both.optimizer == "muon" and both.model.embed_shortcut and both.model.value_embeds
+    with pytest.raises(UsageError, match="unknown recipe"):
+        recipe_configs("L2-d64", "adamw,sgd", device="cpu")
+    with pytest.raises(UsageError, match="unknown size"):
+        recipe_configs("L9-d1", "adamw", device="cpu")
