@@ -89,6 +89,18 @@ def test_summary_shows_time_outside_budget_compile_and_repetition() -> None:
     assert not progress.budget_lines(quiet.trials)
 
 
+def test_summary_notes_trials_of_several_vocabularies() -> None:
+    study = optuna.create_study()
+    for value, vocab in ((30.0, 1024), (20.0, 4096), (25.0, 4096)):
+        trial = study.ask()
+        trial.set_user_attr("config", {"model": {"vocab_size": vocab}})
+        study.tell(trial, value)
+    lines = progress.summary("s", "sqlite:///x.db", study.trials, target=3)
+    (note,) = [line for line in lines if line.startswith("note:")]
+    assert note.startswith("note: these trials use 2 vocabularies (1024, 4096): per-token")
+    assert not progress.vocab_lines(study.trials[1:])  # one vocabulary: no note
+
+
 def test_time_left_counts_budget_overhead_and_the_running_trial() -> None:
     assert progress.time_left(remaining=3, budget=10.0, overhead=0.0, workers=1) == 30.0
     assert progress.time_left(remaining=3, budget=10.0, overhead=2.0, workers=1) == 36.0

@@ -140,6 +140,7 @@ def summary(
                 f"{fmt_count(a.get('params', 0)):>7}  {fmt_count(a.get('tokens_seen', 0)):>7}  "
                 f"{fmt_count(a.get('tokens_per_second', 0)):>7}  {fmt_params(t.params)}"
             )
+        lines += vocab_lines(complete)
     lines += budget_lines(complete)
     url = safe_url(url)  # printed: never a secret, whoever calls
     args = f"--storage {shlex.quote(url)} --study-name {shlex.quote(name)}"
@@ -147,6 +148,25 @@ def summary(
     lines += [f"  python -m analysis.{a} {args} {extra}" for a, extra in ANALYSES]
     lines.append(f"  optuna-dashboard {shlex.quote(url)}")
     return lines
+
+
+def vocab_lines(complete: Sequence[FrozenTrial]) -> list[str]:
+    """A note when the trials span several vocabularies: their per-token perplexity, the
+    study's objective and the order above, does not compare across them; bits per byte do."""
+    vocabs = {
+        v
+        for t in complete
+        if isinstance(config := t.user_attrs.get("config"), dict)
+        and isinstance(v := (config.get("model") or {}).get("vocab_size"), int)
+    }
+    if len(vocabs) < 2:
+        return []
+    shown = ", ".join(map(str, sorted(vocabs)))
+    return [
+        f"note: these trials use {len(vocabs)} vocabularies ({shown}): per-token perplexity "
+        f"(the study's objective, the order above) does not compare across vocabularies; "
+        f"compare them in bits per byte (bpb)"
+    ]
 
 
 def budget_lines(complete: Sequence[FrozenTrial]) -> list[str]:
