@@ -17,13 +17,14 @@ from compiling import needs_inductor, unique_graphs
 
 from study.config import ModelConfig, TrainConfig
 from study.models import build_model
-from study.training.regional import CompiledBlocks, repeated_blocks
+from study.training.regional import CompiledBlocks, final_norm, make_trunk, repeated_blocks
 from study.training.step import StepPlan, make_loss, plan_step
 
 V, T = 300, 16
 REGIONAL = StepPlan(
     compile=True, cuda_graph=False, ce_chunk=7, autocast=None, fused_adamw=False, regional=True
 )
+EAGER = dataclasses.replace(REGIONAL, compile=False, regional=False)
 
 
 def gpt(n_layer: int, *, pos: str = "learned") -> ModelConfig:
@@ -51,11 +52,13 @@ def test_the_gpu_plan_compiles_by_regions_and_says_so() -> None:
 def test_compiled_forward_is_installed_only_while_active() -> None:
     model = build_model(gpt(2))
     blocks = repeated_blocks(model)
-    regions = CompiledBlocks(blocks)  # torch.compile is lazy: nothing compiles here
+    norm = final_norm(model)
+    assert norm is model.transformer.ln_f  # type: ignore[attr-defined]
+    regions = CompiledBlocks(blocks, norm=norm)  # torch.compile is lazy: nothing compiles here
     with pytest.raises(RuntimeError), regions.active():
-        assert all("forward" in b.__dict__ for b in blocks)
+        assert all("forward" in m.__dict__ for m in [*blocks, norm])
         raise RuntimeError("inside")
-    assert not any("forward" in b.__dict__ for b in blocks)
+    assert not any("forward" in m.__dict__ for m in [*blocks, norm])
 
 
 @pytest.mark.slow
@@ -75,10 +78,34 @@ def test_regional_loss_and_gradients_match_eager() -> None:
 
 
 @pytest.mark.slow
+def test_regional_bf16_matches_the_eager_step_in_bf16() -> None:
+    """Under bf16 autocast the final norm's region casts to bf16 (the cast fused into it): the
+    trunk's output is bf16 and the loss and gradients are the eager step's, to bf16 rounding."""
+    needs_inductor()
+    torch.manual_seed(0)
+    model = build_model(gpt(2))
+    eager = copy.deepcopy(model)
+    x, y = torch.randint(0, V, (2, 3, T))
+    plans = [dataclasses.replace(p, autocast=torch.bfloat16) for p in (REGIONAL, EAGER)]
+    results = []
+    for net, plan in zip((model, eager), plans, strict=True):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = make_loss(net, plan)(x, y)
+        results.append((loss, torch.autograd.grad(loss, list(net.parameters()))))
+    (loss, grads), (ref, ref_grads) = results
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-2)
+    for g, r in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(g, r, rtol=5e-2, atol=5e-3)
+    trunk = make_trunk(model, torch.bfloat16, compile=True, regional=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert trunk(x).dtype == torch.bfloat16
+
+
+@pytest.mark.slow
 def test_models_of_two_depths_share_one_compiled_block() -> None:
-    """Depth 2 then depth 4 at one width: two graphs in all (the block's, compiled once for all
-    six layers, and the head's softmax gradient), and the models stay eager afterwards (another
-    shape, in evaluation, compiles nothing)."""
+    """Depth 2 then depth 4 at one width: three graphs in all (the block's, compiled once for all
+    six layers, the final norm's and the head's softmax gradient), and the models stay eager
+    afterwards (another shape, in evaluation, compiles nothing)."""
     needs_inductor()
     torch._dynamo.reset()
     before = unique_graphs()
@@ -88,8 +115,8 @@ def test_models_of_two_depths_share_one_compiled_block() -> None:
         model = build_model(gpt(n_layer, pos="rope"))
         x, y = torch.randint(0, V, (2, 4, T))
         make_loss(model, plan)(x, y).backward()
-        assert unique_graphs() == before + 2
+        assert unique_graphs() == before + 3
         with torch.no_grad():
             model.train(False)
             model.nll_sum(x[:, :3], y[:, :3])  # (3, T): a shape the step never saw
-        assert unique_graphs() == before + 2
+        assert unique_graphs() == before + 3

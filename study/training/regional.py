@@ -9,9 +9,8 @@ the same guards and runs the same compiled code: one layer is traced, lowered an
 instead of ``n_layer``. Inductor's on-disk FX-graph, AOT-autograd and autotuning caches key on
 that one block graph, which does not depend on the depth, so a trial of another depth at a
 width seen before loads its kernels instead of compiling them (``study.orchestra.job.
-compile_cache_env`` says where those caches live). What is left outside the compiled blocks
-(the embedding, the final norm, the cast to the compute dtype) runs eagerly: a few elementwise
-passes that whole-model compilation would fuse into its neighbours.
+compile_cache_env`` says where those caches live). The final norm and the cast to the compute
+dtype are one more region (one kernel each way instead of two); the embedding runs eagerly.
 
 The compiled ``forward`` is installed on the blocks only while the trunk runs (a scoped instance
 attribute), so the model stays an ordinary eager module everywhere else: evaluation and sampling,
@@ -42,30 +41,53 @@ def repeated_blocks(model: LanguageModel) -> list[nn.Module]:
     return blocks
 
 
+def final_norm(model: LanguageModel) -> nn.Module | None:
+    """The norm after the last block (the GPT's ``transformer.ln_f``), if the model has one."""
+    norm = getattr(getattr(model, "transformer", None), "ln_f", None)
+    return norm if isinstance(norm, nn.Module) else None
+
+
+def _norm_cast(norm: nn.Module, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``norm(x)`` cast to ``dtype``: one region, so the cast fuses into the norm's kernel
+    (forward and backward) instead of a pass of its own over the hidden states."""
+    return type(norm).forward(norm, x).to(dtype)
+
+
 class CompiledBlocks:
     """One ``torch.compile`` of each block class's ``forward`` (``dynamic=False``: one graph per
-    batch shape, as the step's CUDA graph needs), installed on ``blocks`` while ``active``."""
+    batch shape, as the step's CUDA graph needs), installed on ``blocks`` while ``active``; with
+    ``norm``, the final norm and the cast to ``dtype`` compiled as one more region."""
 
-    def __init__(self, blocks: list[nn.Module]) -> None:
-        self.blocks = blocks
-        self._compiled: dict[type, Callable[..., Any]] = {}
+    def __init__(
+        self,
+        blocks: list[nn.Module],
+        *,
+        norm: nn.Module | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        compiled: dict[type, Callable[..., Any]] = {}
+        self._installs: list[tuple[nn.Module, Callable[..., Any]]] = []
         for block in blocks:
             cls = type(block)
-            if cls not in self._compiled:
-                self._compiled[cls] = torch.compile(cls.forward, dynamic=False)
+            if cls not in compiled:
+                compiled[cls] = torch.compile(cls.forward, dynamic=False)
+            self._installs.append((block, functools.partial(compiled[cls], block)))
+        if norm is not None:
+            tail = torch.compile(_norm_cast, dynamic=False)
+            self._installs.append((norm, functools.partial(tail, norm, dtype=dtype)))
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
-        """Within: each block's ``forward`` is the compiled one (an instance attribute shadowing
-        the class's); after: removed again, whatever happened inside."""
-        for block in self.blocks:
+        """Within: each region's ``forward`` is the compiled one; after: removed again,
+        whatever happened inside."""
+        for module, forward in self._installs:
             # Module.__call__ calls self.forward: this instance attribute shadows the class's.
-            block.__dict__["forward"] = functools.partial(self._compiled[type(block)], block)
+            module.__dict__["forward"] = forward
         try:
             yield
         finally:
-            for block in self.blocks:
-                block.__dict__.pop("forward", None)
+            for module, _ in self._installs:
+                module.__dict__.pop("forward", None)
 
 
 class Trunk(nn.Module):
@@ -93,6 +115,7 @@ def make_trunk(
     when ``compile`` otherwise, else eager."""
     blocks = repeated_blocks(model) if compile and regional else []
     if blocks:
-        return Trunk(model, dtype, regions=CompiledBlocks(blocks))
+        regions = CompiledBlocks(blocks, norm=final_norm(model), dtype=dtype)
+        return Trunk(model, dtype, regions=regions)
     trunk = Trunk(model, dtype)
     return torch.compile(trunk, dynamic=False) if compile else trunk
