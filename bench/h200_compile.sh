@@ -7,7 +7,8 @@
 #     depths 2, 6 and 3 (new depths at a width seen before), with each trial's compile seconds
 #     inside the budget and seconds outside it as stored with the trial (needs optuna and
 #     sqlalchemy importable);
-# (c) torch.profiler's kernels of the trainer's 1M step, grouped (matmul, attention, head+CE, ...).
+# (c) torch.profiler's kernels of the trainer's 1M step, grouped (matmul, attention, head+CE, ...);
+# then, if time is left, the trainer at 1M with Inductor's max-autotune (variant autotune).
 # Each part runs under its own time limit and a failure stops none of the others; every part
 # writes OUT/<part>.log, and OUT/summary.txt says how each part ended and how long it took.
 set -uo pipefail
@@ -59,4 +60,10 @@ part depths 80 "$PY" -m study.run "${study[@]}" --trials 3 --budget 15 \
 seconds_per_trial "$storage" depths-h200-15s 2>&1 | tee -a "$OUT/depths.log" >>"$summary"
 
 part profile 50 "$PY" -m bench.profile --size 1M --steps 5 --rows 30 --only trainer
+# Only with time left (the whole script stays under 9 minutes): the trainer at 1M with Inductor's
+# max-autotune (matmul templates with fused epilogues), its tuning time in the "compile" column.
+if ((SECONDS < 430)); then
+    part autotune $((520 - SECONDS)) "$PY" -m bench --sizes 1M --columns a \
+        --variant autotune:autotune=1 --no-json
+fi
 echo "total ${SECONDS}s" | tee -a "$summary"

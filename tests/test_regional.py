@@ -62,7 +62,10 @@ def test_compiled_forward_is_installed_only_while_active() -> None:
 
 
 @pytest.mark.slow
-def test_regional_loss_and_gradients_match_eager() -> None:
+@pytest.mark.parametrize("autotune", [False, True])
+def test_regional_loss_and_gradients_match_eager(autotune: bool) -> None:
+    """Compiled by regions, with Inductor's default mode or max-autotune (on a CPU its C++
+    templates or ATen's products, whichever it times faster)."""
     needs_inductor()
     torch.manual_seed(0)
     model = build_model(gpt(2))
@@ -70,7 +73,7 @@ def test_regional_loss_and_gradients_match_eager() -> None:
     x, y = torch.randint(0, V, (2, 3, T))
     ref = eager.loss(x, y)
     ref_grads = torch.autograd.grad(ref, list(eager.parameters()))
-    loss = make_loss(model, REGIONAL)(x, y)
+    loss = make_loss(model, dataclasses.replace(REGIONAL, autotune=autotune))(x, y)
     grads = torch.autograd.grad(loss, list(model.parameters()))
     assert loss.item() == pytest.approx(ref.item(), rel=1e-5)
     for g, r in zip(grads, ref_grads, strict=True):

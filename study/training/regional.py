@@ -56,7 +56,8 @@ def _norm_cast(norm: nn.Module, x: torch.Tensor, dtype: torch.dtype) -> torch.Te
 class CompiledBlocks:
     """One ``torch.compile`` of each block class's ``forward`` (``dynamic=False``: one graph per
     batch shape, as the step's CUDA graph needs), installed on ``blocks`` while ``active``; with
-    ``norm``, the final norm and the cast to ``dtype`` compiled as one more region."""
+    ``norm``, the final norm and the cast to ``dtype`` compiled as one more region. ``mode`` is
+    ``torch.compile``'s (None: its default)."""
 
     def __init__(
         self,
@@ -64,16 +65,17 @@ class CompiledBlocks:
         *,
         norm: nn.Module | None = None,
         dtype: torch.dtype = torch.float32,
+        mode: str | None = None,
     ) -> None:
         compiled: dict[type, Callable[..., Any]] = {}
         self._installs: list[tuple[nn.Module, Callable[..., Any]]] = []
         for block in blocks:
             cls = type(block)
             if cls not in compiled:
-                compiled[cls] = torch.compile(cls.forward, dynamic=False)
+                compiled[cls] = torch.compile(cls.forward, dynamic=False, mode=mode)
             self._installs.append((block, functools.partial(compiled[cls], block)))
         if norm is not None:
-            tail = torch.compile(_norm_cast, dynamic=False)
+            tail = torch.compile(_norm_cast, dynamic=False, mode=mode)
             self._installs.append((norm, functools.partial(tail, norm, dtype=dtype)))
 
     @contextlib.contextmanager
@@ -108,14 +110,24 @@ class Trunk(nn.Module):
 
 
 def make_trunk(
-    model: LanguageModel, dtype: torch.dtype, *, compile: bool, regional: bool
+    model: LanguageModel,
+    dtype: torch.dtype,
+    *,
+    compile: bool,
+    regional: bool,
+    autotune: bool = False,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """``trunk(idx) -> hidden states`` in ``dtype``: compiled by regions when ``compile`` and
     ``regional`` and the model repeats a block, compiled whole (one graph, ``dynamic=False``)
-    when ``compile`` otherwise, else eager."""
+    when ``compile`` otherwise, else eager. ``autotune``: Inductor's max-autotune without its
+    CUDA graphs (the step captures its own): matmuls as Triton templates where they time faster
+    than cuBLAS, so pointwise work (the MLP's activation, residual adds, casts) can fuse into their
+    epilogues and prologues, and tuned pointwise and reduction kernels; the tuning is compiling
+    time, kept in the on-disk caches like the rest."""
+    mode = "max-autotune-no-cudagraphs" if autotune else None
     blocks = repeated_blocks(model) if compile and regional else []
     if blocks:
-        regions = CompiledBlocks(blocks, norm=final_norm(model), dtype=dtype)
+        regions = CompiledBlocks(blocks, norm=final_norm(model), dtype=dtype, mode=mode)
         return Trunk(model, dtype, regions=regions)
     trunk = Trunk(model, dtype)
-    return torch.compile(trunk, dynamic=False) if compile else trunk
+    return torch.compile(trunk, dynamic=False, mode=mode) if compile else trunk

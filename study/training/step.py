@@ -79,11 +79,14 @@ class StepPlan:
     fused_adamw: bool
     ce_kernel: CeKernel = "torch"
     regional: bool = False  # compile by regions: the repeated block once for every layer
+    autotune: bool = False  # compile with Inductor's max-autotune (study.training.regional)
 
     def describe(self) -> str:
         dtype = "fp32" if self.autocast is None else str(self.autocast).removeprefix("torch.")
         compiled = "compile-blocks" if self.regional else "compile"
         parts = [dtype, compiled if self.compile else "eager"]
+        if self.compile and self.autotune:
+            parts.append("autotune")
         if self.cuda_graph:
             parts.append("cuda-graph")
         if self.ce_chunk:
@@ -169,7 +172,9 @@ def make_loss(model: LanguageModel, plan: StepPlan) -> Loss:
     if not plan.ce_chunk:
         return cast(Loss, torch.compile(model.loss, dynamic=False)) if plan.compile else model.loss
     dtype = plan.autocast or torch.float32
-    trunk = make_trunk(model, dtype, compile=plan.compile, regional=plan.regional)
+    trunk = make_trunk(
+        model, dtype, compile=plan.compile, regional=plan.regional, autotune=plan.autotune
+    )
     head = model.head_weight
     softmax_grad, logits_grad = head_kernels(
         plan.ce_kernel if dtype is not torch.float32 else "torch",
