@@ -37,6 +37,8 @@ def test_repeated_blocks_are_the_transformer_layers() -> None:
     assert blocks == list(model.transformer.blocks)  # type: ignore[attr-defined]
     lstm = build_model(ModelConfig(arch="lstm", n_layer=2, d_model=32, vocab_size=V, seq_len=T))
     assert repeated_blocks(lstm) == []
+    model.tables = torch.nn.ModuleList(torch.nn.Embedding(V, 32) for _ in range(3))  # type: ignore[assignment,attr-defined]
+    assert repeated_blocks(model) == blocks  # single layers are not blocks
 
 
 def test_the_gpu_plan_compiles_by_regions_and_says_so() -> None:

@@ -32,11 +32,13 @@ from study.models import LanguageModel
 
 def repeated_blocks(model: LanguageModel) -> list[nn.Module]:
     """The blocks ``model`` repeats: the members of each ``nn.ModuleList`` in it whose members
-    are all of one class (the GPT's transformer blocks); [] when it has none (the LSTM)."""
+    are all of one class and built of modules (the GPT's transformer blocks; not a list of
+    single layers such as embeddings); [] when it has none (the LSTM)."""
     blocks: list[nn.Module] = []
     for module in model.modules():
         if isinstance(module, nn.ModuleList) and len(module):
-            if len({type(m) for m in module}) == 1:
+            composite = all(next(m.children(), None) is not None for m in module)
+            if composite and len({type(m) for m in module}) == 1:
                 blocks.extend(module)
     return blocks
 
