@@ -27,12 +27,13 @@ from study.models.loss import CE_KERNELS
 RESULTS = Path(__file__).resolve().parent / "results"
 COLUMNS = tuple(COLUMN_KEYS)
 PLAN_INTS = ("ce_chunk",)
-PLAN_BOOLS = ("compile", "cuda_graph", "fused_adamw")
+PLAN_BOOLS = ("compile", "cuda_graph", "fused_adamw", "regional", "autotune")
 
 
 def parse_variant(text: str) -> Variant:
     """``name:key=value,...`` with keys ce_chunk, ce_kernel (torch|rows|fused), compile,
-    cuda_graph, fused_adamw, autocast (fp32|bf16), batch, sdpa (flash|cudnn|efficient|math)."""
+    cuda_graph, fused_adamw, regional (0: the trunk compiled whole), autotune (Inductor's
+    max-autotune), autocast (fp32|bf16), batch, sdpa (flash|cudnn|efficient|math)."""
     name, _, spec = text.partition(":")
     if not name:
         raise UsageError(f"variant {text!r} needs a name: NAME:key=value,...")

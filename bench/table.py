@@ -44,9 +44,12 @@ def format_row(row: dict[str, Any]) -> str:
 
 
 def format_variant(entry: dict[str, Any]) -> str:
-    """One variant of the trainer's step at one size: its rate (or failure) and plan."""
+    """One variant of the trainer's step at one size: its rate and warm-up seconds (or its
+    failure) and plan."""
     t = entry["timing"]
     rate = f"{t['tokens_per_s']:,.0f} tok/s" if isinstance(t, dict) else t
+    if isinstance(t, dict) and t.get("warmup_s") is not None:  # compiling, tuning, capture
+        rate += f", warm-up {t['warmup_s']:.0f} s"
     return f"  variant {entry['variant']:<18} batch {entry['batch']:4d}: {rate}  [{entry['plan']}]"
 
 

@@ -3,7 +3,8 @@
     python -m study.train --budget 60 --data ../shared/data/tinystories --d-model 128 --json r.json
 
 With ``--config-from-stdin`` the process warms up first (imports torch and the trainer, opens the
-device, CUDA context included, and maps the token cache of ``--warm-config``, a config of the same
+device, CUDA context included, warms the compiler and the GPU libraries on a probe of fixed shapes,
+``study.training.warm``, and maps the token cache of ``--warm-config``, a config of the same
 study), then blocks until its TrainConfig arrives as JSON on stdin: a study starts its next
 trial's process this way while the current one trains (``study.orchestra.job.WarmPool``).
 """
@@ -335,19 +336,13 @@ def warm_up(args: argparse.Namespace) -> tuple[TrainConfig | None, TokenData | N
 
     from study.device import resolve_device
     from study.training.setup import load_config_tokens
+    from study.training.warm import warm_compiler
 
     hint = config_from_args(args, read_config(args.warm_config)) if args.warm_config else None
     device = resolve_device(hint.device if hint is not None else args.device or "auto")
     torch.empty(1, device=device)  # creates the CUDA context now, not when the trial starts
-    if device.type == "cuda":
-        # The compiler stack is seconds of imports, and Inductor starts a pool of compile workers
-        # on first use: both done here, while the previous trial still trains.
-        import torch._dynamo  # noqa: F401
-        import torch._inductor.async_compile as async_compile
-
-        warm_pool = getattr(async_compile.AsyncCompile, "warm_pool", None)
-        if warm_pool is not None:  # not in every PyTorch release
-            warm_pool()
+    # The compiler's and the GPU libraries' start-up, while the previous trial still trains.
+    warm_compiler(device)
     if hint is None:
         return None, None
     return hint, load_config_tokens(hint, cache_dir=args.cache_dir)

@@ -27,6 +27,8 @@ def test_parse_variant() -> None:
     assert v.plan == {"ce_chunk": 4096, "cuda_graph": False, "autocast": torch.bfloat16}
     assert parse_variant("plain:").plan == {}
     assert parse_variant("rows:ce_kernel=rows").plan == {"ce_kernel": "rows"}
+    assert parse_variant("whole:regional=0").plan == {"regional": False}
+    assert parse_variant("tuned:autotune=1").plan == {"autotune": True}
     for bad in (
         ":ce_chunk=1",
         "x:ce_chunk",

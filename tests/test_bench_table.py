@@ -65,6 +65,10 @@ def test_variant_line_shows_rate_or_failure_and_plan() -> None:
     assert format_variant(entry) == (
         "  variant nograph            batch  512: 1,234,567 tok/s  [bf16 compile]"
     )
+    warm = {**entry, "timing": {**cell(1_234_567.0), "warmup_s": 12.4}}
+    assert format_variant(warm) == (
+        "  variant nograph            batch  512: 1,234,567 tok/s, warm-up 12 s  [bf16 compile]"
+    )
     assert "batch  512: OutOfMemoryError: x  [" in format_variant(
         {**entry, "timing": "OutOfMemoryError: x"}
     )

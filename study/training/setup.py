@@ -29,6 +29,7 @@ from study.models import LanguageModel, ParamCount, build_model, count_params
 from study.training.clock import ThreadTuner
 from study.training.evaluate import evaluate, heldout_set
 from study.training.step import TrainStep
+from study.training.warm import warm_compiler
 
 if TYPE_CHECKING:
     from study.data import TokenData
@@ -76,6 +77,8 @@ class Job:
                 f"the training split has {len(data.train)} tokens, fewer than seq_len + 2 = "
                 f"{mc.seq_len + 2}"
             )
+        if config.compile is not False:  # once per process; done already in a warm one
+            warm_compiler(device)
         torch.manual_seed(config.seed)
         model = build_model(mc).to(device)
         batch_size = config.batch_size or default_batch_size(device)

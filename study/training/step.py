@@ -17,8 +17,9 @@ arithmetic (each lever measured by ``python -m bench``):
   them is made (on a CPU the chunks are cache-sized). On CUDA the gradient comes from Triton
   (``study.models.triton_ce``): at d_model <= 128 straight from the hidden states and the head, so the
   logits never reach memory at all; wider, in one pass over cuBLAS's logits.
-* **torch.compile** of the transformer trunk and of the chunk's softmax gradient, bf16 autocast on
-  CUDA. Without the graph the compiled step is host-bound; without compile the graph replays
+* **torch.compile** of the transformer's repeated block, once for every layer and every depth
+  (regional compilation, ``study.training.regional``), and of the chunk's softmax gradient, bf16
+  autocast on CUDA. Without the graph the compiled step is host-bound; without compile the graph replays
   unfused kernels: each alone is 2.8-4x slower than both together at 1 M parameters on an H100.
 * On a CPU: eager, bf16 autocast where the CPU has native bf16 (``study.device.autocast_dtype``),
   and an AdamW that does not import ``torch._dynamo`` (``study.training.optim.ForeachAdamW``).
@@ -38,7 +39,6 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import torch
-from torch import nn
 
 from study.config import TrainConfig
 from study.device import autocast, autocast_dtype
@@ -53,6 +53,7 @@ from study.models.loss import (
 )
 from study.training.ema import WeightAverage
 from study.training.optim import make_optimizer, set_schedule
+from study.training.regional import make_trunk, repeated_blocks
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +78,15 @@ class StepPlan:
     autocast: torch.dtype | None
     fused_adamw: bool
     ce_kernel: CeKernel = "torch"
+    regional: bool = False  # compile by regions: the repeated block once for every layer
+    autotune: bool = False  # compile with Inductor's max-autotune (study.training.regional)
 
     def describe(self) -> str:
         dtype = "fp32" if self.autocast is None else str(self.autocast).removeprefix("torch.")
-        parts = [dtype, "compile" if self.compile else "eager"]
+        compiled = "compile-blocks" if self.regional else "compile"
+        parts = [dtype, compiled if self.compile else "eager"]
+        if self.compile and self.autotune:
+            parts.append("autotune")
         if self.cuda_graph:
             parts.append("cuda-graph")
         if self.ce_chunk:
@@ -101,20 +107,23 @@ def plan_step(config: TrainConfig, device: torch.device, model: LanguageModel) -
     did not pay on the 2-core machine measured, and took 30-60 s of budget), the fused head in
     cache-sized chunks where ``step_fusable``, bf16 autocast where the CPU has native bf16,
     ``ForeachAdamW``. MPS: eager, ``ForeachAdamW``. On CUDA with Triton installed the head's
-    gradient by a Triton kernel (``study.models.loss.cuda_ce_kernel``).
+    gradient by a Triton kernel (``study.models.loss.cuda_ce_kernel``). Compiled with the fused
+    head: by regions where the model repeats a block (``study.training.regional``).
     """
     dtype = autocast_dtype(config.precision, device)
     fusable = model.step_fusable
     cuda = device.type == "cuda"
     compile_model = config.compile if config.compile is not None else cuda
     chunk = ce_chunk_rows(device, vocab_size=config.model.vocab_size, half=dtype is not None)
+    fused_head = fusable and device.type != "mps"
     return StepPlan(
         compile=compile_model,
         cuda_graph=cuda and fusable and dtype is not torch.float16,
-        ce_chunk=chunk if fusable and device.type != "mps" else 0,
+        ce_chunk=chunk if fused_head else 0,
         autocast=dtype,
         fused_adamw=cuda,
         ce_kernel=cuda_ce_kernel(d_model=config.model.d_model) if triton_ready(device) else "torch",
+        regional=compile_model and fused_head and bool(repeated_blocks(model)),
     )
 
 
@@ -154,18 +163,6 @@ class Batches:
 # --------------------------------------------------------------------------- the loss
 
 
-class _Trunk(nn.Module):
-    """The model up to its final norm, output cast to the compute dtype (fused into the norm)."""
-
-    def __init__(self, model: LanguageModel, dtype: torch.dtype) -> None:
-        super().__init__()
-        self.model = model
-        self.dtype = dtype
-
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        return self.model.hidden(idx).to(self.dtype)  # (B, T, d_model)
-
-
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -175,9 +172,9 @@ def make_loss(model: LanguageModel, plan: StepPlan) -> Loss:
     if not plan.ce_chunk:
         return cast(Loss, torch.compile(model.loss, dynamic=False)) if plan.compile else model.loss
     dtype = plan.autocast or torch.float32
-    trunk: Callable[[torch.Tensor], torch.Tensor] = _Trunk(model, dtype)
-    if plan.compile:
-        trunk = torch.compile(trunk, dynamic=False)
+    trunk = make_trunk(
+        model, dtype, compile=plan.compile, regional=plan.regional, autotune=plan.autotune
+    )
     head = model.head_weight
     softmax_grad, logits_grad = head_kernels(
         plan.ce_kernel if dtype is not torch.float32 else "torch",

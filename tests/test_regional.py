@@ -1,0 +1,127 @@
+"""Regional compilation of the training trunk (study.training.regional): the repeated block
+compiled once, the same loss and gradients as eager, one compiled graph for every layer and every
+depth at one width, and the model left eager outside the step.
+
+The compiling tests run Inductor on the CPU (it starts a C++ compiler: marked slow) and skip
+where it cannot compile here.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import pytest
+import torch
+from compiling import needs_inductor, unique_graphs
+
+from study.config import ModelConfig, TrainConfig
+from study.models import build_model
+from study.training.regional import CompiledBlocks, final_norm, make_trunk, repeated_blocks
+from study.training.step import StepPlan, make_loss, plan_step
+
+V, T = 300, 16
+REGIONAL = StepPlan(
+    compile=True, cuda_graph=False, ce_chunk=7, autocast=None, fused_adamw=False, regional=True
+)
+EAGER = dataclasses.replace(REGIONAL, compile=False, regional=False)
+
+
+def gpt(n_layer: int, *, pos: str = "learned") -> ModelConfig:
+    return ModelConfig(n_layer=n_layer, d_model=32, n_head=4, vocab_size=V, seq_len=T, pos=pos)
+
+
+def test_repeated_blocks_are_the_transformer_layers() -> None:
+    model = build_model(gpt(3))
+    blocks = repeated_blocks(model)
+    assert blocks == list(model.transformer.blocks)  # type: ignore[attr-defined]
+    lstm = build_model(ModelConfig(arch="lstm", n_layer=2, d_model=32, vocab_size=V, seq_len=T))
+    assert repeated_blocks(lstm) == []
+    model.tables = torch.nn.ModuleList(torch.nn.Embedding(V, 32) for _ in range(3))  # type: ignore[assignment,attr-defined]
+    assert repeated_blocks(model) == blocks  # single layers are not blocks
+
+
+def test_the_gpu_plan_compiles_by_regions_and_says_so() -> None:
+    config = TrainConfig(model=gpt(2), device="cuda", batch_size=4)
+    cuda = torch.device("cuda")  # a plan needs no device present
+    plan = plan_step(config, cuda, build_model(config.model))
+    assert plan.compile and plan.regional
+    assert "compile-blocks" in plan.describe()
+    assert not plan_step(config.replace(compile=False), cuda, build_model(config.model)).regional
+    assert not plan_step(config, torch.device("cpu"), build_model(config.model)).regional
+
+
+def test_compiled_forward_is_installed_only_while_active() -> None:
+    model = build_model(gpt(2))
+    blocks = repeated_blocks(model)
+    norm = final_norm(model)
+    assert norm is model.transformer.ln_f  # type: ignore[attr-defined]
+    regions = CompiledBlocks(blocks, norm=norm)  # torch.compile is lazy: nothing compiles here
+    with pytest.raises(RuntimeError), regions.active():
+        assert all("forward" in m.__dict__ for m in [*blocks, norm])
+        raise RuntimeError("inside")
+    assert not any("forward" in m.__dict__ for m in [*blocks, norm])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("autotune", [False, True])
+def test_regional_loss_and_gradients_match_eager(autotune: bool) -> None:
+    """Compiled by regions, with Inductor's default mode or max-autotune (on a CPU its C++
+    templates or ATen's products, whichever it times faster)."""
+    needs_inductor()
+    torch.manual_seed(0)
+    model = build_model(gpt(2))
+    eager = copy.deepcopy(model)
+    x, y = torch.randint(0, V, (2, 3, T))
+    ref = eager.loss(x, y)
+    ref_grads = torch.autograd.grad(ref, list(eager.parameters()))
+    loss = make_loss(model, dataclasses.replace(REGIONAL, autotune=autotune))(x, y)
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-5)
+    for g, r in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_regional_bf16_matches_the_eager_step_in_bf16() -> None:
+    """Under bf16 autocast the final norm's region casts to bf16 (the cast fused into it): the
+    trunk's output is bf16 and the loss and gradients are the eager step's, to bf16 rounding."""
+    needs_inductor()
+    torch.manual_seed(0)
+    model = build_model(gpt(2))
+    eager = copy.deepcopy(model)
+    x, y = torch.randint(0, V, (2, 3, T))
+    plans = [dataclasses.replace(p, autocast=torch.bfloat16) for p in (REGIONAL, EAGER)]
+    results = []
+    for net, plan in zip((model, eager), plans, strict=True):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = make_loss(net, plan)(x, y)
+        results.append((loss, torch.autograd.grad(loss, list(net.parameters()))))
+    (loss, grads), (ref, ref_grads) = results
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-2)
+    for g, r in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(g, r, rtol=5e-2, atol=5e-3)
+    trunk = make_trunk(model, torch.bfloat16, compile=True, regional=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert trunk(x).dtype == torch.bfloat16
+
+
+@pytest.mark.slow
+def test_models_of_two_depths_share_one_compiled_block() -> None:
+    """Depth 2 then depth 4 at one width: three graphs in all (the block's, compiled once for all
+    six layers, the final norm's and the head's softmax gradient), and the models stay eager
+    afterwards (another shape, in evaluation, compiles nothing)."""
+    needs_inductor()
+    torch._dynamo.reset()
+    before = unique_graphs()
+    plan = dataclasses.replace(REGIONAL, ce_chunk=4 * T)  # one chunk: one softmax graph
+    for n_layer in (2, 4):
+        torch.manual_seed(n_layer)
+        model = build_model(gpt(n_layer, pos="rope"))
+        x, y = torch.randint(0, V, (2, 4, T))
+        make_loss(model, plan)(x, y).backward()
+        assert unique_graphs() == before + 3
+        with torch.no_grad():
+            model.train(False)
+            model.nll_sum(x[:, :3], y[:, :3])  # (3, T): a shape the step never saw
+        assert unique_graphs() == before + 3
