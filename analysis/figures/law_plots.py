@@ -28,6 +28,7 @@ from study.fmt import fmt_count
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.axes import Axes
+    from matplotlib.colors import Colormap, Normalize
     from matplotlib.figure import Figure
 
 
@@ -137,23 +138,33 @@ def loss_law_figure(
     loss: ArrayLike,
     predictions: Mapping[str, tuple[ThroughputFit, LossOptimal, Crossover]],
     untrusted: Sequence[str] = (),
+    groups: pd.DataFrame | None = None,
 ) -> Figure:
     """Left: loss against tokens, points coloured by size and the law's curves for a few sizes
     in the same colours. Right: for each device, the law's loss after the budget against N,
     the loss-optimal N (dot) and N* (cross, hollow where extrapolated) marked. ``untrusted``:
     why the law is not to be trusted, written across the figure. Loss axes go logarithmic
-    where what they show spans more than a decade."""
+    where what they show spans more than a decade.
+
+    ``groups`` (:func:`analysis.fits.groups.configuration_points` of the end-of-training
+    points, x = tokens, y = loss, with ``params``): each configuration drawn at its mean with a
+    +-1 sd bar and its seeds faint; ``params``, ``tokens`` and ``loss`` are then the other
+    points (mid-run curve points), drawn one by one."""
     from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
     from matplotlib.colors import LogNorm
 
     fig = new_figure(width=13.0, height=5.0, ncols=2 if predictions else 1)
     panels = list(fig.axes)  # before the colorbar adds its own axes
     ax: Axes = panels[0]
     n, d, y = (np.asarray(v, dtype=float) for v in (params, tokens, loss))
+    if groups is not None:  # the sizes and tokens of every point drawn, for the scales
+        n = np.concatenate([n, groups["params"].to_numpy(float)])
+        d = np.concatenate([d, *(np.asarray(v, dtype=float) for v in groups["seed_x"])])
     norm = LogNorm(vmin=n.min() / (1.5 if n.min() == n.max() else 1.0), vmax=n.max())
     cmap = colormaps["viridis"]
-    sc = ax.scatter(d, y, c=n, norm=norm, cmap=cmap, s=10, alpha=0.7)
-    size_colorbar(fig, sc, ax)
+    _law_points(ax, params, tokens, loss, groups, norm=norm, cmap=cmap)
+    size_colorbar(fig, ScalarMappable(norm=norm, cmap=cmap), ax)
     d_grid = np.geomspace(d.min() / 1.5, d.max() * 1.5, 100)
     for size in np.unique(np.quantile(n, [0.0, 0.5, 1.0])):
         ax.plot(
@@ -185,6 +196,34 @@ def loss_law_figure(
             ha="left",
         )
     return fig
+
+
+def _law_points(
+    ax: Axes,
+    params: ArrayLike,
+    tokens: ArrayLike,
+    loss: ArrayLike,
+    groups: pd.DataFrame | None,
+    *,
+    norm: Normalize,
+    cmap: Colormap,
+) -> None:
+    """The loss-law figure's points, coloured by size: one by one, and each configuration of
+    ``groups`` at its mean over seeds with its bar and faint seeds."""
+    from analysis.figures.seeds import draw_configurations, seed_legend_entry
+
+    n = np.asarray(params, dtype=float)
+    if n.size:
+        ax.scatter(tokens, loss, c=n, norm=norm, cmap=cmap, s=10, alpha=0.7)
+    if groups is None:
+        return
+    several = False
+    for _, row in groups.iterrows():
+        several |= draw_configurations(
+            ax, groups.loc[[row.name]], color=cmap(norm(float(row["params"]))), size=22
+        )
+    if several:
+        seed_legend_entry(ax)
 
 
 def unfitted_figure(points: pd.DataFrame, *, untrusted: Sequence[str]) -> Figure:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from analysis.figures import law_plots, plots
 from analysis.fits.errors import FitError
+from analysis.fits.groups import configuration_points
 from analysis.fits.loss_law import CHINCHILLA_GRID, LossLawFit, StartGrid, fit_loss_law
 from analysis.fits.loss_optimum import LossOptimal, loss_optimal_n
 from analysis.fits.trust import point_reasons, untrusted_reasons
@@ -66,13 +67,19 @@ class ScalingLawOutcome:
     predictions: dict[str, Prediction]
     skipped: dict[str, str]
     untrusted: tuple[str, ...] = ()  # why the law is not to be read as a prediction
+    # the end-of-training points by configuration, seeds grouped (configuration_points)
+    groups: pd.DataFrame | None = None
 
     def figure(self) -> Figure:
+        others = self.points
+        if self.groups is not None and "source" in self.points:
+            others = self.points[self.points["source"].ne("final")]
         return law_plots.loss_law_figure(
             self.law,
-            params=self.points["params"],
-            tokens=self.points["tokens"],
-            loss=self.points["loss"],
+            params=others["params"],
+            tokens=others["tokens"],
+            loss=others["loss"],
+            groups=self.groups,
             predictions={
                 d: (p.crossover.fit, p.best, p.crossover.crossover)
                 for d, p in self.predictions.items()
@@ -107,7 +114,23 @@ def scaling_law_for(
         epochs=None if data is None else point_epochs(points, complete_trials(data)),
         optima=[(d, p.best) for d, p in predictions.items()],
     )
-    return ScalingLawOutcome(law, points, predictions, skipped, untrusted)
+    groups = final_groups(points, None if data is None else complete_trials(data))
+    return ScalingLawOutcome(law, points, predictions, skipped, untrusted, groups)
+
+
+def final_groups(points: pd.DataFrame, trials: pd.DataFrame | None) -> pd.DataFrame:
+    """The end-of-training points by configuration (their trials' stored config less the seed;
+    :func:`analysis.fits.groups.configuration_points`, x = tokens, y = loss, with params); a
+    CSV's points (no trials) are each their own."""
+    finals = points[points["source"].eq("final")] if "source" in points else points
+    if trials is None or "trial" not in finals:
+        frame = finals.assign(number=range(len(finals)))
+    else:
+        config = [c for c in trials.columns if c.startswith("config.")]
+        frame = finals.rename(columns={"trial": "number"}).merge(
+            trials[["number", *config]], on="number", how="left"
+        )
+    return configuration_points(frame, x="tokens", y="loss", keep=("params",))
 
 
 def point_epochs(points: pd.DataFrame, trials: pd.DataFrame) -> pd.Series:
