@@ -221,18 +221,13 @@ def frontier_figure(
     ``seeds`` (each point's values over its seeds) and ``sd``, one with several seeds is drawn
     at its mean with a +-1 sd bar and its seeds faint beside it. Labels live in a legend
     beside the axes, so none overlaps a point or another label."""
-    from analysis.figures.seeds import draw_configurations, seed_legend_entry
+    from analysis.figures.seeds import seed_legend_entry
 
     fig = new_figure(width=8.5)
     ax: Axes = fig.axes[0]
     points = _points_frame(params, metric, sd, seeds)
     n, m = points["x"].to_numpy(float), points["y"].to_numpy(float)
-    labels = np.asarray([_label(g) for g in groups], dtype=object)
-    several = False
-    for i, g in enumerate(sorted(set(labels.tolist()), key=_natural)):
-        several |= draw_configurations(
-            ax, points[labels == g], color=COLORS[i % len(COLORS)], label=f"{group_label} {g}"
-        )
+    several = _draw_coloured(fig, ax, points, groups, group_label=group_label)
     if several:
         seed_legend_entry(ax)
     idx = np.asarray(frontier, dtype=int)
@@ -255,6 +250,44 @@ def frontier_figure(
     ax.grid(True, which="both", alpha=0.3)
     outside_legend(ax)
     return fig
+
+
+def _draw_coloured(
+    fig: Figure, ax: Axes, points: pd.DataFrame, groups: Sequence[object], *, group_label: str
+) -> bool:
+    """The points coloured by ``groups``: one legend entry per value, or where the values are
+    numbers of more than a legend can name, a colour bar below the axes. Returns whether any
+    point had several seeds."""
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import LogNorm
+
+    from analysis.figures.colours import is_number, value_scale
+    from analysis.figures.seeds import draw_configurations
+
+    several = False
+    scale = value_scale(list(groups))
+    if scale is not None:
+        cmap = colormaps["viridis"]
+        for i, value in enumerate(groups):
+            color = cmap(scale(float(value))) if is_number(value) else "0.6"  # type: ignore[arg-type]
+            several |= draw_configurations(ax, points.iloc[[i]], color=color)
+        bar = fig.colorbar(
+            ScalarMappable(norm=scale, cmap=cmap), ax=ax, location="bottom", label=group_label
+        )
+        assert scale.vmin is not None and scale.vmax is not None
+        ticks = np.linspace(scale.vmin, scale.vmax, 5)
+        if isinstance(scale, LogNorm):  # a log bar's own minor labels crowd each other
+            ticks = np.geomspace(scale.vmin, scale.vmax, 5)
+            bar.ax.minorticks_off()
+        bar.set_ticks([float(t) for t in ticks], labels=[f"{t:.3g}" for t in ticks])
+        return several
+    labels = np.asarray([_label(g) for g in groups], dtype=object)
+    for i, g in enumerate(sorted(set(labels.tolist()), key=_natural)):
+        several |= draw_configurations(
+            ax, points[labels == g], color=COLORS[i % len(COLORS)], label=f"{group_label} {g}"
+        )
+    return several
 
 
 def _points_frame(

@@ -35,14 +35,45 @@ if TYPE_CHECKING:
 
     from analysis.views.baseline import Baselines
 
-# --color-by name -> the trial column the point colours show
+# --color-by name -> the trial column the point colours show; any other name is looked up
+# among the swept parameters (color_column)
 COLOR_BY = {
     "depth": "n_layer",
     "pos": "pos",
     "mlp": "mlp",
     "arch": "arch",
     "device": "device_label",
+    "dropout": "config.model.dropout",
+    "weight_decay": "config.weight_decay",
 }
+# Config fields no one sweeps to colour a frontier by (they are the same by construction).
+_NOT_SWEPT = ("config.seed", "config.curve_eval_tokens")
+
+
+def color_column(trials: pd.DataFrame, name: str) -> str:
+    """The trial column ``--color-by name`` colours by: a name of ``COLOR_BY``, else a swept
+    parameter: a config field (``lr``, ``n_head``, ``schedule``, ``model.norm``: the stored
+    ``config.<name>`` or ``config.model.<name>``) or an Optuna parameter (``size``, ``cell``).
+
+    Raises:
+        UsageError: ``name`` is none of these (the message lists what the study sweeps).
+    """
+    if name in COLOR_BY and COLOR_BY[name] in trials:
+        return COLOR_BY[name]
+    for column in (f"config.{name}", f"config.model.{name}", f"param.{name}"):
+        if column in trials and column not in _NOT_SWEPT:
+            return column
+    swept = sorted(
+        c.removeprefix("config.").removeprefix("model.").removeprefix("param.")
+        for c in trials.columns
+        if c.startswith(("config.", "param."))
+        and c not in _NOT_SWEPT
+        and trials[c].astype(str).nunique() > 1
+    )
+    raise UsageError(
+        f"--color-by must be one of {', '.join(COLOR_BY)} or a parameter the study sweeps "
+        f"({', '.join(dict.fromkeys(swept)) or 'none'}), got {name!r}"
+    )
 
 
 # What the frontier's table shows of a configuration (its first trial's values).
@@ -56,6 +87,7 @@ class FrontierOutcome:
 
     metric: str
     color_by: str
+    color_column: str  # the trial column the colours show (color_column)
     trials: pd.DataFrame  # complete trials with the metric, by params
     groups: pd.DataFrame  # analysis.fits.groups.configuration_points of params and the metric
     frontier: tuple[int, ...]  # row positions in ``groups``
@@ -74,7 +106,7 @@ class FrontierOutcome:
         return plots.frontier_figure(
             g["x"],
             g["y"],
-            list(g[COLOR_BY[self.color_by]]),
+            list(g[self.color_column]),
             list(self.frontier),
             metric_label=label,
             group_label=self.color_by,
@@ -106,21 +138,21 @@ def frontier_for(
         UsageError: unknown metric or colouring, or no trial records both params and the metric.
     """
     column = metric_column(metric)
-    if color_by not in COLOR_BY:
-        raise UsageError(f"--color-by must be one of {', '.join(COLOR_BY)}, got {color_by!r}")
     trials = on_device(complete_trials(data), device)
+    colors = color_column(trials, color_by)
     trials[column] = metric_values(trials, metric)
     trials = trials[trials["params"].gt(0) & trials[column].gt(0)].sort_values("params")
     trials = trials.reset_index(drop=True)
     if trials.empty:
         raise UsageError(f"no complete trial records both params and {column}")
-    keep = tuple(dict.fromkeys((*_SHOWN, COLOR_BY[color_by])))
+    keep = tuple(dict.fromkeys((*_SHOWN, colors)))
     groups = configuration_points(trials, x="params", y=column, keep=keep)
     front = pareto_frontier(groups["x"], groups["y"])
     crossovers, skipped = device_crossovers(trials, budget=budget, ratio=ratio)
     return FrontierOutcome(
         metric,
         color_by,
+        colors,
         trials,
         groups,
         tuple(int(i) for i in front),
@@ -187,6 +219,7 @@ def run_frontier(
     cached) are a line on the figure and a verdict in the text. Returns the text to print."""
     plot_out = check_output(plot_path, what="--plot", suffixes=FIGURE_FORMATS)
     data = load_study(storage or DEFAULT_STORAGE, study_name)
+    color_column(complete_trials(data), color_by)  # a name it cannot colour by: refused first
     outcome = frontier_for(
         data,
         metric=metric,
