@@ -5,6 +5,7 @@ overlap another); a crossover outside the measured sizes is drawn and labelled a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -139,6 +140,7 @@ def loss_law_figure(
     predictions: Mapping[str, tuple[ThroughputFit, LossOptimal, Crossover]],
     untrusted: Sequence[str] = (),
     groups: pd.DataFrame | None = None,
+    n_opt_intervals: Mapping[str, tuple[float, float]] | None = None,
 ) -> Figure:
     """Left: loss against tokens, points coloured by size and the law's curves for a few sizes
     in the same colours. Right: for each device, the law's loss after the budget against N,
@@ -149,7 +151,8 @@ def loss_law_figure(
     ``groups`` (:func:`analysis.fits.groups.configuration_points` of the end-of-training
     points, x = tokens, y = loss, with ``params``): each configuration drawn at its mean with a
     +-1 sd bar and its seeds faint; ``params``, ``tokens`` and ``loss`` are then the other
-    points (mid-run curve points), drawn one by one."""
+    points (mid-run curve points), drawn one by one. ``n_opt_intervals``: device -> the
+    bootstrap interval of its loss-optimal N, shaded on the right."""
     from matplotlib import colormaps
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import LogNorm
@@ -184,7 +187,7 @@ def loss_law_figure(
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="best")  # matplotlib places it where the fewest points are
     if predictions:
-        _best_sizes(panels[1], law, predictions)
+        _best_sizes(panels[1], law, predictions, n_opt_intervals or {})
     for panel in panels:
         _log_if_decades(panel)
     if untrusted:  # a suptitle: the layout engine makes room for it above the panels
@@ -263,10 +266,20 @@ def _best_sizes(
     ax: Axes,
     law: LossLawFit,
     predictions: Mapping[str, tuple[ThroughputFit, LossOptimal, Crossover]],
+    intervals: Mapping[str, tuple[float, float]],
 ) -> None:
     for i, (device, (fit, best, cross)) in enumerate(predictions.items()):
         color = COLORS[i % len(COLORS)]
         lo, hi = span(best.n_opt, cross.n_star, law.n_range[0], law.n_range[1], pad=3.0)
+        low, high = intervals.get(device, (math.nan, math.nan))
+        if max(low, lo) < min(high, hi):  # shaded within the sizes drawn; the label says all
+            ax.axvspan(
+                max(low, lo),
+                min(high, hi),
+                color=color,
+                alpha=0.12,
+                label=f"  95% bootstrap interval: {fmt_count(low)} to {fmt_count(high)}",
+            )
         grid = np.geomspace(lo, hi, 200)
         ax.plot(
             grid,
