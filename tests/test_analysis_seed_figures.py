@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
-from analysis_db import trial_attrs, url
+from analysis_db import count_params, trial_attrs, url
 
 from analysis.figures import plots
 from analysis.figures.seeds import SEED_LABEL
@@ -17,6 +17,7 @@ from analysis.load import StudyData, load_study
 from analysis.selection import complete_trials, loss_points
 from analysis.views.frontier import frontier_for, frontier_text
 from analysis.views.scaling_law import COARSE_GRID, scaling_law_for
+from study.config import ModelConfig
 
 # (d_model, n_layer, seed, bits per byte, tokens seen): configuration A ran with seeds 0, 1, 2,
 # B with seeds 0 and 1, C once. Held-out loss (nats) is twice the bits per byte.
@@ -42,7 +43,9 @@ def seeded_study(path: Path) -> StudyData:
         # One configuration, one learning rate and one network: only the seed tells repeats apart.
         attrs["config"] = {**attrs["config"], "lr": 3e-3, "model": {**attrs["config"]["model"]}}
         attrs["config"]["model"].update(pos="rope", mlp="swiglu")
-        attrs.update(lr=3e-3, pos="rope", mlp="swiglu", val_bpb=bpb, val_loss=2 * bpb)
+        params, body = count_params(ModelConfig(**attrs["config"]["model"]))
+        attrs.update(lr=3e-3, pos="rope", mlp="swiglu", params=params, params_nonembedding=body)
+        attrs.update(val_bpb=bpb, val_loss=2 * bpb)
         attrs.update(val_ppl=math.exp(2 * bpb), tokens_seen=tokens, epochs=tokens / 5.3e6)
         study.add_trial(optuna.trial.create_trial(value=attrs["val_ppl"], user_attrs=attrs))
     return load_study(storage, "seeds")

@@ -13,8 +13,7 @@ from analysis.fits.errors import FitError
 from analysis.fits.law_choice import FRESH_EPOCHS
 from analysis.fits.loss_law import StartGrid
 from analysis.page.parts import e, figure, note, plain_table, pre
-from analysis.predict import ladder_points, predict_for, predict_text
-from analysis.selection import by_device, complete_trials
+from analysis.predict import ladder_points, ladders, predict_for, predict_text
 from analysis.views.curves import curve_points, curves_text
 from analysis.views.frontier import frontier_for, frontier_text
 from analysis.views.scaling_law import GRIDS
@@ -115,21 +114,22 @@ def curves_section(data: StudyData) -> list[str]:
 
 def prediction_section(data: StudyData, *, budget: float | None, grid: StartGrid) -> list[str]:
     grid_name = next((name for name, g in GRIDS.items() if g == grid), "chinchilla")
+    chosen = ladders(data)  # a study that is not a ladder: the reason shown instead
     results = predict_for(data, budget=budget, grid=grid_name)
     out = [
-        "<p>Per device the loss law is fitted on all but the two largest sizes and predicts "
-        "their final loss; a prediction is trusted only as far as it comes true here "
+        "<p>Per device the loss law is fitted on all but the two largest sizes (each size's "
+        "best configuration, its seeds together) and predicts their final loss; a prediction is trusted only as far as it comes true here "
         "(<code>python -m analysis.predict</code>).</p>"
     ]
-    frames = by_device(complete_trials(data), None)
     for label, res in results.items():
         out.append(f"<h3>{e(label)}</h3>")
+        frame, picks = chosen[label]
         if isinstance(res, str):
             out.append(note(f"no held-out check: {res}"))
             continue
-        out.append(pre(predict_text({label: res})))
+        out.append(pre(predict_text({label: res}, {label: picks})))
         out += [note(f"no fit trusted: {why}") for why in res.untrusted]
-        points = ladder_points(data, frames[label])
+        points = ladder_points(data, frame)
         out.append(figure(ladder_figure(points[points["final"]], res, label=label)))
         out.append(_held_out_table(res))
     return out
