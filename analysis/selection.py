@@ -137,6 +137,16 @@ def throughput_points(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, tupl
     )
 
 
+def throughput_configurations(frame: pd.DataFrame) -> tuple[str, ...]:
+    """The configuration (stored config less the seed) of each point
+    :func:`throughput_points` returns, in its order: a configuration's seeds measure its
+    throughput again."""
+    from analysis.fits.groups import configuration_keys
+
+    ok = frame["params"].gt(0) & frame["tokens_per_second"].gt(0)
+    return tuple(str(k) for k in configuration_keys(frame[ok]))
+
+
 def loss_points(
     data: StudyData, trials: pd.DataFrame, *, max_epochs: float | None = None
 ) -> pd.DataFrame:

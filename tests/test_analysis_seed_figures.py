@@ -113,3 +113,26 @@ def test_loss_law_figure_groups_end_of_training_points(data: StudyData, tmp_path
     out = tmp_path / "law.png"
     plots.save(o.figure(), out)
     assert out.stat().st_size > 10_000
+
+
+def test_crossover_figure_groups_a_configurations_throughput(data: StudyData) -> None:
+    from analysis.figures import law_plots
+    from analysis.fits.groups import points_by_key
+    from analysis.views.crossover import device_crossovers
+
+    done, _ = device_crossovers(complete_trials(data), budget=None, ratio=20.0)
+    [o] = done.values()
+    groups = points_by_key(o.params, o.tokens_per_second, list(o.configurations))
+    trials = complete_trials(data).set_index("number")
+    a = trials.loc[[0, 2, 4], "tokens_per_second"].to_numpy(float)  # configuration A's seeds
+    row = groups[groups["n"].eq(3)].iloc[0]
+    assert row["y"] == pytest.approx(a.mean()) and row["sd"] == pytest.approx(a.std(ddof=1))
+    assert list(groups["n"]) == [3, 2, 1]
+    fig = o.figure()
+    bars, faint, legend = _seed_marks(fig)
+    assert (bars, faint) == (2, 5) and SEED_LABEL in legend
+    # From a CSV (no configurations) every point is drawn on its own, as before.
+    plain = law_plots.crossover_figure(
+        o.fit, o.crossover, params=o.params, tokens_per_second=o.tokens_per_second
+    )
+    assert _seed_marks(plain)[:2] == (0, 0)

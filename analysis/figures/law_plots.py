@@ -40,16 +40,18 @@ def crossover_figure(
     params: ArrayLike,
     tokens_per_second: ArrayLike,
     label: str | None = None,
+    configurations: Sequence[str] | None = None,
 ) -> Figure:
     """Tokens seen in the budget against N beside the ratio * N line, the crossing marked; the
     fit is solid over the measured sizes and dashed beyond, an extrapolated N* hollow and
-    labelled so."""
+    labelled so. ``configurations`` (one per point): a configuration measured by several seeds
+    drawn at its mean with a +-1 sd bar, each seed faint."""
     fig = new_figure(width=9.0)
     ax: Axes = fig.axes[0]
     n = np.asarray(params, dtype=float)
     t = np.asarray(tokens_per_second, dtype=float)
     lo, hi = span(fit.n_min, fit.n_max, cross.n_star, cross.n_star_low, cross.n_star_high, pad=1.5)
-    _draw_throughput(ax, fit, cross, n=n, t=t, lo=lo, hi=hi)
+    _draw_throughput(ax, fit, cross, n=n, t=t, lo=lo, hi=hi, configurations=configurations)
     grid = np.geomspace(lo, hi, 200)
     ax.plot(
         grid,
@@ -89,12 +91,24 @@ def _draw_throughput(
     t: NDArray[np.float64],
     lo: float,
     hi: float,
+    configurations: Sequence[str] | None = None,
 ) -> None:
-    """The measured tokens in the budget, and the fit: solid over the measured sizes, dashed
-    out to ``lo`` and ``hi``."""
-    ax.scatter(
-        n, t * cross.budget, s=18, color=COLORS[0], alpha=0.7, label="measured tokens/s x budget"
-    )
+    """The measured tokens in the budget (by configuration where ``configurations`` is
+    given), and the fit: solid over the measured sizes, dashed out to ``lo`` and ``hi``."""
+    from analysis.figures.seeds import draw_configurations, seed_legend_entry
+    from analysis.fits.groups import points_by_key
+
+    measured = "measured tokens/s x budget"
+    if configurations is None:
+        ax.scatter(n, t * cross.budget, s=18, color=COLORS[0], alpha=0.7, label=measured)
+    elif draw_configurations(
+        ax,
+        points_by_key(n, t * cross.budget, list(configurations)),
+        color=COLORS[0],
+        size=18,
+        label=measured,
+    ):
+        seed_legend_entry(ax)
     inside = np.geomspace(fit.n_min, fit.n_max, 100)
     ax.plot(
         inside,

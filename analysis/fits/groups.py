@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -114,6 +115,32 @@ def configuration_points(
     columns = ["key", "x", "y", "sd", "n", "trials", "seed_x", "seed_y", *keep]
     out = pd.DataFrame(rows, columns=columns)
     return out.sort_values(["x", "y"]).reset_index(drop=True)
+
+
+def points_by_key(x: ArrayLike, y: ArrayLike, keys: Sequence[str]) -> pd.DataFrame:
+    """Points (``x``, ``y``) grouped by ``keys`` (one per point: its configuration), as
+    :func:`configuration_points` gives them: ``key``, ``x`` and ``y`` (means), ``sd`` of ``y``
+    (ddof 1, NaN for one point), ``n``, ``seed_x``, ``seed_y``; in increasing ``x``."""
+    import pandas as pd
+
+    xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    rows = []
+    for key in dict.fromkeys(keys):
+        sel = np.asarray([k == key for k in keys])
+        vx, vy = xs[sel], ys[sel]
+        rows.append(
+            {
+                "key": key,
+                "x": float(vx.mean()),
+                "y": float(vy.mean()),
+                "sd": float(vy.std(ddof=1)) if vy.size > 1 else math.nan,
+                "n": int(vy.size),
+                "seed_x": tuple(float(v) for v in vx),
+                "seed_y": tuple(float(v) for v in vy),
+            }
+        )
+    columns = ["key", "x", "y", "sd", "n", "seed_x", "seed_y"]
+    return pd.DataFrame(rows, columns=columns).sort_values("x").reset_index(drop=True)
 
 
 @dataclass(frozen=True)

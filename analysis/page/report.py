@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from analysis.figures import law_plots, plots
+from analysis.figures import plots
 from analysis.fits.errors import FitError
 from analysis.fits.loss_law import StartGrid
 from analysis.load import DEFAULT_STORAGE, StudyData, load_study
@@ -210,15 +210,7 @@ def _throughput(trials: pd.DataFrame, *, budget: float | None, ratio: float) -> 
         out += [
             f"<h3>{e(device)}</h3>",
             pre(crossover_text(o)),
-            figure(
-                law_plots.crossover_figure(
-                    o.fit,
-                    o.crossover,
-                    params=o.params,
-                    tokens_per_second=o.tokens_per_second,
-                    label=device,
-                )
-            ),
+            figure(o.figure()),
         ]
     return out
 
