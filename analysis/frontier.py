@@ -1,7 +1,9 @@
 """``python -m analysis.frontier``: held-out perplexity (or bits per byte) against parameters.
 
-Every complete trial is a point coloured by depth or positional scheme (``--color-by``), the
-Pareto frontier is drawn as a line and each device's crossover N* is marked.
+Every configuration is a point (its seeds grouped: the mean, a +-1 sd bar, each seed faint),
+coloured by depth, positional scheme, dropout, weight decay or any parameter the study sweeps
+(``--color-by``: a legend for few values, a colour bar for many numbers); the Pareto frontier is
+drawn as a line and each device's crossover N* is marked.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
             "python -m analysis.frontier --plot frontier.png",
             "python -m analysis.frontier --study-name default --metric bpb --color-by pos "
             "--plot frontier_bpb.svg",
+            "python -m analysis.frontier --study-name regularise --metric bpb --color-by dropout "
+            "--plot frontier_dropout.png",
         ],
     )
     add_study_args(parser)
@@ -36,9 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--color-by",
-        choices=sorted(COLOR_BY),
         default="depth",
-        help="what the point colours show (default depth)",
+        metavar="NAME",
+        help=f"what the point colours show: {', '.join(COLOR_BY)}, or any parameter the "
+        "study sweeps (a config field such as lr or n_head, an Optuna parameter such as "
+        "size or cell; default depth)",
     )
     parser.add_argument(
         "--no-baseline",

@@ -1,6 +1,10 @@
 """``python -m analysis.predict``: are the loss law's predictions true on sizes it never saw?
 
-Per device, the law that fits the study's regime (Chinchilla's, or the data-constrained form
+The study must be a ladder: every size one network, its trials differing at most in learning
+rate, weight decay, dropout and seed (a study that tried one size with two positional schemes
+or MLPs is refused in one line); of each size the best configuration stands for it (lowest
+mean final held-out loss over its seeds), its seeds' points all fitted. Per device, the law
+that fits the study's regime (Chinchilla's, or the data-constrained form
 where trials repeat their data more than 4 times; ``analysis.fits.law_choice.choose_law``) is
 fitted on every point (final and curve) of all sizes but the largest ``--k`` (or, with
 ``--around-best``, the measured best size and its better neighbour). It then predicts each
@@ -11,6 +15,7 @@ Where no fit can be trusted it says why instead of giving a number. ``--json`` w
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import TYPE_CHECKING
 
 from analysis.args import add_device_arg, add_study_args, analysis_main, make_parser, setup_logging
@@ -21,9 +26,11 @@ from analysis.load import DEFAULT_STORAGE, StudyData, load_study
 from analysis.output import check_output
 from analysis.selection import (
     PathArg,
+    SizePick,
     budget_of,
     by_device,
     complete_trials,
+    ladder_trials,
     loss_points,
     open_source,
 )
@@ -73,10 +80,9 @@ def predict_for(
     """
     if k < 1:
         raise UsageError(f"--k must be at least 1, got {k}")
-    trials = complete_trials(data)
     start_grid = grid_named(grid)
     out: dict[str, HoldoutResult | str] = {}
-    for label, frame in by_device(trials, device).items():
+    for label, (frame, _) in ladders(data, device).items():
         points = ladder_points(data, frame)
         unique = points["unique"]
         try:
@@ -96,6 +102,45 @@ def predict_for(
         except (UsageError, FitError) as exc:
             out[label] = first_line(exc)
     return out
+
+
+def ladders(
+    data: StudyData, device: str | None = None
+) -> dict[str, tuple[pd.DataFrame, tuple[SizePick, ...]]]:
+    """Per device label, the trials the held-out check fits (the best configuration of each
+    size, its seeds together: :func:`analysis.selection.ladder_trials`) and which stood for
+    each size.
+
+    Raises:
+        UsageError: an unknown device, no complete trial, or trials that are not a ladder.
+    """
+    return {
+        label: ladder_trials(frame, study=data.study_name, device=label)
+        for label, frame in by_device(complete_trials(data), device).items()
+    }
+
+
+def picks_text(picks: tuple[SizePick, ...]) -> list[str]:
+    """A line per size tried with more than one configuration or seed: which trials stand
+    for it."""
+    lines = []
+    for p in picks:
+        if p.configurations == 1 and len(p.trials) == 1:
+            continue
+        which = ", ".join(str(t) for t in p.trials)
+        seeds = (
+            f"trials {which} (mean of {len(p.trials)} seeds)"
+            if len(p.trials) > 1
+            else (f"trial {which}")
+        )
+        of = (
+            f", best of {p.configurations} configurations (also tried: trials "
+            f"{', '.join(str(t) for t in p.others)})"
+            if p.configurations > 1
+            else ""
+        )
+        lines.append(f"  size {fmt_count(p.params)}: {seeds}, loss {p.loss:.4f}{of}")
+    return lines
 
 
 def fresh_constants(data: StudyData, *, grid: str = "chinchilla") -> LossLawFit:
@@ -123,11 +168,16 @@ def _constant(name: str, value: float) -> str:
     return f"{name} = {fmt_count(value) if name.endswith('_star') else format(value, '.4g')}"
 
 
-def predict_text(results: dict[str, HoldoutResult | str]) -> str:
-    """What the command prints: per device the law, each held-out size and the best size."""
+def predict_text(
+    results: dict[str, HoldoutResult | str],
+    picks: dict[str, tuple[SizePick, ...]] | None = None,
+) -> str:
+    """What the command prints: per device the law, each held-out size and the best size;
+    with ``picks``, first which trials stood for a size tried more than once."""
     lines: list[str] = []
     for label, res in results.items():
         lines.append(f"device {label}:")
+        lines.extend(picks_text((picks or {}).get(label, ())))
         if isinstance(res, str):
             lines.append(f"  no check: {res}")
             continue
@@ -187,6 +237,7 @@ def run_predict(
     base = None
     if base_study is not None:
         base = fresh_constants(load_study(storage or DEFAULT_STORAGE, base_study), grid=grid)
+    picks = {label: p for label, (_, p) in ladders(data, device).items()}  # refused first
     results = predict_for(
         data, device=device, budget=budget, k=k, around_best=around_best, grid=grid, base=base
     )
@@ -197,12 +248,15 @@ def run_predict(
                 "study": data.study_name,
                 "base_study": base_study,
                 "devices": {
-                    label: ({"error": res} if isinstance(res, str) else res.as_dict())
+                    label: {
+                        **({"error": res} if isinstance(res, str) else res.as_dict()),
+                        "sizes": [dataclasses.asdict(p) for p in picks[label]],
+                    }
                     for label, res in results.items()
                 },
             },
         )
-    text = predict_text(results)
+    text = predict_text(results, picks)
     if base is not None:
         text = (
             f"Chinchilla constants for the data-constrained law: from study {base_study!r} "

@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
         examples=[
             "python -m analysis.report                      # newest study, writes report.html",
             "python -m analysis.report --study-name default --out default.html --grid coarse",
+            "python -m analysis.report --study-name regularise --color-by dropout",
         ],
     )
     add_study_args(parser)
@@ -41,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="chinchilla",
         help="L-BFGS starts for the loss law: chinchilla (5400, default) or coarse (243, quicker)",
     )
+    parser.add_argument(
+        "--color-by",
+        default=None,
+        metavar="NAME",
+        help="colour the frontier's second figure by this (as analysis.frontier --color-by: "
+        "dropout, weight_decay, any parameter the study sweeps; default the positional scheme)",
+    )
     return parser
 
 
@@ -57,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
             ratio=args.ratio,
             top=args.top,
             grid=args.grid,
+            color_by=args.color_by,
         )
     )
 

@@ -7,7 +7,11 @@ had not annealed); ``--csv`` reads columns ``params,tokens,loss``. The law is ch
 ``analysis.predict`` checks its own (data repeated beyond 4 epochs, exponents out of range, E at
 zero, an optimum on the search bound, too few sizes): a law that fails is printed and drawn with
 "NOT TRUSTED: why", and the command still exits 0. Prints E, A, B, alpha, beta and the compute-optimal exponents
-a = beta/(alpha+beta), b = alpha/(alpha+beta); ``--json`` writes exactly those seven keys.
+a = beta/(alpha+beta), b = alpha/(alpha+beta), then 95% bootstrap intervals of E, A, B, alpha,
+beta and of each device's loss-optimal N: ``--bootstrap N`` resamples (default 200, fixed seed 0;
+0 turns it off) of the configurations fitted, a configuration's seeds and curve points drawn
+together. ``--json`` writes those seven keys and, unless ``--bootstrap 0``, the intervals under
+``bootstrap``.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import argparse
 
 from analysis.args import add_budget_args, add_study_args, analysis_main, make_parser, setup_logging
-from analysis.views.scaling_law import run_scaling_law
+from analysis.views.scaling_law import BOOTSTRAP_DEFAULT, run_scaling_law
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         examples=[
             "python -m analysis.scaling_law --plot loss_law.png --json loss_law.json",
             "python -m analysis.scaling_law --grid coarse --max-epochs 4   # quick look, fresh data",
+            "python -m analysis.scaling_law --bootstrap 1000               # finer intervals",
             "python -m analysis.scaling_law --csv points.csv --budget 300  # columns "
             "params,tokens,loss",
         ],
@@ -32,7 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_study_args(parser, csv_columns="params,tokens,loss")
     add_budget_args(parser)
     parser.add_argument(
-        "--json", default=None, metavar="PATH", help="write E, A, B, alpha, beta, a, b as JSON"
+        "--json",
+        default=None,
+        metavar="PATH",
+        help="write E, A, B, alpha, beta, a, b (and the bootstrap intervals) as JSON",
     )
     parser.add_argument(
         "--plot",
@@ -54,6 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="E",
         help="leave out points that had seen the training data more than E "
         "times (the law assumes fresh data; default: keep all)",
+    )
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=BOOTSTRAP_DEFAULT,
+        metavar="N",
+        help=f"resamples for the 95%% intervals of the constants and the loss-optimal N "
+        f"(default {BOOTSTRAP_DEFAULT}, seed 0; 0: none)",
     )
     parser.add_argument(
         "--curve-points",
@@ -80,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
             grid=args.grid,
             max_epochs=args.max_epochs,
             curve_points=args.curve_points,
+            bootstrap=args.bootstrap,
         )
     )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -157,6 +158,16 @@ def throughput_points(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, tupl
     )
 
 
+def throughput_configurations(frame: pd.DataFrame) -> tuple[str, ...]:
+    """The configuration (stored config less the seed) of each point
+    :func:`throughput_points` returns, in its order: a configuration's seeds measure its
+    throughput again."""
+    from analysis.fits.groups import configuration_keys
+
+    ok = frame["params"].gt(0) & frame["tokens_per_second"].gt(0)
+    return tuple(str(k) for k in configuration_keys(frame[ok]))
+
+
 def loss_points(
     data: StudyData, trials: pd.DataFrame, *, max_epochs: float | None = None
 ) -> pd.DataFrame:
@@ -217,3 +228,112 @@ def fmt_value(value: Any, spec: str) -> str:
         return format(int(value) if spec == "d" else float(value), spec)
     except (TypeError, ValueError):
         return str(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Ladders: one network per size
+
+# How a network is trained: what trials of one size of a ladder may differ in besides the seed
+# (a learning rate set per rung, a regularisation grid). Every other config field is the network.
+TRAINING_KNOBS = (
+    "config.lr",
+    "config.muon_lr",
+    "config.weight_decay",
+    "config.muon_weight_decay",
+    "config.model.dropout",
+)
+
+
+@dataclass(frozen=True)
+class SizePick:
+    """The configuration that stands for one size of a ladder: the one with the lowest mean
+    final held-out loss over its seeds (``trials``), of ``configurations`` tried there."""
+
+    params: float
+    trials: tuple[int, ...]
+    loss: float  # mean final held-out loss (nats/token) of ``trials``
+    configurations: int
+    others: tuple[int, ...]  # the trials of the configurations not picked
+
+
+def ladder_trials(
+    frame: pd.DataFrame, *, study: str, device: str
+) -> tuple[pd.DataFrame, tuple[SizePick, ...]]:
+    """The trials of ``frame`` (one device's complete trials) that a law of size is fitted on:
+    per size, the best configuration's trials (seeds grouped, by mean final held-out loss).
+
+    A ladder is a set of trials in which every size is one network: trials of one size (sizes
+    within 1% of each other count as one, since the law cannot tell them apart) differ at most
+    in how it is trained (``TRAINING_KNOBS``: learning rate, weight decay, dropout) and in their
+    seed, and there are at least two sizes. The sweeps ``ladder*`` and ``regularise``
+    make ladders; a grid of positional schemes at one shape, or a search that tried one size
+    with two MLPs, does not: which network stands for the size would be a choice the law
+    cannot see.
+
+    Raises:
+        UsageError: the trials are not a ladder (one line: the size and the field that differs).
+    """
+    from analysis.fits.groups import NOT_CONFIGURATION, configuration_keys
+
+    exact = frame["val_is_bound"].ne(True) if "val_is_bound" in frame else True
+    scored = frame[exact & frame["val_loss"].gt(0)].copy()
+    sizes = sorted(set(scored["params"].dropna().astype(float)))
+    if len(sizes) < 2:
+        raise UsageError(
+            f"study {study!r} is not a ladder on {device}: its trials with a held-out loss "
+            f"have {len(sizes)} size{'s' * (len(sizes) != 1)}, a law of size needs several"
+        )
+    network = [
+        c
+        for c in scored.columns
+        if c.startswith("config.") and c not in NOT_CONFIGURATION and c not in TRAINING_KNOBS
+    ]
+    scored["_key"] = configuration_keys(scored)
+    for low, high in _rungs(sizes):  # sizes within 1% of each other are one size of the law
+        at = scored[scored["params"].astype(float).between(low, high)]
+        _one_network(at, network, study=study, device=device)
+    picks = []
+    for size in sizes:
+        at = scored[scored["params"].astype(float) == size]
+        means = at.groupby("_key", sort=False)["val_loss"].mean()
+        firsts = at.groupby("_key", sort=False)["number"].min()
+        best = min(means.index, key=lambda k: (float(means[k]), int(firsts[k])))
+        chosen = at[at["_key"] == best]
+        picks.append(
+            SizePick(
+                params=size,
+                trials=tuple(int(t) for t in sorted(chosen["number"])),
+                loss=float(means[best]),
+                configurations=int(means.size),
+                others=tuple(int(t) for t in sorted(at.loc[at["_key"] != best, "number"])),
+            )
+        )
+    keep = {t for p in picks for t in p.trials}
+    return frame[frame["number"].isin(keep)], tuple(picks)
+
+
+def _rungs(sizes: list[float], *, within: float = 1.01) -> list[tuple[float, float]]:
+    """``sizes`` (sorted) as runs of sizes each within ``within`` of the run's smallest."""
+    rungs: list[tuple[float, float]] = []
+    for size in sizes:
+        if rungs and size <= rungs[-1][0] * within:
+            rungs[-1] = (rungs[-1][0], size)
+        else:
+            rungs.append((size, size))
+    return rungs
+
+
+def _one_network(at: pd.DataFrame, network: list[str], *, study: str, device: str) -> None:
+    """UsageError unless the trials ``at`` one size share every network field."""
+    low, high = (fmt_count(float(v)) for v in (at["params"].min(), at["params"].max()))
+    size = low if low == high else f"{low}-{high}"
+    for column in network:
+        values = sorted(set(at[column].map(lambda v: "-" if v is None or v != v else str(v))))
+        if len(values) > 1:
+            raise UsageError(
+                f"study {study!r} is not a ladder on {device}: its size {size} holds "
+                f"{len(values)} networks "
+                f"({column.removeprefix('config.')} is {', '.join(values)}); a law of size "
+                "needs one network per size, its trials differing only in learning rate, "
+                "weight decay, dropout or seed"
+            )

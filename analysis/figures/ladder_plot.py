@@ -17,26 +17,52 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
+def size_points(finals: pd.DataFrame) -> pd.DataFrame:
+    """The ladder's final points by size, as the figure draws them (one configuration per size,
+    its seeds grouped): columns ``x`` (params), ``y`` (mean final loss), ``sd`` (ddof 1, NaN
+    for one seed), ``n``, ``seed_x``, ``seed_y``; by size."""
+    import pandas as pd
+
+    rows = []
+    for size, g in finals.groupby("params", sort=True):
+        values = tuple(float(v) for v in g["loss"])
+        rows.append(
+            {
+                "x": float(size),  # type: ignore[arg-type]
+                "y": float(np.mean(values)),
+                "sd": float(np.std(values, ddof=1)) if len(values) > 1 else float("nan"),
+                "n": len(values),
+                "seed_x": (float(size),) * len(values),  # type: ignore[arg-type]
+                "seed_y": values,
+            }
+        )
+    return pd.DataFrame(rows, columns=["x", "y", "sd", "n", "seed_x", "seed_y"])
+
+
 def ladder_figure(finals: pd.DataFrame, result: HoldoutResult, *, label: str) -> Figure:
     """``finals``: the ladder's final points (columns ``params``, ``tokens``, ``loss``, and
-    ``unique`` for the data-constrained law). The law's curve L(N, D(N)), with D(N) the
-    ladder's tokens seen interpolated in log-log, is drawn only where the fit is trusted."""
+    ``unique`` for the data-constrained law), drawn per size (:func:`size_points`: a size with
+    several seeds at its mean with a +-1 sd bar, its seeds faint). The law's curve L(N, D(N)),
+    with D(N) the ladder's tokens seen interpolated in log-log, is drawn only where the fit is
+    trusted."""
+    from analysis.figures.seeds import draw_configurations, seed_legend_entry
+
     fig = new_figure(width=7.5, height=4.8)
     ax: Axes = fig.axes[0]
     held = {h.params for h in result.held_out}
-    fitted = finals[~finals["params"].isin(held)]
-    ax.scatter(
-        fitted["params"],
-        fitted["loss"],
-        s=28,
+    sizes = size_points(finals)
+    several = draw_configurations(
+        ax,
+        sizes[~sizes["x"].isin(held)],
         color="#1f77b4",
-        zorder=3,
+        size=28,
         label="fitted on (measured final loss)",
     )
-    measured = finals[finals["params"].isin(held)]
+    measured = sizes[sizes["x"].isin(held)]
+    several |= draw_configurations(ax, measured, color="#d62728", size=0, zorder=4)
     ax.scatter(
-        measured["params"],
-        measured["loss"],
+        measured["x"],
+        measured["y"],
         s=70,
         facecolors="none",
         edgecolors="#d62728",
@@ -44,6 +70,8 @@ def ladder_figure(finals: pd.DataFrame, result: HoldoutResult, *, label: str) ->
         zorder=4,
         label="held out: measured",
     )
+    if several:
+        seed_legend_entry(ax)
     pred = [(h.params, h.predicted) for h in result.held_out if h.predicted is not None]
     if pred:
         ax.scatter(

@@ -209,29 +209,27 @@ def frontier_figure(
     metric_label: str,
     group_label: str,
     n_stars: Mapping[str, NStar] | None = None,
-    numbers: ArrayLike | None = None,
+    numbers: Sequence[int | tuple[int, ...]] | None = None,
     baseline: tuple[float, str] | None = None,
+    sd: ArrayLike | None = None,
+    seeds: Sequence[Sequence[float]] | None = None,
 ) -> Figure:
     """The metric (lower is better) against N on a log axis, points coloured by ``groups``,
-    the Pareto frontier as a line, the best trial starred and named (its trial number from
-    ``numbers``), each device's crossover N* as a vertical line and ``baseline`` (value,
-    label: the best n-gram) as a horizontal one. Labels live in a legend
+    the Pareto frontier as a line, the best point starred and named (its trial number, or
+    numbers, from ``numbers``), each device's crossover N* as a vertical line and ``baseline``
+    (value, label: the best n-gram) as a horizontal one. A point is a configuration: with
+    ``seeds`` (each point's values over its seeds) and ``sd``, one with several seeds is drawn
+    at its mean with a +-1 sd bar and its seeds faint beside it. Labels live in a legend
     beside the axes, so none overlaps a point or another label."""
+    from analysis.figures.seeds import seed_legend_entry
+
     fig = new_figure(width=8.5)
     ax: Axes = fig.axes[0]
-    n = np.asarray(params, dtype=float)
-    m = np.asarray(metric, dtype=float)
-    labels = np.asarray([_label(g) for g in groups], dtype=object)
-    for i, g in enumerate(sorted(set(labels.tolist()), key=_natural)):
-        sel = labels == g
-        ax.scatter(
-            n[sel],
-            m[sel],
-            s=24,
-            color=COLORS[i % len(COLORS)],
-            alpha=0.8,
-            label=f"{group_label} {g}",
-        )
+    points = _points_frame(params, metric, sd, seeds)
+    n, m = points["x"].to_numpy(float), points["y"].to_numpy(float)
+    several = _draw_coloured(fig, ax, points, groups, group_label=group_label)
+    if several:
+        seed_legend_entry(ax)
     idx = np.asarray(frontier, dtype=int)
     if idx.size:
         ax.step(n[idx], m[idx], where="post", color="black", linewidth=1.5, label="Pareto frontier")
@@ -254,14 +252,87 @@ def frontier_figure(
     return fig
 
 
+def _draw_coloured(
+    fig: Figure, ax: Axes, points: pd.DataFrame, groups: Sequence[object], *, group_label: str
+) -> bool:
+    """The points coloured by ``groups``: one legend entry per value, or where the values are
+    numbers of more than a legend can name, a colour bar below the axes. Returns whether any
+    point had several seeds."""
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import LogNorm
+
+    from analysis.figures.colours import is_number, value_scale
+    from analysis.figures.seeds import draw_configurations
+
+    several = False
+    scale = value_scale(list(groups))
+    if scale is not None:
+        cmap = colormaps["viridis"]
+        for i, value in enumerate(groups):
+            color = cmap(scale(float(value))) if is_number(value) else "0.6"  # type: ignore[arg-type]
+            several |= draw_configurations(ax, points.iloc[[i]], color=color)
+        bar = fig.colorbar(
+            ScalarMappable(norm=scale, cmap=cmap), ax=ax, location="bottom", label=group_label
+        )
+        assert scale.vmin is not None and scale.vmax is not None
+        ticks = np.linspace(scale.vmin, scale.vmax, 5)
+        if isinstance(scale, LogNorm):  # a log bar's own minor labels crowd each other
+            ticks = np.geomspace(scale.vmin, scale.vmax, 5)
+            bar.ax.minorticks_off()
+        bar.set_ticks([float(t) for t in ticks], labels=[f"{t:.3g}" for t in ticks])
+        return several
+    labels = np.asarray([_label(g) for g in groups], dtype=object)
+    for i, g in enumerate(sorted(set(labels.tolist()), key=_natural)):
+        several |= draw_configurations(
+            ax, points[labels == g], color=COLORS[i % len(COLORS)], label=f"{group_label} {g}"
+        )
+    return several
+
+
+def _points_frame(
+    params: ArrayLike,
+    metric: ArrayLike,
+    sd: ArrayLike | None,
+    seeds: Sequence[Sequence[float]] | None,
+) -> pd.DataFrame:
+    """The points as :func:`analysis.figures.seeds.draw_configurations` takes them (one seed
+    each where ``seeds`` is not given)."""
+    import pandas as pd
+
+    x = np.asarray(params, dtype=float)
+    y = np.asarray(metric, dtype=float)
+    values = [tuple(v) for v in seeds] if seeds is not None else [(v,) for v in y]
+    return pd.DataFrame(
+        {
+            "x": x,
+            "y": y,
+            "sd": np.full(x.size, np.nan) if sd is None else np.asarray(sd, dtype=float),
+            "n": [len(v) for v in values],
+            "seed_x": [(xi,) * len(v) for xi, v in zip(x, values, strict=True)],
+            "seed_y": values,
+        }
+    )
+
+
 def _mark_best(
-    ax: Axes, n: NDArray[np.float64], m: NDArray[np.float64], numbers: ArrayLike | None
+    ax: Axes,
+    n: NDArray[np.float64],
+    m: NDArray[np.float64],
+    numbers: Sequence[int | tuple[int, ...]] | None,
 ) -> None:
-    """The best trial (lowest metric) as a gold star, named by its trial number if given."""
+    """The best point (lowest metric) as a gold star, named by its trial number (or, for a
+    configuration of several seeds, its trials and that the value is their mean) if given."""
     if not (m.size and np.isfinite(m).any()):
         return
     b = int(np.nanargmin(m))
-    name = "" if numbers is None else f"trial {int(np.asarray(numbers)[b])}, "
+    name = ""
+    if numbers is not None:
+        which = list(numbers)[b]
+        if isinstance(which, tuple) and len(which) > 1:
+            name = f"trials {', '.join(str(t) for t in which)} (mean of {len(which)}), "
+        else:
+            name = f"trial {which[0] if isinstance(which, tuple) else int(which)}, "
     ax.scatter(
         [n[b]],
         [m[b]],

@@ -9,10 +9,12 @@ nothing else does.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,7 +33,14 @@ def configuration_keys(trials: pd.DataFrame) -> pd.Series:
     )
     if not cols:  # no stored config: each trial is its own configuration
         return pd.Series([f"trial {n}" for n in trials["number"]], index=trials.index)
-    keys = ["|".join(_text(v) for v in row) for row in trials[cols].itertuples(index=False)]
+    keys = [
+        "|".join(texts) if any(t != "-" for t in texts) else f"trial {number}"
+        for texts, number in zip(
+            ([_text(v) for v in row] for row in trials[cols].itertuples(index=False)),
+            trials["number"],
+            strict=True,
+        )
+    ]  # a trial that stored no config at all is a configuration of its own
     return pd.Series(keys, index=trials.index, dtype=object)
 
 
@@ -66,6 +75,72 @@ def group_by_configuration(trials: pd.DataFrame, column: str) -> pd.DataFrame:
         )
     out = pd.DataFrame(rows, columns=["key", "first", "n", "mean", "sd", "values", "trials"])
     return out.sort_values(["mean", "first"]).reset_index(drop=True)
+
+
+def configuration_points(
+    trials: pd.DataFrame, *, x: str, y: str, keep: Sequence[str] = ()
+) -> pd.DataFrame:
+    """What a figure draws for ``trials``: one point per configuration (its seeds grouped as
+    :func:`group_by_configuration` groups them), among trials with a finite ``x`` and ``y``.
+
+    Columns: ``key``; ``x`` and ``y``, the means of its trials' ``x`` and ``y``; ``sd`` of
+    ``y`` (ddof 1, NaN for one seed); ``n``; ``trials`` (their numbers); ``seed_x`` and
+    ``seed_y`` (each trial's ``x`` and ``y``, in the order of ``trials``); and each column of
+    ``keep`` as the configuration's first trial has it. In increasing ``x``, then ``y``; each
+    configuration's trials in increasing number.
+    """
+    import pandas as pd
+
+    finite = trials[np.isfinite(pd.to_numeric(trials[x], errors="coerce"))]
+    finite = finite.sort_values("number")  # each configuration's seeds in trial order
+    groups = group_by_configuration(finite, y)
+    by_number = finite.set_index("number", drop=False)
+    rows = []
+    for g in groups.itertuples(index=False):
+        xs = tuple(float(by_number.at[t, x]) for t in g.trials)
+        first = by_number.loc[g.first]
+        rows.append(
+            {
+                "key": g.key,
+                "x": float(np.mean(xs)),
+                "y": g.mean,
+                "sd": g.sd,
+                "n": g.n,
+                "trials": g.trials,
+                "seed_x": xs,
+                "seed_y": g.values,
+                **{c: first[c] for c in keep},
+            }
+        )
+    columns = ["key", "x", "y", "sd", "n", "trials", "seed_x", "seed_y", *keep]
+    out = pd.DataFrame(rows, columns=columns)
+    return out.sort_values(["x", "y"]).reset_index(drop=True)
+
+
+def points_by_key(x: ArrayLike, y: ArrayLike, keys: Sequence[str]) -> pd.DataFrame:
+    """Points (``x``, ``y``) grouped by ``keys`` (one per point: its configuration), as
+    :func:`configuration_points` gives them: ``key``, ``x`` and ``y`` (means), ``sd`` of ``y``
+    (ddof 1, NaN for one point), ``n``, ``seed_x``, ``seed_y``; in increasing ``x``."""
+    import pandas as pd
+
+    xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    rows = []
+    for key in dict.fromkeys(keys):
+        sel = np.asarray([k == key for k in keys])
+        vx, vy = xs[sel], ys[sel]
+        rows.append(
+            {
+                "key": key,
+                "x": float(vx.mean()),
+                "y": float(vy.mean()),
+                "sd": float(vy.std(ddof=1)) if vy.size > 1 else math.nan,
+                "n": int(vy.size),
+                "seed_x": tuple(float(v) for v in vx),
+                "seed_y": tuple(float(v) for v in vy),
+            }
+        )
+    columns = ["key", "x", "y", "sd", "n", "seed_x", "seed_y"]
+    return pd.DataFrame(rows, columns=columns).sort_values("x").reset_index(drop=True)
 
 
 @dataclass(frozen=True)

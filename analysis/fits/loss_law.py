@@ -44,11 +44,13 @@ class StartGrid:
     e: tuple[float, ...] = (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5)
     a: tuple[float, ...] = (0.0, 5.0, 10.0, 15.0, 20.0, 25.0)
     b: tuple[float, ...] = (0.0, 5.0, 10.0, 15.0, 20.0, 25.0)
+    # starts beyond the product grid, each (a, b, e, alpha, beta): a known optimum, say
+    extra: tuple[tuple[float, float, float, float, float], ...] = ()
 
     def starts(self) -> FloatArray:
-        """(n_starts, 5) array of (a, b, e, alpha, beta)."""
-        grid = itertools.product(self.a, self.b, self.e, self.alpha, self.beta)
-        return np.array(list(grid), dtype=np.float64).reshape(-1, 5)
+        """(n_starts, 5) array of (a, b, e, alpha, beta): ``extra`` first, then the grid."""
+        grid = [*self.extra, *itertools.product(self.a, self.b, self.e, self.alpha, self.beta)]
+        return np.array(grid, dtype=np.float64).reshape(-1, 5)
 
 
 CHINCHILLA_GRID = StartGrid()

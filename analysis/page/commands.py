@@ -16,15 +16,34 @@ def report_commands(
     ratio: float,
     out: str,
     devices: Sequence[str] = ("DEVICE",),
+    color_by: str | None = None,
 ) -> list[str]:
     """The report's own command and the per-figure commands that reproduce its parts."""
+    coloured = [] if color_by is None else ["--color-by", color_by]
     base = ["--storage", storage, "--study-name", study_name]
     extra = (["--budget", f"{budget:g}"] if budget is not None else []) + (
         ["--ratio", f"{ratio:g}"] if ratio != 20.0 else []
     )
     return [
-        shlex.join(_PY + ["analysis.report", *base, *extra, "--out", out]),
+        shlex.join(_PY + ["analysis.report", *base, *extra, *coloured, "--out", out]),
         shlex.join(_PY + ["analysis.frontier", *base, *extra, "--plot", "frontier.png"]),
+        *(
+            [
+                shlex.join(
+                    _PY
+                    + [
+                        "analysis.frontier",
+                        *base,
+                        *extra,
+                        *coloured,
+                        "--plot",
+                        "frontier_colored.png",
+                    ]
+                )
+            ]
+            if coloured
+            else []
+        ),
         shlex.join(
             _PY
             + ["analysis.frontier", *base, *extra, "--metric", "bpb", "--plot", "frontier_bpb.png"]

@@ -13,18 +13,24 @@ import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from analysis.figures import law_plots, plots
+from analysis.figures import plots
 from analysis.fits.errors import FitError
 from analysis.fits.loss_law import StartGrid
 from analysis.load import DEFAULT_STORAGE, StudyData, load_study
 from analysis.output import check_output
 from analysis.page.commands import report_commands
 from analysis.page.parts import CSS, e, figure, kv_table, note, plain_table, pre, section, table
-from analysis.page.sections import curves_section, epoch_warnings, prediction_section, story
+from analysis.page.sections import (
+    curves_section,
+    epoch_warnings,
+    frontier_section,
+    prediction_section,
+    story,
+)
 from analysis.selection import check_budget, complete_trials, loss_points, vocab_note
 from analysis.views.compare import compare_for, compare_text
 from analysis.views.crossover import crossover_text, device_crossovers
-from analysis.views.frontier import frontier_for, frontier_text
+from analysis.views.frontier import color_column
 from analysis.views.scaling_law import grid_named, scaling_law_for, scaling_law_text
 from study.errors import UsageError
 from study.fileio import atomic_write_text
@@ -43,8 +49,11 @@ def run_report(
     ratio: float = 20.0,
     top: int = 5,
     grid: str = "chinchilla",
+    color_by: str | None = None,
 ) -> str:
-    """Write the study's HTML report to ``out``; returns one line saying where.
+    """Write the study's HTML report to ``out``; returns one line saying where. ``color_by``:
+    what the frontier's second figure is coloured by (as ``analysis.frontier --color-by``;
+    default the positional scheme).
 
     Raises:
         UsageError: bad options or output path, or a study that cannot be read (nothing is
@@ -58,6 +67,8 @@ def run_report(
     if budget is not None:
         check_budget(budget)
     data = load_study(storage or DEFAULT_STORAGE, study_name)
+    if color_by is not None:  # an unknown name is refused before anything is built
+        color_column(complete_trials(data), color_by)
     labels = data.complete()["device_name"].dropna().astype(str)
     commands = report_commands(
         storage=data.storage,
@@ -66,9 +77,16 @@ def run_report(
         ratio=ratio,
         out=str(out),
         devices=sorted(set(labels)) or ["DEVICE"],
+        color_by=color_by,
     )
     page = build_report(
-        data, budget=budget, ratio=ratio, grid=start_grid, top=top, commands=commands
+        data,
+        budget=budget,
+        ratio=ratio,
+        grid=start_grid,
+        top=top,
+        commands=commands,
+        color_by=color_by or "pos",
     )
     atomic_write_text(out_path, page)
     return f"wrote {out_path} ({len(page) / 1e6:.2f} MB) for study {data.study_name!r}"
@@ -82,6 +100,7 @@ def build_report(
     grid: StartGrid,
     top: int,
     commands: Sequence[str],
+    color_by: str = "pos",
 ) -> str:
     """The page as a string: a heading, then one section per analysis, in reading order."""
     trials = complete_trials(data)
@@ -89,7 +108,7 @@ def build_report(
         ("Summary", lambda: _summary(data, trials)),
         (
             "Frontier: held-out quality against size",
-            lambda: _frontier(data, budget=budget, ratio=ratio),
+            lambda: frontier_section(data, budget=budget, ratio=ratio, color_by=color_by),
         ),
         (
             "Throughput and the Chinchilla crossover",
@@ -174,50 +193,6 @@ def _summary(data: StudyData, trials: pd.DataFrame) -> list[str]:
     return out
 
 
-def _frontier(data: StudyData, *, budget: float | None, ratio: float) -> list[str]:
-    from analysis.views.baseline import study_baseline
-
-    found = study_baseline(data)
-    out = [
-        "<p>Every complete trial; the line joins the trials no smaller trial beats. Bits per "
-        "byte do not depend on the tokenizer, per-token perplexity does. The dashed line is "
-        "the best interpolated Witten-Bell n-gram (orders 1-5) counted from the same training "
-        "tokens and scored on the same held-out windows: a model above it is not worth its "
-        "training.</p>"
-        if found is not None
-        else "<p>Every complete trial; the line joins the trials no smaller trial beats. Bits "
-        "per byte do not depend on the tokenizer, per-token perplexity does. No n-gram "
-        "baseline: the study's corpus cannot be read here.</p>"
-    ]
-    if found is not None:
-        from analysis.views.baseline import format_baselines
-
-        out.append(pre(format_baselines(found)))
-    drawn = set()
-    for metric in ("ppl", "bpb"):
-        try:
-            o = frontier_for(
-                data,
-                metric=metric,
-                color_by="depth",
-                budget=budget,
-                ratio=ratio,
-                device=None,
-                baseline=found,
-            )
-        except (UsageError, FitError) as exc:
-            out.append(note(str(exc)))
-            continue
-        drawn.add(metric)
-        out += [figure(o.figure()), pre(frontier_text(o))]
-    if "ppl" in drawn:
-        pos = frontier_for(
-            data, metric="ppl", color_by="pos", budget=budget, ratio=ratio, device=None
-        )
-        out += ["<p>The same points coloured by positional scheme:</p>", figure(pos.figure())]
-    return out
-
-
 def _throughput(trials: pd.DataFrame, *, budget: float | None, ratio: float) -> list[str]:
     done, skipped = device_crossovers(trials, budget=budget, ratio=ratio)
     out = [
@@ -235,15 +210,7 @@ def _throughput(trials: pd.DataFrame, *, budget: float | None, ratio: float) -> 
         out += [
             f"<h3>{e(device)}</h3>",
             pre(crossover_text(o)),
-            figure(
-                law_plots.crossover_figure(
-                    o.fit,
-                    o.crossover,
-                    params=o.params,
-                    tokens_per_second=o.tokens_per_second,
-                    label=device,
-                )
-            ),
+            figure(o.figure()),
         ]
     return out
 

@@ -24,6 +24,7 @@ from analysis.selection import (
     check_budget,
     complete_trials,
     open_source,
+    throughput_configurations,
     throughput_points,
 )
 from study.errors import UsageError
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
     import numpy as np
     import pandas as pd
+    from matplotlib.figure import Figure
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,19 @@ class CrossoverOutcome:
     params: tuple[float, ...]
     tokens_per_second: tuple[float, ...]
     left_out: tuple[int, ...] = ()  # trial numbers without a steady-state rate
+    configurations: tuple[str, ...] = ()  # each point's configuration (none from a CSV)
+
+    def figure(self) -> Figure:
+        """Tokens seen in the budget against N with the crossover (a configuration's seeds at
+        their mean, +-1 sd, each seed faint)."""
+        return law_plots.crossover_figure(
+            self.fit,
+            self.crossover,
+            params=self.params,
+            tokens_per_second=self.tokens_per_second,
+            label=self.device,
+            configurations=self.configurations or None,
+        )
 
     def as_dict(self) -> dict[str, Any]:
         c, f = self.crossover, self.fit
@@ -84,12 +99,19 @@ def crossover_for(
     n_boot: int = 1000,
     seed: int = 0,
     left_out: tuple[int, ...] = (),
+    configurations: tuple[str, ...] = (),
 ) -> CrossoverOutcome:
     """Fit tokens/s = c N^-k on (``params``, ``tps``) and solve T(N) * budget = ratio * N."""
     fit = fit_throughput(params, tps, n_boot=n_boot, seed=seed, device=device)
     cross = solve_crossover(fit, budget=budget, ratio=ratio)
     return CrossoverOutcome(
-        device, fit, cross, tuple(params.tolist()), tuple(tps.tolist()), left_out
+        device,
+        fit,
+        cross,
+        tuple(params.tolist()),
+        tuple(tps.tolist()),
+        left_out,
+        configurations,
     )
 
 
@@ -103,7 +125,13 @@ def device_crossovers(
         try:
             n, t, left_out = throughput_points(frame)
             done[label] = crossover_for(
-                label, n, t, budget=budget_of(frame, budget), ratio=ratio, left_out=left_out
+                label,
+                n,
+                t,
+                budget=budget_of(frame, budget),
+                ratio=ratio,
+                left_out=left_out,
+                configurations=throughput_configurations(frame),
             )
         except (UsageError, FitError) as exc:
             skipped[label] = str(exc)
@@ -196,6 +224,7 @@ def run_crossover(
             n_boot=n_boot,
             seed=seed,
             left_out=left_out,
+            configurations=throughput_configurations(frame),
         )
     if json_out is not None:
         write_json(json_out, outcome.as_dict())
@@ -212,13 +241,4 @@ def _save_figures(
             throughput_out,
         )
     if plot_out is not None:
-        plots.save(
-            law_plots.crossover_figure(
-                o.fit,
-                o.crossover,
-                params=o.params,
-                tokens_per_second=o.tokens_per_second,
-                label=o.device,
-            ),
-            plot_out,
-        )
+        plots.save(o.figure(), plot_out)

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 from analysis.figures import law_plots, plots
 from analysis.fits.errors import FitError
+from analysis.fits.groups import configuration_keys, configuration_points
+from analysis.fits.law_bootstrap import LawBootstrap, bootstrap_loss_law
 from analysis.fits.loss_law import CHINCHILLA_GRID, LossLawFit, StartGrid, fit_loss_law
 from analysis.fits.loss_optimum import LossOptimal, loss_optimal_n
 from analysis.fits.trust import point_reasons, untrusted_reasons
@@ -39,6 +41,8 @@ COARSE_GRID = StartGrid(
     b=(0.0, 10.0, 20.0),
 )
 GRIDS = {"chinchilla": CHINCHILLA_GRID, "coarse": COARSE_GRID}
+BOOTSTRAP_SEED = 0  # the resamples' generator: the same study gives the same intervals
+BOOTSTRAP_DEFAULT = 200
 
 
 def grid_named(name: str) -> StartGrid:
@@ -66,18 +70,37 @@ class ScalingLawOutcome:
     predictions: dict[str, Prediction]
     skipped: dict[str, str]
     untrusted: tuple[str, ...] = ()  # why the law is not to be read as a prediction
+    # the end-of-training points by configuration, seeds grouped (configuration_points)
+    groups: pd.DataFrame | None = None
+    bootstrap: LawBootstrap | None = None  # intervals over resampled configurations
+    no_bootstrap: str | None = None  # why a bootstrap asked for gave none
+
+    def as_dict(self) -> dict[str, object]:
+        """What ``--json`` writes: the law's seven numbers, and where a bootstrap was asked for,
+        its intervals (or why there are none) under ``bootstrap``."""
+        out: dict[str, object] = dict(self.law.as_dict())
+        if self.bootstrap is not None:
+            out["bootstrap"] = self.bootstrap.as_dict()
+        elif self.no_bootstrap is not None:
+            out["bootstrap"] = {"error": self.no_bootstrap}
+        return out
 
     def figure(self) -> Figure:
+        others = self.points
+        if self.groups is not None and "source" in self.points:
+            others = self.points[self.points["source"].ne("final")]
         return law_plots.loss_law_figure(
             self.law,
-            params=self.points["params"],
-            tokens=self.points["tokens"],
-            loss=self.points["loss"],
+            params=others["params"],
+            tokens=others["tokens"],
+            loss=others["loss"],
+            groups=self.groups,
             predictions={
                 d: (p.crossover.fit, p.best, p.crossover.crossover)
                 for d, p in self.predictions.items()
             },
             untrusted=self.untrusted,
+            n_opt_intervals={} if self.bootstrap is None else self.bootstrap.n_opt,
         )
 
 
@@ -89,8 +112,11 @@ def scaling_law_for(
     ratio: float,
     device: str | None,
     grid: StartGrid,
+    bootstrap: int = 0,
 ) -> ScalingLawOutcome:
-    """Fit the law on ``points`` (params, tokens, loss); with a study, predict per device."""
+    """Fit the law on ``points`` (params, tokens, loss); with a study, predict per device.
+    ``bootstrap``: resamples of the configurations for the intervals of the constants and the
+    loss-optimal N (0: none; seed :data:`BOOTSTRAP_SEED`)."""
     law = fit_loss_law(points["params"], points["tokens"], points["loss"], grid=grid)
     predictions: dict[str, Prediction] = {}
     skipped: dict[str, str] = {}
@@ -107,7 +133,48 @@ def scaling_law_for(
         epochs=None if data is None else point_epochs(points, complete_trials(data)),
         optima=[(d, p.best) for d, p in predictions.items()],
     )
-    return ScalingLawOutcome(law, points, predictions, skipped, untrusted)
+    trials = None if data is None else complete_trials(data)
+    groups = final_groups(points, trials)
+    boot, why = None, None
+    if bootstrap > 0:
+        try:
+            boot = bootstrap_loss_law(
+                points["params"],
+                points["tokens"],
+                points["loss"],
+                groups=point_configurations(points, trials),
+                law=law,
+                n_boot=bootstrap,
+                seed=BOOTSTRAP_SEED,
+                throughputs={d: (p.crossover.fit, p.best.budget) for d, p in predictions.items()},
+            )
+        except FitError as exc:
+            why = str(exc)
+    return ScalingLawOutcome(law, points, predictions, skipped, untrusted, groups, boot, why)
+
+
+def point_configurations(points: pd.DataFrame, trials: pd.DataFrame | None) -> list[str]:
+    """Each point's configuration (its trial's stored config less the seed), the unit the
+    bootstrap resamples; a CSV's points (no trials) are each their own."""
+    if trials is None or "trial" not in points:
+        return [f"point {i}" for i in range(len(points))]
+    keys = dict(zip(trials["number"], configuration_keys(trials), strict=True))
+    return [keys.get(t, f"trial {t}") for t in points["trial"]]
+
+
+def final_groups(points: pd.DataFrame, trials: pd.DataFrame | None) -> pd.DataFrame:
+    """The end-of-training points by configuration (their trials' stored config less the seed;
+    :func:`analysis.fits.groups.configuration_points`, x = tokens, y = loss, with params); a
+    CSV's points (no trials) are each their own."""
+    finals = points[points["source"].eq("final")] if "source" in points else points
+    if trials is None or "trial" not in finals:
+        frame = finals.assign(number=range(len(finals)))
+    else:
+        config = [c for c in trials.columns if c.startswith("config.")]
+        frame = finals.rename(columns={"trial": "number"}).merge(
+            trials[["number", *config]], on="number", how="left"
+        )
+    return configuration_points(frame, x="tokens", y="loss", keep=("params",))
 
 
 def point_epochs(points: pd.DataFrame, trials: pd.DataFrame) -> pd.Series:
@@ -144,6 +211,7 @@ def scaling_law_text(o: ScalingLawOutcome) -> str:
         f"a = {law.a:.4f}  (N_opt ~ C^a)",
         f"b = {law.b:.4f}  (D_opt ~ C^b)",
     ]
+    lines += _bootstrap_lines(o)
     lines += [f"NOT TRUSTED: {why}" for why in o.untrusted]
     lines += [f"warning: {w}" for w in law.warnings]
     for label, p in o.predictions.items():
@@ -160,6 +228,28 @@ def scaling_law_text(o: ScalingLawOutcome) -> str:
     return "\n".join(lines)
 
 
+def _bootstrap_lines(o: ScalingLawOutcome) -> list[str]:
+    """The bootstrap's intervals, one constant a line, or why there are none."""
+    if o.no_bootstrap is not None:
+        return [f"no bootstrap interval: {o.no_bootstrap}"]
+    b = o.bootstrap
+    if b is None:
+        return []
+    pct = f"{b.level:.0%}"
+    lines = [
+        f"bootstrap: {pct} percentile intervals over {b.n_fitted} of {b.n_boot} resamples of "
+        f"{b.n_groups} configurations (seeds and curve points of one drawn together; seed "
+        f"{b.seed})"
+    ]
+    for name, (low, high) in b.constants.items():
+        lines.append(f"  {name} in [{low:.4g}, {high:.4g}]")
+    for device, (low, high) in b.n_opt.items():
+        bound = b.n_opt_at_bound.get(device, 0)
+        on = f"; {bound} on the search bound" if bound else ""
+        lines.append(f"  loss-optimal N on {device} in [{fmt_count(low)}, {fmt_count(high)}]{on}")
+    return lines
+
+
 def run_scaling_law(
     *,
     storage: str | None = None,
@@ -173,13 +263,15 @@ def run_scaling_law(
     grid: str = "chinchilla",
     max_epochs: float | None = None,
     curve_points: bool = False,
+    bootstrap: int = 0,
 ) -> str:
     """Fit the loss law on a study's end-of-training points (with ``curve_points`` its
     mid-run curve points too) or a CSV of ``params,tokens,loss``; on a study, predict the
     loss-optimal size per device and check whether the law can be trusted
     (:func:`analysis.fits.trust.untrusted_reasons`: printed and drawn as NOT TRUSTED, not an
-    error). Writes the law's seven numbers to ``json_path`` and the figure to ``plot_path`` if
-    given; returns the text to print.
+    error). ``bootstrap`` resamples of the configurations give intervals of the constants and
+    of the loss-optimal N (0: none). Writes the law's seven numbers (and the intervals) to
+    ``json_path`` and the figure to ``plot_path`` if given; returns the text to print.
 
     Raises:
         UsageError: bad options or paths, or no points to fit (nothing is written then).
@@ -187,6 +279,8 @@ def run_scaling_law(
     json_out = check_output(json_path, what="--json")
     plot_out = check_output(plot_path, what="--plot", suffixes=FIGURE_FORMATS)
     start_grid = grid_named(grid)
+    if bootstrap < 0:
+        raise UsageError(f"--bootstrap must be 0 (off) or a number of resamples, got {bootstrap}")
     data = open_source(storage, study_name, csv)
     if data is None:
         assert csv is not None
@@ -203,14 +297,20 @@ def run_scaling_law(
             raise UsageError("no loss points left to fit (all beyond --max-epochs?)")
     try:
         outcome = scaling_law_for(
-            data, points, budget=budget, ratio=ratio, device=device, grid=start_grid
+            data,
+            points,
+            budget=budget,
+            ratio=ratio,
+            device=device,
+            grid=start_grid,
+            bootstrap=bootstrap,
         )
     except (UsageError, FitError) as exc:
         if data is None:  # a CSV's points are the user's input: too few is bad input
             raise
         return _unfitted(data, points, exc, plot_out)
     if json_out is not None:
-        write_json(json_out, outcome.law.as_dict())
+        write_json(json_out, outcome.as_dict())
     if plot_out is not None:
         plots.save(outcome.figure(), plot_out)
     note = None if data is None else vocab_note(complete_trials(data))  # a law of loss per token
