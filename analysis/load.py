@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from analysis.clean import clean_frame, printable
 from study.errors import UsageError, first_line
+from study.objective import PPL, of_study
 from study.orchestra.machine_load import LOAD_ATTRS
 from study.result import TRIAL_ATTRS
 from study.storage.store import (
@@ -57,7 +58,9 @@ class StudyData:
     """One study as frames.
 
     ``trials``: one row per trial: ``number``, ``trial_id``, ``state`` (COMPLETE, FAIL, ...),
-    ``value`` (held-out perplexity), ``datetime_start``, ``duration_s``, every name in
+    ``value`` (the study's ``objective``: held-out perplexity, or bits per byte in a study of
+    several vocabularies, ``study.objective``), ``objective`` (that name, ``ppl`` or ``bpb``, on
+    every row, so a CSV of the table keeps it), ``datetime_start``, ``duration_s``, every name in
     ``study.result.TRIAL_ATTRS`` (nested dicts flattened to ``config.model.n_layer`` and the like;
     missing ones are NaN), ``fail_reason`` and ``param.<name>`` for Optuna's sampled params.
     ``curves``: one row per ``harness_curve`` point, ``samples`` one per ``harness_sample`` row.
@@ -69,6 +72,7 @@ class StudyData:
     trials: pd.DataFrame
     curves: pd.DataFrame
     samples: pd.DataFrame
+    objective: str = PPL  # what ``value`` measures (study.objective)
 
     def complete(self) -> pd.DataFrame:
         """The complete trials, by trial number."""
@@ -111,6 +115,7 @@ def load_study(storage: str = DEFAULT_STORAGE, study_name: str | None = None) ->
             for t in trials
         }
         direction = study.direction.name if len(study.directions) == 1 else "MULTI"
+        objective = of_study(study.user_attrs)
         curves = _read_table(rdb.engine, "harness_curve", CURVE_COLUMNS, study_name, tables)
         samples = _read_table(rdb.engine, "harness_sample", SAMPLE_COLUMNS, study_name, tables)
     except (sa.exc.SQLAlchemyError, optuna.exceptions.OptunaError, ValueError) as exc:
@@ -124,9 +129,10 @@ def load_study(storage: str = DEFAULT_STORAGE, study_name: str | None = None) ->
         storage=shown,
         study_name=printable(study_name),
         direction=direction,
-        trials=clean_frame(trials_frame(trials, trial_ids=trial_ids)),
+        trials=clean_frame(trials_frame(trials, trial_ids=trial_ids, objective=objective)),
         curves=clean_frame(curves),
         samples=clean_frame(samples),
+        objective=objective,
     )
 
 
@@ -144,10 +150,14 @@ def trials_table(storage: str = DEFAULT_STORAGE, study_name: str | None = None) 
 
 
 def trials_frame(
-    trials: Iterable[optuna.trial.FrozenTrial], *, trial_ids: Mapping[int, int]
+    trials: Iterable[optuna.trial.FrozenTrial],
+    *,
+    trial_ids: Mapping[int, int],
+    objective: str = PPL,
 ) -> pd.DataFrame:
     """One row per trial; columns as described in :class:`StudyData`. ``trial_ids`` maps each
-    trial number to the storage's trial id (the key of the harness rows)."""
+    trial number to the storage's trial id (the key of the harness rows); ``objective`` is
+    the study's (``study.objective.of_study``)."""
     import pandas as pd
 
     rows = []
@@ -157,6 +167,7 @@ def trials_frame(
             "trial_id": trial_ids[t.number],
             "state": t.state.name,
             "value": t.value if t.values is not None and len(t.values) == 1 else math.nan,
+            "objective": objective,
             "datetime_start": t.datetime_start,
             "duration_s": t.duration.total_seconds() if t.duration is not None else math.nan,
         }
@@ -172,7 +183,7 @@ def trials_frame(
         for name, value in t.params.items():
             row[f"param.{name}"] = value
         rows.append(row)
-    base = ["number", "trial_id", "state", "value", "datetime_start", "duration_s"]
+    base = ["number", "trial_id", "state", "value", "objective", "datetime_start", "duration_s"]
     columns = base + [a for a in TRIAL_ATTRS if a not in _NESTED_ATTRS] + ["fail_reason"]
     frame = pd.DataFrame(rows)
     for col in columns:

@@ -18,6 +18,7 @@ import numpy as np
 from analysis.load import DEFAULT_STORAGE, StudyData, load_study
 from study.errors import UsageError
 from study.fmt import fmt_count
+from study.objective import PPL
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -119,10 +120,13 @@ def metric_column(metric: str) -> str:
 
 
 def metric_values(trials: pd.DataFrame, metric: str) -> pd.Series:
-    """``metric`` for each trial; a perplexity missing from the attributes is the trial's
-    value (the study's objective)."""
+    """``metric`` for each trial; one missing from the attributes is the trial's value where
+    that value measures it (its study's ``objective`` column, perplexity where none is
+    recorded: ``study.objective``)."""
     values = trials[metric_column(metric)]
-    return values.fillna(trials["value"]) if metric == "ppl" else values
+    if "objective" not in trials:  # a CSV written before the column: perplexity
+        return values.fillna(trials["value"]) if metric == PPL else values
+    return values.fillna(trials["value"].where(trials["objective"].fillna(PPL).eq(metric)))
 
 
 VOCAB_COLUMN = "config.model.vocab_size"

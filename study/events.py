@@ -42,6 +42,7 @@ class CurveEvent(TypedDict):
     train_loss: float
     val_loss: float | None  # None on the last point: the final evaluation gives it
     eval_tokens: NotRequired[int]
+    val_bpb: NotRequired[float | None]  # the same evaluation in bits per byte (study.objective)
 
 
 class FinalEvent(TypedDict):
@@ -69,7 +70,7 @@ def progress(
     )
 
 
-def curve(*, frac: float, point: CurvePoint) -> CurveEvent:
+def curve(*, frac: float, point: CurvePoint, val_bpb: float | None = None) -> CurveEvent:
     event = CurveEvent(
         kind=CURVE,
         frac=frac,
@@ -80,6 +81,8 @@ def curve(*, frac: float, point: CurvePoint) -> CurveEvent:
     )
     if "eval_tokens" in point:
         event["eval_tokens"] = point["eval_tokens"]
+    if val_bpb is not None:
+        event["val_bpb"] = val_bpb
     return event
 
 

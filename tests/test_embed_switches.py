@@ -51,6 +51,30 @@ def test_shortcut_forward_matches_the_hand_written_one() -> None:
         torch.testing.assert_close(model(IDX), expected)
 
 
+@pytest.mark.parametrize("switches", [{"embed_shortcut": True}, {"value_embeds": 1}])
+def test_the_layer_loop_does_no_arithmetic_between_blocks(switches: dict[str, Any]) -> None:
+    """The shortcut's mixing (and the value embedding's) happens inside ``Block.forward``, the
+    region the GPU step compiles once for every layer: each block takes the previous block's
+    output itself, and the shortcut's x0 and this layer's two scalars as an argument."""
+    model = seeded(**switches)
+    body = model.transformer
+    seen: list[tuple[Any, ...]] = []
+    outputs: list[torch.Tensor] = []
+    for block in body.blocks:
+        block.register_forward_pre_hook(lambda _, args: seen.append(args))
+        block.register_forward_hook(lambda _, __, out: outputs.append(out))
+    model(IDX)
+    assert seen[1][0] is outputs[0]  # the stream as block 0 left it
+    if switches.get("embed_shortcut"):
+        for i, args in enumerate(seen):
+            x0, resid, mixed = args[4]
+            assert x0.shape == (2, 8, 16) and resid.dim() == mixed.dim() == 0
+            assert resid._base is body.resid_lambdas and mixed._base is body.x0_lambdas
+            assert resid.item() == body.resid_lambdas[i].item()
+    else:
+        assert any(args[3] is not None for args in seen)  # rows mixed into values inside it
+
+
 @pytest.mark.parametrize("pos", ["learned", "rope"])
 def test_shortcut_starts_as_the_network_without_it(pos: str) -> None:
     on, off = seeded(embed_shortcut=True, pos=pos), seeded(pos=pos)

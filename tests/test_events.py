@@ -22,20 +22,20 @@ def test_each_kind_has_exactly_its_fields_kind_first() -> None:
     writer = ev.Events(stream)
     point = CurvePoint(elapsed_s=1.5, tokens=512, train_loss=4.0, val_loss=4.1, eval_tokens=256)
     writer.emit(ev.progress(elapsed_s=0.5, budget=2.0, step=3, train_loss=2.5, lr=1e-3, tok_s=9.0))
-    writer.emit(ev.curve(frac=0.25, point=point))
+    writer.emit(ev.curve(frac=0.25, point=point, val_bpb=1.9))
     writer.emit(ev.final(val_loss=2.25, val_bpb=1.0))
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert [e["kind"] for e in lines] == [ev.PROGRESS, ev.CURVE, ev.FINAL]
     assert all(next(iter(e)) == "kind" for e in lines)
     for event, kind in zip(lines, (ev.ProgressEvent, ev.CurveEvent, ev.FinalEvent), strict=True):
         assert set(event) == fields(kind)
-    assert lines[1] == {"kind": "curve", "frac": 0.25, **point}
+    assert lines[1] == {"kind": "curve", "frac": 0.25, **point, "val_bpb": 1.9}
     ev.Events().emit(ev.final(val_loss=1.0, val_bpb=1.0))  # no stream: nothing written, no error
 
 
 def test_a_curve_point_of_an_older_result_has_no_eval_tokens() -> None:
     old = CurvePoint(elapsed_s=1.0, tokens=8, train_loss=3.0, val_loss=None)
-    assert set(ev.curve(frac=1.0, point=old)) == fields(ev.CurveEvent) - {"eval_tokens"}
+    assert set(ev.curve(frac=1.0, point=old)) == fields(ev.CurveEvent) - {"eval_tokens", "val_bpb"}
 
 
 def test_the_parent_reads_what_the_child_wrote(tmp_path: Path) -> None:

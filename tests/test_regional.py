@@ -64,13 +64,14 @@ def test_compiled_forward_is_installed_only_while_active() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("autotune", [False, True])
-def test_regional_loss_and_gradients_match_eager(autotune: bool) -> None:
+@pytest.mark.parametrize(("autotune", "shortcut"), [(False, False), (True, False), (False, True)])
+def test_regional_loss_and_gradients_match_eager(autotune: bool, shortcut: bool) -> None:
     """Compiled by regions, with Inductor's default mode or max-autotune (on a CPU its C++
-    templates or ATen's products, whichever it times faster)."""
+    templates or ATen's products, whichever it times faster); and with the embedding shortcut,
+    mixed inside the compiled block."""
     needs_inductor()
     torch.manual_seed(0)
-    model = build_model(gpt(2))
+    model = build_model(dataclasses.replace(gpt(2), embed_shortcut=shortcut))
     eager = copy.deepcopy(model)
     x, y = torch.randint(0, V, (2, 3, T))
     ref = eager.loss(x, y)
@@ -107,17 +108,20 @@ def test_regional_bf16_matches_the_eager_step_in_bf16() -> None:
 
 
 @pytest.mark.slow
-def test_models_of_two_depths_share_one_compiled_block() -> None:
+@pytest.mark.parametrize("shortcut", [False, True])
+def test_models_of_two_depths_share_one_compiled_block(shortcut: bool) -> None:
     """Depth 2 then depth 4 at one width: three graphs in all (the block's, compiled once for all
     six layers, the final norm's and the head's softmax gradient), and the models stay eager
-    afterwards (another shape, in evaluation, compiles nothing)."""
+    afterwards (another shape, in evaluation, compiles nothing). With the embedding shortcut
+    too: each layer's mixing is inside the block, its scalars passed in, not its index."""
     needs_inductor()
     torch._dynamo.reset()
     before = unique_graphs()
     plan = dataclasses.replace(REGIONAL, ce_chunk=4 * T)  # one chunk: one softmax graph
     for n_layer in (2, 4):
         torch.manual_seed(n_layer)
-        model = build_model(gpt(n_layer, pos="rope"))
+        config = dataclasses.replace(gpt(n_layer, pos="rope"), embed_shortcut=shortcut)
+        model = build_model(config)
         x, y = torch.randint(0, V, (2, 4, T))
         make_loss(model, plan)(x, y).backward()
         assert unique_graphs() == before + 3

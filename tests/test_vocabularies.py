@@ -120,6 +120,9 @@ def test_every_vocabulary_is_built_once_before_the_first_trial(
     assert sorted(seen[0]["trained"]) == [300, 400]  # one tokenizer each, in the parent
     assert sorted(seen[0]["fixed"].vocab_sizes) == [300, 400]
     assert seen[0]["fixed"].eval_bytes == DEFAULT_EVAL_BYTES  # one held-out text for both
+    made = optuna.load_study(study_name="v", storage=opts.storage)
+    assert made.user_attrs["objective"] == "bpb"  # valued in bits per byte (study.objective)
+    assert made.metric_names == ["held-out bits per byte"]
     assert runner.run_study(opts) == 1  # resumed: nothing is built again
     assert seen[1]["trained"] == seen[0]["trained"] and sorted(trained) == [300, 400]
 

@@ -35,6 +35,7 @@ from analysis.views.scaling_law import grid_named, scaling_law_for, scaling_law_
 from study.errors import UsageError
 from study.fileio import atomic_write_text
 from study.fmt import fmt_count
+from study.objective import BPB, LABELS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -156,6 +157,7 @@ def _summary(data: StudyData, trials: pd.DataFrame) -> list[str]:
         ("devices", ", ".join(f"{k} ({v})" for k, v in devices.items())),
         ("budgets (s)", ", ".join(f"{b:g}" for b in budgets) or "-"),
         ("direction", data.direction.lower()),
+        ("objective", LABELS[data.objective]),  # what the trials' values measure, best first
         (
             "sizes (params)",
             f"{fmt_count(trials['params'].min())} to {fmt_count(trials['params'].max())}",
@@ -280,12 +282,15 @@ def _samples(data: StudyData, trials: pd.DataFrame, *, top: int) -> list[str]:
                 (
                     int(t["number"]),
                     fmt_count(t["params"]),
-                    f"{t['value']:.3f}",
+                    f"{t['value']:.4f}" if data.objective == BPB else f"{t['value']:.3f}",
                     str(s["prompt"]),
                     story(str(s["text"])),
                 )
             )
-    head = "<tr><th>trial</th><th>params</th><th>ppl</th><th>prompt</th><th>sample</th></tr>"
+    head = (  # the trials ranked by the study's objective, and its value shown
+        f"<tr><th>trial</th><th>params</th><th>{e(data.objective)}</th><th>prompt</th>"
+        "<th>sample</th></tr>"
+    )
     body = "".join(
         f"<tr><td>{n}</td><td>{p}</td><td>{v}</td><td class=text>{e(pr)}</td>"
         f"<td class=text>{e(tx)}</td></tr>"

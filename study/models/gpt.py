@@ -183,8 +183,15 @@ class Block(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor] | None,
         bias: torch.Tensor | None,
         ve: torch.Tensor | None = None,
+        shortcut: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
+        """``shortcut`` (x0, resid_lambda, x0_lambda), the embedding shortcut of this layer:
+        the residual stream becomes ``resid_lambda * x + x0_lambda * x0`` first. Mixed here,
+        not in the layer loop, so a block compiled by regions fuses it into its first norm."""
         p, training = self.dropout, self.training
+        if shortcut is not None:
+            x0, resid_lambda, x0_lambda = shortcut  # (B, T, d_model), two 0-d scalars
+            x = resid_lambda * x + x0_lambda * x0
         x = x + dropout(self.attn(self.ln1(x), rope, bias, ve), p, training=training)
         return x + dropout(self.mlp(self.ln2(x)), p, training=training)
 
@@ -240,10 +247,10 @@ class Transformer(nn.Module):
         x0 = F.rms_norm(x, (x.size(-1),)) if self.shortcut else None  # (B, T, d_model)
         values = [table(idx) for table in self.value_embeds]  # each (B, T, d_model)
         for i, block in enumerate(self.blocks):
-            if x0 is not None:
-                x = self.resid_lambdas[i] * x + self.x0_lambdas[i] * x0
+            # The scalars go in as 0-d tensors, not the index: one compiled block for every layer.
+            mix = None if x0 is None else (x0, self.resid_lambdas[i], self.x0_lambdas[i])
             table = self.ve_layers[i]
-            x = block(x, rope, bias, None if table is None else values[table])
+            x = block(x, rope, bias, None if table is None else values[table], mix)
         return self.ln_f(x)
 
 

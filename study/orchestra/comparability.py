@@ -31,6 +31,7 @@ TERMS = {
     "search_space": "sweep's search space (its parameters and their ranges)",
     "vocab_sizes": "vocabularies (the sweep's VOCAB_SIZES, or its vocab_size choices)",
     "eval_bytes": "held-out text (eval_bytes: UTF-8 bytes of whole held-out stories scored)",
+    "objective": "objective (study.objective: what the trials' values measure)",
 }
 
 

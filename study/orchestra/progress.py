@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from study.fmt import fmt_count
+from study.objective import ATTRS, LABELS, PPL
 from study.redact import safe_url
 
 if TYPE_CHECKING:
@@ -86,8 +87,11 @@ def end_line(number: int, outcome: Outcome) -> str:
     return f"trial {number} failed: {outcome.reason}"
 
 
-def study_line(name: str, trials: Sequence[FrozenTrial], *, target: int, workers: int) -> str:
-    """Trials complete / target, failures, the best so far with its size, and time left."""
+def study_line(
+    name: str, trials: Sequence[FrozenTrial], *, target: int, workers: int, objective: str = PPL
+) -> str:
+    """Trials complete / target, failures, the best so far (by the study's ``objective``,
+    ``study.objective``) with its size, and time left."""
     from optuna.trial import TrialState
 
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -100,7 +104,7 @@ def study_line(name: str, trials: Sequence[FrozenTrial], *, target: int, workers
         about = [f"{fmt_count(size)} params"] if isinstance(size, (int, float)) else []
         about += [fmt_params(best.params)] if best.params else []  # a fixed sweep has none
         parts.append(
-            f"best ppl {best.value:.2f} #{best.number}"
+            f"best {best_value(best, objective)} #{best.number}"
             + (f" ({'; '.join(about)})" if about else "")
         )
         durations = [
@@ -113,10 +117,30 @@ def study_line(name: str, trials: Sequence[FrozenTrial], *, target: int, workers
     return " | ".join(parts)
 
 
+def best_value(trial: FrozenTrial, objective: str) -> str:
+    """A trial's value as the study's standing shows it: ``ppl 5.21`` or ``bpb 1.102``."""
+    return f"{objective} {trial.value:.2f}" if objective == PPL else f"bpb {trial.value:.3f}"
+
+
+def _attr(trial: FrozenTrial, name: str, objective: str) -> float:
+    """A stored metric of ``trial``; the objective's own is its value where it was not stored."""
+    value = trial.user_attrs.get(name)
+    if isinstance(value, int | float):
+        return float(value)
+    return float(trial.value) if ATTRS[objective] == name and trial.value is not None else math.nan
+
+
 def summary(
-    name: str, url: str, trials: Sequence[FrozenTrial], *, target: int, top: int = 5
+    name: str,
+    url: str,
+    trials: Sequence[FrozenTrial],
+    *,
+    target: int,
+    top: int = 5,
+    objective: str = PPL,
 ) -> list[str]:
-    """The closing lines: the best trials and the commands that plot and analyse them."""
+    """The closing lines: the best trials (by the study's ``objective``, each with its stored
+    perplexity and bits per byte) and the commands that plot and analyse them."""
     from optuna.trial import TrialState
 
     complete = sorted(
@@ -127,7 +151,7 @@ def summary(
     if complete:
         lines.append(
             f"best {min(top, len(complete))} of {len(complete)} complete trials "
-            f"(held-out perplexity):"
+            f"({LABELS[objective]}):"
         )
         lines.append(
             f"  {'trial':>5}  {'ppl':>8}  {'bpb':>6}  {'params':>7}  {'tokens':>7}  "
@@ -136,7 +160,8 @@ def summary(
         for t in complete[:top]:
             a = t.user_attrs
             lines.append(
-                f"  {t.number:>5}  {t.value:>8.2f}  {float(a.get('val_bpb', math.nan)):>6.3f}  "
+                f"  {t.number:>5}  {_attr(t, 'val_ppl', objective):>8.2f}  "
+                f"{_attr(t, 'val_bpb', objective):>6.3f}  "
                 f"{fmt_count(a.get('params', 0)):>7}  {fmt_count(a.get('tokens_seen', 0)):>7}  "
                 f"{fmt_count(a.get('tokens_per_second', 0)):>7}  {fmt_params(t.params)}"
             )
@@ -225,8 +250,8 @@ def time_left(
 class Display:
     """The study as a person watches it: a tqdm bar on a terminal, plain lines elsewhere.
 
-    The bar (one worker, ``out`` a terminal) shows trials complete / asked, the best perplexity
-    so far, elapsed time and time left (``time_left``: the budget x trials left, plus the
+    The bar (one worker, ``out`` a terminal) shows trials complete / asked, the best value
+    (``study.objective``) so far, elapsed time and time left (``time_left``: the budget x trials left, plus the
     overhead per trial measured on the trials of this run, 0 until one has finished), with the
     running trial's step, loss and tok/s on a status line beneath. Trial start and end lines are
     written above the bar. Without a terminal, or with several workers (whose bars would fight
@@ -244,8 +269,10 @@ class Display:
         workers: int = 1,
         out: TextIO | None = None,
         bar: bool | None = None,
+        objective: str = PPL,
     ) -> None:
         self.name, self.target, self.done = name, target, done
+        self.objective = objective
         self.budget, self.workers = budget, workers
         self.out = out if out is not None else sys.stdout
         self.overheads: list[float] = []  # measured seconds outside the budget, per trial
@@ -311,14 +338,21 @@ class Display:
         if outcome.result is not None and outcome.result.outside_seconds is not None:
             self.overheads.append(outcome.result.outside_seconds)
         if self._bar is None:
-            emit(study_line(self.name, trials, target=self.target, workers=self.workers), self.out)
+            line = study_line(
+                self.name,
+                trials,
+                target=self.target,
+                workers=self.workers,
+                objective=self.objective,
+            )
+            emit(line, self.out)
             return
         complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
         self.done = len(complete)
         if complete:
             best = min(complete, key=lambda t: float(t.value or math.inf))
             size = best.user_attrs.get("params")
-            self.best = f"best ppl {best.value:.2f} #{best.number}" + (
+            self.best = f"best {best_value(best, self.objective)} #{best.number}" + (
                 f" ({fmt_count(size)} params)" if isinstance(size, (int, float)) else ""
             )
         self._bar.n = min(self.done, self.target)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from study.config import FixedTerms
 from study.data import resolve_data
 from study.errors import UsageError
+from study.objective import LABELS, OBJECTIVE_ATTR, of_study, study_objective
 from study.orchestra import launch, progress
 from study.orchestra.comparability import check_terms, heldout_digest, search_space
 from study.orchestra.options import DEFAULT_STORAGE, RunOptions
@@ -98,7 +99,10 @@ def run_study(opts: RunOptions) -> int:
     dead_workers = run_workers(specs, lock, failures)
 
     trials = shared.trials()
-    for line in progress.summary(study_name, state.url, trials, target=opts.trials):
+    objective = study_objective(fixed.vocab_sizes)
+    for line in progress.summary(
+        study_name, state.url, trials, target=opts.trials, objective=objective
+    ):
         progress.emit(line)
     complete = sum(t.state == TrialState.COMPLETE for t in trials)
     return exit_status(opts, dead_workers, complete=complete, failed=failures.value)
@@ -135,8 +139,9 @@ def prepare_study(
         "max_stories": tokens.max_stories,
         "eval_tokens": probe.eval_tokens,
     }
-    if len(vocabs) > 1:  # a study of one vocabulary records neither, as before
+    if len(vocabs) > 1:  # a study of one vocabulary records none of these, as before
         terms["vocab_sizes"] = list(vocabs)
+        terms[OBJECTIVE_ATTR] = study_objective(vocabs)
     if eval_bytes is not None:
         terms["eval_bytes"] = eval_bytes
     return fixed, terms  # the workers' trainers map the token cache themselves
@@ -172,7 +177,7 @@ def check_existing(state: store.StorageState, study_name: str, *, budget: float)
     if state.directions != ("MINIMIZE",):
         raise UsageError(
             f"study {study_name!r} in {state.url} optimises {'/'.join(state.directions)}; "
-            f"this harness minimises held-out perplexity (choose another --study-name)"
+            f"this harness minimises (choose another --study-name)"
         )
     # Checked again under the study lock (open_study); the same words whichever check refuses.
     check_terms(
@@ -199,8 +204,10 @@ def open_study(opts: RunOptions, study_name: str, terms: dict[str, Any]) -> tupl
     study_lock = StudyLock(opts.storage, study_name)
     try:
         with study_lock:
-            shared = SharedStudy.create(opts.storage, study_name)
+            label = LABELS[of_study(terms)]  # the objective, as Optuna's dashboard names it
+            shared = SharedStudy.create(opts.storage, study_name, metric_name=label)
             missing = check_terms(shared.user_attrs(), terms, study_name=study_name)
+            check_objective(shared, missing, study_name=study_name)
             for key, value in missing.items():
                 shared.tag(key, value)
             kept = pending.record(shared, opts.storage, cache_dir=opts.cache_dir)
@@ -219,6 +226,24 @@ def open_study(opts: RunOptions, study_name: str, terms: dict[str, Any]) -> tupl
             f"failed and queued again: " + ", ".join(f"#{n}" for n in recovered)
         )
     return shared, run_index
+
+
+def check_objective(shared: SharedStudy, missing: dict[str, Any], *, study_name: str) -> None:
+    """Refuse to start minimising bits per byte in a study whose complete trials were valued in
+    perplexity (one of several vocabularies made before the ``objective`` term existed): their
+    values would mix two units.
+
+    Raises:
+        UsageError: the study lacks the term and holds complete trials.
+    """
+    from optuna.trial import TrialState
+
+    if OBJECTIVE_ATTR in missing and shared.count(TrialState.COMPLETE):
+        raise UsageError(
+            f"study {study_name!r} valued its trials in held-out perplexity; this run would "
+            f"value them in bits per byte, as a study of several vocabularies does (choose "
+            f"another --study-name)"
+        )
 
 
 def run_workers(specs: list[WorkerSpec], lock: Lock, failures: Failures) -> list[tuple[str, int]]:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from study.config import FixedTerms
 from study.errors import UsageError, first_line, stop_like_ctrl_c
+from study.objective import final_value, point_value, study_objective
 from study.orchestra import keep as keeping
 from study.orchestra import progress
 from study.orchestra.job import Outcome, WarmPool, die_with_parent, prestart_enabled, run_job
@@ -129,6 +130,8 @@ class Worker:
                 spec.pruner, curve_points=spec.curve_points, budget=spec.fixed.budget
             ),
         )
+        # Known from the vocabularies alone: the runner records the same as the study's term.
+        self.objective = study_objective(spec.fixed.vocab_sizes)
         self.env = {**os.environ, **spec.env}
         self.study_lock = StudyLock(spec.storage, spec.study_name)
         self.pool = WarmPool(
@@ -144,6 +147,7 @@ class Worker:
             workers=spec.workers,
             done=_complete(self.shared),
             budget=spec.fixed.budget,
+            objective=self.objective,
         )
         self.waiting = False
 
@@ -275,7 +279,7 @@ class Worker:
                 return shared.report_point(
                     trial,
                     index,
-                    event.get("val_loss"),
+                    point_value(event, self.objective),
                     budget=config.budget,
                     curve_points=config.curve_points,
                     ask_pruner=prune,
@@ -326,7 +330,7 @@ class Worker:
             if outcome.checkpoint is not None:  # written with the rest, before COMPLETE
                 attrs[keeping.ATTR] = outcome.checkpoint
             try:
-                self.shared.complete(trial, result.val_ppl, attrs=attrs, result=result)
+                self.shared.complete(trial, self.value(result), attrs=attrs, result=result)
             except (StorageFull, StorageGone) as exc:
                 # Nothing of the trial is half-written (each write is one transaction, COMPLETE
                 # last) and it stays RUNNING; keep the result to record at the next chance.
@@ -341,6 +345,10 @@ class Worker:
         else:
             self.fail(trial.number, outcome.reason)
 
+    def value(self, result: TrainResult) -> float:
+        """The trial's Optuna value: its result under the study's objective."""
+        return final_value(val_ppl=result.val_ppl, val_bpb=result.val_bpb, objective=self.objective)
+
     def keep(self, number: int, result: TrainResult, attrs: dict[str, Any]) -> str:
         """Keep a result the database would not take on disk; where it went, as a clause."""
         try:
@@ -349,7 +357,7 @@ class Worker:
                 self.spec.storage,
                 cache_dir=self.spec.cache_dir,
                 number=number,
-                value=result.val_ppl,
+                value=self.value(result),
                 attrs=attrs,
                 result=result,
             )

@@ -87,9 +87,10 @@ class SharedStudy:
         self._ids: dict[int, int] = {}  # trial number -> storage trial id (never changes)
 
     @classmethod
-    def create(cls, url: str, name: str) -> SharedStudy:
+    def create(cls, url: str, name: str, *, metric_name: str = METRIC_NAME) -> SharedStudy:
         """Open ``url`` (creating Optuna's and the harness tables) and create or load ``name``,
-        a study that minimises ``METRIC_NAME`` (named for Optuna's dashboard). Intermediate
+        a study that minimises ``metric_name`` (named for Optuna's dashboard; held-out bits per
+        byte in a study of several vocabularies, ``study.objective``). Intermediate
         values are reported by budget second (:func:`curve_step`); an older study keyed by
         curve index is upgraded once (``study.storage.upgrade_study``). Call under the study
         lock."""
@@ -100,7 +101,7 @@ class SharedStudy:
         storage = store.open_storage(url)
         # Before Optuna loads it: a study of the older kind is named and its steps rekeyed once.
         store.retry(
-            upgrade_study, storage.engine, name, metric_name=METRIC_NAME, what="upgrade the study"
+            upgrade_study, storage.engine, name, metric_name=metric_name, what="upgrade the study"
         )
         study = store.retry(
             optuna.create_study,
@@ -113,7 +114,7 @@ class SharedStudy:
         if study.metric_names is None:  # what Optuna's dashboard calls the objective
             with warnings.catch_warnings():  # "experimental" since Optuna 3.2; still there in 5
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                store.retry(study.set_metric_names, [METRIC_NAME], what="name the objective")
+                store.retry(study.set_metric_names, [metric_name], what="name the objective")
         study_id = store.retry(storage.get_study_id_from_name, name, what="read the study")
         if CREATION_ATTR not in store.retry(
             storage.get_study_system_attrs, study_id, what="read the study"
@@ -265,15 +266,15 @@ class SharedStudy:
         self,
         trial: optuna.Trial,
         index: int,
-        val_loss: Any,
+        value: float | None,
         *,
         budget: float,
         curve_points: int,
         ask_pruner: bool,
     ) -> bool:
-        """Report curve point ``index`` (1 .. ``curve_points``) of ``trial``: its held-out
-        perplexity, under step ``curve_step(index)``. A point without a finite loss is skipped,
-        and one already reported is kept as it was.
+        """Report curve point ``index`` (1 .. ``curve_points``) of ``trial``: its ``value`` under
+        the study's objective (``study.objective.point_value``), under step ``curve_step(index)``.
+        A point without a finite value is skipped, and one already reported is kept as it was.
 
         Returns:
             True if ``ask_pruner`` and the pruner says stop (never asked at the last point,
@@ -282,14 +283,14 @@ class SharedStudy:
         Raises:
             TrialWrittenOff: another process has finished the trial.
         """
-        if not isinstance(val_loss, int | float) or not math.isfinite(val_loss):
+        if value is None or not math.isfinite(value):
             return False
         step = curve_step(index, budget=budget, curve_points=curve_points)
         if step in self.stored(trial.number).intermediate_values:
             return False
         return self.report(
             trial,
-            math.exp(min(val_loss, 700.0)),
+            value,
             step,
             ask_pruner=ask_pruner and index < curve_points,
         )

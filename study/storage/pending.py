@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from study.fileio import write_json
+from study.objective import of_study, stored_point_value
 from study.result import TrainResult
 from study.storage.store import storage_identity
 
@@ -135,11 +136,14 @@ def record(shared: SharedStudy, url: str, *, cache_dir: str | None) -> list[int]
                 try:
                     # The curve points the database did not take (point i at fraction i/P).
                     points = int(result.config.get("curve_points", len(result.curve)))
+                    objective = of_study(shared.user_attrs())
                     for index, point in enumerate(result.curve, 1):
                         shared.report_point(
                             trial,
                             index,
-                            point.get("val_loss"),
+                            stored_point_value(
+                                point, eval_bytes=result.eval_bytes, objective=objective
+                            ),
                             budget=float(result.config["budget"]),
                             curve_points=points,
                             ask_pruner=False,

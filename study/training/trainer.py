@@ -255,9 +255,9 @@ class Run:
         at = self.clock.elapsed
         if self.config.steps is None:
             at = min(at, self.config.budget)
-        val_loss = None
+        val_loss = val_bpb = None
         if self.next_curve < self.config.curve_points:
-            val_loss, _ = self.job.held_out(self.threads)
+            val_loss, val_bpb = self.job.held_out(self.threads)
         point = CurvePoint(
             elapsed_s=at,
             tokens=self.tokens_seen,
@@ -266,7 +266,8 @@ class Run:
             eval_tokens=self.job.eval_tokens,
         )
         self.curve.append(point)
-        self.events.emit(ev.curve(frac=self.next_curve / self.config.curve_points, point=point))
+        frac = self.next_curve / self.config.curve_points
+        self.events.emit(ev.curve(frac=frac, point=point, val_bpb=val_bpb))
         self.next_curve += 1
         self.eval_seconds += time.perf_counter() - paused_at
         self.clock.resume()
