@@ -38,6 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--eval-tokens", type=int, default=65_536, help="with --data (default 65536)"
     )
     parser.add_argument(
+        "--eval-bytes",
+        type=int,
+        default=None,
+        metavar="B",
+        help="with --data: score the first whole held-out stories holding at least B bytes "
+        "(the byte protocol of a study of several vocabularies) instead of --eval-tokens",
+    )
+    parser.add_argument(
         "--max-stories",
         type=int,
         default=None,

@@ -136,3 +136,58 @@ def test_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     payload = json.loads(out.read_text())
     assert [s["order"] for s in payload["scores"]] == [1, 2]
     assert "best: order" in capsys.readouterr().out
+
+
+def test_byte_protocol_scores_what_a_trial_scores(tmp_path: Path) -> None:
+    """With eval_bytes the baseline scores the trial's own held-out stories (windows and the
+    shorter last one), in the same bytes and targets; two vocabularies score the same bytes;
+    the windows' protocol and its cache file are not touched by it."""
+    from study.config import ModelConfig, TrainConfig
+    from study.training.trainer import train
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    write_text(corpus / "train.txt", make_stories(300))
+    write_text(corpus / "valid.txt", make_stories(60, seed=5))
+    cache = tmp_path / "cache"
+    config = TrainConfig(
+        model=ModelConfig(n_layer=1, d_model=16, n_head=2, seq_len=32, vocab_size=300),
+        data=str(corpus),
+        device="cpu",
+        batch_size=4,
+        steps=2,
+        eval_bytes=1500,
+        curve_points=1,
+        sample_tokens=0,
+    )
+    trial = train(config, cache_dir=cache, out=None)
+    by_bytes = {
+        vocab: views.compute_baselines(
+            views.Protocol(str(corpus), None, vocab, 32, 65_536, eval_bytes=1500),
+            orders=(1, 2),
+            cache_dir=cache,
+        )
+        for vocab in (300, 420)
+    }
+    assert by_bytes[300].bytes == trial.eval_bytes and by_bytes[300].targets == trial.eval_tokens
+    assert by_bytes[420].bytes == trial.eval_bytes and by_bytes[420].targets < trial.eval_tokens
+    windows = views.compute_baselines(
+        views.Protocol(str(corpus), None, 300, 32, 1024), orders=(1, 2), cache_dir=cache
+    )
+    assert windows.targets == 1024 and windows.bytes != by_bytes[300].bytes
+    assert len(list((cache / "baselines").glob("ngram-*.json"))) == 3  # one file per protocol
+
+
+def test_study_protocol_reads_eval_bytes() -> None:
+    row = {
+        "state": "COMPLETE",
+        "config.data": "sample",
+        "config.max_stories": None,
+        "config.model.vocab_size": 1024,
+        "config.model.seq_len": 64,
+        "config.eval_tokens": 4096,
+        "config.eval_bytes": 262_144,
+    }
+    assert views.study_protocol(pd.DataFrame([row])).eval_bytes == 262_144
+    del row["config.eval_bytes"]  # a study from before the byte protocol
+    assert views.study_protocol(pd.DataFrame([row])).eval_bytes is None

@@ -2,8 +2,10 @@
 
 What the trials share decides the baseline: the corpus (``config.data``, ``config.max_stories``),
 the tokenizer (``config.model.vocab_size``) and the evaluation protocol
-(``config.model.seq_len``, ``config.eval_tokens``). The windows come from
-:func:`study.training.evaluate.eval_windows` on the same cached held-out array the trainer maps,
+(``config.model.seq_len``, ``config.eval_tokens``, ``config.eval_bytes``). The windows come from
+:func:`study.training.evaluate.heldout_set` on the same cached held-out array the trainer maps
+(``eval_tokens`` tokens in whole windows, or with ``eval_bytes`` the same whole held-out stories
+and the same shorter last window a trial of the byte protocol scores),
 and bits per byte divides by the same byte count (``token_bytes`` of the targets), so a baseline
 and a trial differ only in the model. Results are kept beside the corpus's token cache, one JSON
 file per corpus, tokenizer and protocol, written whole (:func:`study.fileio.write_json`).
@@ -42,6 +44,7 @@ class Protocol:
     vocab_size: int
     seq_len: int
     eval_tokens: int
+    eval_bytes: int | None = None  # the byte protocol (whole held-out stories), else windows
 
 
 @dataclass(frozen=True)
@@ -86,26 +89,31 @@ def study_protocol(trials: Any) -> Protocol:
         "config.model.vocab_size",
         "config.model.seq_len",
         "config.eval_tokens",
+        "config.eval_bytes",
     )
     done = trials[trials["state"] == "COMPLETE"]
-    if done.empty or any(c not in done.columns for c in cols[2:]):
+    if done.empty or any(c not in done.columns for c in cols[2:5]):
         raise UsageError("the study has no complete trial that records its config")
+    done = done.assign(**{c: None for c in cols if c not in done.columns})
     rows = Counter(
         tuple(_plain(v) for v in row) for row in done[list(cols)].itertuples(index=False)
     )
-    (data, stories, vocab, seq_len, eval_tokens), n = rows.most_common(1)[0]
+    (data, stories, vocab, seq_len, eval_tokens, eval_bytes), n = rows.most_common(1)[0]
     if len(rows) > 1:
         log.warning("trials differ in corpus or protocol; the baseline uses %d of %d", n, len(done))
     if vocab is None or seq_len is None or eval_tokens is None:
         raise UsageError("the study's trials do not record vocab_size, seq_len and eval_tokens")
     if isinstance(stories, str):
         raise UsageError(f"the study's trials record max_stories {stories!r}, not a number")
+    if eval_bytes is not None and not isinstance(eval_bytes, (int, float)):
+        raise UsageError(f"the study's trials record eval_bytes {eval_bytes!r}, not a number")
     return Protocol(
         data=data,
         max_stories=None if stories is None else int(stories),
         vocab_size=int(vocab),
         seq_len=int(seq_len),
         eval_tokens=int(eval_tokens),
+        eval_bytes=None if eval_bytes is None else int(eval_bytes),
     )
 
 
@@ -123,6 +131,7 @@ def protocol_from_args(args: Any) -> Protocol:
             ("--seq-len", args.seq_len, 1),
             ("--eval-tokens", args.eval_tokens, 1),
             ("--max-stories", args.max_stories, 1),
+            ("--eval-bytes", args.eval_bytes, 1),
         ):
             if value is not None and value < low:
                 raise UsageError(f"{flag} must be at least {low}, got {value}")
@@ -132,6 +141,7 @@ def protocol_from_args(args: Any) -> Protocol:
             vocab_size=args.vocab_size,
             seq_len=args.seq_len,
             eval_tokens=args.eval_tokens,
+            eval_bytes=args.eval_bytes,
         )
     from analysis.load import DEFAULT_STORAGE, load_study
 
@@ -183,15 +193,26 @@ def compute_baselines(
 
 
 def score_baselines(data: TokenData, *, protocol: Protocol, orders: tuple[int, ...]) -> Baselines:
-    """Count each order on ``data.train`` and score it on the study's held-out windows."""
+    """Count each order on ``data.train`` and score it on the study's held-out windows (the
+    trainer's own :func:`study.training.evaluate.heldout_set`, the byte protocol's last shorter
+    window included)."""
     import numpy as np
 
     from analysis.fits.ngram import fit_ngram
-    from study.training.evaluate import eval_windows
+    from study.training.evaluate import heldout_set
 
-    windows = eval_windows(data.valid, n_tokens=protocol.eval_tokens, seq_len=protocol.seq_len)
-    n_bytes = int(data.token_bytes.astype(np.int64)[windows[:, 1:]].sum())
-    n_targets = int(windows[:, 1:].size)
+    held = heldout_set(
+        np.asarray(data.valid),
+        seq_len=protocol.seq_len,
+        eval_tokens=protocol.eval_tokens,
+        eval_bytes=protocol.eval_bytes,
+        token_bytes=data.token_bytes,
+        eot_id=data.eot_id,
+    )
+    parts = [w for w in (held.windows, held.tail) if w is not None and w.size]
+    token_bytes = data.token_bytes.astype(np.int64)
+    n_bytes = sum(int(token_bytes[w[:, 1:]].sum()) for w in parts)
+    n_targets = sum(int(w[:, 1:].size) for w in parts)
     train = np.asarray(data.train)
     start = time.perf_counter()
     counts = fit_ngram(train, order=max(orders), vocab_size=data.vocab_size)
@@ -199,7 +220,8 @@ def score_baselines(data: TokenData, *, protocol: Protocol, orders: tuple[int, .
     scores = []
     for order in orders:
         start = time.perf_counter()
-        nll = counts.truncated(order).window_nll(windows)
+        model = counts.truncated(order)
+        nll = sum(model.window_nll(w) for w in parts)
         seconds = time.perf_counter() - start
         scores.append(
             OrderScore(
@@ -225,10 +247,11 @@ def score_baselines(data: TokenData, *, protocol: Protocol, orders: tuple[int, .
 
 def format_baselines(result: Baselines) -> str:
     p = result.protocol
+    held = "whole held-out stories, " if p.eval_bytes is not None else ""
     lines = [
         f"{result.method} n-grams of {result.corpus} ({result.train_tokens:,} training tokens, "
         f"vocab {p.vocab_size}), scored on {result.targets:,} held-out targets "
-        f"(seq_len {p.seq_len} windows, {result.bytes:,} bytes)",
+        f"({held}seq_len {p.seq_len} windows, {result.bytes:,} bytes)",
         f"{'order':>5}  {'bpb':>7}  {'ppl':>9}  {'seconds':>7}",
     ]
     for s in result.scores:
@@ -255,6 +278,9 @@ def _cache_path(root: Path, data: TokenData, protocol: Protocol, orders: tuple[i
             protocol.eval_tokens,
             list(orders),
         ]
+        # The byte protocol's key grows by its byte count; the windows' keys stay as they were,
+        # so baselines cached before it are read as before and the two never share a file.
+        + ([] if protocol.eval_bytes is None else [["eval_bytes", protocol.eval_bytes]])
     )
     digest = hashlib.sha256(key.encode()).hexdigest()[:20]
     folder = root / "baselines"
