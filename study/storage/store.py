@@ -26,7 +26,7 @@ from study.storage.checks import (
     check_writable,
     recover_journal,
 )
-from study.storage.retry import StorageFull, StorageGone, patience_s, retry
+from study.storage.retry import StorageFull, StorageGone, patience_s, retry, server_connect_args
 
 __all__ = [  # where callers find them
     "SQLITE_TIMEOUT_S",
@@ -35,6 +35,7 @@ __all__ = [  # where callers find them
     "check_harness_version",
     "patience_s",
     "retry",
+    "server_connect_args",
 ]
 
 if TYPE_CHECKING:
@@ -59,10 +60,11 @@ class StorageState:
 
 
 def engine_kwargs(url: str) -> dict[str, Any]:
-    """Connection options: a generous lock timeout for SQLite, liveness checks for servers."""
+    """Connection options: a generous lock timeout for SQLite; for servers, liveness checks and
+    the time limits of ``server_connect_args``."""
     if sa.engine.make_url(url).get_backend_name() == "sqlite":
         return {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
-    return {"pool_pre_ping": True}
+    return {"pool_pre_ping": True, "connect_args": server_connect_args(url)}
 
 
 DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
