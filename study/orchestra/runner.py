@@ -24,7 +24,13 @@ from study.config import FixedTerms
 from study.data import resolve_data
 from study.errors import UsageError
 from study.orchestra import launch, progress
-from study.orchestra.comparability import check_terms, heldout_digest, search_space
+from study.orchestra.comparability import (
+    check_terms,
+    fixed_settings,
+    heldout_digest,
+    late_terms_note,
+    search_space,
+)
 from study.orchestra.options import DEFAULT_STORAGE, RunOptions
 from study.orchestra.optuna_setup import quiet_optuna
 from study.orchestra.worker import WorkerSpec, process_main, run_worker
@@ -62,12 +68,12 @@ def run_study(opts: RunOptions) -> int:
         device=opts.device,
         seed=opts.seed,
     )
-    probe, space = probe_config(sweep, fixed)
+    probe, space, settings = probe_config(sweep, fixed)
     check_device(opts.device)
     if opts.storage == DEFAULT_STORAGE:
         Path(DEFAULT_STORAGE.removeprefix("sqlite:///")).parent.mkdir(exist_ok=True)
     state = store.inspect_storage(opts.storage, study_name)
-    check_existing(state, study_name, budget=opts.budget)
+    check_existing(state, study_name, budget=opts.budget, early={"settings": settings})
     tokens = study_tokens(
         probe,
         cache_dir=opts.cache_dir,
@@ -83,6 +89,7 @@ def run_study(opts: RunOptions) -> int:
         "eval_tokens": probe.eval_tokens,
         "sweep": sweep.name,
         "search_space": space,
+        "settings": settings,
     }
     del tokens  # the workers' trainers map the cache themselves
 
@@ -130,8 +137,16 @@ def exit_status(
     return 0
 
 
-def check_existing(state: store.StorageState, study_name: str, *, budget: float) -> None:
-    """Refuse to continue an existing study that maximises or ran with another budget.
+def check_existing(
+    state: store.StorageState,
+    study_name: str,
+    *,
+    budget: float,
+    early: dict[str, Any] | None = None,
+) -> None:
+    """Refuse to continue an existing study that maximises or ran with another budget (or
+    another of the ``early`` terms, known before the token cache is built: the sweep's fixed
+    settings).
 
     Raises:
         UsageError: the study exists and its trials would not compare with this run's.
@@ -144,9 +159,10 @@ def check_existing(state: store.StorageState, study_name: str, *, budget: float)
             f"this harness minimises held-out perplexity (choose another --study-name)"
         )
     # Checked again under the study lock (open_study); the same words whichever check refuses.
+    ours = {"budget": budget, **(early or {})}
     check_terms(
-        {k: v for k, v in state.study_attrs.items() if k == "budget"},
-        {"budget": budget},
+        {k: v for k, v in state.study_attrs.items() if k in ours},
+        ours,
         study_name=study_name,
     )
 
@@ -169,7 +185,8 @@ def open_study(opts: RunOptions, study_name: str, terms: dict[str, Any]) -> tupl
     try:
         with study_lock:
             shared = SharedStudy.create(opts.storage, study_name)
-            missing = check_terms(shared.user_attrs(), terms, study_name=study_name)
+            stored = shared.user_attrs()
+            missing = check_terms(stored, terms, study_name=study_name)
             for key, value in missing.items():
                 shared.tag(key, value)
             kept = pending.record(shared, opts.storage, cache_dir=opts.cache_dir)
@@ -177,6 +194,8 @@ def open_study(opts: RunOptions, study_name: str, terms: dict[str, Any]) -> tupl
             run_index = shared.bump(RUNS_ATTR)
     finally:
         study_lock.close()
+    if note := late_terms_note(stored, missing, study_name=study_name):
+        progress.emit(f"[{study_name}] {note}")
     if kept:
         progress.emit(
             f"[{study_name}] recorded the kept result of trial(s) "
@@ -221,10 +240,13 @@ def run_workers(specs: list[WorkerSpec], lock: Lock, failures: Failures) -> list
     return [(p.name, p.exitcode or 0) for p in procs if p.exitcode != 0]
 
 
-def probe_config(sweep: Sweep, fixed: FixedTerms) -> tuple[TrainConfig, dict[str, str]]:
+def probe_config(
+    sweep: Sweep, fixed: FixedTerms
+) -> tuple[TrainConfig, dict[str, str], dict[str, Any]]:
     """One suggestion from a throwaway in-memory study: proves the sweep works before the
-    database is touched, and gives the tokenizer settings to prepare and the search space
-    (``comparability.search_space``). Seeded, so every run of a sweep sees the same branch."""
+    database is touched, and gives the tokenizer settings to prepare, the search space
+    (``comparability.search_space``) and the sweep's fixed settings
+    (``comparability.fixed_settings``). Seeded, so every run of a sweep sees the same branch."""
     import optuna
 
     scratch = optuna.create_study(
@@ -233,7 +255,9 @@ def probe_config(sweep: Sweep, fixed: FixedTerms) -> tuple[TrainConfig, dict[str
         else optuna.samplers.RandomSampler(seed=0)
     )
     trial = scratch.ask()
-    return sweep.build(trial, fixed), search_space(trial)
+    probe = sweep.build(trial, fixed)
+    settings = fixed_settings(lambda t: sweep.build(t, fixed), trial, probe)
+    return probe, search_space(trial), settings
 
 
 def check_device(device: str) -> None:
