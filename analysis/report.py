@@ -13,6 +13,7 @@ import argparse
 
 from analysis.args import add_budget_args, add_study_args, analysis_main, make_parser, setup_logging
 from analysis.page.report import run_report
+from study.outputs import add_force_arg
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_study_args(parser)
     add_budget_args(parser, device=False)
+    add_force_arg(parser)
     parser.add_argument(
         "--out",
         default="report.html",
@@ -57,6 +59,7 @@ def main(argv: list[str] | None = None) -> None:
             ratio=args.ratio,
             top=args.top,
             grid=args.grid,
+            force=args.force,
         )
     )
 

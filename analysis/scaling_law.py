@@ -16,6 +16,7 @@ import argparse
 
 from analysis.args import add_budget_args, add_study_args, analysis_main, make_parser, setup_logging
 from analysis.views.scaling_law import run_scaling_law
+from study.outputs import add_force_arg
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_study_args(parser, csv_columns="params,tokens,loss")
     add_budget_args(parser)
+    add_force_arg(parser)
     parser.add_argument(
         "--json", default=None, metavar="PATH", help="write E, A, B, alpha, beta, a, b as JSON"
     )
@@ -77,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
             device=args.device,
             json_path=args.json,
             plot_path=args.plot,
+            force=args.force,
             grid=args.grid,
             max_epochs=args.max_epochs,
             curve_points=args.curve_points,

@@ -16,12 +16,12 @@ from analysis.fits.loss_law import CHINCHILLA_GRID, LossLawFit, StartGrid, fit_l
 from analysis.fits.loss_optimum import LossOptimal, loss_optimal_n
 from analysis.fits.trust import point_reasons, untrusted_reasons
 from analysis.load import StudyData, read_csv
-from analysis.output import FIGURE_FORMATS, check_output
 from analysis.selection import PathArg, complete_trials, loss_points, open_source
 from analysis.views.crossover import CrossoverOutcome, device_crossovers
 from study.errors import UsageError
 from study.fileio import write_json
 from study.fmt import fmt_count
+from study.outputs import check_output
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -170,6 +170,7 @@ def run_scaling_law(
     device: str | None = None,
     json_path: PathArg = None,
     plot_path: PathArg = None,
+    force: bool = False,
     grid: str = "chinchilla",
     max_epochs: float | None = None,
     curve_points: bool = False,
@@ -184,8 +185,8 @@ def run_scaling_law(
     Raises:
         UsageError: bad options or paths, or no points to fit (nothing is written then).
     """
-    json_out = check_output(json_path, what="--json")
-    plot_out = check_output(plot_path, what="--plot", suffixes=FIGURE_FORMATS)
+    json_out = check_output(json_path, what="--json", kind="json", force=force)
+    plot_out = check_output(plot_path, what="--plot", kind="figure", force=force)
     start_grid = grid_named(grid)
     data = open_source(storage, study_name, csv)
     if data is None:
