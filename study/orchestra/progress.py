@@ -134,11 +134,13 @@ def summary(
             f"{'tok/s':>7}  config"
         )
         for t in complete[:top]:
-            a = t.user_attrs
+            bpb, params, seen, rate = (
+                _number(t.user_attrs, key)
+                for key in ("val_bpb", "params", "tokens_seen", "tokens_per_second")
+            )
             lines.append(
-                f"  {t.number:>5}  {t.value:>8.2f}  {float(a.get('val_bpb', math.nan)):>6.3f}  "
-                f"{fmt_count(a.get('params', 0)):>7}  {fmt_count(a.get('tokens_seen', 0)):>7}  "
-                f"{fmt_count(a.get('tokens_per_second', 0)):>7}  {fmt_params(t.params)}"
+                f"  {t.number:>5}  {t.value:>8.2f}  {bpb:>6.3f}  {fmt_count(params):>7}  "
+                f"{fmt_count(seen):>7}  {fmt_count(rate):>7}  {fmt_params(t.params)}"
             )
     lines += budget_lines(complete)
     url = safe_url(url)  # printed: never a secret, whoever calls
@@ -147,6 +149,15 @@ def summary(
     lines += [f"  python -m analysis.{a} {args} {extra}" for a, extra in ANALYSES]
     lines.append(f"  optuna-dashboard {shlex.quote(url)}")
     return lines
+
+
+def _number(attrs: dict[str, Any], key: str) -> float:
+    """A trial's numeric attribute as read from the database: NaN where it is missing or not a
+    number (a value this harness did not write is shown as unknown, never a traceback)."""
+    value = attrs.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return math.nan
+    return float(value)
 
 
 def budget_lines(complete: Sequence[FrozenTrial]) -> list[str]:
@@ -167,9 +178,7 @@ def budget_lines(complete: Sequence[FrozenTrial]) -> list[str]:
                 f"seconds per trial {text}: mean {sum(values) / len(values):.1f}, "
                 f"max {max(values):.1f}"
             )
-    repeated = [
-        t.number for t in complete if float(t.user_attrs.get("epochs", 0.0) or 0.0) > MAX_EPOCHS
-    ]
+    repeated = [t.number for t in complete if _number(t.user_attrs, "epochs") > MAX_EPOCHS]
     if repeated:
         lines.append(
             f"warning: {len(repeated)} trial(s) saw their training tokens more than "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -160,9 +161,12 @@ def _transient_cause(exc: BaseException) -> BaseException | None:
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, sa.exc.OperationalError):
-            # sqlite3 names its errors; only a busy or locked database frees itself.
+            # sqlite3 names its errors; only a busy or locked database frees itself. An sqlite3
+            # error without a name is Python's own (text that cannot be decoded): no wait cures it.
             name = getattr(seen.orig, "sqlite_errorname", None)
-            if name is None or name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+            if name is None and not isinstance(seen.orig, sqlite3.Error):
+                return seen  # a server's driver: a lost connection, a restart
+            if name is not None and name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
                 return seen
             return None
         seen = seen.__cause__
