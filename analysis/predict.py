@@ -140,6 +140,9 @@ def predict_text(results: dict[str, HoldoutResult | str]) -> str:
             lines.append(f"  law: {res.law.form} - {res.law.reason}")
             constants = ", ".join(_constant(k, v) for k, v in res.law.constants().items())
             lines.append(f"  constants: {constants}")
+            chinchilla = res.law.chinchilla or getattr(res.law.data_constrained, "base", None)
+            if chinchilla is not None and chinchilla.screened_on:  # say how its starts ran
+                lines.append(f"  starts: {chinchilla.search()}")
             lines.extend(f"  warning: {w}" for w in res.law.warnings)
         for why in res.untrusted:
             lines.append(f"  NOT TRUSTED: {why}")

@@ -134,8 +134,7 @@ def scaling_law_text(o: ScalingLawOutcome) -> str:
     lines = [
         f"loss law L(N, D) = E + A/N^alpha + B/D^beta on {law.n_points} points"
         + (f" ({counted})" if counted else "")
-        + f", Huber delta {law.delta:g}, best of {law.n_starts} L-BFGS starts "
-        f"({law.n_converged} converged)",
+        + f", Huber delta {law.delta:g}, {law.search()}",
         f"E = {law.E:.4f}",
         f"A = {law.A:.4g}",
         f"B = {law.B:.4g}",
