@@ -13,6 +13,7 @@ import argparse
 
 from analysis.args import add_study_args, analysis_main, make_parser, setup_logging
 from study.errors import UsageError
+from study.outputs import add_force_arg, check_output
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-order", type=int, default=5, help="orders 1 to this are scored (1-8, default 5)"
     )
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the results here")
+    add_force_arg(parser)
     parser.add_argument("--cache-dir", default=None, metavar="DIR", help="token cache folder")
     parser.add_argument(
         "--no-cache", action="store_true", help="score again even where a result is cached"
@@ -69,7 +71,6 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging(args.verbose)
     from pathlib import Path
 
-    from analysis.output import check_output
     from analysis.views.baseline import (
         compute_baselines,
         format_baselines,
@@ -79,8 +80,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if not 1 <= args.max_order <= 8:
         raise UsageError(f"--max-order must be 1 to 8, got {args.max_order}")
-    if args.json is not None:
-        check_output(args.json, what="--json")
+    check_output(args.json, what="--json", kind="json", force=args.force)
     protocol = protocol_from_args(args)
     result = compute_baselines(
         protocol,

@@ -16,6 +16,7 @@ import argparse
 from analysis.args import add_device_arg, add_study_args, analysis_main, make_parser, setup_logging
 from analysis.selection import METRICS
 from analysis.views.compare import COMPARE_BY, run_compare
+from study.outputs import add_force_arg
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="ppl: per-token perplexity (default); bpb: bits per byte (tokenizer-free)",
     )
     add_device_arg(parser)
+    add_force_arg(parser)
     parser.add_argument(
         "--json", default=None, metavar="PATH", help="also write the comparison as JSON"
     )
@@ -71,6 +73,7 @@ def main(argv: list[str] | None = None) -> None:
             metric=args.metric,
             device=args.device,
             json_path=args.json,
+            force=args.force,
             also=args.also,
             baseline=not args.no_baseline,
         )

@@ -11,6 +11,7 @@ import argparse
 
 from analysis.args import add_budget_args, add_study_args, analysis_main, make_parser, setup_logging
 from analysis.views.crossover import run_crossover
+from study.outputs import add_force_arg
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_study_args(parser, csv_columns="params,tokens_per_second")
     add_budget_args(parser)
+    add_force_arg(parser)
     parser.add_argument(
         "--json",
         default=None,
@@ -70,6 +72,7 @@ def main(argv: list[str] | None = None) -> None:
             json_path=args.json,
             plot_path=args.plot,
             throughput_plot_path=args.throughput_plot,
+            force=args.force,
             n_boot=args.bootstrap,
             seed=args.seed,
         )

@@ -11,6 +11,7 @@ import argparse
 
 from analysis.args import add_device_arg, add_study_args, analysis_main, make_parser, setup_logging
 from analysis.views.curves import run_curves
+from study.outputs import add_force_arg
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the figure to write, .png/.svg/.pdf (default curves.png)",
     )
     add_device_arg(parser)
+    add_force_arg(parser)
     parser.add_argument(
         "--no-baseline",
         action="store_true",
@@ -47,6 +49,7 @@ def main(argv: list[str] | None = None) -> None:
             storage=args.storage,
             study_name=args.study_name,
             plot_path=args.plot,
+            force=args.force,
             device=args.device,
             baseline=not args.no_baseline,
         )

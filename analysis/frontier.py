@@ -13,6 +13,7 @@ import argparse
 from analysis.args import add_budget_args, add_study_args, analysis_main, make_parser, setup_logging
 from analysis.selection import METRICS
 from analysis.views.frontier import COLOR_BY, run_frontier
+from study.outputs import add_force_arg
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_study_args(parser)
     add_budget_args(parser)
+    add_force_arg(parser)
     parser.add_argument(
         "--plot", default=None, metavar="PATH", help="write the figure here (.png/.svg/.pdf)"
     )
@@ -63,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
             storage=args.storage,
             study_name=args.study_name,
             plot_path=args.plot,
+            force=args.force,
             metric=args.metric,
             color_by=args.color_by,
             budget=args.budget,

@@ -23,7 +23,6 @@ from analysis.fits.errors import FitError
 from analysis.fits.holdout import HoldoutResult, holdout_check
 from analysis.fits.loss_law import LossLawFit, fit_loss_law
 from analysis.load import DEFAULT_STORAGE, StudyData, load_study
-from analysis.output import check_output
 from analysis.selection import (
     PathArg,
     SizePick,
@@ -38,6 +37,7 @@ from analysis.views.scaling_law import grid_named
 from study.errors import UsageError, first_line
 from study.fileio import write_json
 from study.fmt import fmt_count
+from study.outputs import add_force_arg, check_output
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -190,6 +190,9 @@ def predict_text(
             lines.append(f"  law: {res.law.form} - {res.law.reason}")
             constants = ", ".join(_constant(k, v) for k, v in res.law.constants().items())
             lines.append(f"  constants: {constants}")
+            chinchilla = res.law.chinchilla or getattr(res.law.data_constrained, "base", None)
+            if chinchilla is not None and chinchilla.screened_on:  # say how its starts ran
+                lines.append(f"  starts: {chinchilla.search()}")
             lines.extend(f"  warning: {w}" for w in res.law.warnings)
         for why in res.untrusted:
             lines.append(f"  NOT TRUSTED: {why}")
@@ -225,13 +228,14 @@ def run_predict(
     grid: str = "chinchilla",
     base_study: str | None = None,
     json_path: PathArg = None,
+    force: bool = False,
 ) -> str:
     """Check the output path, load, fit, then write ``json_path`` (if given); returns the text.
 
     Raises:
         UsageError: an unwritable output path or a study that cannot be read.
     """
-    out = check_output(json_path, what="JSON", suffixes=("json",))
+    out = check_output(json_path, what="--json", kind="json", force=force)
     data = open_source(storage, study_name, None)
     assert data is not None  # no CSV form: a held-out check needs the ladder's trials
     base = None
@@ -278,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_study_args(parser)
     add_device_arg(parser)
+    add_force_arg(parser)
     parser.add_argument(
         "--budget",
         type=float,
@@ -338,6 +343,7 @@ def main(argv: list[str] | None = None) -> None:
             grid=args.grid,
             base_study=args.base_study,
             json_path=args.json,
+            force=args.force,
         )
     )
 

@@ -13,6 +13,7 @@ import argparse
 
 from analysis.args import add_budget_args, add_study_args, analysis_main, make_parser, setup_logging
 from analysis.page.report import run_report
+from study.outputs import add_force_arg
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_study_args(parser)
     add_budget_args(parser, device=False)
+    add_force_arg(parser)
     parser.add_argument(
         "--out",
         default="report.html",
@@ -66,6 +68,7 @@ def main(argv: list[str] | None = None) -> None:
             top=args.top,
             grid=args.grid,
             color_by=args.color_by,
+            force=args.force,
         )
     )
 

@@ -20,6 +20,7 @@ import argparse
 
 from analysis.args import add_budget_args, add_study_args, analysis_main, make_parser, setup_logging
 from analysis.views.scaling_law import BOOTSTRAP_DEFAULT, run_scaling_law
+from study.outputs import add_force_arg
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_study_args(parser, csv_columns="params,tokens,loss")
     add_budget_args(parser)
+    add_force_arg(parser)
     parser.add_argument(
         "--json",
         default=None,
@@ -93,6 +95,7 @@ def main(argv: list[str] | None = None) -> None:
             device=args.device,
             json_path=args.json,
             plot_path=args.plot,
+            force=args.force,
             grid=args.grid,
             max_epochs=args.max_epochs,
             curve_points=args.curve_points,

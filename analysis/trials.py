@@ -15,6 +15,7 @@ import argparse
 
 from analysis.args import add_study_args, analysis_main, make_parser, setup_logging
 from analysis.views.trials import run_trials, trial_config
+from study.outputs import add_force_arg
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         ],
     )
     add_study_args(parser)
+    add_force_arg(parser)
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument(
         "--csv",
@@ -52,7 +54,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.config is not None:
         print(trial_config(storage=args.storage, study_name=args.study_name, number=args.config))
         return
-    print(run_trials(storage=args.storage, study_name=args.study_name, csv=args.csv))
+    print(
+        run_trials(storage=args.storage, study_name=args.study_name, csv=args.csv, force=args.force)
+    )
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from study.cli import ArgumentParser
 from study.device import resolve_device
 from study.errors import UsageError, cli_main
 from study.models.loss import CE_KERNELS
+from study.outputs import add_force_arg, check_output
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COLUMNS = tuple(COLUMN_KEYS)
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", type=Path, help="output (default: bench/results/<device>.json)")
     p.add_argument("--no-json", action="store_true", help="print only")
+    add_force_arg(p)
     p.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
     p.add_argument("--warmup", type=int, help="untimed steps first (default 8 GPU, 2 CPU)")
     p.add_argument("--min-steps", type=int, help="timed steps at least (default 20 GPU, 3 CPU)")
@@ -134,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     gpu = device.type == "cuda"
     json_path = None if args.no_json else (args.json or default_json(device))
+    check_output(json_path, what="--json", kind="json", force=args.force, make_folder=True)
     result = run_bench(
         device=device,
         sizes=sizes,

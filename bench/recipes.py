@@ -24,6 +24,7 @@ from study.cli import ArgumentParser
 from study.config import TrainConfig
 from study.errors import UsageError, cli_main
 from study.models import build_model, count_params
+from study.outputs import add_force_arg, check_output
 from study.training.step import TrainStep
 from sweeps.ladder_gpu import LADDER, SIZES
 
@@ -105,12 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=256, help="rows per step (default: 256)")
     p.add_argument("--seconds", type=float, default=5.0, help="timed seconds per cell")
     p.add_argument("--json", type=Path, help="write the rows here")
+    add_force_arg(p)
     return p
 
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    check_output(args.json, what="--json", kind="json", force=args.force)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     rows = []
     for size, name, config in recipe_configs(args.sizes, args.recipes, device=device.type):

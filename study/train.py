@@ -37,6 +37,7 @@ from study.data import max_stories_arg, resolve_data, resolve_max_stories
 from study.errors import UsageError, cli_main
 from study.fileio import write_json
 from study.fmt import fmt_count
+from study.outputs import add_force_arg, check_output
 from study.result import EXIT_DIVERGED, EXIT_OOM
 
 if TYPE_CHECKING:
@@ -210,6 +211,20 @@ def _add_io_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", type=Path, help="tokenizer and token cache folder")
     p.add_argument("--log-interval", type=float, help="seconds between progress lines")
     p.add_argument("--quiet", action="store_true", help="no progress lines or sample")
+    add_force_arg(p)
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse, before anything is trained, an output path this job could not write
+    (``study.outputs``): ``--json``, ``--events`` (appended JSON lines), ``--checkpoint``'s
+    two files."""
+    check_output(args.json, what="--json", kind="json", force=args.force)
+    check_output(args.events, what="--events", kind="jsonl", force=args.force)
+    if args.checkpoint is not None:
+        stem = args.checkpoint
+        for suffix, kind in ((".safetensors", "safetensors"), (".json", "json")):
+            path = stem.with_name(stem.name + suffix)
+            check_output(path, what="--checkpoint", kind=kind, force=args.force)
 
 
 def read_config(path: Path) -> dict[str, Any]:
@@ -275,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    check_outputs(args)
     data: TokenData | None = None
     if args.config_from_stdin:
         hint, data = warm_up(args)

@@ -97,6 +97,35 @@ def test_loss_law_recovers_known_parameters_from_noisy_data() -> None:
     assert set(fit.as_dict()) == {"E", "A", "B", "alpha", "beta", "a", "b"}
 
 
+def test_starts_screened_on_many_points_find_the_full_grids_fit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Above ``SCREEN_POINTS`` points each start is screened by a few steps on a spread of the
+    points and only the best distinct ones run on all (issue 27 #8: a 500-trial study's fit took
+    minutes): on a well-determined law the winner is the full grid's, and the fit says how its
+    starts ran. Fits on fewer points run every start, as before."""
+    import analysis.fits.loss_law as loss_law
+
+    rng = np.random.default_rng(5)
+    truth = {"E": 1.7, "A": 400.0, "alpha": 0.34, "B": 1500.0, "beta": 0.28}
+    n = np.repeat(np.geomspace(1e7, 1e10, 20), 20)
+    d = np.tile(np.geomspace(1e8, 1e12, 20), 20) * np.exp(rng.normal(0, 0.1, 400))
+    loss = law(n, d, **truth) * np.exp(rng.normal(0, 0.003, n.size))
+    screened = fit_loss_law(n, d, loss, grid=SMALL_GRID)
+    assert screened.screened_on == loss_law.SCREEN_POINTS < n.size
+    assert screened.n_starts == 243 and screened.n_converged <= loss_law.REFINE
+    assert f"screened by {loss_law.SCREEN_STEPS} steps on 256 of the 400" in screened.search()
+    monkeypatch.setattr(loss_law, "SCREEN_POINTS", n.size)  # every start on every point
+    full = fit_loss_law(n, d, loss, grid=SMALL_GRID)
+    assert full.screened_on == 0 and full.n_converged > loss_law.REFINE
+    assert full.search() == f"best of 243 L-BFGS starts ({full.n_converged} converged)"
+    assert screened.objective == pytest.approx(full.objective, rel=1e-8)
+    for name in ("E", "A", "B", "alpha", "beta"):
+        assert getattr(screened, name) == pytest.approx(getattr(full, name), rel=1e-4), name
+    spread = loss_law._spread(np.log(n), np.log(d), 256)
+    assert len(set(spread)) == 256 and len(set(n[spread])) == 20  # every size kept
+
+
 def test_loss_law_hard_errors() -> None:
     with pytest.raises(FitError, match="at least 5 points"):
         fit_loss_law([1e6, 2e6, 3e6, 4e6], [1e8] * 4, [3.0] * 4)

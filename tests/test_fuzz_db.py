@@ -1,20 +1,26 @@
 """Hostile study databases (random byte corruption of a copy of a small real study, a truncated
-file, missing tables and columns, non-numeric and malformed values) given to every analysis
-command: no traceback, exit 0 or 2, the file untouched."""
+file, missing tables and columns, non-numeric and malformed values, hostile values in what the
+workers read: a trial's worker stamp and heartbeat, the retry of a written-off trial, the study's
+run count, the harness rows' trial numbers) given to every analysis command and to ``study.run``:
+no traceback, exit 0 or 2, the file untouched by the analysis and by a run that refuses it."""
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
 import random
 import shutil
+import socket
 import sqlite3
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from analysis_db import digest, make_study_db, url
+from studyrun import DATA, write_sweep
 
 
 def _sql(*statements: str) -> Callable[[Path], None]:
@@ -59,6 +65,34 @@ CASES: dict[str, Callable[[Path], None]] = {
     "bad-json": _sql("UPDATE trial_user_attributes SET value_json = '{' WHERE key = 'params'"),
     "mathtext-device": _attr("device_name", "$\\frac{1}{0}$ ^_^ $"),
     "no-trials": _sql("DELETE FROM trial_values", "DELETE FROM trials"),
+    # What study.run's workers read of a running trial (study.storage.stale): its worker stamp
+    # (on this host, so its pid is looked up) and its heartbeat.
+    "text-pid": _attr("worker", {"host": socket.gethostname(), "pid": "abc", "start": "x"}),
+    "huge-pid": _attr("worker", {"host": socket.gethostname(), "pid": 10**30, "boot": 7}),
+    "list-worker": _attr("worker", [socket.gethostname(), 1]),
+    "nan-heartbeat": _sql(
+        "UPDATE trial_user_attributes SET value_json = 'NaN' WHERE key = 'heartbeat'"
+    ),
+    "text-heartbeat": _attr("heartbeat", "soon"),
+    # A trial written off whose retry was never queued, queued with parameters that are not.
+    "text-fixed-params": _sql(
+        "UPDATE trial_user_attributes SET value_json = '\"stale: gone\"' WHERE key = 'fail_reason'",
+        "INSERT INTO trial_system_attributes (trial_id, key, value_json) "
+        "SELECT trial_id, 'fixed_params', '\"x\"' FROM trials WHERE state = 'FAIL'",
+    ),
+    "list-retry-of": _sql(
+        "INSERT INTO trial_user_attributes (trial_id, key, value_json) "
+        "SELECT trial_id, 'retry_of', '[1, 2]' FROM trials WHERE state = 'FAIL'"
+    ),
+    "text-runs": _sql(
+        "INSERT INTO study_system_attributes (study_id, key, value_json) "
+        "SELECT study_id, 'five_minute_study:runs', '\"many\"' FROM studies"
+    ),
+    "text-row-number": _sql("UPDATE harness_curve SET trial_number = 'x' WHERE idx = 0"),
+    "text-max-stories": _sql(
+        "INSERT INTO study_user_attributes (study_id, key, value_json) "
+        "SELECT study_id, 'max_stories', '\"lots\"' FROM studies"
+    ),
 }
 
 
@@ -78,7 +112,18 @@ def _commands(tmp: Path, storage: str) -> list[tuple[str, list[str]]]:
 
 @pytest.fixture(scope="module")
 def real_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_study_db(tmp_path_factory.mktemp("fuzz") / "study.db")
+    """The analysis tests' study, with one trial RUNNING as a live worker of this host left it
+    (stamped by this process, heartbeat now)."""
+    import optuna
+
+    from study.storage.stale import this_worker
+
+    path = make_study_db(tmp_path_factory.mktemp("fuzz") / "study.db")
+    study = optuna.load_study(study_name="cpu-300s", storage=url(path))
+    trial = study.ask()
+    trial.set_user_attr("worker", this_worker())
+    trial.set_user_attr("heartbeat", time.time())
+    return path
 
 
 def _exit_status(module: str, argv: list[str]) -> int:
@@ -109,3 +154,36 @@ def test_every_analysis_command_survives_a_hostile_database(
         assert status in (0, 2), (module, status)
         assert digest(db) == before, module
     capsys.readouterr()
+
+
+@pytest.mark.slow  # study.run's worker may start a trainer process
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_study_run_survives_a_hostile_database(
+    real_study: Path, tmp_path: Path, cache_dir: Path, case: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``study.run`` joining the hostile study (which already holds more complete trials than
+    it asks for, so it trains nothing): exit 0 or 2, no traceback, and a refusal writes nothing."""
+    from study.run import main
+
+    db = tmp_path / "study.db"
+    shutil.copy(real_study, db)
+    CASES[case](db)
+    before = digest(db)
+    argv = ["--storage", url(db), "--study-name", "cpu-300s", "--trials", "1", "--budget", "1"]
+    argv += ["--sweep", str(write_sweep(tmp_path)), "--data", str(DATA), "--device", "cpu"]
+    argv += ["--cache-dir", str(cache_dir), "--keep", "none"]
+    try:
+        status = main(argv)
+    except SystemExit as exc:
+        status = int(exc.code or 0)
+    except Exception:  # a traceback a user would see
+        pytest.fail(f"study.run on {case}:\n{traceback.format_exc()}")
+    err = capsys.readouterr().err
+    assert status in (0, 2), (status, err)
+    assert "Traceback" not in err, err
+    if status == 2:
+        assert err.startswith("error: ") and err.count("\n") == 1, err
+        assert digest(db) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["study.db", "tiny.py"], os.listdir(
+        tmp_path
+    )

@@ -53,6 +53,35 @@ def test_a_live_local_worker_that_stopped_beating_is_stale() -> None:
     assert stale.stale_reason(within, me=me, now=now) is None
 
 
+def test_a_stamp_this_harness_did_not_write_is_read_at_the_boundary() -> None:
+    """Hostile values in a running trial's stamp (issue 27 #7: a non-numeric heartbeat pid was a
+    traceback): a pid that is not a whole number says nothing of the process, so the heartbeat
+    judges; a pid no process can have is a dead worker; a heartbeat that is not a finite number
+    is no heartbeat (the trial's start time judges)."""
+    me, now = stale.this_worker(), time.time()
+    old = now - stale.GRACE_S - 1
+    for pid in ("abc", 1.5, None, [1], True):
+        odd = {**me, "pid": pid}
+        assert (
+            stale.stale_reason(running({"worker": odd, "heartbeat": now}), me=me, now=now) is None
+        )
+        late = running({"worker": odd, "heartbeat": old})
+        assert "no heartbeat" in str(stale.stale_reason(late, me=me, now=now))
+    huge = running({"worker": {**me, "pid": 10**30}, "heartbeat": now})
+    assert "died" in str(stale.stale_reason(huge, me=me, now=now))
+    rebooted = {**me, "boot": 7}  # not a boot id: not a reboot either
+    assert (
+        stale.stale_reason(running({"worker": rebooted, "heartbeat": now}), me=me, now=now) is None
+    )
+    for beat in (float("nan"), float("inf"), "soon", {"t": 1}):
+        recent = running({"worker": me, "heartbeat": beat}, started=now - 1)
+        assert stale.stale_reason(recent, me=me, now=now) is None
+        ancient = running({"worker": me, "heartbeat": beat}, started=old)
+        assert "no heartbeat" in str(stale.stale_reason(ancient, me=me, now=now))
+    queued = SimpleNamespace(system_attrs={"fixed_params": "x"}, params={"lr": 0.1})
+    assert stale.intended_params(queued) == {"lr": 0.1}  # type: ignore[arg-type]
+
+
 def test_heartbeats_missed_while_the_database_was_away_do_not_count() -> None:
     """After an outage every worker's heartbeat is old; the recoverer that saw the database
     come back judges silence from then on, so no live trial is written off for it."""

@@ -17,7 +17,6 @@ from analysis.figures import plots
 from analysis.fits.errors import FitError
 from analysis.fits.loss_law import StartGrid
 from analysis.load import DEFAULT_STORAGE, StudyData, load_study
-from analysis.output import check_output
 from analysis.page.commands import report_commands
 from analysis.page.parts import CSS, e, figure, kv_table, note, plain_table, pre, section, table
 from analysis.page.sections import (
@@ -36,6 +35,7 @@ from study.errors import UsageError
 from study.fileio import atomic_write_text
 from study.fmt import fmt_count
 from study.objective import BPB, LABELS
+from study.outputs import REPORT_MARK, check_output
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,6 +51,7 @@ def run_report(
     top: int = 5,
     grid: str = "chinchilla",
     color_by: str | None = None,
+    force: bool = False,
 ) -> str:
     """Write the study's HTML report to ``out``; returns one line saying where. ``color_by``:
     what the frontier's second figure is coloured by (as ``analysis.frontier --color-by``;
@@ -60,7 +61,7 @@ def run_report(
         UsageError: bad options or output path, or a study that cannot be read (nothing is
             written then).
     """
-    out_path = check_output(out, what="--out", suffixes=("html", "htm"))
+    out_path = check_output(out, what="--out", kind="html", force=force)
     assert out_path is not None
     start_grid = grid_named(grid)
     if top < 0:
@@ -132,7 +133,7 @@ def build_report(
     ]
     parts = [
         "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
+        f'<html lang="en"><head><meta charset="utf-8">{REPORT_MARK}',
         f"<title>Study {e(data.study_name)}</title><style>{CSS}</style></head><body>",
         f"<h1>Five-minute study: {e(data.study_name)}</h1>",
         f"<p>Storage <code>{e(data.storage)}</code>, generated "

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from analysis.load import DEFAULT_STORAGE, StudyData, load_study
-from analysis.output import check_output
 from analysis.selection import (
     METRICS,
     PathArg,
@@ -28,6 +27,7 @@ from analysis.selection import (
 )
 from study.errors import UsageError
 from study.fileio import write_json
+from study.outputs import check_output
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -243,6 +243,7 @@ def run_compare(
     metric: str = "ppl",
     device: str | None = None,
     json_path: PathArg = None,
+    force: bool = False,
     also: Sequence[str] = (),
     baseline: bool = True,
 ) -> str:
@@ -250,7 +251,7 @@ def run_compare(
     named in ``also`` (same storage) join the comparison. With ``baseline`` a last line says
     whether the study's best trial beats the best n-gram of its corpus (computed on demand,
     cached)."""
-    json_out = check_output(json_path, what="--json", suffixes=("json",))
+    json_out = check_output(json_path, what="--json", kind="json", force=force)
     data = load_study(storage or DEFAULT_STORAGE, study_name)
     more = [load_study(storage or DEFAULT_STORAGE, name) for name in also]
     comparisons = compare_for(data, by=by, metric=metric, device=device, also=more)

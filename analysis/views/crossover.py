@@ -16,7 +16,6 @@ from analysis.figures import law_plots, plots
 from analysis.fits.core import Crossover, ThroughputFit, fit_throughput, solve_crossover
 from analysis.fits.errors import FitError
 from analysis.load import read_csv
-from analysis.output import FIGURE_FORMATS, check_output
 from analysis.selection import (
     PathArg,
     budget_of,
@@ -30,6 +29,7 @@ from analysis.selection import (
 from study.errors import UsageError
 from study.fileio import write_json
 from study.fmt import fmt_count
+from study.outputs import check_output
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -174,6 +174,7 @@ def run_crossover(
     json_path: PathArg = None,
     plot_path: PathArg = None,
     throughput_plot_path: PathArg = None,
+    force: bool = False,
     n_boot: int = 1000,
     seed: int = 0,
 ) -> str:
@@ -184,10 +185,10 @@ def run_crossover(
     Raises:
         UsageError: bad options or paths, or data the fit cannot use (nothing is written then).
     """
-    json_out = check_output(json_path, what="--json")
-    plot_out = check_output(plot_path, what="--plot", suffixes=FIGURE_FORMATS)
+    json_out = check_output(json_path, what="--json", kind="json", force=force)
+    plot_out = check_output(plot_path, what="--plot", kind="figure", force=force)
     throughput_out = check_output(
-        throughput_plot_path, what="--throughput-plot", suffixes=FIGURE_FORMATS
+        throughput_plot_path, what="--throughput-plot", kind="figure", force=force
     )
     if not (math.isfinite(ratio) and ratio > 0):
         raise UsageError(f"--ratio must be a positive number, got {ratio}")

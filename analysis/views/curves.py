@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 
 from analysis.figures import plots
 from analysis.load import StudyData
-from analysis.output import FIGURE_FORMATS, check_output
 from analysis.selection import PathArg, complete_trials, on_device, open_source, vocab_note
 from analysis.views.baseline import Baselines, study_baseline, trials_beats_line
 from study.errors import UsageError
 from study.fmt import fmt_count
+from study.outputs import check_output
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -57,6 +57,7 @@ def run_curves(
     storage: str | None = None,
     study_name: str | None = None,
     plot_path: PathArg = "curves.png",
+    force: bool = False,
     device: str | None = None,
     baseline: bool = True,
 ) -> str:
@@ -67,7 +68,7 @@ def run_curves(
         UsageError: an unwritable path or a figure format other than png/svg/pdf, or a study
             without curves (nothing is written then).
     """
-    out = check_output(plot_path, what="--plot", suffixes=FIGURE_FORMATS)
+    out = check_output(plot_path, what="--plot", kind="figure", force=force)
     if out is None:
         raise UsageError("--plot needs a path")
     data = open_source(storage, study_name, None)

@@ -14,7 +14,6 @@ from analysis.figures import plots
 from analysis.fits.core import pareto_frontier
 from analysis.fits.groups import configuration_points
 from analysis.load import DEFAULT_STORAGE, StudyData, load_study
-from analysis.output import FIGURE_FORMATS, check_output
 from analysis.selection import (
     METRICS,
     PathArg,
@@ -29,6 +28,7 @@ from analysis.views.baseline import study_baseline, trials_beats_line
 from analysis.views.crossover import CrossoverOutcome, device_crossovers
 from study.errors import UsageError
 from study.fmt import fmt_count
+from study.outputs import check_output
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -209,6 +209,7 @@ def run_frontier(
     storage: str | None = None,
     study_name: str | None = None,
     plot_path: PathArg = None,
+    force: bool = False,
     metric: str = "ppl",
     color_by: str = "depth",
     budget: float | None = None,
@@ -219,7 +220,7 @@ def run_frontier(
     """The metric against parameters with its Pareto frontier and N* marked; draws it to
     ``plot_path`` if given. With ``baseline`` the study's n-gram baselines (computed on demand,
     cached) are a line on the figure and a verdict in the text. Returns the text to print."""
-    plot_out = check_output(plot_path, what="--plot", suffixes=FIGURE_FORMATS)
+    plot_out = check_output(plot_path, what="--plot", kind="figure", force=force)
     data = load_study(storage or DEFAULT_STORAGE, study_name)
     color_column(complete_trials(data), color_by)  # a name it cannot colour by: refused first
     outcome = frontier_for(

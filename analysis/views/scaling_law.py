@@ -18,12 +18,12 @@ from analysis.fits.loss_law import CHINCHILLA_GRID, LossLawFit, StartGrid, fit_l
 from analysis.fits.loss_optimum import LossOptimal, loss_optimal_n
 from analysis.fits.trust import point_reasons, untrusted_reasons
 from analysis.load import StudyData, read_csv
-from analysis.output import FIGURE_FORMATS, check_output
 from analysis.selection import PathArg, complete_trials, loss_points, open_source, vocab_note
 from analysis.views.crossover import CrossoverOutcome, device_crossovers
 from study.errors import UsageError
 from study.fileio import write_json
 from study.fmt import fmt_count
+from study.outputs import check_output
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -201,8 +201,7 @@ def scaling_law_text(o: ScalingLawOutcome) -> str:
     lines = [
         f"loss law L(N, D) = E + A/N^alpha + B/D^beta on {law.n_points} points"
         + (f" ({counted})" if counted else "")
-        + f", Huber delta {law.delta:g}, best of {law.n_starts} L-BFGS starts "
-        f"({law.n_converged} converged)",
+        + f", Huber delta {law.delta:g}, {law.search()}",
         f"E = {law.E:.4f}",
         f"A = {law.A:.4g}",
         f"B = {law.B:.4g}",
@@ -260,6 +259,7 @@ def run_scaling_law(
     device: str | None = None,
     json_path: PathArg = None,
     plot_path: PathArg = None,
+    force: bool = False,
     grid: str = "chinchilla",
     max_epochs: float | None = None,
     curve_points: bool = False,
@@ -276,8 +276,8 @@ def run_scaling_law(
     Raises:
         UsageError: bad options or paths, or no points to fit (nothing is written then).
     """
-    json_out = check_output(json_path, what="--json")
-    plot_out = check_output(plot_path, what="--plot", suffixes=FIGURE_FORMATS)
+    json_out = check_output(json_path, what="--json", kind="json", force=force)
+    plot_out = check_output(plot_path, what="--plot", kind="figure", force=force)
     start_grid = grid_named(grid)
     if bootstrap < 0:
         raise UsageError(f"--bootstrap must be 0 (off) or a number of resamples, got {bootstrap}")

@@ -7,13 +7,15 @@ import json
 
 from analysis.clean import csv_safe
 from analysis.load import DEFAULT_STORAGE, load_study
-from analysis.output import check_output
 from study.fileio import atomic_write_text
+from study.outputs import check_output
 
 STDOUT = "-"
 
 
-def run_trials(*, storage: str | None = None, study_name: str | None = None, csv: str) -> str:
+def run_trials(
+    *, storage: str | None = None, study_name: str | None = None, csv: str, force: bool = False
+) -> str:
     """Write every trial of the study as CSV to ``csv`` (``-``: return the CSV itself, for
     stdout); otherwise return one line saying what was written where.
 
@@ -21,7 +23,7 @@ def run_trials(*, storage: str | None = None, study_name: str | None = None, csv
         UsageError: an unwritable or non-.csv path, or a study that cannot be read (nothing is
             written then).
     """
-    out = None if csv == STDOUT else check_output(csv, what="--csv", suffixes=("csv",))
+    out = None if csv == STDOUT else check_output(csv, what="--csv", kind="csv", force=force)
     data = load_study(storage or DEFAULT_STORAGE, study_name)
     text = csv_safe(data.trials).to_csv(index=False)
     if out is None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from study.config import check_budget, check_seed
 from study.errors import UsageError
+from study.outputs import check_output_dir
 from study.storage import stale, store
 
 # A fresh run's own file, never the shipped, tracked study.db; its folder is made on first use.
@@ -70,6 +71,7 @@ class RunOptions:
             raise UsageError("--study-name must not be empty")
         stale.grace_s()  # the environment's settings, refused here before anything is written
         store.patience_s()
+        check_output_dir(self.checkpoint_dir, what="--checkpoint-dir")
 
     @property
     def failure_limit(self) -> int:

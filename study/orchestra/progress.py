@@ -125,7 +125,7 @@ def best_value(trial: FrozenTrial, objective: str) -> str:
 def _attr(trial: FrozenTrial, name: str, objective: str) -> float:
     """A stored metric of ``trial``; the objective's own is its value where it was not stored."""
     value = trial.user_attrs.get(name)
-    if isinstance(value, int | float):
+    if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     return float(trial.value) if ATTRS[objective] == name and trial.value is not None else math.nan
 
@@ -158,12 +158,13 @@ def summary(
             f"{'tok/s':>7}  config"
         )
         for t in complete[:top]:
-            a = t.user_attrs
+            params, seen, rate = (
+                _number(t.user_attrs, key) for key in ("params", "tokens_seen", "tokens_per_second")
+            )
             lines.append(
                 f"  {t.number:>5}  {_attr(t, 'val_ppl', objective):>8.2f}  "
-                f"{_attr(t, 'val_bpb', objective):>6.3f}  "
-                f"{fmt_count(a.get('params', 0)):>7}  {fmt_count(a.get('tokens_seen', 0)):>7}  "
-                f"{fmt_count(a.get('tokens_per_second', 0)):>7}  {fmt_params(t.params)}"
+                f"{_attr(t, 'val_bpb', objective):>6.3f}  {fmt_count(params):>7}  "
+                f"{fmt_count(seen):>7}  {fmt_count(rate):>7}  {fmt_params(t.params)}"
             )
         lines += vocab_lines(complete)
     lines += budget_lines(complete)
@@ -176,8 +177,8 @@ def summary(
 
 
 def vocab_lines(complete: Sequence[FrozenTrial]) -> list[str]:
-    """A note when the trials span several vocabularies: their per-token perplexity, the
-    study's objective and the order above, does not compare across them; bits per byte do."""
+    """A note when the trials span several vocabularies: their per-token perplexity does not
+    compare across them; bits per byte (such a study's objective, the order above) do."""
     vocabs = {
         v
         for t in complete
@@ -189,9 +190,17 @@ def vocab_lines(complete: Sequence[FrozenTrial]) -> list[str]:
     shown = ", ".join(map(str, sorted(vocabs)))
     return [
         f"note: these trials use {len(vocabs)} vocabularies ({shown}): per-token perplexity "
-        f"(the study's objective, the order above) does not compare across vocabularies; "
-        f"compare them in bits per byte (bpb)"
+        f"(ppl) does not compare across vocabularies; compare them in bits per byte (bpb)"
     ]
+
+
+def _number(attrs: dict[str, Any], key: str) -> float:
+    """A trial's numeric attribute as read from the database: NaN where it is missing or not a
+    number (a value this harness did not write is shown as unknown, never a traceback)."""
+    value = attrs.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return math.nan
+    return float(value)
 
 
 def budget_lines(complete: Sequence[FrozenTrial]) -> list[str]:
@@ -212,9 +221,7 @@ def budget_lines(complete: Sequence[FrozenTrial]) -> list[str]:
                 f"seconds per trial {text}: mean {sum(values) / len(values):.1f}, "
                 f"max {max(values):.1f}"
             )
-    repeated = [
-        t.number for t in complete if float(t.user_attrs.get("epochs", 0.0) or 0.0) > MAX_EPOCHS
-    ]
+    repeated = [t.number for t in complete if _number(t.user_attrs, "epochs") > MAX_EPOCHS]
     if repeated:
         lines.append(
             f"warning: {len(repeated)} trial(s) saw their training tokens more than "

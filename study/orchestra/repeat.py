@@ -51,9 +51,9 @@ def missing_repeats(
     best = sorted(originals, key=lambda t: (t.value, t.number))[:top]
     live = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
     have = {
-        (t.user_attrs[REPEATS_ATTR], t.user_attrs.get(SEED_ATTR))
+        (t.user_attrs[REPEATS_ATTR], repeat_seed(t.user_attrs))
         for t in trials
-        if REPEATS_ATTR in t.user_attrs and t.state in live
+        if isinstance(t.user_attrs.get(REPEATS_ATTR), int) and t.state in live
     }
     pending = sum(
         1

@@ -26,7 +26,13 @@ from study.data import resolve_data
 from study.errors import UsageError
 from study.objective import LABELS, OBJECTIVE_ATTR, of_study, study_objective
 from study.orchestra import launch, progress
-from study.orchestra.comparability import check_terms, heldout_digest, search_space
+from study.orchestra.comparability import (
+    check_terms,
+    fixed_settings,
+    heldout_digest,
+    late_terms_note,
+    search_space,
+)
 from study.orchestra.options import DEFAULT_STORAGE, RunOptions
 from study.orchestra.optuna_setup import quiet_optuna
 from study.orchestra.vocabularies import (
@@ -69,16 +75,16 @@ def run_study(opts: RunOptions) -> int:
         device=opts.device,
         seed=opts.seed,
     )
-    probe, space, vocabs = probe_config(sweep, fixed)
+    probe, space, vocabs, settings = probe_config(sweep, fixed)
     check_device(opts.device)
     if opts.storage == DEFAULT_STORAGE:
         Path(DEFAULT_STORAGE.removeprefix("sqlite:///")).parent.mkdir(exist_ok=True)
     state = store.inspect_storage(opts.storage, study_name)
-    check_existing(state, study_name, budget=opts.budget)
+    check_existing(state, study_name, budget=opts.budget, early={"settings": settings})
     fixed, terms = prepare_study(
         opts, probe, vocabs, fixed=fixed, stored=state.study_attrs.get("max_stories")
     )
-    terms.update(sweep=sweep.name, search_space=space)
+    terms.update(sweep=sweep.name, search_space=space, settings=settings)
 
     shared, run_index = open_study(opts, study_name, terms)
     progress.emit(
@@ -166,8 +172,16 @@ def exit_status(
     return 0
 
 
-def check_existing(state: store.StorageState, study_name: str, *, budget: float) -> None:
-    """Refuse to continue an existing study that maximises or ran with another budget.
+def check_existing(
+    state: store.StorageState,
+    study_name: str,
+    *,
+    budget: float,
+    early: dict[str, Any] | None = None,
+) -> None:
+    """Refuse to continue an existing study that maximises or ran with another budget (or
+    another of the ``early`` terms, known before the token cache is built: the sweep's fixed
+    settings).
 
     Raises:
         UsageError: the study exists and its trials would not compare with this run's.
@@ -180,9 +194,10 @@ def check_existing(state: store.StorageState, study_name: str, *, budget: float)
             f"this harness minimises (choose another --study-name)"
         )
     # Checked again under the study lock (open_study); the same words whichever check refuses.
+    ours = {"budget": budget, **(early or {})}
     check_terms(
-        {k: v for k, v in state.study_attrs.items() if k == "budget"},
-        {"budget": budget},
+        {k: v for k, v in state.study_attrs.items() if k in ours},
+        ours,
         study_name=study_name,
     )
 
@@ -206,7 +221,8 @@ def open_study(opts: RunOptions, study_name: str, terms: dict[str, Any]) -> tupl
         with study_lock:
             label = LABELS[of_study(terms)]  # the objective, as Optuna's dashboard names it
             shared = SharedStudy.create(opts.storage, study_name, metric_name=label)
-            missing = check_terms(shared.user_attrs(), terms, study_name=study_name)
+            stored = shared.user_attrs()
+            missing = check_terms(stored, terms, study_name=study_name)
             check_objective(shared, missing, study_name=study_name)
             for key, value in missing.items():
                 shared.tag(key, value)
@@ -215,6 +231,8 @@ def open_study(opts: RunOptions, study_name: str, terms: dict[str, Any]) -> tupl
             run_index = shared.bump(RUNS_ATTR)
     finally:
         study_lock.close()
+    if note := late_terms_note(stored, missing, study_name=study_name):
+        progress.emit(f"[{study_name}] {note}")
     if kept:
         progress.emit(
             f"[{study_name}] recorded the kept result of trial(s) "
@@ -279,12 +297,12 @@ def run_workers(specs: list[WorkerSpec], lock: Lock, failures: Failures) -> list
 
 def probe_config(
     sweep: Sweep, fixed: FixedTerms
-) -> tuple[TrainConfig, dict[str, str], tuple[int, ...]]:
+) -> tuple[TrainConfig, dict[str, str], tuple[int, ...], dict[str, Any]]:
     """One suggestion from a throwaway in-memory study: proves the sweep works before the
     database is touched, and gives the tokenizer settings to prepare, the search space
-    (``comparability.search_space``) and every vocabulary the trials may use
-    (``vocabularies.study_vocabularies``, the suggestion's first). Seeded, so every run of a
-    sweep sees the same branch."""
+    (``comparability.search_space``), every vocabulary the trials may use
+    (``vocabularies.study_vocabularies``, the suggestion's first) and the sweep's fixed settings
+    (``comparability.fixed_settings``). Seeded, so every run of a sweep sees the same branch."""
     import optuna
 
     scratch = optuna.create_study(
@@ -294,7 +312,9 @@ def probe_config(
     )
     trial = scratch.ask()
     probe = sweep.build(trial, fixed)
-    return probe, search_space(trial), study_vocabularies(sweep, trial.distributions, probe)
+    settings = fixed_settings(lambda t: sweep.build(t, fixed), trial, probe)
+    vocabs = study_vocabularies(sweep, trial.distributions, probe)
+    return probe, search_space(trial), vocabs, settings
 
 
 def check_device(device: str) -> None:

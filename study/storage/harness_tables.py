@@ -168,7 +168,11 @@ def server_creation_lock(url: str, *, patience: float = 60.0) -> Iterator[None]:
     by polling (so Ctrl-C stops a waiter) for at most ``patience`` seconds: creation takes a few
     seconds, and a holder frozen longer than that is left to ``second_chance``."""
     lock = ServerLock.for_creation(sa.engine.make_url(url).database)
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    from study.storage.retry import server_connect_args
+
+    engine = sa.create_engine(
+        url, poolclass=sa.pool.NullPool, connect_args=server_connect_args(url)
+    )
     try:
         with engine.connect() as conn:
             deadline = time.monotonic() + patience

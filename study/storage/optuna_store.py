@@ -33,6 +33,7 @@ than Optuna's (``RDBStorage(heartbeat_interval=...)``, ``fail_stale_trials``,
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import uuid
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
 
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 METRIC_NAME = "held-out perplexity"  # the objective: exp(mean held-out loss per token)
 # Study system attribute set once when the harness first opens a study: with Optuna's study id
@@ -191,6 +193,9 @@ class SharedStudy:
         found = self._call(
             self.storage.get_study_system_attrs, self._study_id, what="read the study"
         ).get(key, 0)
+        if not (isinstance(found, int) and not isinstance(found, bool) and found >= 0):
+            log.warning("study attribute %s holds %r, not a count; counting from 0", key, found)
+            found = 0
         self._call(
             self.storage.set_study_system_attr,
             self._study_id,

@@ -3,7 +3,8 @@
 Every storage call of the harness goes through ``retry`` (``study.storage.store``, ``study.storage.optuna_store``,
 the study lock): it retries what waiting cures (SQLite busy, a server restarting or failing over)
 for up to ``patience_s()`` seconds, and turns what waiting does not cure into exceptions the
-commands report on one line (``StorageGone``, ``StorageFull``).
+commands report on one line (``StorageGone``, ``StorageFull``). ``server_connect_args`` bounds each
+attempt on a server by the patience too, so a frozen server fails attempts instead of hanging.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -108,14 +110,63 @@ def patience_s() -> float:
     return value
 
 
+def answer_timeout_s() -> int:
+    """Whole seconds one attempt to reach a database server (connecting, or one statement) may
+    wait for an answer: a third of ``patience_s()``, at least 2 (libpq's smallest
+    ``connect_timeout``) and at most 30, so a server that takes the connection and then says
+    nothing (frozen, not refusing) fails the attempt in time for ``retry`` to say so and try
+    again within the patience."""
+    return int(min(30, max(2, math.ceil(patience_s() / 3))))
+
+
+def connect_timeout_s() -> int:
+    """Whole seconds connecting to a server may take: ``answer_timeout_s()``, at most 10 (a
+    connection that needs longer is not coming). libpq's waits are deaf to Ctrl-C, so this is
+    also how long a PostgreSQL connection can delay Ctrl-C."""
+    return min(10, answer_timeout_s())
+
+
+def server_connect_args(url: str) -> dict[str, Any]:
+    """Driver options that bound every wait on a PostgreSQL or MySQL/MariaDB server by the
+    patience (``connect_timeout_s``, ``answer_timeout_s``), so a server that takes
+    the connection and never answers fails the attempt (an ``OperationalError``, retried like
+    a refused connection) instead of hanging: psycopg2's ``connect_timeout``, TCP keepalives and
+    ``tcp_user_timeout`` (a vanished host) and a ``statement_timeout`` (psycopg likewise); PyMySQL's
+    ``connect_timeout``, ``read_timeout`` and ``write_timeout`` (its reads cover a frozen
+    server). An option the URL's query already sets is left as the URL says; other drivers get
+    none.
+    """
+    parsed = sa.engine.make_url(url)
+    connect, answer = connect_timeout_s(), answer_timeout_s()
+    args: dict[str, Any]
+    if parsed.get_driver_name() in ("psycopg2", "psycopg"):  # libpq's options
+        args = {
+            "connect_timeout": connect,
+            "keepalives": 1,
+            "keepalives_idle": answer,
+            "keepalives_interval": max(1, answer // 3),
+            "keepalives_count": 3,
+            "tcp_user_timeout": answer * 1000,
+            "options": f"-c statement_timeout={answer * 1000}",
+        }
+    elif parsed.get_driver_name() == "pymysql":
+        args = {"connect_timeout": connect, "read_timeout": answer, "write_timeout": answer}
+    else:
+        return {}
+    return {key: value for key, value in args.items() if key not in parsed.query}
+
+
 def _transient_cause(exc: BaseException) -> BaseException | None:
     """The ``OperationalError`` behind ``exc`` if waiting may cure it, else None."""
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, sa.exc.OperationalError):
-            # sqlite3 names its errors; only a busy or locked database frees itself.
+            # sqlite3 names its errors; only a busy or locked database frees itself. An sqlite3
+            # error without a name is Python's own (text that cannot be decoded): no wait cures it.
             name = getattr(seen.orig, "sqlite_errorname", None)
-            if name is None or name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+            if name is None and not isinstance(seen.orig, sqlite3.Error):
+                return seen  # a server's driver: a lost connection, a restart
+            if name is not None and name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
                 return seen
             return None
         seen = seen.__cause__

@@ -97,17 +97,23 @@ def stale_reason(
         return "its worker was killed before it stamped the trial"
     if isinstance(worker, dict) and worker.get("host") == me["host"]:
         where = f"{worker.get('host')}:{worker.get('pid')}"
-        if me["boot"] and worker.get("boot") and worker["boot"] != me["boot"]:
+        boot = worker.get("boot")
+        if me["boot"] and isinstance(boot, str) and boot and boot != me["boot"]:
             return f"worker {where} was lost in a reboot"
-        if not _process_alive(int(worker.get("pid", -1)), str(worker.get("start", ""))):
+        pid = worker.get("pid", -1)
+        # A stamp this harness did not write (a pid that is not a whole number) says nothing
+        # of the process: the heartbeat judges.
+        if _whole(pid) and not _process_alive(pid, str(worker.get("start", ""))):
             return f"worker {where} died"
         # Alive but silent (stopped, or cut off from the database): judged by its heartbeat.
-    beat = trial.user_attrs.get("heartbeat")
-    if not isinstance(beat, (int, float)):
-        # Killed between creating the trial and stamping it: its start time is the last sign.
+    stamped = trial.user_attrs.get("heartbeat")
+    beat = float(stamped) if isinstance(stamped, int | float) else math.nan
+    if not math.isfinite(beat):
+        # Killed between creating the trial and stamping it (or a heartbeat this harness did
+        # not write): its start time is the last sign.
         started = trial.datetime_start
         beat = started.timestamp() if started is not None else now
-    silent = now - max(float(beat), reachable_since)
+    silent = now - max(beat, reachable_since)
     if silent > grace_s():
         owner = (
             f" from worker {worker.get('host')}:{worker.get('pid')}"
@@ -153,7 +159,7 @@ def _finish_recoveries(shared: SharedStudy, trials: list[FrozenTrial]) -> None:
     """Queue the missing retries of failed-and-requeued trials; drop rows of unfinished ones."""
     from optuna.trial import TrialState
 
-    retried = {t.user_attrs.get("retry_of") for t in trials}
+    retried = {n for t in trials if _whole(n := t.user_attrs.get("retry_of"))}
     for trial in trials:
         reason = str(trial.user_attrs.get("fail_reason", ""))
         if (
@@ -191,7 +197,8 @@ def fail_and_retry(shared: SharedStudy, number: int, *, reason: str) -> bool:
 def intended_params(trial: FrozenTrial) -> dict[str, Any]:
     """The parameters ``trial`` was meant to run: those it sampled, and for a queued retry
     killed before sampling them all, the rest of those it was queued with."""
-    return {**trial.system_attrs.get("fixed_params", {}), **trial.params}
+    fixed = trial.system_attrs.get("fixed_params")
+    return {**(fixed if isinstance(fixed, dict) else {}), **trial.params}
 
 
 def _enqueue_retry(shared: SharedStudy, trial: FrozenTrial) -> None:
@@ -200,8 +207,16 @@ def _enqueue_retry(shared: SharedStudy, trial: FrozenTrial) -> None:
     shared.enqueue(intended_params(trial), user_attrs={"retry_of": trial.number, **kept})
 
 
+def _whole(value: Any) -> bool:
+    """Whether a value read from the database is a whole number (JSON's true is not)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+PID_MAX = 2**31 - 1  # a pid_t; no process has a larger pid
+
+
 def _process_alive(pid: int, start: str) -> bool:
-    if pid <= 0:
+    if not 0 < pid <= PID_MAX:
         return False
     try:
         os.kill(pid, 0)

@@ -26,7 +26,7 @@ from study.storage.checks import (
     check_writable,
     recover_journal,
 )
-from study.storage.retry import StorageFull, StorageGone, patience_s, retry
+from study.storage.retry import StorageFull, StorageGone, patience_s, retry, server_connect_args
 
 __all__ = [  # where callers find them
     "SQLITE_TIMEOUT_S",
@@ -35,6 +35,7 @@ __all__ = [  # where callers find them
     "check_harness_version",
     "patience_s",
     "retry",
+    "server_connect_args",
 ]
 
 if TYPE_CHECKING:
@@ -59,10 +60,11 @@ class StorageState:
 
 
 def engine_kwargs(url: str) -> dict[str, Any]:
-    """Connection options: a generous lock timeout for SQLite, liveness checks for servers."""
+    """Connection options: a generous lock timeout for SQLite; for servers, liveness checks and
+    the time limits of ``server_connect_args``."""
     if sa.engine.make_url(url).get_backend_name() == "sqlite":
         return {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
-    return {"pool_pre_ping": True}
+    return {"pool_pre_ping": True, "connect_args": server_connect_args(url)}
 
 
 DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
@@ -183,6 +185,7 @@ def _read_study(read_url: str, url: str, study_name: str, shown: str) -> Storage
             return StorageState(
                 url=shown, has_optuna=True, study_exists=False, directions=(), study_attrs={}
             )
+        check_trials_readable(storage, study_id, study_name, shown)
         directions = tuple(d.name for d in storage.get_study_directions(study_id))
         return StorageState(
             url=shown,
@@ -193,6 +196,27 @@ def _read_study(read_url: str, url: str, study_name: str, shown: str) -> Storage
         )
     finally:
         storage.engine.dispose()
+
+
+def check_trials_readable(storage: RDBStorage, study_id: int, study_name: str, shown: str) -> None:
+    """Read every trial of the study once, as the run will: a value Optuna cannot decode
+    (malformed JSON, a state or distribution it does not know) is refused here, before anything
+    is written, rather than deep inside the run.
+
+    Raises:
+        UsageError: one line naming the study and what Optuna could not read.
+    """
+    import optuna
+
+    unreadable = (ValueError, KeyError, TypeError, AttributeError, sa.exc.SQLAlchemyError)
+    try:
+        retry(storage.get_all_trials, study_id, deepcopy=False, what="read the study's trials")
+    except (*unreadable, optuna.exceptions.StorageInternalError) as exc:
+        cause = exc.__cause__ if isinstance(exc.__cause__, unreadable) else exc  # Optuna's wrap
+        raise UsageError(
+            f"cannot read study {study_name!r} in {shown}: a trial holds what Optuna cannot "
+            f"read ({type(cause).__name__}: {first_line(cause)})"
+        ) from None
 
 
 def open_storage(url: str) -> RDBStorage:
@@ -275,13 +299,14 @@ def trial_numbers_with_rows(engine: sa.Engine, study_name: str) -> set[int]:
     def read() -> set[int]:
         with engine.connect() as conn:
             return {
-                int(number)
+                number
                 for table in (schema.curve, schema.sample)
                 for (number,) in conn.execute(
                     sa.select(table.c.trial_number)
                     .where(table.c.study_name == study_name)
                     .distinct()
                 )
+                if isinstance(number, int)  # SQLite keeps whatever was put in: not a number
             }
 
     return retry(read, what="read which trials have rows")

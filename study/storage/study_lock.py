@@ -47,7 +47,9 @@ class StudyLock:
         self._path: Path | None = None
         self._what = f"study {study_name!r} on {store.safe_url(url)}"
         if self.backend in ("postgresql", "mysql", "mariadb"):
-            self._engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+            self._engine = sa.create_engine(
+                url, poolclass=sa.pool.NullPool, connect_args=store.server_connect_args(url)
+            )
         elif self.backend == "sqlite":
             self._path = lock_file.path_for(Path(parsed.database or ""), study_name)
 
