@@ -19,6 +19,9 @@ def test_default_space_covers_its_ranges_with_valid_configs() -> None:
     assert {c.model.pos for c in found} == {"learned", "rope"}
     assert {c.model.mlp for c in found} == {"swiglu", "gelu"}
     assert {c.model.n_layer for c in found} == set(range(1, 7))
+    assert {c.optimizer for c in found} == {"adamw", "muon"}
+    assert {c.schedule for c in found} == {"cosine", "wsd"}
+    assert {c.model.embed_shortcut for c in found} == {False, True}
     widths = sorted({c.model.d_model for c in found})
     assert widths[0] <= 96 and widths[-1] >= 512
     lrs = [math.log10(c.lr) for c in found]
