@@ -130,7 +130,7 @@ def study_terms(fixed: FixedTerms) -> dict[str, Any]:
     from study.orchestra.runner import probe_config
     from sweeps import load_sweep
 
-    probe, space, settings = probe_config(load_sweep("default"), fixed)
+    probe, space, _, settings = probe_config(load_sweep("default"), fixed)
     corpus = hashlib.sha256(f"corpus {fixed.data}".encode()).hexdigest()
     return {
         "budget": fixed.budget,
