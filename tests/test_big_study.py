@@ -47,7 +47,6 @@ def test_the_generated_study_holds_what_a_run_records(big: str) -> None:
         ("analysis.frontier", ["--plot", "{out}/f.png", "--no-baseline"]),
         ("analysis.curves", ["--plot", "{out}/c.png", "--no-baseline"]),
         ("analysis.scaling_law", ["--grid", "coarse", "--json", "{out}/law.json"]),
-        ("analysis.predict", ["--grid", "coarse"]),
         ("analysis.report", ["--grid", "coarse", "--out", "{out}/r.html"]),
     ],
 )
@@ -59,6 +58,20 @@ def test_the_analysis_commands_accept_it(
     argv = ["--storage", big, "--study-name", "big", *(f.format(out=tmp_path) for f in flags)]
     importlib.import_module(module).main(argv)  # returns: no SystemExit, no traceback
     assert capsys.readouterr().out.strip()
+    assert digest(path) == before
+
+
+def test_predict_refuses_it_as_no_ladder(big: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A random search over sizes and networks is not a ladder: predict says so in one line."""
+    path = Path(big.removeprefix("sqlite:///"))
+    before = digest(path)
+    with pytest.raises(SystemExit) as exc:
+        importlib.import_module("analysis.predict").main(
+            ["--storage", big, "--study-name", "big", "--grid", "coarse"]
+        )
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "not a ladder" in err and "\n" not in err
     assert digest(path) == before
 
 
