@@ -21,7 +21,7 @@ import pytest
 from optuna.trial import TrialState
 
 from study.fmt import fmt_count
-from study.orchestra import progress
+from study.orchestra import progress, vocabularies
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -98,7 +98,7 @@ def test_summary_notes_trials_of_several_vocabularies() -> None:
     lines = progress.summary("s", "sqlite:///x.db", study.trials, target=3)
     (note,) = [line for line in lines if line.startswith("note:")]
     assert note.startswith("note: these trials use 2 vocabularies (1024, 4096): per-token")
-    assert not progress.vocab_lines(study.trials[1:])  # one vocabulary: no note
+    assert not vocabularies.vocab_lines(study.trials[1:])  # one vocabulary: no note
 
 
 def test_time_left_counts_budget_overhead_and_the_running_trial() -> None:

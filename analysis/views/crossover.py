@@ -9,6 +9,7 @@ paths first, then loads and fits, and only then writes, so a failure leaves noth
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -195,18 +196,7 @@ def run_crossover(
     data = open_source(storage, study_name, csv)
     if data is None:
         assert csv is not None
-        if budget is None:
-            raise UsageError("--budget is required with --csv")
-        points = read_csv(csv, ("params", "tokens_per_second"))
-        outcome = crossover_for(
-            device or "csv",
-            points["params"].to_numpy(),
-            points["tokens_per_second"].to_numpy(),
-            budget=check_budget(budget),
-            ratio=ratio,
-            n_boot=n_boot,
-            seed=seed,
-        )
+        outcome = _csv_crossover(csv, budget, ratio, device=device, n_boot=n_boot, seed=seed)
     else:
         groups = by_device(complete_trials(data), device)
         if len(groups) > 1:
@@ -231,6 +221,30 @@ def run_crossover(
         write_json(json_out, outcome.as_dict())
     _save_figures(outcome, plot_out=plot_out, throughput_out=throughput_out)
     return crossover_text(outcome)
+
+
+def _csv_crossover(
+    csv: str | os.PathLike[str],
+    budget: float | None,
+    ratio: float,
+    *,
+    device: str | None,
+    n_boot: int,
+    seed: int,
+) -> CrossoverOutcome:
+    """The crossover of a CSV of ``params,tokens_per_second`` (``--csv``; needs ``--budget``)."""
+    if budget is None:
+        raise UsageError("--budget is required with --csv")
+    points = read_csv(csv, ("params", "tokens_per_second"))
+    return crossover_for(
+        device or "csv",
+        points["params"].to_numpy(),
+        points["tokens_per_second"].to_numpy(),
+        budget=check_budget(budget),
+        ratio=ratio,
+        n_boot=n_boot,
+        seed=seed,
+    )
 
 
 def _save_figures(

@@ -166,6 +166,8 @@ def summary(
                 f"{_attr(t, 'val_bpb', objective):>6.3f}  {fmt_count(params):>7}  "
                 f"{fmt_count(seen):>7}  {fmt_count(rate):>7}  {fmt_params(t.params)}"
             )
+        from study.orchestra.vocabularies import vocab_lines  # it imports this module
+
         lines += vocab_lines(complete)
     lines += budget_lines(complete)
     url = safe_url(url)  # printed: never a secret, whoever calls
@@ -174,24 +176,6 @@ def summary(
     lines += [f"  python -m analysis.{a} {args} {extra}" for a, extra in ANALYSES]
     lines.append(f"  optuna-dashboard {shlex.quote(url)}")
     return lines
-
-
-def vocab_lines(complete: Sequence[FrozenTrial]) -> list[str]:
-    """A note when the trials span several vocabularies: their per-token perplexity does not
-    compare across them; bits per byte (such a study's objective, the order above) do."""
-    vocabs = {
-        v
-        for t in complete
-        if isinstance(config := t.user_attrs.get("config"), dict)
-        and isinstance(v := (config.get("model") or {}).get("vocab_size"), int)
-    }
-    if len(vocabs) < 2:
-        return []
-    shown = ", ".join(map(str, sorted(vocabs)))
-    return [
-        f"note: these trials use {len(vocabs)} vocabularies ({shown}): per-token perplexity "
-        f"(ppl) does not compare across vocabularies; compare them in bits per byte (bpb)"
-    ]
 
 
 def _number(attrs: dict[str, Any], key: str) -> float:

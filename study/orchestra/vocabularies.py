@@ -18,6 +18,7 @@ scores every trial on the same held-out text, ``eval_bytes`` of whole stories
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,8 @@ from study.errors import UsageError
 from study.orchestra import progress
 
 if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
+
     from study.config import TrainConfig
     from sweeps import Sweep
 
@@ -107,3 +110,21 @@ def prepare_vocabularies(
             f"{max_stories} training stories)"
         )
         load_tokens(config.data, vocab_size=vocab, cache_dir=folder, max_stories=max_stories)
+
+
+def vocab_lines(complete: Sequence[FrozenTrial]) -> list[str]:
+    """A note when the trials span several vocabularies: their per-token perplexity does not
+    compare across them; bits per byte (such a study's objective, the order above) do."""
+    vocabs = {
+        v
+        for t in complete
+        if isinstance(config := t.user_attrs.get("config"), dict)
+        and isinstance(v := (config.get("model") or {}).get("vocab_size"), int)
+    }
+    if len(vocabs) < 2:
+        return []
+    shown = ", ".join(map(str, sorted(vocabs)))
+    return [
+        f"note: these trials use {len(vocabs)} vocabularies ({shown}): per-token perplexity "
+        f"(ppl) does not compare across vocabularies; compare them in bits per byte (bpb)"
+    ]
