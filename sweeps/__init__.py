@@ -12,8 +12,9 @@ a suggestion of another. A sweep without it that suggests ``vocab_size`` from a 
 needs none (the choices are read from its suggestion); one that suggests it otherwise does.
 
 ``--sweep`` takes the name of a module here (``default``, ``ladder``, ``ladder_large``,
-``ladder_dense``, ``ladder_gpu``, ``regularise``, ``archs``, ``positions``; ``ladders`` is the
-ladder factory, not a sweep) or the path of a ``.py`` file that
+``ladder_dense``, ``ladder_gpu``, ``regularise``, ``archs``, ``positions``, ``modern``, and the
+recipe studies ``recipe_cpu``, ``recipe_ladder_cpu``, ``recipe_h200``, ``recipe_h200_final``;
+``ladders`` is the ladder factory, not a sweep) or the path of a ``.py`` file that
 defines ``suggest`` the same way.
 """
 

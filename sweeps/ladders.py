@@ -38,7 +38,9 @@ class Ladder:
     ``sweeps.default.n_head_for`` (32 wide below width 256, 64 from there). The learning rate of
     a rung follows its width (``lr_for``) rather than being searched, so every trial of a ladder
     is one point of it, not a tuning run. ``weight_decay`` and ``dropout`` are the ladder's
-    regularisation, the same on every rung.
+    regularisation, the same on every rung. ``recipe`` holds further ``TrainConfig`` fields
+    every rung trains with (optimizer, schedule, batch size ...), and ``lr_scale`` multiplies the
+    width's learning rate: a ladder of a screened recipe keeps the screen's winning settings.
     """
 
     sizes: Mapping[str, tuple[int, int]]
@@ -46,6 +48,8 @@ class Ladder:
     head_dim: int | None = None
     weight_decay: float = TrainConfig.weight_decay
     dropout: float = 0.0
+    recipe: Mapping[str, Any] = field(default_factory=dict)
+    lr_scale: float = 1.0
 
     @property
     def names(self) -> list[str]:
@@ -67,10 +71,11 @@ class Ladder:
         )
 
     def config(self, name: str) -> TrainConfig:
-        """Rung ``name`` as a training config: its network, the learning rate of its width and
-        the ladder's weight decay."""
+        """Rung ``name`` as a training config: its network, the learning rate of its width (times
+        ``lr_scale``), the ladder's weight decay and its recipe."""
         model = self.model(name)
-        return TrainConfig(model=model, lr=lr_for(model.d_model), weight_decay=self.weight_decay)
+        lr = lr_for(model.d_model) * self.lr_scale
+        return TrainConfig(model=model, lr=lr, weight_decay=self.weight_decay, **self.recipe)
 
     def suggest(self, trial: Any) -> TrainConfig:
         """The sweep's ``suggest``: the rung the trial's sampler picks for ``size``."""
