@@ -94,6 +94,11 @@ def test_frontier_groups_seeds_into_the_hand_computed_mean_and_sd(
     shown = frontier_text(o)  # the table lists configurations, and says so
     assert "(2 of 3 configurations of 6 complete trials, seeds grouped)" in shown
     assert "trial 0: mean of 3 seeds (trials 0, 2, 4), sd 0.2" in shown
+    # and, seeds repeated, whether the best can be told from the runner-up: C (one seed, 1.1)
+    # against A (1.2 over 3) cannot.
+    assert "best: 1.1 (n = 1, one seed, no interval; trials 5)" in shown
+    assert "runner-up: 1.2 (n = 3, 95% interval" in shown
+    assert "cannot be told apart: Welch's t-test needs at least 2 seeds" in shown
 
 
 def test_loss_law_figure_groups_end_of_training_points(data: StudyData, tmp_path: Path) -> None:

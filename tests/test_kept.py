@@ -67,6 +67,17 @@ def test_a_study_keeps_its_best_model_to_generate_from_and_score(
     assert scored["eval_tokens"] == best.user_attrs["eval_tokens"]
     assert REPO.is_dir()
 
+    # Moved with its checkpoints (a clone, a database brought back from another machine): the
+    # recorded path is gone, and the file of that name beside the moved database is found.
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    (tmp_path / "study.db").rename(moved / "study.db")
+    (tmp_path / "study.checkpoints").rename(moved / "study.checkpoints")
+    assert not Path(best.user_attrs["checkpoint"]).exists()
+    there = ["--storage", f"sqlite:///{moved / 'study.db'}", "--study-name", "tiny"]
+    code, text4, err = _cli("study.generate", *there, *gen, cache_dir=cache_dir)
+    assert code == 0 and text4 == text1, err
+
 
 @pytest.mark.slow
 def test_keep_none_keeps_nothing_and_generate_says_so(tmp_path: Path, cache_dir: Path) -> None:

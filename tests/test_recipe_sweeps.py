@@ -10,8 +10,7 @@ import math
 import pytest
 
 from study.config import TrainConfig
-from sweeps import load_sweep
-from sweeps import recipe_cpu, recipe_h200, recipe_h200_final, recipe_ladder_cpu
+from sweeps import load_sweep, recipe_cpu, recipe_h200, recipe_h200_final, recipe_ladder_cpu
 from sweeps.ladder_dense import LADDER as DENSE
 from sweeps.ladders import lr_for
 
@@ -61,12 +60,15 @@ def test_the_cpu_recipe_ladder_walks_ten_sizes_at_about_1_4x_with_the_winner() -
         config = recipe_ladder_cpu.config_for(name)
         config.validate()
         assert math.isclose(config.lr, 2 * lr_for(config.model.d_model))
-        assert _differences(config, dataclasses.replace(winner, model=config.model, lr=config.lr)) == set()
+        assert (
+            _differences(config, dataclasses.replace(winner, model=config.model, lr=config.lr))
+            == set()
+        )
 
 
 def test_the_h200_finalist_is_a_screen_cell_with_the_shortcut() -> None:
     assert recipe_h200_final.CELL in recipe_h200.CELLS
-    for cell, (rung, dropout) in recipe_h200.CELLS.items():
+    for cell, (_rung, dropout) in recipe_h200.CELLS.items():
         config = recipe_h200.config_for(cell)
         config.validate()
         assert config.model.embed_shortcut and config.model.dropout == dropout
@@ -81,7 +83,9 @@ def test_the_h200_finalist_is_a_screen_cell_with_the_shortcut() -> None:
     assert final == recipe_h200.config_for(recipe_h200_final.CELL)
 
 
-@pytest.mark.parametrize("name", ["recipe_cpu", "recipe_ladder_cpu", "recipe_h200", "recipe_h200_final"])
+@pytest.mark.parametrize(
+    "name", ["recipe_cpu", "recipe_ladder_cpu", "recipe_h200", "recipe_h200_final"]
+)
 def test_the_recipe_sweeps_load_by_name(name: str) -> None:
     sweep = load_sweep(name)
     assert sweep.name == name

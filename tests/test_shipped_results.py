@@ -1,7 +1,9 @@
 """Every command README.md and docs/*.md show works as written on the shipped ``study.db``.
 
 The analysis commands run, each from a fresh interpreter, on a copy of ``study.db`` (only the
-path ``study.db`` is rewritten to the copy; relative output paths land beside it). The training
+path ``study.db`` is rewritten to the copy; relative output paths land beside it), and so do the
+commands that use a kept model of the shipped studies (``study.generate``, ``study.evaluate`` with
+``--storage sqlite:///study.db``), the copy's ``study.checkpoints/`` beside it. The training
 commands (``study.run``, ``study.train``) are only parsed by their own argument parsers, since
 running them trains. A command that names a study the shipped database does not hold fails here,
 so a study renamed or dropped cannot leave a command behind that no longer works.
@@ -23,6 +25,8 @@ SHIPPED = REPO / "study.db"
 SHIPPED_URL = "sqlite:///study.db"
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 TRAINING = ("study.run", "study.train")
+KEPT = ("study.generate", "study.evaluate")  # read a study's kept model
+CHECKPOINTS = REPO / "study.checkpoints"
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,8 @@ def trained_here(block: Block, command: tuple[str, ...]) -> bool:
 
 
 def runs_on_shipped(block: Block, command: tuple[str, ...]) -> bool:
+    if command[2] in KEPT:
+        return values_of(command, "--storage") == [SHIPPED_URL]
     return command[2].startswith("analysis.") and not trained_here(block, command)
 
 
@@ -92,7 +98,7 @@ def test_the_docs_show_commands_of_the_headline_studies() -> None:
     commands = [c for b in analysis_blocks() for c in b.commands]
     assert len(commands) >= 20
     names = {name for c in commands for name in values_of(c, "--study-name")}
-    assert {"ladder-dense-cpu-300s", "ladder-gpu-h200-300s", "regularise-h200-300s"} <= names
+    assert {"recipe-ladder-cpu-300s", "recipe-h200-300s", "ladder-gpu-h200-300s"} <= names
     readme = [b for b in analysis_blocks() if b.doc == "README.md"]
     assert readme, "the README shows no analysis command"
     assert len(training_commands()) >= 5
@@ -113,6 +119,8 @@ def test_every_doc_command_names_shipped_studies_and_storage() -> None:
                 if names or "--storage" in command:
                     assert values_of(command, "--storage") == [SHIPPED_URL], line
                 assert set(names) <= shipped, f"{block.doc}: {line}: not in study.db"
+            elif runs_on_shipped(block, command):  # a kept model of a shipped study
+                assert set(names) <= shipped, f"{block.doc}: {line}: not in study.db"
             elif command[2] in TRAINING:
                 # a study started from the docs must never join a shipped one
                 assert not set(names) & shipped, f"{block.doc}: {line}: reuses a shipped study"
@@ -131,8 +139,12 @@ def test_a_training_command_parses(command: tuple[str, ...]) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("block", analysis_blocks(), ids=block_id)
-def test_an_analysis_block_runs_on_the_shipped_database(block: Block, tmp_path: Path) -> None:
+def test_an_analysis_block_runs_on_the_shipped_database(
+    block: Block, tmp_path: Path, cache_dir: Path
+) -> None:
     shutil.copy(SHIPPED, tmp_path / "study.db")
+    if CHECKPOINTS.is_dir():
+        shutil.copytree(CHECKPOINTS, tmp_path / CHECKPOINTS.name)
     copy_url = f"sqlite:///{tmp_path / 'study.db'}"
     for command in block.commands:
         if not runs_on_shipped(block, command):
@@ -147,3 +159,19 @@ def test_an_analysis_block_runs_on_the_shipped_database(block: Block, tmp_path: 
             for name in values_of(command, flag):
                 written = tmp_path / name
                 assert written.is_file() and written.stat().st_size > 0, f"{line}: {flag}"
+
+
+@pytest.mark.parametrize(
+    ("study_name", "number"), [("recipe-ladder-cpu-300s", 6), ("recipe-h200-300s", 0)]
+)
+def test_each_device_s_best_model_ships_with_its_study(study_name: str, number: int) -> None:
+    """The README's samples come from these: the best trial of each answer study, found
+    beside the cloned database although it was recorded on the machine that trained it."""
+    from study.kept.model import find, read_trials
+
+    kept = find(f"sqlite:///{SHIPPED}", study_name)
+    values = {t.number: t.value for t in read_trials(f"sqlite:///{SHIPPED}", study_name)}
+    best = min((n for n, v in values.items() if v is not None), key=lambda n: values[n] or 0.0)
+    assert kept.number == best == number
+    assert kept.stem.parent == CHECKPOINTS / study_name
+    assert kept.stem.with_suffix(".safetensors").stat().st_size < 25 * 2**20

@@ -44,6 +44,10 @@ def test_shipped_sweeps_are_listed_and_load() -> None:
         "ladder_large",
         "modern",
         "positions",
+        "recipe_cpu",
+        "recipe_h200",
+        "recipe_h200_final",
+        "recipe_ladder_cpu",
         "regularise",
     }
     assert load_sweep("default").name == "default" and load_sweep("default").sampler is None

@@ -189,6 +189,11 @@ def frontier_text(o: FrontierOutcome) -> str:
             f"trial {int(r['number'])}: mean of {r['n']} seeds (trials "
             f"{', '.join(str(t) for t in r['trials'])}), sd {r['sd']:.3g}"
         )
+    if rows["n"].gt(1).any():  # seeds repeated: is the best told apart from the runner-up?
+        from analysis.views.seeds import best_configuration_text
+
+        verdict = best_configuration_text(o.trials, metric=o.metric)
+        lines += verdict.splitlines() if verdict else []
     for device, c in o.crossovers.items():
         beyond = " (extrapolated beyond the sizes measured)" if c.crossover.extrapolated else ""
         lines.append(

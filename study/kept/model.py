@@ -2,7 +2,9 @@
 
 ``python -m study.generate`` and ``python -m study.evaluate`` call these. The storage is only
 read (an SQLite file through a read-only connection); the checkpoint's path is the trial's
-``checkpoint`` user attribute (``study.orchestra.keep``).
+``checkpoint`` user attribute (``study.orchestra.keep``), or, where that path no longer holds
+it, the file of that name in the study's checkpoint folder beside the SQLite file (a database
+merged in from another machine, or cloned with the repository, with its checkpoints).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from study.errors import UsageError, first_line
-from study.kept.checkpoint import META, WEIGHTS, Checkpoint, load
+from study.kept.checkpoint import META, WEIGHTS, Checkpoint, checkpoint_root, load
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
@@ -57,11 +59,11 @@ def find(storage: str, study_name: str, *, trial: int | None = None) -> Kept:
                 f"trial {trial} of {study_name!r} kept no weights ({t.state.name.lower()}; "
                 f"only complete trials run with --keep other than none do)"
             )
-        stem = Path(path).with_suffix("")
-        if not stem.with_suffix(META).is_file():
+        stem = located(str(path), storage, study_name)
+        if stem is None:
             raise UsageError(
-                f"trial {trial}'s checkpoint {stem}{WEIGHTS} is no longer kept (the --keep "
-                f"policy removed it, or it was written on another machine)"
+                f"trial {trial}'s checkpoint {Path(path).with_suffix(WEIGHTS)} is no longer "
+                f"kept (the --keep policy removed it, or it was written on another machine)"
             )
         return Kept(stem=stem, number=t.number, value=t.value)
     ranked = sorted(
@@ -69,12 +71,26 @@ def find(storage: str, study_name: str, *, trial: int | None = None) -> Kept:
     )
     for t in ranked:
         path = t.user_attrs.get(ATTR)
-        if path and Path(path).with_suffix(META).is_file():
-            return Kept(stem=Path(path).with_suffix(""), number=t.number, value=t.value)
+        stem = located(str(path), storage, study_name) if path else None
+        if stem is not None:
+            return Kept(stem=stem, number=t.number, value=t.value)
     raise UsageError(
         f"study {study_name!r} has no kept model ({len(complete)} complete trial(s)); run it "
         f"with --keep best, top-K or all"
     )
+
+
+def located(path: str, storage: str, study_name: str) -> Path | None:
+    """The stem of a recorded checkpoint ``path`` where it is now: there, or, for a study
+    database moved (or merged in from another machine) with its checkpoints, under the same
+    name in the study's folder beside the SQLite file (``checkpoint_root``); None if neither
+    holds a complete checkpoint."""
+    stem = Path(path).with_suffix("")
+    root = checkpoint_root(storage, study_name)
+    for candidate in (stem, root / stem.name if root is not None else None):
+        if candidate is not None and candidate.with_suffix(META).is_file():
+            return candidate
+    return None
 
 
 def read_trials(storage: str, study_name: str) -> list[FrozenTrial]:
