@@ -58,5 +58,3 @@ def suggest(trial: Any) -> TrainConfig:
 def sampler(*, seed: int) -> Any:
     """Each trial takes the least-tried cell, first in ``CELLS`` order on ties."""
     return balanced_sampler(PARAM, seed=seed)
-
-

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from study.config import ModelConfig, TrainConfig
+from study.config import TrainConfig
 from sweeps import balanced_sampler
 from sweeps.ladder_gpu import LADDER
 
