@@ -90,6 +90,12 @@ def values_of(command: tuple[str, ...], flag: str) -> list[str]:
     return [command[i + 1] for i, word in enumerate(command[:-1]) if word == flag]
 
 
+def in_repo(word: str) -> str:
+    """A relative path to a file of the repository (``study/sample/valid.txt.xz``), made
+    absolute, since the commands run beside the database's copy; any other word as it is."""
+    return str(REPO / word) if "/" in word and (REPO / word).is_file() else word
+
+
 def block_id(block: Block) -> str:
     return f"{block.doc}#{block.index}"
 
@@ -149,7 +155,7 @@ def test_an_analysis_block_runs_on_the_shipped_database(
     for command in block.commands:
         if not runs_on_shipped(block, command):
             continue
-        args = [copy_url if word == SHIPPED_URL else word for word in command[3:]]
+        args = [in_repo(copy_url if word == SHIPPED_URL else word) for word in command[3:]]
         before = set(tmp_path.iterdir())
         result = run_cli(command[2], *args, cwd=tmp_path)
         line = " ".join(command)
