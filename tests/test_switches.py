@@ -61,7 +61,10 @@ def test_defaults_build_todays_model_bit_for_bit(pos: str) -> None:
     with torch.no_grad():
         la, lb = a(x), b(x)
     assert torch.equal(la, lb)
-    assert la.double().sum().item() == pytest.approx(TODAY_LOGITS[pos], rel=1e-9, abs=1e-6)
+    # The weights are compared bit for bit above; the logits' sum only to what float32 kernels
+    # leave in the last bits, which differ between CPUs (AVX2, AVX-512): 1.2e-6 on this sum
+    # between two 2-core machines, far below what any changed default moves it by.
+    assert la.double().sum().item() == pytest.approx(TODAY_LOGITS[pos], rel=0, abs=1e-4)
 
 
 def test_rmsnorm_is_parameter_free_and_normalises_rms() -> None:
