@@ -180,7 +180,7 @@ def test_sigterm_fails_and_requeues_the_running_trials(
         stderr=subprocess.STDOUT,
         env={**os.environ, "STUDY_TEST_MARK": mark},
         # as from a terminal: a suite run under nohup would pass its ignored SIGHUP on, which
-        # the study rightly keeps ignoring (study.errors.stop_signals)
+        # the study rightly keeps ignoring (study.errors.stop_like_ctrl_c)
         preexec_fn=_sighup_default,
     )
     try:
