@@ -28,19 +28,33 @@ from study.outputs import add_force_arg, check_output
 RESULTS = Path(__file__).resolve().parent / "results"
 COLUMNS = tuple(COLUMN_KEYS)
 PLAN_INTS = ("ce_chunk",)
-PLAN_BOOLS = ("compile", "cuda_graph", "fused_adamw", "regional", "autotune")
+PLAN_BOOLS = (
+    "compile",
+    "cuda_graph",
+    "fused_adamw",
+    "regional",
+    "autotune",
+    "embed_region",
+    "norm_region",
+    "head_behind",
+)
 
 
 def parse_variant(text: str) -> Variant:
     """``name:key=value,...`` with keys ce_chunk, ce_kernel (torch|rows|fused), compile,
     cuda_graph, fused_adamw, regional (0: the trunk compiled whole), autotune (Inductor's
-    max-autotune), autocast (fp32|bf16), batch, sdpa (flash|cudnn|efficient|math)."""
+    max-autotune), embed_region and norm_region (0: by regions, the embedding or the final norm
+    eager), head_behind (0: the head's Triton kernel compiled on its first call), autocast
+    (fp32|bf16), batch, sdpa (flash|cudnn|efficient|math), and inductor.NAME (a
+    ``torch._inductor.config`` setting while the variant compiles, e.g.
+    inductor.coordinate_descent_tuning=1)."""
     name, _, spec = text.partition(":")
     if not name:
         raise UsageError(f"variant {text!r} needs a name: NAME:key=value,...")
     plan: dict[str, Any] = {}
     batch: int | None = None
     sdpa: str | None = None
+    inductor: dict[str, Any] = {}
     for item in filter(None, spec.split(",")):
         key, eq, value = item.partition("=")
         if not eq:
@@ -58,11 +72,42 @@ def parse_variant(text: str) -> Variant:
                 batch = int(value)
             elif key == "sdpa" and value in ("flash", "cudnn", "efficient", "math"):
                 sdpa = value
+            elif key.startswith("inductor."):
+                inductor[key.removeprefix("inductor.")] = inductor_value(key, value)
             else:
                 raise KeyError(key)
         except (KeyError, ValueError):
             raise UsageError(f"variant {name}: bad setting {item!r}") from None
-    return Variant(name=name, plan=plan, batch=batch, sdpa=sdpa)
+    return Variant(name=name, plan=plan, batch=batch, sdpa=sdpa, inductor=inductor)
+
+
+def inductor_value(key: str, text: str) -> Any:
+    """``text`` as the value of Inductor setting ``key`` (inductor.NAME), typed like its
+    default (a flag, a number or a string).
+
+    Raises:
+        KeyError: Inductor has no such setting.
+        ValueError: ``text`` is not a value of its type.
+    """
+    import torch._inductor.config as inductor_config
+
+    *path, last = key.removeprefix("inductor.").split(".")
+    owner: Any = inductor_config
+    try:
+        for part in path:  # e.g. triton.autotune_pointwise
+            owner = getattr(owner, part)
+        default = getattr(owner, last)
+    except AttributeError:
+        raise KeyError(key) from None
+    if isinstance(default, bool):
+        if text.lower() not in ("0", "1", "true", "false", "on", "off", "yes", "no"):
+            raise ValueError(text)
+        return text.lower() in ("1", "true", "on", "yes")
+    if isinstance(default, int):
+        return int(text)
+    if isinstance(default, float):
+        return float(text)
+    return text
 
 
 def default_json(device: torch.device) -> Path:

@@ -30,12 +30,14 @@ Step = Callable[[], int]
 
 @dataclass(frozen=True)
 class Variant:
-    """A trainer step under test: plan fields changed, another batch, an attention backend."""
+    """A trainer step under test: plan fields changed, another batch, an attention backend,
+    Inductor settings patched while it compiles (``torch._inductor.config`` names)."""
 
     name: str
     plan: dict[str, Any] = dataclasses.field(default_factory=dict)
     batch: int | None = None
     sdpa: str | None = None
+    inductor: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def trainer_step(

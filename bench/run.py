@@ -18,6 +18,7 @@ Every column is timed alike (``bench.timing.measure``). MFU is model FLOPs (the 
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import time
 from collections.abc import Callable
@@ -167,18 +168,25 @@ def measure_variant(
         plans.append(desc)
         return step
 
-    t = measure(
-        build,
-        device=device,
-        flops_per_token=count_params(mc).flops_per_token,
-        sdpa=variant.sdpa,
-        **kw,
-    )
+    patch: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    if variant.inductor:  # compiling happens in the warm-up steps, inside measure
+        import torch._inductor.config as inductor_config
+
+        patch = inductor_config.patch(variant.inductor)
+    with patch:
+        t = measure(
+            build,
+            device=device,
+            flops_per_token=count_params(mc).flops_per_token,
+            sdpa=variant.sdpa,
+            **kw,
+        )
     return {
         "size": name,
         "variant": variant.name,
         "batch": b,
         "sdpa": variant.sdpa,
+        "inductor": variant.inductor,
         "plan": plans[0] if plans else None,
         "timing": as_json(t),
     }

@@ -29,6 +29,18 @@ def test_parse_variant() -> None:
     assert parse_variant("rows:ce_kernel=rows").plan == {"ce_kernel": "rows"}
     assert parse_variant("whole:regional=0").plan == {"regional": False}
     assert parse_variant("tuned:autotune=1").plan == {"autotune": True}
+    assert parse_variant("e:embed_region=0,norm_region=0,head_behind=off").plan == {
+        "embed_region": False,
+        "norm_region": False,
+        "head_behind": False,
+    }
+    v = parse_variant(
+        "cd:inductor.coordinate_descent_tuning=1,inductor.triton.autotune_pointwise=no"
+    )
+    assert v.plan == {} and v.inductor == {
+        "coordinate_descent_tuning": True,
+        "triton.autotune_pointwise": False,
+    }
     for bad in (
         ":ce_chunk=1",
         "x:ce_chunk",
@@ -36,6 +48,10 @@ def test_parse_variant() -> None:
         "x:colour=red",
         "x:sdpa=magic",
         "x:ce_kernel=cuda",
+        "x:inductor.no_such_setting=1",
+        "x:inductor.triton.no_such_setting=1",
+        "x:inductor.coordinate_descent_tuning=maybe",
+        "x:inductor.coordinate_descent_search_radius=wide",
     ):
         with pytest.raises(UsageError):
             parse_variant(bad)

@@ -15,6 +15,7 @@ from study.models import build_model
 from study.models.loss import (
     CE_KERNELS,
     CeKernel,
+    compile_head_behind,
     cuda_ce_kernel,
     head_kernels,
     linear_cross_entropy,
@@ -24,6 +25,19 @@ from study.models.loss import (
 from study.training.step import make_loss, plan_step
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def test_the_head_is_compiled_ahead_only_where_a_triton_kernel_runs() -> None:
+    """Off CUDA no thread starts (PyTorch's kernels compile nothing ahead); nor for a compiled
+    softmax gradient on any device (Dynamo must not run in a second thread)."""
+    shapes = {"rows": 512, "d_model": 8, "vocab_size": 300, "dtype": torch.bfloat16}
+    cpu = torch.device("cpu")
+    for kind in CE_KERNELS:
+        kernels = head_kernels(kind, device=cpu, vocab_size=300, compile=False)
+        assert compile_head_behind(*kernels, device=cpu, **shapes) is None
+    compiled = torch.compile(softmax_grad_eager)  # lazy: compiles nothing here
+    cuda = torch.device("cuda")
+    assert compile_head_behind(compiled, None, device=cuda, **shapes) is None
 
 
 @pytest.mark.parametrize("kind", CE_KERNELS)
@@ -110,3 +124,57 @@ def test_fast_step_loss_and_gradients_match_the_plain_model(kind: str) -> None:
     assert loss.item() == pytest.approx(ref.item(), rel=1e-2)
     for g, r in zip(grads, ref_grads, strict=True):
         assert _rel(g, r.double()) < 3e-2
+
+
+def _binaries(kernel: object) -> int:
+    """Compiled binaries a Triton JIT kernel holds (skips where this Triton keeps them
+    elsewhere)."""
+    caches = getattr(kernel, "device_caches", None)
+    if not isinstance(caches, dict):
+        pytest.skip("this Triton does not keep device_caches")
+    return sum(len(entry[0]) for entry in caches.values())
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize(("kind", "rows"), [("fused", 65536), ("fused", 100), ("rows", 4101)])
+def test_the_head_compiled_behind_is_the_kernel_the_step_runs(kind: CeKernel, rows: int) -> None:
+    """The thread compiles (or loads) the very binary the step's own call then uses: after it
+    joins, the step's first call of the kernel on ``rows`` real rows compiles nothing more, and
+    the gradient is right."""
+    if not triton_ready(torch.device("cuda")):
+        pytest.skip("needs Triton")
+    from study.models import triton_ce
+
+    device = torch.device("cuda")
+    d, v = (128, 4096) if kind == "fused" else (96, 1000)
+    softmax_grad, logits_grad = head_kernels(kind, device=device, vocab_size=v, compile=False)
+    kernel = (
+        triton_ce._linear_softmax_grad_kernel
+        if kind == "fused"
+        else triton_ce._softmax_grad_rows_kernel
+    )
+    thread = compile_head_behind(
+        softmax_grad,
+        logits_grad,
+        rows=rows,
+        d_model=d,
+        vocab_size=v,
+        dtype=torch.bfloat16,
+        device=device,
+    )
+    assert thread is not None
+    thread.join()
+    compiled = _binaries(kernel)
+    assert compiled >= 1
+    torch.manual_seed(0)
+    h = torch.randn(rows, d, device=device, dtype=torch.bfloat16)
+    w = torch.randn(v, d, device=device, dtype=torch.bfloat16)
+    t = torch.randint(0, v, (rows,), device=device)
+    if logits_grad is not None:
+        g, nll = logits_grad(h, w, t)
+    else:
+        g, nll = softmax_grad((h @ w.t()).contiguous(), t)
+    assert _binaries(kernel) == compiled
+    ref_nll = F.cross_entropy((h @ w.t()).float(), t, reduction="none")
+    assert _rel(nll, ref_nll) < 1e-2

@@ -17,7 +17,15 @@ from compiling import needs_inductor, unique_graphs
 
 from study.config import ModelConfig, TrainConfig
 from study.models import build_model
-from study.training.regional import CompiledBlocks, final_norm, make_trunk, repeated_blocks
+from study.training.regional import (
+    ONE_CONFIG,
+    CompiledBlocks,
+    compile_options,
+    embedding,
+    final_norm,
+    make_trunk,
+    repeated_blocks,
+)
 from study.training.step import StepPlan, make_loss, plan_step
 
 V, T = 300, 16
@@ -51,27 +59,51 @@ def test_the_gpu_plan_compiles_by_regions_and_says_so() -> None:
     assert not plan_step(config, torch.device("cpu"), build_model(config.model)).regional
 
 
+def test_the_regions_compile_with_one_kernel_configuration_each() -> None:
+    """Inductor's settings for the regions: each pointwise and reduction kernel compiled with one
+    launch configuration, not several timed on its first call (every setting known to this
+    PyTorch); max-autotune's own settings instead when asked."""
+    import torch._inductor.config as inductor_config
+
+    options = compile_options(autotune=False)
+    assert options == ONE_CONFIG
+    assert options["triton.autotune_pointwise"] is False
+    assert inductor_config.triton.autotune_pointwise is True  # a compile's options, not global
+    assert compile_options(autotune=True)["max_autotune"] is True
+
+
 def test_compiled_forward_is_installed_only_while_active() -> None:
     model = build_model(gpt(2))
     blocks = repeated_blocks(model)
     norm = final_norm(model)
     assert norm is model.transformer.ln_f  # type: ignore[attr-defined]
-    regions = CompiledBlocks(blocks, norm=norm)  # torch.compile is lazy: nothing compiles here
+    body = embedding(model)
+    assert body is model.transformer  # type: ignore[attr-defined]
+    # torch.compile is lazy: nothing compiles here
+    regions = CompiledBlocks(blocks, norm=norm, embed=body)
     with pytest.raises(RuntimeError), regions.active():
         assert all("forward" in m.__dict__ for m in [*blocks, norm])
+        assert "embed" in body.__dict__ and "forward" not in body.__dict__
         raise RuntimeError("inside")
     assert not any("forward" in m.__dict__ for m in [*blocks, norm])
+    assert "embed" not in body.__dict__
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("autotune", "shortcut"), [(False, False), (True, False), (False, True)])
-def test_regional_loss_and_gradients_match_eager(autotune: bool, shortcut: bool) -> None:
-    """Compiled by regions, with Inductor's default mode or max-autotune (on a CPU its C++
-    templates or ATen's products, whichever it times faster); and with the embedding shortcut,
-    mixed inside the compiled block."""
+@pytest.mark.parametrize(
+    ("autotune", "shortcut", "tables"), [(False, False, 0), (True, False, 0), (False, True, 1)]
+)
+def test_regional_loss_and_gradients_match_eager(
+    autotune: bool, shortcut: bool, tables: int
+) -> None:
+    """Compiled by regions, with the project's Inductor settings or max-autotune (on a CPU its
+    C++ templates or ATen's products, whichever it times faster); and with the embedding
+    shortcut, its x0 made in the embedding's region and mixed inside the compiled block, and a
+    value embedding looked up in the embedding's region."""
     needs_inductor()
     torch.manual_seed(0)
-    model = build_model(dataclasses.replace(gpt(2), embed_shortcut=shortcut))
+    config = dataclasses.replace(gpt(2), embed_shortcut=shortcut, value_embeds=tables)
+    model = build_model(config)
     eager = copy.deepcopy(model)
     x, y = torch.randint(0, V, (2, 3, T))
     ref = eager.loss(x, y)
@@ -110,8 +142,9 @@ def test_regional_bf16_matches_the_eager_step_in_bf16() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("shortcut", [False, True])
 def test_models_of_two_depths_share_one_compiled_block(shortcut: bool) -> None:
-    """Depth 2 then depth 4 at one width: three graphs in all (the block's, compiled once for all
-    six layers, the final norm's and the head's softmax gradient), and the models stay eager
+    """Depth 2 then depth 4 at one width: four graphs in all (the block's, compiled once for all
+    six layers, the embedding's, the final norm's and the head's softmax gradient), and the models
+    stay eager
     afterwards (another shape, in evaluation, compiles nothing). With the embedding shortcut
     too: each layer's mixing is inside the block, its scalars passed in, not its index."""
     needs_inductor()
@@ -124,8 +157,8 @@ def test_models_of_two_depths_share_one_compiled_block(shortcut: bool) -> None:
         model = build_model(config)
         x, y = torch.randint(0, V, (2, 4, T))
         make_loss(model, plan)(x, y).backward()
-        assert unique_graphs() == before + 3
+        assert unique_graphs() == before + 4
         with torch.no_grad():
             model.train(False)
             model.nll_sum(x[:, :3], y[:, :3])  # (3, T): a shape the step never saw
-        assert unique_graphs() == before + 3
+        assert unique_graphs() == before + 4

@@ -235,17 +235,27 @@ class Transformer(nn.Module):
             bias = alibi_bias(config.n_head, config.seq_len, causal=causal)
             self.register_buffer("alibi", bias, persistent=False)
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        """Final normalised hidden states (B, T, d_model) for token ids (B, T)."""
+    def embed(
+        self, idx: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]]:
+        """What the blocks start from, for token ids (B, T): the embedded input x (token and
+        learned position embedding, dropout), the embedding shortcut's x0 (None without it) and
+        the value embeddings' rows, each (B, T, d_model). One method, so that regional
+        compilation (``study.training.regional``) compiles it as one region, the gathers, the
+        add and the norm fused, forward and backward."""
         T = idx.size(1)
         x = self.wte(idx)  # (B, T, d_model)
         if self.wpe is not None:
             x = x + self.wpe.weight[:T]
         x = dropout(x, self.dropout, training=self.training)
+        x0 = F.rms_norm(x, (x.size(-1),)) if self.shortcut else None  # (B, T, d_model)
+        return x, x0, [table(idx) for table in self.value_embeds]
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """Final normalised hidden states (B, T, d_model) for token ids (B, T)."""
+        x, x0, values = self.embed(idx)
         rope = (self.rope_cos, self.rope_sin) if self.pos == "rope" else None
         bias = self.alibi if self.pos == "alibi" else None
-        x0 = F.rms_norm(x, (x.size(-1),)) if self.shortcut else None  # (B, T, d_model)
-        values = [table(idx) for table in self.value_embeds]  # each (B, T, d_model)
         for i, block in enumerate(self.blocks):
             # The scalars go in as 0-d tensors, not the index: one compiled block for every layer.
             mix = None if x0 is None else (x0, self.resid_lambdas[i], self.x0_lambdas[i])

@@ -10,10 +10,14 @@ chunk's gradient is made (PyTorch, or the Triton kernels of ``study.models.trito
 from __future__ import annotations
 
 import importlib.util
+import logging
+import threading
 from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
+
+log = logging.getLogger(__name__)
 
 # Logits bytes per chunk of the fused head. On an H100 at d_model 128, 16 MiB chunks (L2-sized)
 # lost to 64 MiB ones by 7%, and on an H200 64 MiB lost to 512 MiB (the whole 256 x 256 batch at
@@ -114,6 +118,57 @@ def head_kernels(
         rows: SoftmaxGrad = triton_ce.softmax_grad_rows
         return (softcapped(rows, cap) if cap else rows), None
     return softmax_grad, None
+
+
+def compile_head_behind(
+    softmax_grad: SoftmaxGrad,
+    logits_grad: LogitsGrad | None,
+    *,
+    rows: int,
+    d_model: int,
+    vocab_size: int,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> threading.Thread | None:
+    """Start compiling the head's Triton kernel (``study.models.triton_ce``) in a thread of its
+    own, where ``head_kernels`` picked one, for chunks of ``rows`` rows; None where it picked
+    none (PyTorch's kernels, a compiled softmax gradient: Dynamo is not thread-safe).
+
+    Triton compiles a kernel on its first call, on the calling thread: called from the first
+    training step, this lets that compilation (its code generation, LLVM and ``ptxas``, which do
+    not hold the interpreter) overlap the compiler's work on the trunk, which the same step pays
+    for before the head's first call. The thread calls the kernel once on a few rows of zeros, on
+    a stream of its own: rows keep their remainder modulo 16 (the one property of a row count
+    Triton specialises its code on), the width and vocabulary are the kernel's compile-time
+    constants, so the call compiles, or loads from Triton's cache, exactly the code the step
+    then runs. ``join`` the thread before the step's first call of the kernel."""
+    if not triton_ready(device):
+        return None
+    from study.models import triton_ce
+
+    if logits_grad is not triton_ce.linear_softmax_grad and (
+        logits_grad is not None or softmax_grad is not triton_ce.softmax_grad_rows
+    ):
+        return None
+    n = rows if rows < 256 else 256 + rows % 16
+
+    def compile_kernel() -> None:
+        try:
+            with torch.cuda.device(device), torch.cuda.stream(torch.cuda.Stream(device)):
+                targets = torch.zeros(n, dtype=torch.long, device=device)
+                if logits_grad is not None:
+                    h = torch.zeros(n, d_model, dtype=dtype, device=device)
+                    w = torch.zeros(vocab_size, d_model, dtype=dtype, device=device)
+                    logits_grad(h, w, targets)
+                else:
+                    softmax_grad(torch.zeros(n, vocab_size, dtype=dtype, device=device), targets)
+                torch.cuda.current_stream(device).synchronize()
+        except Exception:  # the step's own first call compiles it then, and says what failed
+            log.debug("the head kernel did not compile ahead", exc_info=True)
+
+    thread = threading.Thread(target=compile_kernel, name="head-kernel-compile", daemon=True)
+    thread.start()
+    return thread
 
 
 class _LinearCrossEntropy(torch.autograd.Function):

@@ -10,7 +10,10 @@ instead of ``n_layer``. Inductor's on-disk FX-graph, AOT-autograd and autotuning
 that one block graph, which does not depend on the depth, so a trial of another depth at a
 width seen before loads its kernels instead of compiling them (``study.orchestra.job.
 compile_cache_env`` says where those caches live). The final norm and the cast to the compute
-dtype are one more region (one kernel each way instead of two); the embedding runs eagerly.
+dtype are one more region (one kernel each way instead of two), and the embedding (the model's
+``transformer.embed``: the token and position gathers, their add, the embedding shortcut's norm)
+one more, so its backward is Inductor's one scatter-add kernel, not eager PyTorch's sort-based
+embedding backward and a separate reduction for the position table. Neither depends on the depth.
 
 The compiled ``forward`` is installed on the blocks only while the trunk runs (a scoped instance
 attribute), so the model stays an ordinary eager module everywhere else: evaluation and sampling,
@@ -28,6 +31,35 @@ import torch
 from torch import nn
 
 from study.models import LanguageModel
+
+# Inductor's settings for the compiled trunk: one launch configuration per pointwise and
+# reduction kernel, Inductor's own heuristic pick, where by default it compiles several and times
+# each on the kernel's first call. On one H200 this took a first trial's compile seconds from
+# 10.3-11.1 s to 6.2 s at the same tokens/s (19.26 M against 19.21 M at 1 M parameters, 12.14 M
+# against 12.12 M at 2 M; docs/bench.md).
+ONE_CONFIG = {
+    "triton.autotune_pointwise": False,
+    "test_configs.force_filter_reduction_configs": True,
+}
+
+
+def compile_options(*, autotune: bool) -> dict[str, Any]:
+    """``torch.compile``'s ``options`` for the trunk's regions: ``ONE_CONFIG``, or with
+    ``autotune`` Inductor's max-autotune without its CUDA graphs (the step captures its own).
+    Settings this PyTorch does not have are left out."""
+    import torch._inductor as inductor
+    import torch._inductor.config as inductor_config
+
+    if autotune:
+        return dict(inductor.list_mode_options("max-autotune-no-cudagraphs"))
+    known = {}
+    for key, value in ONE_CONFIG.items():
+        try:
+            inductor_config.patch({key: value})  # checks the name
+        except (AttributeError, KeyError):
+            continue
+        known[key] = value
+    return known
 
 
 def repeated_blocks(model: LanguageModel) -> list[nn.Module]:
@@ -49,6 +81,13 @@ def final_norm(model: LanguageModel) -> nn.Module | None:
     return norm if isinstance(norm, nn.Module) else None
 
 
+def embedding(model: LanguageModel) -> nn.Module | None:
+    """The module whose ``embed`` method makes the blocks' inputs (the GPT's ``transformer``),
+    if the model has one."""
+    body = getattr(model, "transformer", None)
+    return body if isinstance(body, nn.Module) and callable(getattr(body, "embed", None)) else None
+
+
 def _norm_cast(norm: nn.Module, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """``norm(x)`` cast to ``dtype``: one region, so the cast fuses into the norm's kernel
     (forward and backward) instead of a pass of its own over the hidden states."""
@@ -58,40 +97,46 @@ def _norm_cast(norm: nn.Module, x: torch.Tensor, dtype: torch.dtype) -> torch.Te
 class CompiledBlocks:
     """One ``torch.compile`` of each block class's ``forward`` (``dynamic=False``: one graph per
     batch shape, as the step's CUDA graph needs), installed on ``blocks`` while ``active``; with
-    ``norm``, the final norm and the cast to ``dtype`` compiled as one more region. ``mode`` is
-    ``torch.compile``'s (None: its default)."""
+    ``norm``, the final norm and the cast to ``dtype`` compiled as one more region; with
+    ``embed``, that module's ``embed`` method as one more. ``options`` are ``torch.compile``'s
+    (Inductor's settings; None: its defaults)."""
 
     def __init__(
         self,
         blocks: list[nn.Module],
         *,
         norm: nn.Module | None = None,
+        embed: nn.Module | None = None,
         dtype: torch.dtype = torch.float32,
-        mode: str | None = None,
+        options: dict[str, Any] | None = None,
     ) -> None:
         compiled: dict[type, Callable[..., Any]] = {}
-        self._installs: list[tuple[nn.Module, Callable[..., Any]]] = []
+        # (module, method name, its compiled replacement)
+        self._installs: list[tuple[nn.Module, str, Callable[..., Any]]] = []
         for block in blocks:
             cls = type(block)
             if cls not in compiled:
-                compiled[cls] = torch.compile(cls.forward, dynamic=False, mode=mode)
-            self._installs.append((block, functools.partial(compiled[cls], block)))
+                compiled[cls] = torch.compile(cls.forward, dynamic=False, options=options)
+            self._installs.append((block, "forward", functools.partial(compiled[cls], block)))
         if norm is not None:
-            tail = torch.compile(_norm_cast, dynamic=False, mode=mode)
-            self._installs.append((norm, functools.partial(tail, norm, dtype=dtype)))
+            tail = torch.compile(_norm_cast, dynamic=False, options=options)
+            self._installs.append((norm, "forward", functools.partial(tail, norm, dtype=dtype)))
+        if embed is not None:
+            head = torch.compile(type(embed).embed, dynamic=False, options=options)  # type: ignore[attr-defined]
+            self._installs.append((embed, "embed", functools.partial(head, embed)))
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
-        """Within: each region's ``forward`` is the compiled one; after: removed again,
-        whatever happened inside."""
-        for module, forward in self._installs:
-            # Module.__call__ calls self.forward: this instance attribute shadows the class's.
-            module.__dict__["forward"] = forward
+        """Within: each region's method is the compiled one; after: removed again, whatever
+        happened inside."""
+        for module, name, method in self._installs:
+            # self.forward / self.embed: this instance attribute shadows the class's method.
+            module.__dict__[name] = method
         try:
             yield
         finally:
-            for module, _ in self._installs:
-                module.__dict__.pop("forward", None)
+            for module, name, _ in self._installs:
+                module.__dict__.pop(name, None)
 
 
 class Trunk(nn.Module):
@@ -118,6 +163,8 @@ def make_trunk(
     compile: bool,
     regional: bool,
     autotune: bool = False,
+    embed: bool = True,
+    norm: bool = True,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """``trunk(idx) -> hidden states`` in ``dtype``: compiled by regions when ``compile`` and
     ``regional`` and the model repeats a block, compiled whole (one graph, ``dynamic=False``)
@@ -125,11 +172,19 @@ def make_trunk(
     CUDA graphs (the step captures its own): matmuls as Triton templates where they time faster
     than cuBLAS, so pointwise work (the MLP's activation, residual adds, casts) can fuse into their
     epilogues and prologues, and tuned pointwise and reduction kernels; the tuning is compiling
-    time, kept in the on-disk caches like the rest."""
-    mode = "max-autotune-no-cudagraphs" if autotune else None
+    time, kept in the on-disk caches like the rest. ``embed`` and ``norm``: by regions, the
+    embedding and the final norm (with the cast) are regions too (else they run eagerly)."""
     blocks = repeated_blocks(model) if compile and regional else []
     if blocks:
-        regions = CompiledBlocks(blocks, norm=final_norm(model), dtype=dtype, mode=mode)
+        regions = CompiledBlocks(
+            blocks,
+            norm=final_norm(model) if norm else None,
+            embed=embedding(model) if embed else None,
+            dtype=dtype,
+            options=compile_options(autotune=autotune),
+        )
         return Trunk(model, dtype, regions=regions)
     trunk = Trunk(model, dtype)
-    return torch.compile(trunk, dynamic=False, mode=mode) if compile else trunk
+    if not compile:
+        return trunk
+    return torch.compile(trunk, dynamic=False, options=compile_options(autotune=autotune))

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ from study.models import LanguageModel
 from study.models.loss import (
     CeKernel,
     ce_chunk_rows,
+    compile_head_behind,
     cuda_ce_kernel,
     head_kernels,
     linear_cross_entropy,
@@ -80,10 +82,17 @@ class StepPlan:
     ce_kernel: CeKernel = "torch"
     regional: bool = False  # compile by regions: the repeated block once for every layer
     autotune: bool = False  # compile with Inductor's max-autotune (study.training.regional)
+    embed_region: bool = True  # by regions: the embedding compiled as a region too
+    norm_region: bool = True  # by regions: the final norm and cast compiled as a region too
+    head_behind: bool = True  # graphed: the head's Triton kernel compiled beside the trunk
 
     def describe(self) -> str:
         dtype = "fp32" if self.autocast is None else str(self.autocast).removeprefix("torch.")
         compiled = "compile-blocks" if self.regional else "compile"
+        if self.regional and not self.embed_region:
+            compiled += "-eager-embed"
+        if self.regional and not self.norm_region:
+            compiled += "-eager-norm"
         parts = [dtype, compiled if self.compile else "eager"]
         if self.compile and self.autotune:
             parts.append("autotune")
@@ -173,7 +182,13 @@ def make_loss(model: LanguageModel, plan: StepPlan) -> Loss:
         return cast(Loss, torch.compile(model.loss, dynamic=False)) if plan.compile else model.loss
     dtype = plan.autocast or torch.float32
     trunk = make_trunk(
-        model, dtype, compile=plan.compile, regional=plan.regional, autotune=plan.autotune
+        model,
+        dtype,
+        compile=plan.compile,
+        regional=plan.regional,
+        autotune=plan.autotune,
+        embed=plan.embed_region,
+        norm=plan.norm_region,
     )
     head = model.head_weight
     softmax_grad, logits_grad = head_kernels(
@@ -184,8 +199,26 @@ def make_loss(model: LanguageModel, plan: StepPlan) -> Loss:
         cap=model.config.logit_softcap,
     )
 
+    behind: list[threading.Thread | None] = []  # the head kernel's compilation, once
+
     def loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if not behind and plan.cuda_graph and plan.head_behind:  # the first step
+            rows = min(plan.ce_chunk, x.numel())
+            behind.append(
+                compile_head_behind(
+                    softmax_grad,
+                    logits_grad,
+                    rows=rows,
+                    d_model=head.size(1),
+                    vocab_size=head.size(0),
+                    dtype=dtype,
+                    device=head.device,
+                )
+            )
         h = trunk(x)
+        if behind and behind[0] is not None:
+            behind[0].join()
+            behind[0] = None
         return linear_cross_entropy(
             h.flatten(0, 1),
             head,
