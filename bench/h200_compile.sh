@@ -9,7 +9,8 @@
 # (c) torch.profiler's kernels of the trainer's 1M step, grouped (matmul, attention, head+CE, ...);
 # (d) the CUDA tests of the captured step and of the head kernel compiled beside the trunk;
 # (e) with time left, python -m bench.compile_profile's first-trial compile seconds with fresh
-#     caches, with the head kernel compiled beside the trunk (the default) and without.
+#     caches, with the head kernel compiled beside the trunk (the default), without, and with
+#     flash attention instead of cuDNN's (no attention graph to build per shape).
 # Each part runs under its own time limit, cut to end by DEADLINE seconds from the start (560),
 # and a failure stops none of the others; each part writes OUT/<part>.log (8 files at most come
 # back), and OUT/summary.txt says how each part ended and how long it took. Its studies and their
@@ -86,4 +87,5 @@ first_trial() {  # first_trial NAME [ARGS...]: compile seconds of a first trial,
 }
 first_trial compile
 first_trial compile --variant inline:head_behind=0
+first_trial compile --variant flash:sdpa=flash
 echo "total ${SECONDS}s" | tee -a "$summary"

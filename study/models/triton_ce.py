@@ -22,6 +22,21 @@ MAX_ROW = 16384  # widest vocabulary softmax_grad_rows holds in registers
 
 
 @triton.jit
+def _scale_kernel(x_ptr, n, BLOCK: tl.constexpr):
+    offsets = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offsets < n
+    tl.store(x_ptr + offsets, tl.load(x_ptr + offsets, mask=mask) * 2.0, mask=mask)
+
+
+def warm_jit(device: torch.device) -> None:
+    """Compile and run a trivial kernel on ``device``: Triton's compiler (its front end, MLIR,
+    LLVM and ``ptxas``) and driver start up here, once per process, not on the head kernel's
+    first compilation."""
+    x = torch.ones(64, device=device)
+    _scale_kernel[(1,)](x, x.numel(), BLOCK=64)
+
+
+@triton.jit
 def _softmax_grad_rows_kernel(
     x_ptr, t_ptr, nll_ptr, N, stride, V, BLOCK: tl.constexpr, ROWS: tl.constexpr
 ):
