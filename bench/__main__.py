@@ -37,6 +37,7 @@ PLAN_BOOLS = (
     "embed_region",
     "norm_region",
     "head_behind",
+    "cudnn_attention",
 )
 
 
@@ -44,7 +45,8 @@ def parse_variant(text: str) -> Variant:
     """``name:key=value,...`` with keys ce_chunk, ce_kernel (torch|rows|fused), compile,
     cuda_graph, fused_adamw, regional (0: the trunk compiled whole), autotune (Inductor's
     max-autotune), embed_region and norm_region (0: by regions, the embedding or the final norm
-    eager), head_behind (0: the head's Triton kernel compiled on its first call), autocast
+    eager), head_behind (0: the head's Triton kernel compiled on its first call),
+    cudnn_attention (1: SDPA may pick cuDNN's attention in the step; set by sdpa), autocast
     (fp32|bf16), batch, sdpa (flash|cudnn|efficient|math), and inductor.NAME (a
     ``torch._inductor.config`` setting while the variant compiles, e.g.
     inductor.coordinate_descent_tuning=1)."""
@@ -78,6 +80,8 @@ def parse_variant(text: str) -> Variant:
                 raise KeyError(key)
         except (KeyError, ValueError):
             raise UsageError(f"variant {name}: bad setting {item!r}") from None
+    if sdpa is not None:  # the variant's backend, not the step's own choice, is in force
+        plan.setdefault("cudnn_attention", True)
     return Variant(name=name, plan=plan, batch=batch, sdpa=sdpa, inductor=inductor)
 
 

@@ -129,9 +129,11 @@ def autocast(
 
 
 def eager_attention(device: torch.device) -> AbstractContextManager[Any]:
-    """Attention for the eager (uncompiled) model on CUDA, in evaluation and sampling: any backend
-    but cuDNN's, which builds and compiles a graph for each new shape, and sampling meets a new
-    sequence length at every token. (Training runs compiled, at one shape, and keeps cuDNN.)"""
+    """Attention on CUDA without cuDNN's backend, which builds and compiles a graph for each new
+    shape: in evaluation and sampling (eager; sampling meets a new sequence length at every
+    token) and in the training step (``study.training.step.make_loss``), where that build was
+    0.7 s of a first trial's compile seconds on an H200 and flash attention ran as fast (19.20 M
+    against 19.16 M tokens/s at 1 M parameters, 12.01 M against 12.07 M at 2 M)."""
     if device.type != "cuda":
         return nullcontext()
     from torch.nn.attention import SDPBackend, sdpa_kernel

@@ -24,7 +24,13 @@ REPO = Path(__file__).resolve().parents[1]
 def test_parse_variant() -> None:
     v = parse_variant("big:ce_chunk=4096,cuda_graph=0,batch=512,sdpa=flash,autocast=bf16")
     assert v.name == "big" and v.batch == 512 and v.sdpa == "flash"
-    assert v.plan == {"ce_chunk": 4096, "cuda_graph": False, "autocast": torch.bfloat16}
+    assert v.plan == {
+        "ce_chunk": 4096,
+        "cuda_graph": False,
+        "autocast": torch.bfloat16,
+        "cudnn_attention": True,  # the step leaves the backend to the variant's sdpa
+    }
+    assert parse_variant("any:cudnn_attention=1").plan == {"cudnn_attention": True}
     assert parse_variant("plain:").plan == {}
     assert parse_variant("rows:ce_kernel=rows").plan == {"ce_kernel": "rows"}
     assert parse_variant("whole:regional=0").plan == {"regional": False}

@@ -178,3 +178,28 @@ def test_the_head_compiled_behind_is_the_kernel_the_step_runs(kind: CeKernel, ro
     assert _binaries(kernel) == compiled
     ref_nll = F.cross_entropy((h @ w.t()).float(), t, reduction="none")
     assert _rel(nll, ref_nll) < 1e-2
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("pos", ["learned", "alibi"])
+def test_the_step_attends_without_cudnn(pos: str) -> None:
+    """The compiled step's attention is SDPA's flash kernel (efficient attention where a bias is
+    added: ALiBi), never cuDNN's, which builds a graph per new shape (study.device.eager_attention)."""
+    mc = ModelConfig(n_layer=1, d_model=64, n_head=2, vocab_size=256, seq_len=64, pos=pos)
+    config = TrainConfig(model=mc, device="cuda", batch_size=4)
+    device = torch.device("cuda")
+    model = build_model(mc).to(device)
+    plan = plan_step(config, device, model)
+    loss_fn = make_loss(model, plan)
+    x, y = torch.randint(0, 256, (2, 4, 64), device=device)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss_fn(x, y).backward()  # compiles
+    with torch.profiler.profile() as prof:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss_fn(x, y).backward()
+        torch.cuda.synchronize()
+    names = [e.key.lower() for e in prof.key_averages()]
+    attention = [n for n in names if "scaled_dot_product" in n]
+    assert attention and not any("cudnn" in n for n in attention), attention
+    assert any(("flash" if pos == "learned" else "efficient") in n for n in attention), attention

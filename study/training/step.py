@@ -32,6 +32,7 @@ that builds the step; the trainer and the benchmark both use it.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -42,7 +43,7 @@ from typing import Any, cast
 import torch
 
 from study.config import TrainConfig
-from study.device import autocast, autocast_dtype
+from study.device import autocast, autocast_dtype, eager_attention
 from study.models import LanguageModel
 from study.models.loss import (
     CeKernel,
@@ -85,6 +86,7 @@ class StepPlan:
     embed_region: bool = True  # by regions: the embedding compiled as a region too
     norm_region: bool = True  # by regions: the final norm and cast compiled as a region too
     head_behind: bool = True  # graphed: the head's Triton kernel compiled beside the trunk
+    cudnn_attention: bool = False  # let SDPA pick cuDNN's attention (else flash, on CUDA)
 
     def describe(self) -> str:
         dtype = "fp32" if self.autocast is None else str(self.autocast).removeprefix("torch.")
@@ -96,6 +98,8 @@ class StepPlan:
         parts = [dtype, compiled if self.compile else "eager"]
         if self.compile and self.autotune:
             parts.append("autotune")
+        if self.cudnn_attention:
+            parts.append("any-attention")
         if self.cuda_graph:
             parts.append("cuda-graph")
         if self.ce_chunk:
@@ -201,6 +205,13 @@ def make_loss(model: LanguageModel, plan: StepPlan) -> Loss:
 
     behind: list[threading.Thread | None] = []  # the head kernel's compilation, once
 
+    def attention() -> AbstractContextManager[Any]:
+        """The attention backends the trunk may use: where it compiles, the ones it is traced
+        with, so the CUDA graph replays them too (study.device.eager_attention)."""
+        if plan.cudnn_attention:
+            return contextlib.nullcontext()
+        return eager_attention(head.device)
+
     def loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if not behind and plan.cuda_graph and plan.head_behind:  # the first step
             rows = min(plan.ce_chunk, x.numel())
@@ -215,7 +226,8 @@ def make_loss(model: LanguageModel, plan: StepPlan) -> Loss:
                     device=head.device,
                 )
             )
-        h = trunk(x)
+        with attention():
+            h = trunk(x)
         if behind and behind[0] is not None:
             behind[0].join()
             behind[0] = None
