@@ -186,13 +186,13 @@ def test_the_head_compiled_behind_is_the_kernel_the_step_runs(kind: CeKernel, ro
 def test_the_step_attends_without_cudnn(pos: str) -> None:
     """The compiled step's attention is SDPA's flash kernel (efficient attention where a bias is
     added: ALiBi), never cuDNN's, which builds a graph per new shape (study.device.eager_attention)."""
-    mc = ModelConfig(n_layer=1, d_model=64, n_head=2, vocab_size=256, seq_len=64, pos=pos)
+    mc = ModelConfig(n_layer=1, d_model=64, n_head=2, vocab_size=512, seq_len=64, pos=pos)
     config = TrainConfig(model=mc, device="cuda", batch_size=4)
     device = torch.device("cuda")
     model = build_model(mc).to(device)
     plan = plan_step(config, device, model)
     loss_fn = make_loss(model, plan)
-    x, y = torch.randint(0, 256, (2, 4, 64), device=device)
+    x, y = torch.randint(0, 512, (2, 4, 64), device=device)
     with torch.autocast("cuda", dtype=torch.bfloat16):
         loss_fn(x, y).backward()  # compiles
     with torch.profiler.profile() as prof:
