@@ -2,7 +2,7 @@
 cross-entropy, the optimizer, copies, and norms with the other elementwise kernels.
 
 By name, as ``torch.profiler`` reports them on CUDA: cuBLAS and cuBLASLt products (``gemm``,
-``xmma``, ``nvjet``, ``cutlass``) and Inductor's matmul templates (``triton_tem``), attention (flash, cuDNN's ``sdpa``, ``fmha``), the project's
+``xmma``, ``nvjet``, ``cutlass``) and Inductor's matmul templates (``triton_tem``), attention (flash, cuDNN's ``sdpa`` and its backward's ``dot_do_o`` and ``convert_dq`` helpers, ``fmha``), the project's
 Triton head kernels and any softmax or log-softmax reduction (``study.models.triton_ce``, the
 compiled softmax gradient, the textbook's cross-entropy), fused AdamW's multi-tensor kernels,
 memory copies and fills; the rest (Inductor's ``triton_poi``/``triton_red``/``triton_per``
@@ -16,7 +16,8 @@ from collections.abc import Iterable
 GROUPS = ("matmul", "attention", "head+CE", "optimizer", "copy", "norm+elementwise")
 _PATTERNS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # attention first: cuDNN's attention kernels also carry "flash" and "gemm"-like words
-    ("attention", ("flash", "fmha", "sdpa", "attention", "attn")),
+    # cuDNN's attention backward also runs helpers named for what they compute (dO . O, dQ's cast)
+    ("attention", ("flash", "fmha", "sdpa", "attention", "attn", "dot_do_o", "convert_dq")),
     ("head+CE", ("softmax_grad", "logsumexp", "log_softmax", "nll_loss", "cross_entropy")),
     ("matmul", ("gemm", "xmma", "nvjet", "cutlass", "cublas", "gemv", "splitk", "triton_tem")),
     ("optimizer", ("adam", "multi_tensor_apply")),

@@ -28,6 +28,11 @@ from bench.kernel_groups import GROUPS, format_groups, group_times, kernel_group
             "attention",
         ),
         ("fmha_cutlassB_bf16_aligned_64x64_k32_sm80", "attention"),
+        (
+            "void cudnn::fusion::compute_dot_do_o<true>(void const*, void const*, float*)",
+            "attention",
+        ),
+        ("void cudnn::fusion::convert_dq_to_16bits<true>(void const*, void*)", "attention"),
         ("_linear_softmax_grad_kernel", "head+CE"),
         ("_softmax_grad_rows_kernel", "head+CE"),
         ("triton_red_fused__log_softmax_nll_loss_forward_3", "head+CE"),
