@@ -72,6 +72,15 @@ def test_the_regions_compile_with_one_kernel_configuration_each() -> None:
     assert compile_options(autotune=True)["max_autotune"] is True
 
 
+def test_settings_this_pytorch_lacks_are_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An older PyTorch without one of the settings still compiles, with the others."""
+    import study.training.regional as regional
+
+    wanted = {**ONE_CONFIG, "triton.no_such_setting": True, "no_such_setting": 1}
+    monkeypatch.setattr(regional, "ONE_CONFIG", wanted)
+    assert compile_options(autotune=False) == ONE_CONFIG
+
+
 def test_compiled_forward_is_installed_only_while_active() -> None:
     model = build_model(gpt(2))
     blocks = repeated_blocks(model)

@@ -54,9 +54,11 @@ def compile_options(*, autotune: bool) -> dict[str, Any]:
         return dict(inductor.list_mode_options("max-autotune-no-cudagraphs"))
     known = {}
     for key, value in ONE_CONFIG.items():
+        owner: Any = inductor_config
         try:
-            inductor_config.patch({key: value})  # checks the name
-        except (AttributeError, KeyError):
+            for part in key.split("."):  # e.g. triton.autotune_pointwise
+                owner = getattr(owner, part)
+        except AttributeError:
             continue
         known[key] = value
     return known
