@@ -5,6 +5,7 @@ off CUDA every kind falls back to PyTorch."""
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import pytest
 import torch
@@ -30,14 +31,17 @@ gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA dev
 def test_the_head_is_compiled_ahead_only_where_a_triton_kernel_runs() -> None:
     """Off CUDA no thread starts (PyTorch's kernels compile nothing ahead); nor for a compiled
     softmax gradient on any device (Dynamo must not run in a second thread)."""
-    shapes = {"rows": 512, "d_model": 8, "vocab_size": 300, "dtype": torch.bfloat16}
+
+    def behind(kernels: tuple[Any, Any], device: torch.device) -> object:
+        return compile_head_behind(
+            *kernels, rows=512, d_model=8, vocab_size=300, dtype=torch.bfloat16, device=device
+        )
+
     cpu = torch.device("cpu")
     for kind in CE_KERNELS:
-        kernels = head_kernels(kind, device=cpu, vocab_size=300, compile=False)
-        assert compile_head_behind(*kernels, device=cpu, **shapes) is None
+        assert behind(head_kernels(kind, device=cpu, vocab_size=300, compile=False), cpu) is None
     compiled = torch.compile(softmax_grad_eager)  # lazy: compiles nothing here
-    cuda = torch.device("cuda")
-    assert compile_head_behind(compiled, None, device=cuda, **shapes) is None
+    assert behind((compiled, None), torch.device("cuda")) is None
 
 
 @pytest.mark.parametrize("kind", CE_KERNELS)
