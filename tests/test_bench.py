@@ -152,7 +152,8 @@ def test_committed_results_are_complete() -> None:
     assert any(len(t["rows"]) == len(LADDER.names) for t in tables.values())
     for name, table in tables.items():
         assert table["device"] and table["batch"] >= 1
-        words, named = name.removesuffix(".json").split("-"), []
+        words = name.removesuffix(".json").split("-")
+        named: list[str] = []
         while words and words[-1] in LADDER.names:  # the sizes the name ends with
             named.insert(0, words.pop())
         assert [r["size"] for r in table["rows"]] == (named or LADDER.names), name
