@@ -49,7 +49,8 @@ def parse_variant(text: str) -> Variant:
     cudnn_attention (1: SDPA may pick cuDNN's attention in the step; set by sdpa), autocast
     (fp32|bf16), batch, sdpa (flash|cudnn|efficient|math), and inductor.NAME (a
     ``torch._inductor.config`` setting while the variant compiles, e.g.
-    inductor.coordinate_descent_tuning=1)."""
+    inductor.coordinate_descent_tuning=1; the trunk's own compile options,
+    ``study.training.regional.compile_options``, win over a setting they name)."""
     name, _, spec = text.partition(":")
     if not name:
         raise UsageError(f"variant {text!r} needs a name: NAME:key=value,...")

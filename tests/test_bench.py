@@ -159,3 +159,24 @@ def test_committed_results_are_complete() -> None:
         assert [r["size"] for r in table["rows"]] == (named or LADDER.names), name
         for row in table["rows"]:
             assert row["a_over_b"] > 0 and row["a_over_c"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("args", "needle"), [([], "no CUDA device"), (["--variant", "x:colour=red"], "colour")]
+)
+def test_compile_profile_refuses_in_one_line(args: list[str], needle: str) -> None:
+    """bench.compile_profile measures the CUDA step: without a GPU, or with a bad variant, one
+    line and exit status 2."""
+    if torch.cuda.is_available() and not args:
+        pytest.skip("a CUDA device is present")
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.compile_profile", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0]
