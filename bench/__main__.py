@@ -94,14 +94,10 @@ def inductor_value(key: str, text: str) -> Any:
         KeyError: Inductor has no such setting.
         ValueError: ``text`` is not a value of its type.
     """
-    import torch._inductor.config as inductor_config
+    from study.training.regional import inductor_setting
 
-    *path, last = key.removeprefix("inductor.").split(".")
-    owner: Any = inductor_config
     try:
-        for part in path:  # e.g. triton.autotune_pointwise
-            owner = getattr(owner, part)
-        default = getattr(owner, last)
+        default = inductor_setting(key.removeprefix("inductor."))
     except AttributeError:
         raise KeyError(key) from None
     if isinstance(default, bool):

@@ -48,20 +48,31 @@ def compile_options(*, autotune: bool) -> dict[str, Any]:
     ``autotune`` Inductor's max-autotune without its CUDA graphs (the step captures its own).
     Settings this PyTorch does not have are left out."""
     import torch._inductor as inductor
-    import torch._inductor.config as inductor_config
 
     if autotune:
         return dict(inductor.list_mode_options("max-autotune-no-cudagraphs"))
     known = {}
     for key, value in ONE_CONFIG.items():
-        owner: Any = inductor_config
         try:
-            for part in key.split("."):  # e.g. triton.autotune_pointwise
-                owner = getattr(owner, part)
+            inductor_setting(key)
         except AttributeError:
             continue
         known[key] = value
     return known
+
+
+def inductor_setting(key: str) -> Any:
+    """The value of Inductor's setting ``key`` now (dotted, e.g. ``triton.autotune_pointwise``).
+
+    Raises:
+        AttributeError: this PyTorch has no such setting.
+    """
+    import torch._inductor.config as inductor_config
+
+    owner: Any = inductor_config
+    for part in key.split("."):
+        owner = getattr(owner, part)
+    return owner
 
 
 def repeated_blocks(model: LanguageModel) -> list[nn.Module]:
