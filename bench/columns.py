@@ -22,8 +22,9 @@ import torch
 from bench.textbook import GraphedStep, TextbookGPT, textbook_step
 from study.config import ModelConfig, TrainConfig
 from study.models import build_model
+from study.training.plan import plan_step
 from study.training.schedule import lr_at
-from study.training.step import Batches, TrainStep, plan_step
+from study.training.step import Batches, TrainStep
 
 Step = Callable[[], int]
 

@@ -34,12 +34,12 @@ from study.config import TrainConfig
 from study.device import default_batch_size, resolve_device
 from study.errors import UsageError, cli_main
 from study.models import build_model
-from study.training.step import GRAPH_WARMUP, TrainStep, plan_step
+from study.training.plan import plan_step
+from study.training.step import GRAPH_WARMUP, TrainStep
 from study.training.warm import warm_compiler
 
 
-@cli_main
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = ArgumentParser(prog="python -m bench.compile_profile")
     p.add_argument("--n-layer", type=int)
     p.add_argument("--d-model", type=int)
@@ -52,15 +52,11 @@ def main(argv: list[str] | None = None) -> int:
         type=parse_variant,
         help="the plan and Inductor changed as python -m bench --variant takes them",
     )
-    args = p.parse_args(argv)
-    variant = args.variant or Variant(name="trainer")
-    if variant.inductor:
-        import torch._inductor.config as inductor_config
+    return p
 
-        inductor_config.patch(variant.inductor).__enter__()  # for the whole process
-    device = resolve_device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.type != "cuda":
-        raise UsageError("bench.compile_profile measures the CUDA step; no CUDA device here")
+
+def trial_config(args: argparse.Namespace) -> TrainConfig:
+    """The default model's config on CUDA, with the width, depth and MLP asked for."""
     base = TrainConfig(device="cuda")
     changes = {
         k: v
@@ -69,12 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     config = base.replace(model=dataclasses.replace(base.model, **changes))
     config.validate()
-    began = time.perf_counter()
-    warm = warm_compiler(device)
-    print(
-        f"warm-up (before the config, in a waiting process): {warm:.2f}s "
-        f"({time.perf_counter() - began:.2f}s with imports)"
-    )
+    return config
+
+
+def build_step(config: TrainConfig, variant: Variant, device: torch.device) -> TrainStep:
+    """The trial's step as ``study.training.setup`` builds it, the variant's plan applied."""
     torch.manual_seed(0)
     tokens = torch.randint(0, config.model.vocab_size, (5_000_000,), dtype=torch.int32)
     tokens = tokens.to(device)
@@ -90,36 +85,64 @@ def main(argv: list[str] | None = None) -> int:
         f"{step.plan.describe()}; {config.model.n_layer} x {config.model.d_model} "
         f"{config.model.mlp}, batch {batch}"
     )
-    backend = sdpa_backend(variant.sdpa)
-    backend.__enter__()  # for the whole process
-    profile = cProfile.Profile()
+    return step
+
+
+def time_steps(
+    step: TrainStep, config: TrainConfig, *, steps: int, profile: cProfile.Profile | None
+) -> list[float]:
+    """Seconds of each of the first ``GRAPH_WARMUP + 1 + steps`` steps, synchronised as the
+    trainer times its compiling steps; ``profile`` records the compiling ones."""
     seconds = []
-    for i in range(GRAPH_WARMUP + 1 + args.steps):
-        compiling = i <= GRAPH_WARMUP
-        torch.cuda.synchronize(device)
+    for i in range(GRAPH_WARMUP + 1 + steps):
+        recording = profile if i <= GRAPH_WARMUP else None
+        torch.cuda.synchronize(step.device)
         t = time.perf_counter()
-        if compiling and not args.no_profile:
-            profile.enable()
+        if recording is not None:
+            recording.enable()
         step(lr=config.lr, seq_len=config.model.seq_len)
-        torch.cuda.synchronize(device)
-        if compiling and not args.no_profile:
-            profile.disable()
+        torch.cuda.synchronize(step.device)
+        if recording is not None:
+            recording.disable()
         seconds.append(time.perf_counter() - t)
-    compile_s = sum(seconds[: GRAPH_WARMUP + 1])
+    return seconds
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    variant = args.variant or Variant(name="trainer")
+    if variant.inductor:
+        import torch._inductor.config as inductor_config
+
+        inductor_config.patch(variant.inductor).__enter__()  # for the whole process
+    device = resolve_device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type != "cuda":
+        raise UsageError("bench.compile_profile measures the CUDA step; no CUDA device here")
+    config = trial_config(args)
+    began = time.perf_counter()
+    warm = warm_compiler(device)
+    print(
+        f"warm-up (before the config, in a waiting process): {warm:.2f}s "
+        f"({time.perf_counter() - began:.2f}s with imports)"
+    )
+    step = build_step(config, variant, device)
+    sdpa_backend(variant.sdpa).__enter__()  # for the whole process
+    profile = None if args.no_profile else cProfile.Profile()
+    seconds = time_steps(step, config, steps=args.steps, profile=profile)
     print("steps (s): " + " ".join(f"{s:.3f}" for s in seconds))
     print(
         f"compile seconds (the first {GRAPH_WARMUP + 1} steps, as a trial counts them): "
-        f"{compile_s:.2f}"
+        f"{sum(seconds[: GRAPH_WARMUP + 1]):.2f}"
     )
     from torch._dynamo.utils import compile_times
 
     print("Dynamo's compile phases (s):")
     print(compile_times(repr="str"))
-    if args.no_profile:
-        return 0
-    out = io.StringIO()
-    pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(args.rows)
-    print(out.getvalue())
+    if profile is not None:
+        out = io.StringIO()
+        pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(args.rows)
+        print(out.getvalue())
     return 0
 
 

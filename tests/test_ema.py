@@ -8,7 +8,8 @@ import torch
 from study.config import ModelConfig, TrainConfig
 from study.models import build_model
 from study.training.ema import WeightAverage, decay_at
-from study.training.step import StepPlan, TrainStep
+from study.training.plan import StepPlan
+from study.training.step import TrainStep
 
 V, T = 300, 16
 

@@ -17,7 +17,8 @@ from study.models import build_model, count_params
 from study.models.gpt import apply_rope, value_embed_layers
 from study.train import build_parser, config_from_args, main
 from study.training.optim import MuonAdamW, make_optimizer, route_params
-from study.training.step import StepPlan, TrainStep, make_loss
+from study.training.plan import StepPlan
+from study.training.step import TrainStep, make_loss
 
 TINY = ModelConfig(n_layer=2, d_model=16, n_head=2, seq_len=8, vocab_size=300)
 

@@ -19,7 +19,8 @@ import torch
 
 from study.config import ModelConfig, TrainConfig
 from study.models import LanguageModel, build_model
-from study.training.step import StepPlan, TrainStep, backward_micro_batches
+from study.training.plan import StepPlan
+from study.training.step import TrainStep, backward_micro_batches
 from study.training.trainer import train
 
 B, K, T, V = 3, 4, 16, 300

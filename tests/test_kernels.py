@@ -23,7 +23,8 @@ from study.models.loss import (
     softmax_grad_eager,
     triton_ready,
 )
-from study.training.step import make_loss, plan_step
+from study.training.plan import plan_step
+from study.training.step import make_loss
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

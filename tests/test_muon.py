@@ -19,7 +19,8 @@ from study.training.optim import (
     muon_momentum_at,
     route_params,
 )
-from study.training.step import StepPlan, TrainStep, plan_step
+from study.training.plan import StepPlan, plan_step
+from study.training.step import TrainStep
 
 V, T = 300, 16
 

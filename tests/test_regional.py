@@ -17,6 +17,7 @@ from compiling import needs_inductor, unique_graphs
 
 from study.config import ModelConfig, TrainConfig
 from study.models import build_model
+from study.training.plan import StepPlan, plan_step
 from study.training.regional import (
     ONE_CONFIG,
     CompiledBlocks,
@@ -26,7 +27,7 @@ from study.training.regional import (
     make_trunk,
     repeated_blocks,
 )
-from study.training.step import StepPlan, make_loss, plan_step
+from study.training.step import make_loss
 
 V, T = 300, 16
 REGIONAL = StepPlan(

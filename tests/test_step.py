@@ -16,7 +16,8 @@ import torch
 from study.config import ModelConfig, TrainConfig
 from study.device import cpu_has_bf16
 from study.models import build_model
-from study.training.step import Batches, StepPlan, TrainStep, make_loss, plan_step
+from study.training.plan import StepPlan, plan_step
+from study.training.step import Batches, TrainStep, make_loss
 
 V, T = 300, 16
 EAGER = StepPlan(compile=False, cuda_graph=False, ce_chunk=7, autocast=None, fused_adamw=False)

@@ -248,7 +248,8 @@ EMBEDS = {"embed_shortcut": True, "value_embeds": 1}
     ],
 )
 def test_switches_compile_and_capture_on_cuda(changes: dict[str, object]) -> None:
-    from study.training.step import StepPlan, TrainStep, plan_step
+    from study.training.plan import StepPlan, plan_step
+    from study.training.step import TrainStep
 
     device = torch.device("cuda")
     model_config = ModelConfig(n_layer=2, d_model=128, n_head=4, vocab_size=512, seq_len=64)
