@@ -24,7 +24,8 @@ arithmetic (each lever measured by ``python -m bench``):
 * On a CPU: eager, bf16 autocast where the CPU has native bf16 (``study.device.autocast_dtype``),
   and an AdamW that does not import ``torch._dynamo`` (``study.training.optim.ForeachAdamW``).
 
-The fused head lives in ``study.models.loss``, the optimizers in ``study.training.optim``. Which models may
+The fused head lives in ``study.models.loss``, the optimizers in ``study.training.optim``, the
+plan (how the step runs on a device) in ``study.training.plan``. Which models may
 be fused and graphed their ``LanguageModel.step_fusable`` says. ``TrainStep`` is the one place
 that builds the step; the trainer and the benchmark both use it.
 """
