@@ -97,16 +97,20 @@ CASES: dict[str, Callable[[Path], None]] = {
 
 
 def _commands(tmp: Path, storage: str) -> list[tuple[str, list[str]]]:
+    """Each command on ``storage``; the fits with the coarse grid of starts and fewer bootstrap
+    resamples (what a hostile row does to a command is in its reading, not in how many starts
+    or resamples it then fits: every code path still runs)."""
     base = ["--storage", storage]
+    coarse = ["--grid", "coarse"]
     return [
         ("trials", [*base, "--csv", str(tmp / "t.csv")]),
         ("compare", base),
-        ("crossover", base),
+        ("crossover", [*base, "--bootstrap", "100"]),
         ("curves", [*base, "--plot", str(tmp / "c.png")]),
         ("frontier", [*base, "--plot", str(tmp / "f.png")]),
-        ("predict", base),
-        ("scaling_law", base),
-        ("report", [*base, "--out", str(tmp / "r.html")]),
+        ("predict", [*base, *coarse]),
+        ("scaling_law", [*base, *coarse, "--bootstrap", "20"]),
+        ("report", [*base, *coarse, "--out", str(tmp / "r.html")]),
     ]
 
 
